@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/term"
+
+	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const defaultConfig = "/etc/encwatch/config.hcl"
+
+// exitCode is returned by a command that has already said why it failed and
+// only needs the process to exit with that status.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+const usage = `usage: encwatch COMMAND [flags]
+
+Commands:
+  run       --config FILE            own the kernel audit socket and raise alerts (root)
+  replay    --config FILE [LOG...]   replay auditd log files ("-" for stdin) and print alerts as JSON lines
+  validate  --config FILE | FILE     check a policy; prints file:line:col diagnostics, exit 1 on error
+  version                            print the version
+
+Run "encwatch COMMAND --help" for the flags of a command.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stderr)
+	case "replay":
+		return cmdReplay(ctx, rest, stdout, stderr)
+	case "validate":
+		return cmdValidate(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "encwatch %s\n", version)
+		return nil
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "encwatch: unknown command %q\n%s", cmd, usage)
+		return exitCode(2)
+	}
+}
+
+// newFlags returns a flag set that prints its usage to stderr and reports
+// errors instead of exiting.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: encwatch %s %s\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning -help into a clean exit.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitCode(0)
+		}
+		return exitCode(2)
+	}
+	return nil
+}
+
+func newLogger(level, format string, stderr io.Writer) (*logrus.Entry, error) {
+	l := logrus.New()
+	l.SetOutput(stderr)
+	lv, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	l.SetLevel(lv)
+	switch format {
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	case "text":
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "auto":
+		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+		} else {
+			l.SetFormatter(&logrus.JSONFormatter{})
+		}
+	default:
+		return nil, fmt.Errorf("--log-format: want auto, json or text, not %q", format)
+	}
+	return logrus.NewEntry(l), nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", "--config FILE", stderr)
+	path := fs.String("config", defaultConfig, "policy file")
+	level := fs.String("log-level", "info", "log level: debug, info, warning, error")
+	format := fs.String("log-format", "auto", "log format: auto (JSON unless stderr is a terminal), json, text")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, *format, stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, config.LoadOptions{RequireRootOwned: true})
+	if err != nil {
+		return err
+	}
+	return daemon.Run(ctx, cfg, log)
+}
+
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("replay", "--config FILE [LOG...]", stderr)
+	path := fs.String("config", defaultConfig, "policy file")
+	level := fs.String("log-level", "warning", "log level: debug, info, warning, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, "text", stderr)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path, config.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	return daemon.Replay(ctx, cfg, log, files, stdout)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate", "--config FILE | FILE", stderr)
+	path := fs.String("config", "", "policy file (default "+defaultConfig+")")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *path == "" && fs.NArg() == 1:
+		*path = fs.Arg(0)
+	case *path == "" && fs.NArg() == 0:
+		*path = defaultConfig
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "encwatch validate: unexpected arguments %s\n", strings.Join(fs.Args(), " "))
+		return exitCode(2)
+	}
+	cfg, err := config.Load(*path, config.LoadOptions{})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCode(1)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d signatures, %d sinks\n", *path, cfg.Policy.Len(), len(cfg.Sinks))
+	return nil
+}

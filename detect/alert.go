@@ -87,4 +87,7 @@ type Alert struct {
 	Actions     []string // recommended actions for Environment
 	Payload     *Payload
 	Throttled   uint64 // alerts of this signature suppressed since the last one that passed
+	// Related are the other processes of a correlated sequence: the first
+	// step, when this alert's event completed it.
+	Related []Process
 }

@@ -172,6 +172,6 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, err)
 		return exitCode(1)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d signatures, %d sinks\n", *path, cfg.Policy.Len(), len(cfg.Sinks))
+	fmt.Fprintf(stdout, "%s: ok: %d signatures, %d sinks\n", *path, len(cfg.Policy.Signatures()), len(cfg.Sinks))
 	return nil
 }

@@ -34,7 +34,7 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	log.WithFields(logrus.Fields{
 		"config":      cfg.Path,
 		"environment": cfg.Settings.Environment,
-		"signatures":  cfg.Policy.Len(),
+		"signatures":  len(cfg.Policy.Signatures()),
 		"sinks":       len(sinks),
 		"rule_key":    cfg.Audit.RuleKey,
 	}).Info("encwatch running")
@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 // Replay reads auditd log files ("-" is stdin) through the same pipeline as
 // Run and writes the alerts as JSON lines to out. It needs no privileges.
 func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []string, out io.Writer) error {
-	sinks := []sink.Sink{sink.NewStdout("replay", out)}
+	sinks := []sink.Sink{sink.NewStdout("replay", out, nil)}
 	p := newPipeline(cfg, log, sinks, false)
 	src := func(ctx context.Context, recs chan<- []audit.Record) error {
 		for _, name := range files {
@@ -118,16 +118,17 @@ func kernelConfig(cfg *config.Config) audit.KernelConfig {
 }
 
 func assemblerConfig(cfg *config.Config, live bool) audit.AssemblerConfig {
+	mode := audit.ModeReplay
+	if live {
+		mode = audit.ModeLive
+	}
 	return audit.AssemblerConfig{
+		Mode:        mode,
 		MaxInFlight: cfg.Audit.MaxInFlight,
 		Timeout:     cfg.Audit.EventTimeout,
-		Live:        live,
 	}
 }
 
-func buildSinks(cfg *config.Config, log *logrus.Entry) ([]sink.Sink, error) {
-	return nil, errors.New("TODO")
-}
 
 func closeSinks(sinks []sink.Sink, log *logrus.Entry) {
 	for _, s := range sinks {

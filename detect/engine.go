@@ -1,0 +1,510 @@
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/encwatch/encwatch/audit"
+)
+
+// Processes looks up the ancestry of a process. internal/proc implements it
+// from the execs the daemon has seen, with /proc as fallback.
+type Processes interface {
+	// Ancestry returns pid's process followed by its parent, grandparent
+	// and so on, at most max entries; nil when pid is unknown.
+	Ancestry(pid int, max int) []Process
+}
+
+// Files identifies an executed file by content, for the renamed-encoder
+// check: a copy of /usr/bin/base64 has a new inode but the same bytes.
+type Files interface {
+	// Hash returns the lowercase hex SHA-256 of the regular file at path
+	// when its size is one of sizes (sorted); ok is false otherwise and on
+	// any error. Implementations cache by device, inode and mtime: the
+	// engine calls it on the detection path.
+	Hash(path string, sizes []int64) (sum string, ok bool)
+}
+
+// Stats are the engine's counters since it started.
+type Stats struct {
+	// Alerts counts alerts raised, by signature.
+	Alerts map[string]uint64
+	// Suppressed counts alerts an allow block suppressed, by its reason.
+	Suppressed map[string]uint64
+	// Throttled counts alerts a throttle held back, by signature.
+	Throttled map[string]uint64
+}
+
+// Engine evaluates audit events against the current Policy.
+//
+// Evaluate is called from one goroutine, the detection stage, and is not safe
+// for concurrent use: the throttle and correlation state belong to that
+// goroutine alone. Swap and Stats are safe to call from any goroutine at any
+// time; SetProcesses and SetFiles are called before the first Evaluate.
+type Engine struct {
+	policy atomic.Pointer[Policy]
+	host   string
+	now    func() time.Time
+	procs  Processes
+	files  Files
+
+	// Owned by the Evaluate goroutine.
+	mark     []uint32 // mark[i] == gen: signature i is a candidate for this event
+	gen      uint32
+	throttle map[throttleKey]*bucket
+	pending  map[seqKey]*seqState
+	// held counts, per signature name, alerts throttled since the last one
+	// that passed.
+	held map[string]uint64
+
+	alerts, suppressed, throttled sync.Map // string → *atomic.Uint64
+}
+
+// Bounds on the engine's state: the keys an attacker can make it remember
+// (a parent pid per fork) must not grow without limit.
+const (
+	maxThrottleKeys = 16384
+	maxPending      = 16384
+)
+
+// NewEngine returns an Engine that evaluates against p. host names this
+// machine in alerts; now stands in for the clock (time.Now in production).
+// p must not be nil: an empty policy is Compile(PolicySpec{}).
+func NewEngine(p *Policy, host string, now func() time.Time) *Engine {
+	if p == nil {
+		panic("detect: NewEngine with nil policy")
+	}
+	e := &Engine{
+		host:     host,
+		now:      now,
+		throttle: make(map[throttleKey]*bucket),
+		pending:  make(map[seqKey]*seqState),
+		held:     make(map[string]uint64),
+	}
+	e.policy.Store(p)
+	return e
+}
+
+// SetProcesses sets where ancestry comes from; without it alerts carry none
+// and parent conditions never hold.
+func (e *Engine) SetProcesses(p Processes) { e.procs = p }
+
+// SetFiles sets the content hasher for the renamed-encoder check; without it
+// a renamed copy is recognised by device and inode only (a hard link or the
+// file itself moved).
+func (e *Engine) SetFiles(f Files) { e.files = f }
+
+// Swap makes p the policy for every later Evaluate. p must not be nil.
+func (e *Engine) Swap(p *Policy) {
+	if p == nil {
+		panic("detect: Swap with nil policy")
+	}
+	e.policy.Store(p)
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() *Policy { return e.policy.Load() }
+
+// Stats returns a copy of the counters.
+func (e *Engine) Stats() Stats {
+	read := func(m *sync.Map) map[string]uint64 {
+		out := make(map[string]uint64)
+		m.Range(func(k, v any) bool {
+			out[k.(string)] = v.(*atomic.Uint64).Load()
+			return true
+		})
+		return out
+	}
+	return Stats{Alerts: read(&e.alerts), Suppressed: read(&e.suppressed), Throttled: read(&e.throttled)}
+}
+
+func count(m *sync.Map, key string) {
+	v, ok := m.Load(key)
+	if !ok {
+		v, _ = m.LoadOrStore(key, new(atomic.Uint64))
+	}
+	v.(*atomic.Uint64).Add(1)
+}
+
+// Evaluate returns the alerts ev raises, or nil. Only exec events are
+// evaluated, failed ones included (a decoded script without a shebang fails
+// with ENOEXEC). ev is shared by every returned alert and must not be
+// modified afterwards.
+//
+// The candidates are found by map lookups on the basenames of the executed
+// file (ev.Exe), of argv[0] and of the file named in the call (PATH item 0):
+// the exe is what the kernel ran; argv[0] is what the caller called it, which
+// differs for a multi-call binary, a renamed copy or an exec through
+// /proc/self/exe; the named file is a script run through its shebang. For a
+// failed exec the kernel reports the caller's exe, so it is not used.
+//
+// The no-match path does not allocate.
+func (e *Engine) Evaluate(ev *audit.Event) []Alert {
+	if ev == nil || !ev.IsExec() {
+		return nil
+	}
+	p := e.policy.Load()
+	x := evalCtx{e: e, p: p, ev: ev}
+	if ev.Success && ev.Exe != "" {
+		x.exeBase = basename(ev.Exe)
+	}
+	if len(ev.Argv) > 0 && ev.Argv[0] != "" {
+		x.argv0Base = basename(ev.Argv[0])
+	}
+	if len(ev.Paths) > 0 && ev.Paths[0].Name != "" {
+		x.filePath = ev.Paths[0].Name
+		if x.filePath[0] != '/' && ev.Cwd != "" {
+			x.filePath = strings.TrimSuffix(ev.Cwd, "/") + "/" + x.filePath
+		}
+		x.fileBase = basename(x.filePath)
+	}
+	if len(e.mark) < len(p.sigs) {
+		e.mark = make([]uint32, len(p.sigs))
+	}
+	e.gen++
+	if e.gen == 0 { // wrapped: stale marks could equal it
+		clear(e.mark)
+		e.gen = 1
+	}
+	lo, hi := len(p.sigs), -1
+	mark := func(list []*signature) {
+		for _, s := range list {
+			e.mark[s.index] = e.gen
+			lo, hi = min(lo, s.index), max(hi, s.index)
+		}
+	}
+	for _, name := range [...]string{x.exeBase, x.argv0Base, x.fileBase} {
+		if name == "" {
+			continue
+		}
+		list, ok := p.byExe[name]
+		if !ok {
+			if v := unversioned(name); v != name {
+				list = p.byExe[v]
+			}
+		}
+		mark(list)
+	}
+	mark(p.scan)
+	if len(p.byInode)+len(p.byHash) > 0 {
+		// A known encoder under any name is a candidate for the signatures
+		// that list its real name.
+		if id := x.identity(); id != nil {
+			mark(p.byExe[id.Name])
+			mark(p.renamed)
+		}
+	}
+	if hi < 0 {
+		return nil
+	}
+	return e.evaluate(&x, lo, hi)
+}
+
+func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
+	p, ev := x.p, x.ev
+	t := ev.Time
+	if t.IsZero() {
+		t = e.now()
+	}
+	var out []Alert
+	for i := lo; i <= hi; i++ {
+		if e.mark[i] != e.gen {
+			continue
+		}
+		s := p.sigs[i]
+		var ms []Match
+		var ok bool
+		var first *seqHit
+		if s.seq != nil {
+			ms, first, ok = e.sequence(x, s, t)
+		} else {
+			ms, ok = s.all.match(x, nil)
+			if ok && len(s.any) > 0 {
+				ok = false
+				for _, c := range s.any {
+					var m2 []Match
+					if m2, ok = c.match(x, ms); ok {
+						ms = m2
+						break
+					}
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		if a := e.allowed(x, s); a != nil {
+			count(&e.suppressed, a.reason)
+			continue
+		}
+		if !e.pass(x, s, t) {
+			e.held[s.info.Name]++
+			count(&e.throttled, s.info.Name)
+			continue
+		}
+		count(&e.alerts, s.info.Name)
+		host := e.host
+		if ev.Node != "" {
+			// A forwarded or replayed record names the host it came from.
+			host = ev.Node
+		}
+		a := Alert{
+			ID:          alertID(host, ev, s.info.Name),
+			Time:        t,
+			Host:        host,
+			Environment: p.env,
+			Signature:   s.info,
+			Event:       ev,
+			Ancestry:    x.ancestry(),
+			Matches:     ms,
+			Actions:     s.actionsFor(p.env),
+			Throttled:   e.held[s.info.Name],
+		}
+		delete(e.held, s.info.Name)
+		if first != nil {
+			a.Related = []Process{first.proc}
+		}
+		if pi := x.payload(); pi != nil {
+			a.Payload = pi.best()
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func (s *signature) actionsFor(env string) []string {
+	if a, ok := s.actions[env]; ok {
+		return a
+	}
+	return s.actions["default"]
+}
+
+// allowed returns the allow block that suppresses s for this event, if any.
+func (e *Engine) allowed(x *evalCtx, s *signature) *allow {
+	for _, a := range x.p.allows {
+		if a.sigs != nil && !a.sigs[s.info.Name] {
+			continue
+		}
+		if len(a.c.exes) > 0 && len(a.c.exeMatch(x)) == 0 {
+			continue
+		}
+		if _, ok := a.c.match(x, nil); ok {
+			return a
+		}
+	}
+	return nil
+}
+
+// throttleKey names one throttle bucket.
+type throttleKey struct {
+	sig  string
+	rule int
+	key  string
+}
+
+type bucket struct {
+	start time.Time
+	n     int
+}
+
+// pass applies s's throttles at time t: every one must have room.
+func (e *Engine) pass(x *evalCtx, s *signature, t time.Time) bool {
+	if len(s.throttles) == 0 {
+		return true
+	}
+	if len(e.throttle) >= maxThrottleKeys {
+		e.expireThrottles(t)
+	}
+	ok := true
+	var bs []*bucket
+	for i, th := range s.throttles {
+		k := throttleKey{sig: s.info.Name, rule: i, key: throttleValue(x, th.Per)}
+		b := e.throttle[k]
+		if b == nil || t.Sub(b.start) >= th.Window || t.Before(b.start) {
+			if b == nil {
+				b = &bucket{}
+				e.throttle[k] = b
+			}
+			b.start, b.n = t, 0
+		}
+		if b.n >= th.Max {
+			ok = false
+		}
+		bs = append(bs, b)
+	}
+	if ok {
+		for _, b := range bs {
+			b.n++
+		}
+	}
+	return ok
+}
+
+// expireThrottles drops buckets whose window has passed; if every bucket is
+// live, it forgets them all, which errs towards more alerts, not fewer.
+func (e *Engine) expireThrottles(t time.Time) {
+	p := e.policy.Load()
+	windows := make(map[string][]ThrottleSpec, len(p.sigs))
+	for _, s := range p.sigs {
+		windows[s.info.Name] = s.throttles
+	}
+	for k, b := range e.throttle {
+		ths := windows[k.sig]
+		if k.rule >= len(ths) || t.Sub(b.start) >= ths[k.rule].Window {
+			delete(e.throttle, k)
+		}
+	}
+	if len(e.throttle) >= maxThrottleKeys {
+		clear(e.throttle)
+	}
+}
+
+func throttleValue(x *evalCtx, per string) string {
+	switch per {
+	case "parent_pid":
+		return strconv.Itoa(x.ev.PPID)
+	case "parent_exe":
+		if anc := x.ancestry(); len(anc) > 0 {
+			return anc[0].Exe
+		}
+		return "ppid:" + strconv.Itoa(x.ev.PPID)
+	case "ancestry":
+		anc := x.ancestry()
+		if len(anc) == 0 {
+			return "ppid:" + strconv.Itoa(x.ev.PPID)
+		}
+		var b strings.Builder
+		for _, p := range anc {
+			b.WriteString(p.Exe)
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	return "" // host: one bucket
+}
+
+// Sequence correlation.
+
+type seqKey struct {
+	sig string
+	key uint64
+}
+
+type seqHit struct {
+	at   time.Time
+	proc Process
+}
+
+type seqState struct {
+	steps [2]*seqHit
+}
+
+// sequence records this event as a step of s and reports whether it
+// completes the sequence. The first step's process is returned for the
+// alert.
+func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
+	q := s.seq
+	var k uint64
+	switch q.by {
+	case "session":
+		if x.ev.Session == audit.Unset {
+			return nil, nil, false
+		}
+		k = uint64(x.ev.Session)
+	default:
+		k = uint64(x.ev.PPID)
+	}
+	key := seqKey{sig: s.info.Name, key: k}
+	for step := range 2 {
+		ms, ok := q.steps[step].match(x, nil)
+		if !ok {
+			continue
+		}
+		st := e.pending[key]
+		other := 1 - step
+		if st != nil {
+			if h := st.steps[other]; h != nil && within(h.at, t, q.within) && (!q.ordered || other == 0) && h.proc.PID != x.ev.PID {
+				delete(e.pending, key)
+				ms = append(ms, Match{
+					Field:  "sequence",
+					Value:  strings.Join(h.proc.Argv, " "),
+					Reason: q.names[other] + " (pid " + strconv.Itoa(h.proc.PID) + ") and " + q.names[step] + " ran under the same " + q.by + " within " + q.within.String(),
+				})
+				return ms, h, true
+			}
+		}
+		if st == nil {
+			if len(e.pending) >= maxPending {
+				e.expirePending(t)
+			}
+			st = &seqState{}
+			e.pending[key] = st
+		}
+		st.steps[step] = &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}}
+	}
+	return nil, nil, false
+}
+
+func within(a, b time.Time, d time.Duration) bool {
+	diff := b.Sub(a)
+	if diff < 0 {
+		diff = -diff
+	}
+	return diff <= d
+}
+
+// expirePending drops correlation state older than every sequence's window;
+// if that frees nothing, it drops it all.
+func (e *Engine) expirePending(t time.Time) {
+	var longest time.Duration
+	for _, s := range e.policy.Load().sigs {
+		if s.seq != nil && s.seq.within > longest {
+			longest = s.seq.within
+		}
+	}
+	for k, st := range e.pending {
+		live := false
+		for _, h := range st.steps {
+			if h != nil && within(h.at, t, longest) {
+				live = true
+			}
+		}
+		if !live {
+			delete(e.pending, k)
+		}
+	}
+	if len(e.pending) >= maxPending {
+		clear(e.pending)
+	}
+}
+
+// alertID is a stable id for the alert signature raises on ev at host, so
+// that a sink retrying a delivery, or a replay of the same log, produces the
+// same id and the receiver can drop duplicates: the first 128 bits of
+// SHA-256 over host, event time, serial and signature name.
+func alertID(host string, ev *audit.Event, sig string) string {
+	var stack [128]byte
+	b := append(stack[:0], host...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(ev.Time.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, ev.Serial)
+	b = append(b, sig...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// basename is the last element of a slash-separated path, without
+// allocating. Unlike path.Base it does not clean: "" stays "" and a path
+// ending in "/" gives "", which no signature lists.
+func basename(s string) string {
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

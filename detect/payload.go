@@ -1,0 +1,420 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Bounds on inline payload inspection: an attacker controls the command line,
+// which may be up to the kernel's MAX_ARG_STRLEN (32 pages) per argument and
+// far more in all.
+const (
+	maxInlineCode = 64 << 10 // bytes of inline code inspected
+	maxBlobs      = 16       // blobs decoded per command line
+	minBlobLen    = 16       // shorter runs are words, not payloads
+	previewBytes  = 96       // decoded bytes shown in an alert
+)
+
+// interpreterFlags maps an interpreter to the flag letters that take inline
+// code: "sh -c CODE", "perl -e CODE", "php -r CODE".
+var interpreterFlags = map[string]string{
+	"sh": "c", "bash": "c", "dash": "c", "zsh": "c", "ksh": "c", "mksh": "c", "ash": "c", "busybox": "c", "fish": "c",
+	"python": "c", "pypy": "c",
+	"perl":   "eE",
+	"ruby":   "e",
+	"php":    "r",
+	"node":   "ep", "nodejs": "ep", "deno": "",
+}
+
+// shellNames take options in clusters and a script after them.
+var shellNames = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true, "ash": true, "busybox": true, "fish": true}
+
+// payloadInfo is what the inline code of one command line holds.
+type payloadInfo struct {
+	code  string
+	calls []decodeCall
+	blobs []blobInfo
+}
+
+type decodeCall struct {
+	encoding string
+	text     string
+}
+
+type blobInfo struct {
+	encoding string
+	raw      string
+	decoded  []byte
+	kind     string
+	inner    string // the kind a nested blob decodes to
+}
+
+// call returns the first decode call of one of encs ("any" for all).
+func (pi *payloadInfo) call(encs []string) (decodeCall, bool) {
+	for _, c := range pi.calls {
+		if slices.Contains(encs, "any") || slices.Contains(encs, c.encoding) {
+			return c, true
+		}
+	}
+	return decodeCall{}, false
+}
+
+// blob returns the most telling blob of one of kinds, in one of encs (any
+// when empty).
+func (pi *payloadInfo) blob(kinds, encs []string) (blobInfo, bool) {
+	best, found := blobInfo{}, false
+	for _, b := range pi.blobs {
+		if len(encs) > 0 && !slices.Contains(encs, b.encoding) {
+			continue
+		}
+		if !slices.Contains(kinds, b.kind) && !(b.kind == "blob" && slices.Contains(kinds, b.inner)) {
+			continue
+		}
+		if !found || kindRank(b.kind) < kindRank(best.kind) {
+			best, found = b, true
+		}
+	}
+	return best, found
+}
+
+// best is the payload to show in an alert: the most telling blob.
+func (pi *payloadInfo) best() *Payload {
+	if pi == nil || len(pi.blobs) == 0 {
+		return nil
+	}
+	b := pi.blobs[0]
+	for _, c := range pi.blobs[1:] {
+		if kindRank(c.kind) < kindRank(b.kind) {
+			b = c
+		}
+	}
+	kind := b.kind
+	if b.inner != "" {
+		kind += ":" + b.inner
+	}
+	return &Payload{Encoding: b.encoding, Length: len(b.decoded), Kind: kind, Preview: preview(b.decoded, previewBytes)}
+}
+
+func kindRank(k string) int {
+	switch k {
+	case "shebang":
+		return 0
+	case "elf":
+		return 1
+	case "blob":
+		return 2
+	case "shell":
+		return 3
+	case "text":
+		return 4
+	}
+	return 5
+}
+
+// InlineCode returns the inline code a shell or interpreter command line
+// runs ("sh -c CODE", "python3 -c CODE", "perl -e CODE", "php -r CODE",
+// "node -e CODE"); tool is the interpreter's name, without version. ok is
+// false when argv runs no inline code.
+func InlineCode(tool string, argv []string) (code string, ok bool) {
+	tool = unversioned(tool)
+	letters, known := interpreterFlags[tool]
+	if !known || letters == "" || len(argv) < 2 {
+		return "", false
+	}
+	args := argv[1:]
+	if shellNames[tool] {
+		// sh [-abefhmnuvx] [-o opt] -c CODE [name [args]]: options come in
+		// clusters, the script is the first operand after them.
+		sawC := false
+		for i := 0; i < len(args); i++ {
+			a := args[i]
+			if a == "--" {
+				if sawC && i+1 < len(args) {
+					return clip(args[i+1]), true
+				}
+				return "", false
+			}
+			if len(a) > 1 && (a[0] == '-' || a[0] == '+') && a[1] != '-' {
+				if strings.IndexByte(a, 'c') > 0 {
+					sawC = true
+				}
+				if strings.IndexByte(a, 'o') > 0 || strings.IndexByte(a, 'O') > 0 {
+					i++ // -o option
+				}
+				continue
+			}
+			if strings.HasPrefix(a, "--") {
+				continue // --norc, --login, ...
+			}
+			if sawC {
+				return clip(a), true
+			}
+			return "", false
+		}
+		return "", false
+	}
+	var parts []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		if tool == "node" || tool == "nodejs" {
+			if a == "--eval" || a == "--print" {
+				if i+1 < len(args) {
+					parts = append(parts, args[i+1])
+				}
+				i++
+				continue
+			}
+			if v, ok := strings.CutPrefix(a, "--eval="); ok {
+				parts = append(parts, v)
+				continue
+			}
+		}
+		if a[1] == '-' {
+			continue
+		}
+		// A cluster: letters until one that takes inline code, whose code
+		// is the rest of the argument or the next one.
+		for j := 1; j < len(a); j++ {
+			c := a[j]
+			if strings.IndexByte(letters, c) >= 0 {
+				if j+1 < len(a) {
+					parts = append(parts, a[j+1:])
+				} else if i+1 < len(args) {
+					parts = append(parts, args[i+1])
+					i++
+				}
+				break
+			}
+			// Letters whose value is the rest of the argument or the next
+			// one: python -W/-X, perl -M/-I/-m, ruby -r/-I, php -d.
+			if strings.IndexByte("WXMmIrdC", c) >= 0 && !(tool == "php" && c == 'r') {
+				if j == len(a)-1 {
+					i++
+				}
+				break
+			}
+		}
+		if tool == "python" || tool == "pypy" || tool == "php" {
+			if len(parts) > 0 {
+				break // the rest are the script's arguments
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "", false
+	}
+	return clip(strings.Join(parts, "\n")), true
+}
+
+func clip(s string) string {
+	if len(s) > maxInlineCode {
+		return s[:maxInlineCode]
+	}
+	return s
+}
+
+// inspect finds the decode calls and blobs in the inline code of argv, run
+// as exeBase or argv0Base; nil when argv runs no inline code.
+func inspect(argv []string, names ...string) *payloadInfo {
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		if code, ok := InlineCode(n, argv); ok {
+			return inspectCode(code)
+		}
+	}
+	return nil
+}
+
+func inspectCode(code string) *payloadInfo {
+	pi := &payloadInfo{code: code}
+	for _, dc := range decodeCallRes {
+		if loc := dc.re.FindStringIndex(code); loc != nil {
+			pi.calls = append(pi.calls, decodeCall{encoding: dc.encoding, text: code[loc[0]:loc[1]]})
+		}
+	}
+	pi.blobs = findBlobs(code, 1)
+	return pi
+}
+
+// decodeCallRes recognise decode calls in inline code, by the encoding they
+// decode.
+var decodeCallRes = []struct {
+	encoding string
+	re       *regexp.Regexp
+}{
+	{"base64", regexp.MustCompile(`b64decode|decodebytes|decodestring|a2b_base64|decode_base64|Base64\.(?:strict_|urlsafe_)?decode64|\.unpack1?\(\s*['"]m0?['"]|base64_decode|\batob\s*\(|Buffer\.from\s*\([^)]*['"]base64['"]|FromBase64String|\bbase64\s+(?:-[a-zA-Z]*[dD]\b|--decode\b|--dec)|openssl\s+(?:base64|enc)\b[^|;&]*\s-d\b`)},
+	{"base32", regexp.MustCompile(`b32decode|\bbase32\s+(?:-[a-zA-Z]*d\b|--decode\b)|basenc\s+[^|;&]*--base32[^|;&]*(?:-d\b|--decode)`)},
+	{"hex", regexp.MustCompile(`fromhex|unhexlify|a2b_hex|b16decode|hex2bin|\bpack\s*\(?\s*['"]H\*?['"]|Buffer\.from\s*\([^)]*['"]hex['"]|\bxxd\s+(?:[^|;&]*\s)?-r|\[char\]\s*0x`)},
+}
+
+// findBlobs returns the decodable blobs of s; depth is how many levels of
+// nesting are still looked into.
+func findBlobs(s string, depth int) []blobInfo {
+	var out []blobInfo
+	for i := 0; i < len(s) && len(out) < maxBlobs; {
+		if !isBlobByte(s[i]) {
+			// \x41\x42... escapes are hex too.
+			if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
+				j := i
+				var dec []byte
+				for j+3 < len(s)+0 && j+4 <= len(s) && s[j] == '\\' && s[j+1] == 'x' && isHex(s[j+2]) && isHex(s[j+3]) {
+					b, _ := hex.DecodeString(s[j+2 : j+4])
+					dec = append(dec, b...)
+					j += 4
+				}
+				if len(dec) >= minBlobLen/2 {
+					out = append(out, classifyBlob("hex", s[i:j], dec, depth))
+					i = j
+					continue
+				}
+			}
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isBlobByte(s[j]) {
+			j++
+		}
+		if j-i >= minBlobLen {
+			if b, ok := decodeBlob(s[i:j], depth); ok {
+				out = append(out, b)
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+func isBlobByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' || c == '-' || c == '_'
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// decodeBlob tries hex, then base32, then base64 (standard, then URL-safe).
+// A path or an identifier decodes to noise and is classified "binary".
+func decodeBlob(raw string, depth int) (blobInfo, bool) {
+	if len(raw) > maxInlineCode {
+		raw = raw[:maxInlineCode]
+	}
+	allHex := true
+	b32 := true
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if !isHex(c) {
+			allHex = false
+		}
+		if !(c >= 'A' && c <= 'Z' || c >= '2' && c <= '7' || c == '=') {
+			b32 = false
+		}
+	}
+	if allHex && len(raw)%2 == 0 {
+		if dec, err := hex.DecodeString(raw); err == nil {
+			return classifyBlob("hex", raw, dec, depth), true
+		}
+	}
+	if b32 && len(raw)%8 == 0 {
+		if dec, err := base32.StdEncoding.DecodeString(raw); err == nil {
+			return classifyBlob("base32", raw, dec, depth), true
+		}
+	}
+	trimmed := strings.TrimRight(raw, "=")
+	if strings.ContainsAny(trimmed, "=") {
+		return blobInfo{}, false
+	}
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		if dec, err := enc.DecodeString(trimmed); err == nil {
+			return classifyBlob("base64", raw, dec, depth), true
+		}
+	}
+	return blobInfo{}, false
+}
+
+// shellWords are commands and constructs that make decoded text a shell
+// command line.
+var shellRe = regexp.MustCompile(`(?:^|[\s;|&(` + "`" + `])(?:curl|wget|bash|sh|nc|ncat|socat|chmod|rm|python[0-9.]*|perl|ruby|php|exec|eval|mkfifo|crontab|base64|whoami|uname|id|cat|echo|export|nohup|kill|useradd|iptables|dd)(?:\s|$|;)|/dev/tcp/|\$\(|\|\s*(?:ba)?sh\b`)
+
+func classifyBlob(encoding, raw string, dec []byte, depth int) blobInfo {
+	b := blobInfo{encoding: encoding, raw: raw, decoded: dec}
+	switch {
+	case bytes.HasPrefix(dec, []byte("#!")):
+		b.kind = "shebang"
+	case bytes.HasPrefix(dec, []byte("\x7fELF")):
+		b.kind = "elf"
+	case !printable(dec):
+		b.kind = "binary"
+	default:
+		t := strings.TrimSpace(string(dec))
+		if depth > 0 && len(t) >= minBlobLen && !strings.ContainsAny(t, " \t\n") {
+			if inner, ok := decodeBlob(t, depth-1); ok && inner.kind != "binary" {
+				b.kind, b.inner = "blob", inner.kind
+				return b
+			}
+		}
+		if shellRe.MatchString(t) {
+			b.kind = "shell"
+		} else {
+			b.kind = "text"
+		}
+	}
+	return b
+}
+
+// printable reports whether dec is mostly text: printable ASCII, tabs,
+// newlines and UTF-8 beyond ASCII, with at most 1 in 20 bytes otherwise.
+func printable(dec []byte) bool {
+	if len(dec) == 0 {
+		return false
+	}
+	bad := 0
+	for _, c := range dec {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' || c == 0x7f {
+			bad++
+		}
+	}
+	return bad*20 <= len(dec)
+}
+
+// preview renders at most n bytes of b as printable ASCII: other bytes as
+// \xNN, newline and tab as \n and \t, a backslash as \\, so that the preview
+// can never carry a control character into a log line.
+func preview(b []byte, n int) string {
+	var sb strings.Builder
+	cut := false
+	if len(b) > n {
+		b, cut = b[:n], true
+	}
+	const hexDigits = "0123456789abcdef"
+	for _, c := range b {
+		switch {
+		case c == '\\':
+			sb.WriteString(`\\`)
+		case c == '\n':
+			sb.WriteString(`\n`)
+		case c == '\t':
+			sb.WriteString(`\t`)
+		case c >= 0x20 && c < 0x7f:
+			sb.WriteByte(c)
+		default:
+			sb.WriteString(`\x`)
+			sb.WriteByte(hexDigits[c>>4])
+			sb.WriteByte(hexDigits[c&0xf])
+		}
+	}
+	if cut {
+		sb.WriteString("...")
+	}
+	return sb.String()
+}

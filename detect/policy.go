@@ -1,0 +1,549 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Conditions is what an exec must look like for a signature, a sequence step
+// or an allow block to apply. Every condition that is set must hold; a list
+// holds when any of its entries does. The zero value matches every exec.
+type Conditions struct {
+	// Executables are basenames ("base64"): the basename of the executed
+	// file, of argv[0], or of the file named in the execve call. A name also
+	// matches its versioned forms: "python" matches python3 and python3.12.
+	Executables []string
+	// Paths are glob patterns (path.Match) over the executed file's full
+	// path: the kernel's exe and the file named in the call, which differ for
+	// a script run through its shebang.
+	Paths []string
+	// ExeRegex is a regular expression over the same paths.
+	ExeRegex string
+
+	// AnyFlags holds when one of the flags is present, AllFlags when all are,
+	// NoFlags when none is. "-d" also matches inside a cluster of short
+	// flags ("-di"); "--decode" also matches "--decode=x". Arguments after
+	// "--" are not flags.
+	AnyFlags, AllFlags, NoFlags []string
+	// ArgsRegex is a regular expression over argv[1:] joined by spaces.
+	ArgsRegex string
+	// MinArgs and MaxArgs bound the number of arguments after argv[0].
+	MinArgs int
+	MaxArgs *int
+	// Mode is "decode" or "encode": what an encoder tool was asked to do,
+	// read from its tool-specific flags (base64 -d, xxd -r, openssl enc -d
+	// -a, uudecode, ...). A tool that is not an encoder has no mode.
+	Mode string
+
+	// ParentExecutables are basenames of the parent's executable;
+	// ParentRegex is a regular expression over the parent's command line.
+	ParentExecutables []string
+	ParentRegex       string
+	// AncestorExecutables are basenames of any ancestor up to
+	// AncestorDepth generations (0: the policy's ancestry depth).
+	AncestorExecutables []string
+	AncestorDepth       int
+
+	UIDs  []uint32
+	AUIDs []uint32
+	// Login, when set, requires the exec to be (true) or not be (false) in
+	// a login session: an audit uid is set.
+	Login *bool
+	// TTYs are glob patterns over the tty ("pts*"); "none" matches an exec
+	// without one.
+	TTYs []string
+	// Cwd are glob patterns over the working directory.
+	Cwd []string
+	// Success, when set, requires the exec to have succeeded or failed.
+	Success *bool
+
+	// Payload are kinds ("shebang", "elf", "shell", "blob", "text",
+	// "binary") an inline blob of the command line must decode to;
+	// PayloadEncodings restricts the blob's encoding ("base64", "base32",
+	// "hex").
+	Payload          []string
+	PayloadEncodings []string
+	// DecodeCalls are encodings ("base64", "base32", "hex", or "any") of a
+	// decode call that an interpreter's inline code makes (b64decode,
+	// fromhex, pack("H*", ...), ...).
+	DecodeCalls []string
+	// RenamedEncoder holds when the executed file is a known encoder binary
+	// (by device and inode, or by content hash) under another name.
+	RenamedEncoder bool
+	// Argv0Mismatch holds when argv[0]'s basename differs from the
+	// executed file's.
+	Argv0Mismatch bool
+}
+
+// empty reports whether c sets no condition.
+func (c *Conditions) empty() bool {
+	return len(c.Executables) == 0 && len(c.Paths) == 0 && c.ExeRegex == "" &&
+		len(c.AnyFlags) == 0 && len(c.AllFlags) == 0 && len(c.NoFlags) == 0 && c.ArgsRegex == "" &&
+		c.MinArgs == 0 && c.MaxArgs == nil && c.Mode == "" &&
+		len(c.ParentExecutables) == 0 && c.ParentRegex == "" && len(c.AncestorExecutables) == 0 &&
+		len(c.UIDs) == 0 && len(c.AUIDs) == 0 && c.Login == nil && len(c.TTYs) == 0 && len(c.Cwd) == 0 &&
+		c.Success == nil && len(c.Payload) == 0 && len(c.DecodeCalls) == 0 && !c.RenamedEncoder && !c.Argv0Mismatch
+}
+
+// ThrottleSpec caps a signature's alerts: at most Max per Per key in each
+// Window.
+type ThrottleSpec struct {
+	// Per is "parent_pid", "parent_exe", "ancestry" or "host".
+	Per    string
+	Max    int
+	Window time.Duration
+}
+
+// Throttle keys.
+var throttleKeys = []string{"parent_pid", "parent_exe", "ancestry", "host"}
+
+// StepSpec is one step of a sequence.
+type StepSpec struct {
+	Name string
+	Conditions
+}
+
+// SequenceSpec correlates two execs: Steps[0] then Steps[1] under the same
+// parent (By "parent") or login session (By "session") within Within. Unless
+// Ordered, the second step may come first: the processes of a pipeline exec
+// in any order within a few milliseconds.
+type SequenceSpec struct {
+	By      string
+	Within  time.Duration
+	Ordered bool
+	Steps   []StepSpec
+}
+
+// SignatureSpec is the uncompiled form of a signature: plain data, as the
+// config package decodes it from HCL.
+type SignatureSpec struct {
+	Name        string
+	Description string
+	Category    string
+	Method      string
+	Importance  Importance
+	MITRE       []string
+
+	// Conditions must all hold. When Any is not empty, one of its entries
+	// must hold as well: alternatives that share the conditions above.
+	Conditions
+	Any []Conditions
+
+	// Sequence makes this a correlation signature; its conditions are
+	// those of the steps, and Conditions and Any must be empty.
+	Sequence *SequenceSpec
+
+	Throttles []ThrottleSpec
+	// Actions are the recommended actions per environment; the key
+	// "default" serves environments without their own list.
+	Actions map[string][]string
+}
+
+// AllowSpec suppresses alerts: an exec that matches Conditions raises none of
+// Signatures (every signature when empty). Reason is kept in the metrics.
+type AllowSpec struct {
+	Name       string
+	Reason     string
+	Signatures []string
+	Conditions
+}
+
+// EncoderIdentity identifies a known encoder binary on this machine, found at
+// start-up or reload by whoever may do I/O (the config loader).
+type EncoderIdentity struct {
+	Name   string // the tool: "base64"
+	Path   string // where it was found
+	Dev    string // "fe:00", as audit PATH records print it
+	Inode  uint64
+	Size   int64
+	SHA256 string // hex
+}
+
+// PolicySpec is everything Compile needs to build a Policy.
+type PolicySpec struct {
+	// Environment is the deployment this policy runs in ("ci", "staging",
+	// "production" or a custom word); every alert carries it.
+	Environment string
+	// AncestryDepth is how many ancestors an alert carries (default 8).
+	AncestryDepth int
+	Signatures    []SignatureSpec
+	Allows        []AllowSpec
+	Encoders      []EncoderIdentity
+}
+
+// DefaultAncestryDepth is the ancestry an alert carries when the policy does
+// not say.
+const DefaultAncestryDepth = 8
+
+// SignatureError is a Compile failure that concerns one signature; Index is
+// its position in PolicySpec.Signatures, so a caller can point at its source.
+type SignatureError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("signature %q: %v", e.Name, e.Err)
+}
+
+func (e *SignatureError) Unwrap() error { return e.Err }
+
+// AllowError is a Compile failure that concerns one allow block.
+type AllowError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *AllowError) Error() string { return fmt.Sprintf("allow %q: %v", e.Name, e.Err) }
+
+func (e *AllowError) Unwrap() error { return e.Err }
+
+// Policy is a compiled, immutable set of signatures. It is safe to share
+// between goroutines; a reload compiles a new Policy and swaps it into the
+// Engine.
+type Policy struct {
+	env   string
+	depth int
+	sigs  []*signature
+	// byExe maps an executable basename to the signatures that name it, in
+	// policy order, so that matching an event is one map lookup per name.
+	byExe map[string][]*signature
+	// scan are the signatures that name no executable: checked on every exec.
+	scan []*signature
+	// renamed are the signatures that ask for a renamed encoder, checked
+	// when the executed file is a known encoder.
+	renamed []*signature
+	allows  []*allow
+
+	byInode map[inodeKey]*EncoderIdentity
+	byHash  map[string]*EncoderIdentity
+	sizes   []int64
+}
+
+type inodeKey struct {
+	dev   string
+	inode uint64
+}
+
+// signature is the compiled form of a SignatureSpec.
+type signature struct {
+	index     int
+	info      SignatureInfo
+	all       *cond
+	any       []*cond
+	seq       *sequence
+	throttles []ThrottleSpec
+	actions   map[string][]string
+}
+
+type sequence struct {
+	by      string
+	within  time.Duration
+	ordered bool
+	steps   [2]*cond
+	names   [2]string
+}
+
+type allow struct {
+	name   string
+	reason string
+	sigs   map[string]bool
+	c      *cond
+}
+
+// Compile checks spec and builds a Policy from it. Errors about a single
+// signature are *SignatureError values, about an allow block *AllowError,
+// joined with errors.Join.
+func Compile(spec PolicySpec) (*Policy, error) {
+	p := &Policy{
+		env:     spec.Environment,
+		depth:   spec.AncestryDepth,
+		sigs:    make([]*signature, 0, len(spec.Signatures)),
+		byExe:   make(map[string][]*signature),
+		byInode: make(map[inodeKey]*EncoderIdentity),
+		byHash:  make(map[string]*EncoderIdentity),
+	}
+	if p.depth <= 0 {
+		p.depth = DefaultAncestryDepth
+	}
+	var errs []error
+	seen := make(map[string]bool, len(spec.Signatures))
+	for i, s := range spec.Signatures {
+		sig, err := compileSignature(s, seen)
+		if err != nil {
+			errs = append(errs, &SignatureError{Index: i, Name: s.Name, Err: err})
+			continue
+		}
+		seen[s.Name] = true
+		sig.index = len(p.sigs)
+		p.sigs = append(p.sigs, sig)
+		p.index(sig)
+	}
+	for i, a := range spec.Allows {
+		al, err := compileAllow(a, seen)
+		if err != nil {
+			errs = append(errs, &AllowError{Index: i, Name: a.Name, Err: err})
+			continue
+		}
+		p.allows = append(p.allows, al)
+	}
+	for i := range spec.Encoders {
+		id := spec.Encoders[i]
+		if id.Name == "" {
+			continue
+		}
+		if id.Dev != "" && id.Inode != 0 {
+			p.byInode[inodeKey{id.Dev, id.Inode}] = &id
+		}
+		if id.SHA256 != "" {
+			p.byHash[strings.ToLower(id.SHA256)] = &id
+			if id.Size > 0 && !slices.Contains(p.sizes, id.Size) {
+				p.sizes = append(p.sizes, id.Size)
+			}
+		}
+	}
+	slices.Sort(p.sizes)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+// index files sig under every executable its conditions name; one that names
+// none is checked on every exec.
+func (p *Policy) index(sig *signature) {
+	var conds []*cond
+	if sig.seq != nil {
+		conds = sig.seq.steps[:]
+	} else if len(sig.all.exes) > 0 || len(sig.any) == 0 {
+		conds = []*cond{sig.all}
+	} else {
+		conds = sig.any
+	}
+	scan, renamed := false, false
+	for _, c := range conds {
+		if len(c.exes) == 0 {
+			if c.renamed && sig.seq == nil {
+				renamed = true
+			} else {
+				scan = true
+			}
+		}
+		for _, exe := range c.exes {
+			// A name listed twice indexes the signature once.
+			if !slices.Contains(p.byExe[exe], sig) {
+				p.byExe[exe] = append(p.byExe[exe], sig)
+			}
+		}
+	}
+	if scan {
+		p.scan = append(p.scan, sig)
+	} else if renamed {
+		p.renamed = append(p.renamed, sig)
+	}
+}
+
+func compileSignature(s SignatureSpec, seen map[string]bool) (*signature, error) {
+	switch {
+	case s.Name == "":
+		return nil, errors.New("empty name")
+	case seen[s.Name]:
+		return nil, errors.New("defined twice")
+	case s.Importance < Info || s.Importance > Critical:
+		return nil, fmt.Errorf("importance %d out of range", s.Importance)
+	}
+	sig := &signature{
+		info: SignatureInfo{
+			Name:        s.Name,
+			Description: s.Description,
+			Category:    s.Category,
+			Method:      s.Method,
+			Importance:  s.Importance,
+			MITRE:       slices.Clone(s.MITRE),
+		},
+		throttles: slices.Clone(s.Throttles),
+		actions:   make(map[string][]string, len(s.Actions)),
+	}
+	for env, acts := range s.Actions {
+		sig.actions[env] = slices.Clone(acts)
+	}
+	for _, t := range s.Throttles {
+		if !slices.Contains(throttleKeys, t.Per) {
+			return nil, fmt.Errorf("throttle per %q: want one of %s", t.Per, strings.Join(throttleKeys, ", "))
+		}
+		if t.Max < 0 || t.Window <= 0 {
+			return nil, fmt.Errorf("throttle per %s: max must be 0 or more and window positive", t.Per)
+		}
+	}
+	if q := s.Sequence; q != nil {
+		if !s.Conditions.empty() || len(s.Any) > 0 {
+			return nil, errors.New("a sequence signature takes its conditions in its steps")
+		}
+		if len(q.Steps) != 2 {
+			return nil, fmt.Errorf("a sequence has 2 steps, got %d", len(q.Steps))
+		}
+		if q.By != "parent" && q.By != "session" {
+			return nil, fmt.Errorf("sequence by %q: want parent or session", q.By)
+		}
+		if q.Within <= 0 {
+			return nil, errors.New("sequence within must be positive")
+		}
+		sig.seq = &sequence{by: q.By, within: q.Within, ordered: q.Ordered}
+		for i, st := range q.Steps {
+			if st.Conditions.empty() {
+				return nil, fmt.Errorf("step %d (%q) has no conditions", i+1, st.Name)
+			}
+			c, err := compileCond(st.Conditions)
+			if err != nil {
+				return nil, fmt.Errorf("step %q: %w", st.Name, err)
+			}
+			sig.seq.steps[i], sig.seq.names[i] = c, st.Name
+		}
+		sig.all = &cond{}
+		return sig, nil
+	}
+	if s.Conditions.empty() && len(s.Any) == 0 {
+		return nil, errors.New("no executables: the signature could never match")
+	}
+	var err error
+	if sig.all, err = compileCond(s.Conditions); err != nil {
+		return nil, err
+	}
+	for i, c := range s.Any {
+		if c.empty() {
+			return nil, fmt.Errorf("alternative %d has no conditions", i+1)
+		}
+		cc, err := compileCond(c)
+		if err != nil {
+			return nil, fmt.Errorf("alternative %d: %w", i+1, err)
+		}
+		sig.any = append(sig.any, cc)
+	}
+	return sig, nil
+}
+
+func compileAllow(a AllowSpec, sigs map[string]bool) (*allow, error) {
+	switch {
+	case a.Reason == "":
+		return nil, errors.New("no reason: every suppression must say why")
+	case a.Conditions.empty():
+		return nil, errors.New("no conditions: it would suppress every alert")
+	}
+	al := &allow{name: a.Name, reason: a.Reason}
+	if len(a.Signatures) > 0 {
+		al.sigs = make(map[string]bool, len(a.Signatures))
+		for _, s := range a.Signatures {
+			if !sigs[s] {
+				return nil, fmt.Errorf("unknown signature %q", s)
+			}
+			al.sigs[s] = true
+		}
+	}
+	var err error
+	al.c, err = compileCond(a.Conditions)
+	return al, err
+}
+
+// Payload kinds, decode-call encodings and modes the conditions accept.
+var (
+	PayloadKinds  = []string{"shebang", "elf", "shell", "blob", "text", "binary"}
+	Encodings     = []string{"base64", "base32", "hex"}
+	DecodeCallEnc = []string{"base64", "base32", "hex", "any"}
+	Modes         = []string{"decode", "encode"}
+)
+
+func compileCond(c Conditions) (*cond, error) {
+	cc := &cond{src: c}
+	for _, exe := range c.Executables {
+		if exe == "" || exe == "." || exe == ".." || strings.ContainsAny(exe, "/\x00") {
+			return nil, fmt.Errorf("executable %q is not a file name", exe)
+		}
+	}
+	cc.exes = slices.Clone(c.Executables)
+	for _, list := range [][]string{c.Paths, c.TTYs, c.Cwd} {
+		for _, g := range list {
+			if _, err := path.Match(g, ""); err != nil {
+				return nil, fmt.Errorf("bad glob %q: %w", g, err)
+			}
+		}
+	}
+	var err error
+	for _, r := range []struct {
+		src string
+		dst **regexp.Regexp
+	}{{c.ExeRegex, &cc.exeRe}, {c.ArgsRegex, &cc.argsRe}, {c.ParentRegex, &cc.parentRe}} {
+		if r.src == "" {
+			continue
+		}
+		if *r.dst, err = regexp.Compile(r.src); err != nil {
+			return nil, fmt.Errorf("bad regular expression %q: %w", r.src, err)
+		}
+	}
+	if c.Mode != "" && !slices.Contains(Modes, c.Mode) {
+		return nil, fmt.Errorf("mode %q: want decode or encode", c.Mode)
+	}
+	if c.MaxArgs != nil && *c.MaxArgs < c.MinArgs {
+		return nil, errors.New("max_args is less than min_args")
+	}
+	for _, k := range c.Payload {
+		if !slices.Contains(PayloadKinds, k) {
+			return nil, fmt.Errorf("payload kind %q: want one of %s", k, strings.Join(PayloadKinds, ", "))
+		}
+	}
+	for _, k := range c.PayloadEncodings {
+		if !slices.Contains(Encodings, k) {
+			return nil, fmt.Errorf("payload encoding %q: want one of %s", k, strings.Join(Encodings, ", "))
+		}
+	}
+	for _, k := range c.DecodeCalls {
+		if !slices.Contains(DecodeCallEnc, k) {
+			return nil, fmt.Errorf("decode call %q: want one of %s", k, strings.Join(DecodeCallEnc, ", "))
+		}
+	}
+	cc.renamed = c.RenamedEncoder
+	return cc, nil
+}
+
+// Environment returns the environment alerts from this policy carry.
+func (p *Policy) Environment() string { return p.env }
+
+// Signatures returns what the policy's signatures say about themselves, in
+// policy order. The slice is a copy.
+func (p *Policy) Signatures() []SignatureInfo {
+	out := make([]SignatureInfo, len(p.sigs))
+	for i, s := range p.sigs {
+		out[i] = s.info
+		out[i].MITRE = slices.Clone(s.info.MITRE)
+	}
+	return out
+}
+
+// Encoders returns the known encoder identities the policy was compiled
+// with.
+func (p *Policy) Encoders() []EncoderIdentity {
+	var out []EncoderIdentity
+	seen := map[*EncoderIdentity]bool{}
+	for _, m := range []map[inodeKey]*EncoderIdentity{p.byInode} {
+		for _, id := range m {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, *id)
+			}
+		}
+	}
+	for _, id := range p.byHash {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, *id)
+		}
+	}
+	slices.SortFunc(out, func(a, b EncoderIdentity) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}

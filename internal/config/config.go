@@ -1,0 +1,188 @@
+// Package config loads the encwatch policy: config.hcl and the conf.d/*.hcl
+// files beside it, validated against the schema, with every problem reported
+// as file:line:col, and converted into detect and sink values. HCL types stop
+// here, except in SinkSpec, which hands each sink block to the sink package.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/encwatch/encwatch/detect"
+)
+
+// Config is a loaded, validated policy.
+type Config struct {
+	Path     string // the main file, as given to Load
+	Settings Settings
+	Audit    Audit
+	Policy   *detect.Policy
+	Sinks    []SinkSpec
+}
+
+// Settings is the settings block.
+type Settings struct {
+	// Environment is "ci", "staging", "production" or a custom word.
+	Environment string
+	// Hostname names this machine in alerts; os.Hostname() when unset.
+	Hostname string
+}
+
+// Audit is the audit block: how encwatch talks to the kernel audit
+// subsystem.
+type Audit struct {
+	// Mode is how records are read; only "owner" (encwatch is the audit
+	// daemon, holding the unicast netlink pid) exists so far.
+	Mode    string
+	Enabled bool // set the kernel's audit enabled flag
+
+	// BacklogLimit is the kernel's queue of records not yet read.
+	BacklogLimit uint32
+	// BacklogWaitTime is how long, in kernel ticks (jiffies; 60000 is
+	// 60 s at HZ=1000), an audited process waits for room when the backlog
+	// is full. nil leaves the kernel value alone. 0 never waits: records are
+	// dropped (and counted as lost) instead of stalling the process doing the
+	// exec; a larger value loses nothing but can stall every audited process
+	// while encwatch is slow.
+	BacklogWaitTime *uint32
+	// RateLimit caps records per second, 0 for no limit.
+	RateLimit uint32
+	// Failure is what the kernel does on a lost record: "silent", "printk"
+	// or "panic"; "" leaves the kernel value alone.
+	Failure string
+	// RuleKey is the key encwatch's audit rules carry, and the key it
+	// removes on exit; it never touches rules with another key.
+	RuleKey string
+	// GatherWindow is how long the reader lets records gather after the
+	// first one before draining them in one go: it trades alert latency for
+	// fewer wake-ups.
+	GatherWindow time.Duration
+	// EventTimeout completes an event whose closing record never came.
+	EventTimeout time.Duration
+	// MaxInFlight bounds the events being assembled at once.
+	MaxInFlight int
+}
+
+// SinkSpec is one sink block, `sink "TYPE" "NAME" { ... }`, checked against
+// the attributes its type takes. The sink package builds the sink from it.
+type SinkSpec struct {
+	Type  string
+	Name  string
+	Range hcl.Range // the block header, for messages about this sink
+	// Body is the block body, for attributes and blocks a sink type decodes
+	// itself; hcl.EmptyBody() for the default sink.
+	Body hcl.Body
+	// Attrs holds every attribute the type takes, validated, with defaults
+	// filled in for those the block leaves out.
+	Attrs map[string]cty.Value
+}
+
+// String returns the string attribute name, or "" if it is absent or not a
+// string.
+func (s SinkSpec) String(name string) string {
+	v, ok := s.Attrs[name]
+	if !ok || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+		return ""
+	}
+	return v.AsString()
+}
+
+// Defaults for what a policy leaves out.
+const (
+	DefaultEnvironment  = "production"
+	DefaultAuditMode    = "owner"
+	DefaultBacklogLimit = 8192
+	DefaultRuleKey      = "encwatch"
+	DefaultGatherWindow = 20 * time.Millisecond
+	DefaultEventTimeout = 2 * time.Second
+	DefaultMaxInFlight  = 4096
+)
+
+// LoadOptions says how strict Load is about the files it reads.
+type LoadOptions struct {
+	// RequireRootOwned refuses a policy file, conf.d directory or conf.d
+	// entry that is not owned by root or is writable by group or others:
+	// whoever can write the policy can switch detection off. The daemon sets
+	// it; tests and a replay of one's own copy do not.
+	RequireRootOwned bool
+}
+
+// maxFileSize bounds a policy file; a real one is a few kilobytes.
+const maxFileSize = 4 << 20
+
+// Load reads the policy at path and every *.hcl file in the conf.d directory
+// beside it, in lexical order (names starting with "." are skipped), as one
+// policy. Problems with the policy are returned as *Error; failing to read a
+// file is returned as it is, wrapped.
+func Load(path string, opts LoadOptions) (*Config, error) {
+	var files []source
+	src, err := readPolicyFile(path, opts.RequireRootOwned)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, source{name: path, src: src})
+
+	confd := filepath.Join(filepath.Dir(path), "conf.d")
+	names, err := confDir(confd, opts.RequireRootOwned)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		src, err := readPolicyFile(name, opts.RequireRootOwned)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, source{name: name, src: src})
+	}
+	return load(path, files)
+}
+
+// Parse loads a policy from src alone, as if read from filename, without
+// conf.d and without permission checks: for tests, fuzzing and checking a
+// policy piped in on standard input.
+func Parse(filename string, src []byte) (*Config, error) {
+	return load(filename, []source{{name: filename, src: src}})
+}
+
+// Error is a policy that failed to load: the diagnostics say what and where.
+type Error struct {
+	Diagnostics hcl.Diagnostics
+}
+
+// Error formats one line per problem: "file:line:col: message".
+func (e *Error) Error() string {
+	var b strings.Builder
+	for i, d := range e.Diagnostics {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(formatDiagnostic(d))
+	}
+	return b.String()
+}
+
+func formatDiagnostic(d *hcl.Diagnostic) string {
+	msg := d.Summary
+	if d.Detail != "" {
+		msg += ": " + d.Detail
+	}
+	// One problem, one line, whatever hcl put in its detail.
+	msg = strings.Join(strings.Fields(msg), " ")
+	switch {
+	case d.Subject == nil:
+		return msg
+	case d.Subject.Start.Line == 0:
+		return fmt.Sprintf("%s: %s", d.Subject.Filename, msg)
+	default:
+		return fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, msg)
+	}
+}
+
+// hostname is os.Hostname, replaced in tests.
+var hostname = os.Hostname

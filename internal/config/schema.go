@@ -1,0 +1,433 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/encwatch/encwatch/detect"
+)
+
+// Top-level block types.
+var topBlocks = []string{"settings", "audit", "signature", "sink"}
+
+// state accumulates the policy across the files of one Load.
+type state struct {
+	d   decoder
+	cfg Config
+
+	settingsAt, auditAt *hcl.Range
+	sigs                []detect.SignatureSpec
+	sigRanges           []hcl.Range
+	sigAt               map[string]hcl.Range
+	sinkAt              map[string]hcl.Range
+}
+
+func load(path string, files []source) (*Config, error) {
+	st := &state{
+		cfg: Config{
+			Path:     path,
+			Settings: Settings{Environment: DefaultEnvironment},
+			Audit: Audit{
+				Mode:         DefaultAuditMode,
+				Enabled:      true,
+				BacklogLimit: DefaultBacklogLimit,
+				RuleKey:      DefaultRuleKey,
+				GatherWindow: DefaultGatherWindow,
+				EventTimeout: DefaultEventTimeout,
+				MaxInFlight:  DefaultMaxInFlight,
+			},
+		},
+		sigAt:  make(map[string]hcl.Range),
+		sinkAt: make(map[string]hcl.Range),
+	}
+	var bodies []*hclsyntax.Body
+	for _, f := range files {
+		file, diags := hclsyntax.ParseConfig(f.src, f.name, hcl.InitialPos)
+		st.d.diags = append(st.d.diags, diags...)
+		if diags.HasErrors() || file == nil {
+			continue
+		}
+		bodies = append(bodies, file.Body.(*hclsyntax.Body))
+	}
+	// A file that does not parse would only add confusing follow-on errors.
+	if st.d.diags.HasErrors() {
+		return nil, &Error{Diagnostics: st.d.diags}
+	}
+	for _, b := range bodies {
+		st.file(b)
+	}
+	st.finish()
+	if st.d.diags.HasErrors() {
+		return nil, &Error{Diagnostics: st.d.diags}
+	}
+	return &st.cfg, nil
+}
+
+func (st *state) file(b *hclsyntax.Body) {
+	d := &st.d
+	for _, a := range sortedAttrs(b) {
+		if s := suggest(a.Name, topBlocks); s != "" {
+			d.errorf(a.NameRange, "unknown attribute %q; did you mean the %q block?", a.Name, s)
+		} else {
+			d.errorf(a.NameRange, "unknown attribute %q: the top level holds only %s blocks", a.Name, strings.Join(topBlocks, ", "))
+		}
+	}
+	for _, blk := range b.Blocks {
+		switch blk.Type {
+		case "settings":
+			if st.once(blk, &st.settingsAt) {
+				st.settings(blk)
+			}
+		case "audit":
+			if st.once(blk, &st.auditAt) {
+				st.audit(blk)
+			}
+		case "signature":
+			st.signature(blk)
+		case "sink":
+			st.sink(blk)
+		default:
+			d.unknownBlock(blk, "the top level", topBlocks, nil)
+		}
+	}
+}
+
+// once checks that blk, a block that may appear once in the whole policy,
+// has not appeared before, and has no labels.
+func (st *state) once(blk *hclsyntax.Block, first **hcl.Range) bool {
+	if *first != nil {
+		st.d.errorf(blk.TypeRange, "duplicate %s block; first defined at %s", blk.Type, at(**first))
+		return false
+	}
+	r := blk.TypeRange
+	*first = &r
+	return st.d.labels(blk)
+}
+
+func (st *state) settings(blk *hclsyntax.Block) {
+	b := st.d.body(blk, "settings block")
+	s := &st.cfg.Settings
+	if rng, ok := b.str("environment", &s.Environment); ok && !isWord(s.Environment, 64, false) {
+		st.d.errorf(rng, "environment %q must be one word of lowercase letters, digits, \"-\" or \"_\" (ci, staging, production or your own)", s.Environment)
+	}
+	if rng, ok := b.str("hostname", &s.Hostname); ok && strings.ContainsFunc(s.Hostname, isSpaceOrControl) {
+		st.d.errorf(rng, "hostname %q must not contain spaces or control characters", s.Hostname)
+	}
+	b.done()
+}
+
+var (
+	auditModes   = []string{"owner"}
+	laterModes   = []string{"multicast", "audisp"}
+	failureModes = []string{"silent", "printk", "panic"} // AUDIT_FAIL_*, include/uapi/linux/audit.h
+	maxAuditKey  = 256                                   // AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h
+	maxGather    = time.Second
+	maxEventWait = time.Minute
+	maxInFlight  = 1 << 20
+)
+
+func (st *state) audit(blk *hclsyntax.Block) {
+	b := st.d.body(blk, "audit block")
+	a := &st.cfg.Audit
+	if rng, ok := b.str("mode", &a.Mode); ok {
+		switch {
+		case contains(auditModes, a.Mode):
+		case contains(laterModes, a.Mode):
+			st.d.errorf(rng, "audit mode %q is not supported yet; use \"owner\"", a.Mode)
+		default:
+			st.d.errorf(rng, "unknown audit mode %q%s", a.Mode, didYouMean(a.Mode, auditModes, "use \"owner\""))
+		}
+	}
+	b.boolean("enabled", &a.Enabled)
+	b.uint32("backlog_limit", &a.BacklogLimit)
+	// The kernel takes the wait time as a signed int (kernel/audit.c).
+	if n, ok := b.integer("backlog_wait_time", 0, math.MaxInt32); ok {
+		w := uint32(n)
+		a.BacklogWaitTime = &w
+	}
+	b.uint32("rate_limit", &a.RateLimit)
+	if rng, ok := b.str("failure", &a.Failure); ok && !contains(failureModes, a.Failure) {
+		st.d.errorf(rng, "unknown failure mode %q%s", a.Failure, didYouMean(a.Failure, failureModes, "use silent, printk or panic"))
+	}
+	if rng, ok := b.str("rule_key", &a.RuleKey); ok {
+		// The key goes into the rule and comes back in key="..." fields.
+		if a.RuleKey == "" || len(a.RuleKey) > maxAuditKey || strings.ContainsFunc(a.RuleKey, func(r rune) bool {
+			return r <= ' ' || r > '~' || r == '"' || r == '\\'
+		}) {
+			st.d.errorf(rng, "rule_key %q must be 1 to %d printable ASCII characters without spaces, quotes or backslashes", a.RuleKey, maxAuditKey)
+		}
+	}
+	b.duration("gather_window", &a.GatherWindow, 0, maxGather)
+	b.duration("event_timeout", &a.EventTimeout, time.Millisecond, maxEventWait)
+	if n, ok := b.integer("max_in_flight", 1, int64(maxInFlight)); ok {
+		a.MaxInFlight = int(n)
+	}
+	b.done()
+}
+
+func (st *state) signature(blk *hclsyntax.Block) {
+	if !st.d.labels(blk, "name") {
+		return
+	}
+	name := blk.Labels[0]
+	if !isWord(name, 128, true) {
+		st.d.errorf(blk.LabelRanges[0], "signature name %q must be letters, digits, \"-\", \"_\" or \".\"", name)
+	}
+	if first, dup := st.sigAt[name]; dup {
+		st.d.errorf(blk.LabelRanges[0], "duplicate signature %q; first defined at %s", name, at(first))
+		return
+	}
+	st.sigAt[name] = blk.LabelRanges[0]
+
+	b := st.d.body(blk, fmt.Sprintf("signature %q", name))
+	spec := detect.SignatureSpec{Name: name}
+	b.str("description", &spec.Description)
+	b.str("category", &spec.Category)
+	b.str("method", &spec.Method)
+	var imp string
+	b.require("importance")
+	if rng, ok := b.str("importance", &imp); ok {
+		if v, ok := detect.ParseImportance(imp); ok {
+			spec.Importance = v
+		} else {
+			st.d.errorf(rng, "unknown importance %q%s", imp, didYouMean(imp, importances(), "use info, low, medium, high or critical"))
+		}
+	}
+	mitre, _ := b.strings("mitre", &spec.MITRE)
+	for i, rng := range mitre {
+		if !isMITRE(spec.MITRE[i]) {
+			st.d.errorf(rng, "MITRE ATT&CK id %q must look like T1027 or T1027.010", spec.MITRE[i])
+		}
+	}
+	b.require("executables")
+	ranges, set := b.strings("executables", &spec.Executables)
+	if set && len(spec.Executables) == 0 {
+		st.d.errorf(b.b.Attributes["executables"].Expr.Range(), "executables is empty: the signature could never match")
+	}
+	for i, rng := range ranges {
+		exe := spec.Executables[i]
+		if exe == "" || exe == "." || exe == ".." || strings.ContainsAny(exe, "/\x00") {
+			st.d.errorf(rng, "executable %q must be a file name without a directory, e.g. \"base64\"", exe)
+		}
+	}
+	b.done()
+	st.sigs = append(st.sigs, spec)
+	st.sigRanges = append(st.sigRanges, blk.LabelRanges[0])
+}
+
+// sinkAttr is one attribute a sink type takes.
+type sinkAttr struct {
+	name     string
+	required bool
+	def      string // default for an optional attribute
+	// check validates a set value; it returns a message, or "".
+	check func(string) string
+}
+
+// sinkFormats are the alert encodings internal/sink provides; the list grows
+// with it.
+var sinkFormats = []string{"json"}
+
+// sinkTypes is the schema of each sink type. internal/sink decodes the same
+// attributes from SinkSpec; what it adds to a type is added here.
+var sinkTypes = map[string][]sinkAttr{
+	"stdout": {
+		{name: "format", def: "json", check: checkFormat},
+	},
+	"file": {
+		{name: "path", required: true, check: checkAbsPath},
+		{name: "format", def: "json", check: checkFormat},
+		{name: "mode", def: "0600", check: checkFileMode},
+	},
+}
+
+func sinkTypeNames() []string {
+	names := make([]string, 0, len(sinkTypes))
+	for t := range sinkTypes {
+		names = append(names, t)
+	}
+	return sortStrings(names)
+}
+
+func checkFormat(s string) string {
+	if contains(sinkFormats, s) {
+		return ""
+	}
+	return fmt.Sprintf("unknown format %q%s", s, didYouMean(s, sinkFormats, "use "+strings.Join(sinkFormats, ", ")))
+}
+
+func checkAbsPath(s string) string {
+	if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
+		return fmt.Sprintf("path %q must be absolute", s)
+	}
+	return ""
+}
+
+func checkFileMode(s string) string {
+	m, err := strconv.ParseUint(s, 8, 32)
+	switch {
+	case err != nil || m > 0o777:
+		return fmt.Sprintf("mode %q must be octal permission bits, e.g. \"0600\"", s)
+	case m&0o002 != 0:
+		// Anyone could rewrite the alert record.
+		return fmt.Sprintf("mode %q must not let others write the alerts file", s)
+	}
+	return ""
+}
+
+func (st *state) sink(blk *hclsyntax.Block) {
+	if !st.d.labels(blk, "type", "name") {
+		return
+	}
+	typ, name := blk.Labels[0], blk.Labels[1]
+	attrs, ok := sinkTypes[typ]
+	if !ok {
+		st.d.errorf(blk.LabelRanges[0], "unknown sink type %q%s", typ, didYouMean(typ, sinkTypeNames(), "use "+strings.Join(sinkTypeNames(), ", ")))
+		return
+	}
+	if !isWord(name, 128, true) {
+		st.d.errorf(blk.LabelRanges[1], "sink name %q must be letters, digits, \"-\", \"_\" or \".\"", name)
+	}
+	if first, dup := st.sinkAt[name]; dup {
+		st.d.errorf(blk.LabelRanges[1], "duplicate sink %q; first defined at %s", name, at(first))
+		return
+	}
+	st.sinkAt[name] = blk.LabelRanges[1]
+
+	b := st.d.body(blk, fmt.Sprintf("sink %q", name))
+	spec := SinkSpec{
+		Type:  typ,
+		Name:  name,
+		Range: hcl.RangeBetween(blk.TypeRange, blk.LabelRanges[1]),
+		Body:  blk.Body,
+		Attrs: make(map[string]cty.Value, len(attrs)),
+	}
+	for _, sa := range attrs {
+		if sa.required {
+			b.require(sa.name)
+		}
+		v := sa.def
+		rng, set := b.str(sa.name, &v)
+		if set && sa.check != nil {
+			if msg := sa.check(v); msg != "" {
+				st.d.errorf(rng, "%s", msg)
+			}
+		}
+		if set || !sa.required {
+			spec.Attrs[sa.name] = cty.StringVal(v)
+		}
+	}
+	b.done()
+	st.cfg.Sinks = append(st.cfg.Sinks, spec)
+}
+
+// finish fills in what needs every file (defaults that depend on the
+// machine, the compiled policy).
+func (st *state) finish() {
+	cfg := &st.cfg
+	if cfg.Settings.Hostname == "" {
+		if h, err := hostname(); err == nil {
+			cfg.Settings.Hostname = h
+		}
+	}
+	if len(cfg.Sinks) == 0 {
+		// Alerts must go somewhere: journald reads standard output.
+		cfg.Sinks = []SinkSpec{{
+			Type:  "stdout",
+			Name:  "console",
+			Body:  hcl.EmptyBody(),
+			Attrs: map[string]cty.Value{"format": cty.StringVal("json")},
+		}}
+	}
+	if st.d.diags.HasErrors() {
+		return
+	}
+	p, err := detect.Compile(detect.PolicySpec{Environment: cfg.Settings.Environment, Signatures: st.sigs})
+	if err != nil {
+		// The checks above should have caught it; say where anyway.
+		st.compileError(err)
+		return
+	}
+	cfg.Policy = p
+}
+
+func (st *state) compileError(err error) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var se *detect.SignatureError
+		if errors.As(e, &se) && se.Index < len(st.sigRanges) {
+			st.d.errorf(st.sigRanges[se.Index], "%v", se)
+			continue
+		}
+		st.d.diags = append(st.d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Error(), Subject: &hcl.Range{Filename: st.cfg.Path}})
+	}
+}
+
+// didYouMean returns "; did you mean "x"?" for a close candidate, else
+// "; " + otherwise.
+func didYouMean(given string, candidates []string, otherwise string) string {
+	if s := suggest(given, candidates); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
+	}
+	return "; " + otherwise
+}
+
+func importances() []string {
+	var out []string
+	for i := detect.Info; i <= detect.Critical; i++ {
+		out = append(out, i.String())
+	}
+	return out
+}
+
+// isWord reports whether s is 1 to max characters of lowercase letters,
+// digits, "-" and "_" (and, if names, uppercase letters and ".").
+func isWord(s string, max int, names bool) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+		case names && (r >= 'A' && r <= 'Z' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isMITRE reports whether s is an ATT&CK technique id: T1234 or T1234.567.
+func isMITRE(s string) bool {
+	digits := func(s string) bool {
+		for _, r := range s {
+			if r < '0' || r > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	base, sub, hasSub := strings.Cut(s, ".")
+	if len(base) != 5 || base[0] != 'T' || !digits(base[1:]) {
+		return false
+	}
+	return !hasSub || len(sub) == 3 && digits(sub)
+}
+
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f
+}

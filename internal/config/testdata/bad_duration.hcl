@@ -1,0 +1,4 @@
+audit {
+  gather_window = "20 ms"
+  event_timeout = "2h"
+}

@@ -1,0 +1,5 @@
+signature "enc" {
+  importance  = "low"
+  mitre       = ["T1027", "1132", "T1027.1"]
+  executables = []
+}

@@ -1,0 +1,4 @@
+settings {
+  environment = var.env
+  hostname    = upper("x")
+}

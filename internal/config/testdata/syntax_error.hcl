@@ -1,0 +1,3 @@
+signature "x" {
+  importance = "high
+}

@@ -1,0 +1,3 @@
+sink "stdot" "console" {
+  format = "json"
+}

@@ -1,0 +1,481 @@
+package sink
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/encwatch/encwatch/detect"
+)
+
+// Version is the product version the formats report (ECS observer.version,
+// OCSF metadata.product.version, the CEF and LEEF headers). The daemon sets
+// it at start-up from its build version.
+var Version = "dev"
+
+// ecsSeverity maps an importance to ECS event.severity and event.risk_score
+// (0-100), on the scale of Elastic's detection rules (low 21, medium 47,
+// high 73, critical 99).
+var ecsSeverity = [...]int{detect.Info: 1, detect.Low: 21, detect.Medium: 47, detect.High: 73, detect.Critical: 99}
+
+// ocsfSeverity maps an importance to OCSF severity_id: 1 Informational,
+// 2 Low, 3 Medium, 4 High, 5 Critical.
+var ocsfSeverity = [...]int{detect.Info: 1, detect.Low: 2, detect.Medium: 3, detect.High: 4, detect.Critical: 5}
+
+// cefSeverity maps an importance to the CEF and LEEF 0-10 severity.
+var cefSeverity = [...]int{detect.Info: 1, detect.Low: 3, detect.Medium: 5, detect.High: 8, detect.Critical: 10}
+
+func severityOf(table []int, i detect.Importance) int {
+	if i < 0 || int(i) >= len(table) {
+		return table[0]
+	}
+	return table[i]
+}
+
+// AppendECS appends a as one Elastic Common Schema (ECS 8) document: an
+// event.kind "alert" of category "process", type "start", with process.*,
+// process.parent.*, rule.*, threat.* and host.name. Fields ECS has no name
+// for are under "encwatch". Strings are escaped as by AppendJSON, so the
+// document is valid UTF-8 JSON on one line; when an argument of argv is not
+// valid UTF-8, encwatch.args_b64 holds its exact bytes.
+func AppendECS(dst []byte, a *detect.Alert) []byte {
+	s := &a.Signature
+	dst = append(dst, `{"@timestamp":"`...)
+	dst = a.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","ecs":{"version":"8.11.0"},"event":{"kind":"alert","category":["process"],"type":["start"],"module":"encwatch","dataset":"encwatch.alert","id":`...)
+	dst = appendString(dst, a.ID)
+	dst = append(dst, `,"severity":`...)
+	dst = strconv.AppendInt(dst, int64(severityOf(ecsSeverity[:], s.Importance)), 10)
+	dst = append(dst, `,"risk_score":`...)
+	dst = strconv.AppendInt(dst, int64(severityOf(ecsSeverity[:], s.Importance)), 10)
+	dst = append(dst, `},"message":`...)
+	dst = appendString(dst, s.Description)
+	dst = append(dst, `,"host":{"name":`...)
+	dst = appendString(dst, a.Host)
+	dst = append(dst, `},"observer":{"product":"encwatch","vendor":"encwatch","version":`...)
+	dst = appendString(dst, Version)
+	dst = append(dst, `},"rule":{"name":`...)
+	dst = appendString(dst, s.Name)
+	dst = append(dst, `,"description":`...)
+	dst = appendString(dst, s.Description)
+	dst = append(dst, `,"category":`...)
+	dst = appendString(dst, s.Category)
+	dst = append(dst, `}`...)
+	if len(s.MITRE) > 0 {
+		dst = append(dst, `,"threat":{"framework":"MITRE ATT&CK","technique":{"id":`...)
+		dst = appendStrings(dst, s.MITRE)
+		dst = append(dst, `}}`...)
+	}
+	var argv []string
+	if e := a.Event; e != nil {
+		argv = e.Argv
+		dst = append(dst, `,"process":{"pid":`...)
+		dst = strconv.AppendInt(dst, int64(e.PID), 10)
+		dst = append(dst, `,"executable":`...)
+		dst = appendString(dst, e.Exe)
+		dst = append(dst, `,"name":`...)
+		dst = appendString(dst, baseName(e.Exe))
+		dst = append(dst, `,"args":`...)
+		dst = appendStrings(dst, e.Argv)
+		dst = append(dst, `,"args_count":`...)
+		dst = strconv.AppendInt(dst, int64(len(e.Argv)), 10)
+		dst = append(dst, `,"command_line":`...)
+		dst = appendString(dst, strings.Join(e.Argv, " "))
+		dst = append(dst, `,"working_directory":`...)
+		dst = appendString(dst, e.Cwd)
+		dst = append(dst, `,"user":{"id":"`...)
+		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
+		dst = append(dst, `"},"group":{"id":"`...)
+		dst = strconv.AppendUint(dst, uint64(e.GID), 10)
+		dst = append(dst, `"},"parent":{"pid":`...)
+		if len(a.Ancestry) > 0 {
+			p := &a.Ancestry[0]
+			dst = strconv.AppendInt(dst, int64(p.PID), 10)
+			dst = append(dst, `,"executable":`...)
+			dst = appendString(dst, p.Exe)
+			dst = append(dst, `,"name":`...)
+			dst = appendString(dst, baseName(p.Exe))
+			dst = append(dst, `,"args":`...)
+			dst = appendStrings(dst, p.Argv)
+			dst = append(dst, `,"user":{"id":"`...)
+			dst = strconv.AppendUint(dst, uint64(p.UID), 10)
+			dst = append(dst, `"}`...)
+		} else {
+			dst = strconv.AppendInt(dst, int64(e.PPID), 10)
+		}
+		dst = append(dst, `}}`...)
+		dst = append(dst, `,"user":{"id":"`...)
+		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
+		dst = append(dst, `"}`...)
+	}
+	dst = append(dst, `,"labels":{"environment":`...)
+	dst = appendString(dst, a.Environment)
+	dst = append(dst, `},"encwatch":{"method":`...)
+	dst = appendString(dst, s.Method)
+	dst = append(dst, `,"importance":`...)
+	dst = appendString(dst, s.Importance.String())
+	dst = append(dst, `,"actions":`...)
+	dst = appendStrings(dst, a.Actions)
+	if !allValid(argv) {
+		dst = append(dst, `,"args_b64":`...)
+		dst = appendB64s(dst, argv)
+	}
+	if p := a.Payload; p != nil {
+		dst = append(dst, `,"payload":{"encoding":`...)
+		dst = appendString(dst, p.Encoding)
+		dst = append(dst, `,"length":`...)
+		dst = strconv.AppendInt(dst, int64(p.Length), 10)
+		dst = append(dst, `,"kind":`...)
+		dst = appendString(dst, p.Kind)
+		dst = append(dst, `,"preview":`...)
+		dst = appendString(dst, p.Preview)
+		dst = append(dst, '}')
+	}
+	if a.Throttled > 0 {
+		dst = append(dst, `,"throttled":`...)
+		dst = strconv.AppendUint(dst, a.Throttled, 10)
+	}
+	return append(dst, `}}`...)
+}
+
+// AppendOCSF appends a as one OCSF 1.1 Process Activity event (class_uid
+// 1007, category_uid 1 System Activity, activity_id 1 Launch, type_uid
+// 100701), with the signature as finding_info (analytic, MITRE ATT&CK
+// techniques). OCSF has no argv array, so unmapped.args carries it.
+// Escaping is AppendJSON's; when an argument of argv is not valid UTF-8,
+// unmapped.args_b64 holds its exact bytes.
+func AppendOCSF(dst []byte, a *detect.Alert) []byte {
+	s := &a.Signature
+	sev := severityOf(ocsfSeverity[:], s.Importance)
+	dst = append(dst, `{"class_uid":1007,"class_name":"Process Activity","category_uid":1,"category_name":"System Activity","activity_id":1,"activity_name":"Launch","type_uid":100701,"type_name":"Process Activity: Launch","severity_id":`...)
+	dst = strconv.AppendInt(dst, int64(sev), 10)
+	dst = append(dst, `,"severity":`...)
+	dst = appendString(dst, ocsfSeverityName(sev))
+	dst = append(dst, `,"status_id":1,"status":"Success","time":`...)
+	dst = strconv.AppendInt(dst, a.Time.UnixMilli(), 10)
+	dst = append(dst, `,"message":`...)
+	dst = appendString(dst, s.Description)
+	dst = append(dst, `,"metadata":{"version":"1.1.0","uid":`...)
+	dst = appendString(dst, a.ID)
+	dst = append(dst, `,"product":{"name":"encwatch","vendor_name":"encwatch","version":`...)
+	dst = appendString(dst, Version)
+	dst = append(dst, `}},"device":{"hostname":`...)
+	dst = appendString(dst, a.Host)
+	dst = append(dst, `,"type_id":0},"finding_info":{"uid":`...)
+	dst = appendString(dst, a.ID)
+	dst = append(dst, `,"title":`...)
+	dst = appendString(dst, s.Name)
+	dst = append(dst, `,"desc":`...)
+	dst = appendString(dst, s.Description)
+	dst = append(dst, `,"types":[`...)
+	dst = appendString(dst, s.Category)
+	dst = append(dst, `],"analytic":{"name":`...)
+	dst = appendString(dst, s.Name)
+	dst = append(dst, `,"category":`...)
+	dst = appendString(dst, s.Category)
+	dst = append(dst, `,"type_id":1,"type":"Rule"},"attacks":[`...)
+	for i, id := range s.MITRE {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"technique":{"uid":`...)
+		dst = appendString(dst, id)
+		dst = append(dst, `}}`...)
+	}
+	dst = append(dst, `]}`...)
+	var argv []string
+	if e := a.Event; e != nil {
+		argv = e.Argv
+		dst = append(dst, `,"process":`...)
+		dst = appendOCSFProcess(dst, e.PID, e.Exe, e.Argv, e.UID, e.Cwd)
+		dst = dst[:len(dst)-1] // reopen the process object for its parent
+		dst = append(dst, `,"parent_process":`...)
+		if len(a.Ancestry) > 0 {
+			p := &a.Ancestry[0]
+			dst = appendOCSFProcess(dst, p.PID, p.Exe, p.Argv, p.UID, "")
+		} else {
+			dst = append(dst, `{"pid":`...)
+			dst = strconv.AppendInt(dst, int64(e.PPID), 10)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, `},"actor":{"user":{"uid":"`...)
+		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
+		dst = append(dst, `"}}`...)
+	}
+	dst = append(dst, `,"unmapped":{"environment":`...)
+	dst = appendString(dst, a.Environment)
+	dst = append(dst, `,"importance":`...)
+	dst = appendString(dst, s.Importance.String())
+	dst = append(dst, `,"actions":`...)
+	dst = appendStrings(dst, a.Actions)
+	if a.Event != nil {
+		dst = append(dst, `,"args":`...)
+		dst = appendStrings(dst, argv)
+	}
+	if !allValid(argv) {
+		dst = append(dst, `,"args_b64":`...)
+		dst = appendB64s(dst, argv)
+	}
+	return append(dst, `}}`...)
+}
+
+func appendOCSFProcess(dst []byte, pid int, exe string, argv []string, uid uint32, cwd string) []byte {
+	dst = append(dst, `{"pid":`...)
+	dst = strconv.AppendInt(dst, int64(pid), 10)
+	dst = append(dst, `,"cmd_line":`...)
+	dst = appendString(dst, strings.Join(argv, " "))
+	dst = append(dst, `,"file":{"path":`...)
+	dst = appendString(dst, exe)
+	dst = append(dst, `,"name":`...)
+	dst = appendString(dst, baseName(exe))
+	dst = append(dst, `,"type_id":1},"user":{"uid":"`...)
+	dst = strconv.AppendUint(dst, uint64(uid), 10)
+	dst = append(dst, `"}`...)
+	if cwd != "" {
+		dst = append(dst, `,"working_directory":`...)
+		dst = appendString(dst, cwd)
+	}
+	return append(dst, '}')
+}
+
+func ocsfSeverityName(id int) string {
+	return [...]string{"Unknown", "Informational", "Low", "Medium", "High", "Critical"}[id]
+}
+
+func allValid(ss []string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func appendB64s(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, []byte(s))
+		dst = append(dst, '"')
+	}
+	return append(dst, ']')
+}
+
+// AppendCEF appends a as one ArcSight Common Event Format (CEF:0) line,
+// without a trailing newline:
+//
+//	CEF:0|encwatch|encwatch|VERSION|SIGNATURE|DESCRIPTION|SEVERITY|EXTENSION
+//
+// Header fields escape '\' and '|' with a backslash; extension values
+// escape '\' and '=', and write LF and CR as the two characters \n and \r,
+// as the CEF specification says. Characters CEF has no escape for (other C0
+// and C1 controls, DEL, the Unicode line separators and bidi controls) and
+// bytes that are not UTF-8 become U+FFFD, so a record is always one line
+// that no argument can split or extend. argv is also carried exactly, as a
+// JSON array in cs2 (JSON escapes every control character), and, when an
+// argument is not valid UTF-8, as base64 in flexString1.
+//
+// Extension keys: rt (ms since the epoch), dvchost, externalId (alert id),
+// cat (signature category), act ("alert"), msg (description), spid, sproc
+// (process name), filePath (executable), suid, cs1 commandLine, cs2 argv
+// (JSON), cs3 mitre, cs4 parentProcess (executable), cn1 parentPid, cs5
+// environment, cs6 cwd, flexString1 argvBase64.
+func AppendCEF(dst []byte, a *detect.Alert) []byte {
+	s := &a.Signature
+	dst = append(dst, "CEF:0|encwatch|encwatch|"...)
+	dst = appendCEFHeader(dst, Version)
+	dst = append(dst, '|')
+	dst = appendCEFHeader(dst, s.Name)
+	dst = append(dst, '|')
+	dst = appendCEFHeader(dst, s.Description)
+	dst = append(dst, '|')
+	dst = strconv.AppendInt(dst, int64(severityOf(cefSeverity[:], s.Importance)), 10)
+	dst = append(dst, "|rt="...)
+	dst = strconv.AppendInt(dst, a.Time.UnixMilli(), 10)
+	dst = appendCEFExt(dst, "dvchost", a.Host)
+	dst = appendCEFExt(dst, "externalId", a.ID)
+	dst = appendCEFExt(dst, "cat", s.Category)
+	dst = append(dst, " act=alert"...)
+	dst = appendCEFExt(dst, "msg", s.Description)
+	dst = appendCEFExt(dst, "cs3Label", "mitre")
+	dst = appendCEFExt(dst, "cs3", strings.Join(s.MITRE, ","))
+	dst = appendCEFExt(dst, "cs5Label", "environment")
+	dst = appendCEFExt(dst, "cs5", a.Environment)
+	if e := a.Event; e != nil {
+		dst = append(dst, " spid="...)
+		dst = strconv.AppendInt(dst, int64(e.PID), 10)
+		dst = appendCEFExt(dst, "sproc", baseName(e.Exe))
+		dst = appendCEFExt(dst, "filePath", e.Exe)
+		dst = append(dst, " suid="...)
+		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
+		dst = appendCEFExt(dst, "cs1Label", "commandLine")
+		dst = appendCEFExt(dst, "cs1", strings.Join(e.Argv, " "))
+		dst = appendCEFExt(dst, "cs2Label", "argv")
+		dst = appendCEFExt(dst, "cs2", string(appendStrings(nil, e.Argv)))
+		dst = appendCEFExt(dst, "cs6Label", "cwd")
+		dst = appendCEFExt(dst, "cs6", e.Cwd)
+		ppid, pexe := e.PPID, ""
+		if len(a.Ancestry) > 0 {
+			ppid, pexe = a.Ancestry[0].PID, a.Ancestry[0].Exe
+		}
+		dst = appendCEFExt(dst, "cn1Label", "parentPid")
+		dst = append(dst, " cn1="...)
+		dst = strconv.AppendInt(dst, int64(ppid), 10)
+		if pexe != "" {
+			dst = appendCEFExt(dst, "cs4Label", "parentProcess")
+			dst = appendCEFExt(dst, "cs4", pexe)
+		}
+		if !allValid(e.Argv) {
+			dst = appendCEFExt(dst, "flexString1Label", "argvBase64")
+			dst = appendCEFExt(dst, "flexString1", string(appendB64s(nil, e.Argv)))
+		}
+	}
+	return dst
+}
+
+// appendCEFHeader writes a CEF header field: '\' and '|' escaped.
+func appendCEFHeader(dst []byte, s string) []byte {
+	return appendSafe(dst, s, func(dst []byte, c byte) ([]byte, bool) {
+		switch c {
+		case '\\', '|':
+			return append(dst, '\\', c), true
+		}
+		return dst, false
+	})
+}
+
+// appendCEFExt writes " key=value": '\' and '=' escaped, LF and CR as \n
+// and \r.
+func appendCEFExt(dst []byte, key, value string) []byte {
+	dst = append(dst, ' ')
+	dst = append(dst, key...)
+	dst = append(dst, '=')
+	return appendSafe(dst, value, func(dst []byte, c byte) ([]byte, bool) {
+		switch c {
+		case '\\', '=':
+			return append(dst, '\\', c), true
+		case '\n':
+			return append(dst, '\\', 'n'), true
+		case '\r':
+			return append(dst, '\\', 'r'), true
+		}
+		return dst, false
+	})
+}
+
+// appendSafe writes s, letting esc handle ASCII bytes first; any other
+// control character, DEL, a rune AppendJSON escapes (C1 controls, line
+// separators, bidi controls) or a byte that is not UTF-8 becomes U+FFFD.
+func appendSafe(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			var ok bool
+			if dst, ok = esc(dst, c); !ok {
+				if c < 0x20 || c == 0x7f {
+					dst = append(dst, "\uFFFD"...)
+				} else {
+					dst = append(dst, c)
+				}
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || mustEscape(r) {
+			dst = append(dst, "\uFFFD"...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
+}
+
+// AppendLEEF appends a as one IBM QRadar LEEF 2.0 event, without a trailing
+// newline:
+//
+//	LEEF:2.0|encwatch|encwatch|VERSION|SIGNATURE|x09|key=value<TAB>key=value…
+//
+// The attribute delimiter is TAB (declared as x09). LEEF has no escape
+// mechanism, so values have TAB, CR and LF removed (and '|' in header
+// fields); other control characters, the Unicode line separators and bidi
+// controls, and bytes that are not UTF-8 become U+FFFD. argv survives
+// exactly all the same, as a JSON array in the "argv" attribute (JSON
+// escapes TAB, CR and LF), plus "argvBase64" when an argument is not UTF-8.
+//
+// Attributes: devTime and devTimeFormat, sev (1-10), cat, identHostName,
+// externalId (alert id), usrName (the uid: LEEF has no uid key), and the
+// custom keys signature, description, mitre, environment, pid, ppid,
+// parentExe, exe, processName, cmdLine, argv, cwd, argvBase64.
+func AppendLEEF(dst []byte, a *detect.Alert) []byte {
+	s := &a.Signature
+	dst = append(dst, "LEEF:2.0|encwatch|encwatch|"...)
+	dst = appendLEEF(dst, Version, true)
+	dst = append(dst, '|')
+	dst = appendLEEF(dst, s.Name, true)
+	dst = append(dst, "|x09|devTime="...)
+	dst = a.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000-0700")
+	dst = append(dst, "\tdevTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSSZ\tsev="...)
+	dst = strconv.AppendInt(dst, int64(severityOf(cefSeverity[:], s.Importance)), 10)
+	dst = appendLEEFAttr(dst, "cat", s.Category)
+	dst = appendLEEFAttr(dst, "identHostName", a.Host)
+	dst = appendLEEFAttr(dst, "externalId", a.ID)
+	dst = appendLEEFAttr(dst, "signature", s.Name)
+	dst = appendLEEFAttr(dst, "description", s.Description)
+	dst = appendLEEFAttr(dst, "mitre", strings.Join(s.MITRE, ","))
+	dst = appendLEEFAttr(dst, "environment", a.Environment)
+	if e := a.Event; e != nil {
+		dst = append(dst, "\tpid="...)
+		dst = strconv.AppendInt(dst, int64(e.PID), 10)
+		ppid, pexe := e.PPID, ""
+		if len(a.Ancestry) > 0 {
+			ppid, pexe = a.Ancestry[0].PID, a.Ancestry[0].Exe
+		}
+		dst = append(dst, "\tppid="...)
+		dst = strconv.AppendInt(dst, int64(ppid), 10)
+		if pexe != "" {
+			dst = appendLEEFAttr(dst, "parentExe", pexe)
+		}
+		dst = append(dst, "\tusrName="...)
+		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
+		dst = appendLEEFAttr(dst, "exe", e.Exe)
+		dst = appendLEEFAttr(dst, "processName", baseName(e.Exe))
+		dst = appendLEEFAttr(dst, "cmdLine", strings.Join(e.Argv, " "))
+		dst = appendLEEFAttr(dst, "argv", string(appendStrings(nil, e.Argv)))
+		dst = appendLEEFAttr(dst, "cwd", e.Cwd)
+		if !allValid(e.Argv) {
+			dst = appendLEEFAttr(dst, "argvBase64", string(appendB64s(nil, e.Argv)))
+		}
+	}
+	return dst
+}
+
+func appendLEEFAttr(dst []byte, key, value string) []byte {
+	dst = append(dst, '\t')
+	dst = append(dst, key...)
+	dst = append(dst, '=')
+	return appendLEEF(dst, value, false)
+}
+
+// appendLEEF writes a LEEF value: TAB, CR, LF (and '|' in a header field)
+// removed; see AppendLEEF.
+func appendLEEF(dst []byte, s string, header bool) []byte {
+	return appendSafe(dst, s, func(dst []byte, c byte) ([]byte, bool) {
+		switch {
+		case c == '\t' || c == '\r' || c == '\n':
+			return dst, true
+		case c == '|' && header:
+			return dst, true
+		}
+		return dst, false
+	})
+}
+
+// compile-time checks that each format has the Format shape.
+var _ = []Format{AppendJSON, AppendECS, AppendOCSF, AppendCEF, AppendLEEF}

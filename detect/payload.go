@@ -25,10 +25,10 @@ const (
 var interpreterFlags = map[string]string{
 	"sh": "c", "bash": "c", "dash": "c", "zsh": "c", "ksh": "c", "mksh": "c", "ash": "c", "busybox": "c", "fish": "c",
 	"python": "c", "pypy": "c",
-	"perl":   "eE",
-	"ruby":   "e",
-	"php":    "r",
-	"node":   "ep", "nodejs": "ep", "deno": "",
+	"perl": "eE",
+	"ruby": "e",
+	"php":  "r",
+	"node": "ep", "nodejs": "ep", "deno": "",
 }
 
 // shellNames take options in clusters and a script after them.
@@ -222,7 +222,9 @@ func clip(s string) string {
 }
 
 // inspect finds the decode calls and blobs in the inline code of argv, run
-// as exeBase or argv0Base; nil when argv runs no inline code.
+// under one of names (the exe's and argv[0]'s basenames). For a command that
+// runs no inline code (echo, printf, an interpreter running a file) it looks
+// for blobs in the arguments, but not for decode calls: those are code.
 func inspect(argv []string, names ...string) *payloadInfo {
 	for _, n := range names {
 		if n == "" {
@@ -232,7 +234,11 @@ func inspect(argv []string, names ...string) *payloadInfo {
 			return inspectCode(code)
 		}
 	}
-	return nil
+	if len(argv) < 2 {
+		return nil
+	}
+	args := clip(strings.Join(argv[1:], " "))
+	return &payloadInfo{code: args, blobs: findBlobs(args, 1)}
 }
 
 func inspectCode(code string) *payloadInfo {

@@ -133,6 +133,13 @@ var shellBuiltins = map[string]bool{
 	"pushd": true, "popd": true, "hash": true, "builtin": true, "getopts": true, "kill": true,
 }
 
+// shellPrefixes come before a command without being it: keywords that open
+// a body, and wrappers that exec what follows.
+var shellPrefixes = map[string]bool{
+	"exec": true, "command": true, "nohup": true, "time": true, "do": true, "then": true, "else": true,
+	"elif": true, "if": true, "while": true, "until": true, "!": true, "{": true,
+}
+
 // ScriptCommands returns the argv of each program a shell script would exec,
 // in order: simple commands split at |, ;, &, && , || and newlines, command
 // substitutions included, builtins, assignments and redirections left out,
@@ -147,7 +154,7 @@ func ScriptCommands(code string) [][]string {
 		for len(cur) > 0 && isAssignment(cur[0]) {
 			cur = cur[1:]
 		}
-		for len(cur) > 0 && (cur[0] == "exec" || cur[0] == "command" || cur[0] == "nohup" || cur[0] == "time") {
+		for len(cur) > 0 && shellPrefixes[cur[0]] {
 			cur = cur[1:]
 		}
 		if len(cur) > 0 && !shellBuiltins[cur[0]] {
@@ -329,4 +336,18 @@ func SplitCommand(line string) ([]string, error) {
 		return nil, errors.New("empty command line")
 	}
 	return argv, nil
+}
+
+// DryRun evaluates the simulated events of c against p with a fresh engine,
+// at time t on host, and returns every alert they raise: what the daemon
+// would report had c run.
+func DryRun(p *Policy, c Command, host string, t time.Time) []Alert {
+	evs, table := Simulate(c, t)
+	e := NewEngine(p, host, func() time.Time { return t })
+	e.SetProcesses(table)
+	var out []Alert
+	for _, ev := range evs {
+		out = append(out, e.Evaluate(ev)...)
+	}
+	return out
 }

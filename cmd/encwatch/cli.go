@@ -32,7 +32,9 @@ const usage = `usage: encwatch COMMAND [flags]
 Commands:
   run       --config FILE            own the kernel audit socket and raise alerts (root)
   replay    --config FILE [LOG...]   replay auditd log files ("-" for stdin) and print alerts as JSON lines
-  validate  --config FILE | FILE     check a policy; prints file:line:col diagnostics, exit 1 on error
+  validate  --config FILE | FILE     check a policy and run its test blocks; prints file:line:col diagnostics, exit 1 on error
+  check     --config FILE [--parent CMDLINE] [--user UID] -- ARGV...
+                                     print the alerts a command line would raise, without the kernel
   version                            print the version
 
 Run "encwatch COMMAND --help" for the flags of a command.
@@ -51,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdReplay(ctx, rest, stdout, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
+	case "check":
+		return cmdCheck(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "encwatch %s\n", version)
 		return nil
@@ -172,6 +176,10 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, err)
 		return exitCode(1)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d signatures, %d sinks\n", *path, len(cfg.Policy.Signatures()), len(cfg.Sinks))
+	if err := runPolicyTests(cfg, stdout); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitCode(1)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d signatures, %d tests, %d sinks\n", *path, len(cfg.Policy.Signatures()), len(cfg.Tests), len(cfg.Sinks))
 	return nil
 }

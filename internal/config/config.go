@@ -24,6 +24,13 @@ type Config struct {
 	Audit    Audit
 	Policy   *detect.Policy
 	Sinks    []SinkSpec
+	// Tests are the policy's test blocks, run by RunTests.
+	Tests []PolicyTest
+	// Encoders are the known encoder binaries Load found on this machine,
+	// compiled into Policy for the renamed-encoder check; EncoderProblems
+	// says which listed binaries could not be used, and why.
+	Encoders        []detect.EncoderIdentity
+	EncoderProblems []string
 }
 
 // Settings is the settings block.
@@ -32,6 +39,11 @@ type Settings struct {
 	Environment string
 	// Hostname names this machine in alerts; os.Hostname() when unset.
 	Hostname string
+	// AncestryDepth is how many ancestors an alert carries.
+	AncestryDepth int
+	// EncoderBinaries are the paths of encoder tools identified by device,
+	// inode and content hash at load, so that a renamed copy still matches.
+	EncoderBinaries []string
 }
 
 // Audit is the audit block: how encwatch talks to the kernel audit
@@ -140,14 +152,14 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		}
 		files = append(files, source{name: name, src: src})
 	}
-	return load(path, files)
+	return load(path, files, true)
 }
 
 // Parse loads a policy from src alone, as if read from filename, without
 // conf.d and without permission checks: for tests, fuzzing and checking a
 // policy piped in on standard input.
 func Parse(filename string, src []byte) (*Config, error) {
-	return load(filename, []source{{name: filename, src: src}})
+	return load(filename, []source{{name: filename, src: src}}, false)
 }
 
 // Error is a policy that failed to load: the diagnostics say what and where.

@@ -22,12 +22,10 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(config.hcl): %v", err)
 	}
-	wait := uint32(60000)
 	wantAudit := Audit{
 		Mode:            "owner",
 		Enabled:         true,
 		BacklogLimit:    8192,
-		BacklogWaitTime: &wait,
 		Failure:         "printk",
 		RuleKey:         "encwatch",
 		GatherWindow:    20 * time.Millisecond,
@@ -37,19 +35,19 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Audit, wantAudit) {
 		t.Errorf("Audit = %+v, want %+v", cfg.Audit, wantAudit)
 	}
-	if got, want := cfg.Settings, (Settings{Environment: "production", Hostname: "testhost"}); got != want {
+	if got, want := cfg.Settings, (Settings{Environment: "production", Hostname: "testhost", AncestryDepth: 8, EncoderBinaries: []string{
+		"/usr/bin/base64", "/usr/bin/base32", "/usr/bin/basenc", "/usr/bin/xxd", "/usr/bin/uuencode", "/usr/bin/uudecode",
+	}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Settings = %+v, want %+v", got, want)
 	}
-	wantSigs := []detect.SignatureInfo{{
-		Name:        "data_encoder_exec",
-		Description: "Data encoder execution",
-		Category:    "Execution",
-		Method:      "Command and Scripting Interpreter",
-		Importance:  detect.High,
-		MITRE:       []string{"T1059", "T1027", "T1132"},
-	}}
-	if got := cfg.Policy.Signatures(); !reflect.DeepEqual(got, wantSigs) {
-		t.Errorf("Signatures = %+v, want %+v", got, wantSigs)
+	var names []string
+	for _, s := range cfg.Policy.Signatures() {
+		names = append(names, s.Name)
+	}
+	wantNames := []string{"data_encoder_exec", "decoder_piped_to_interpreter", "decoder_then_tmp_exec",
+		"interpreter_inline_decode", "base64_shebang_cmdline", "hex_payload_decode", "encoder_then_network", "renamed_encoder"}
+	if !reflect.DeepEqual(names, wantNames) {
+		t.Errorf("signatures = %v, want %v", names, wantNames)
 	}
 	if got := cfg.Policy.Environment(); got != "production" {
 		t.Errorf("Policy.Environment = %q, want production", got)
@@ -100,7 +98,7 @@ func TestLoadDefaults(t *testing.T) {
 			if cfg.Path != tt.file {
 				t.Errorf("Path = %q, want %q", cfg.Path, tt.file)
 			}
-			if cfg.Settings != tt.want.Settings {
+			if !reflect.DeepEqual(cfg.Settings, tt.want.Settings) {
 				t.Errorf("Settings = %+v, want %+v", cfg.Settings, tt.want.Settings)
 			}
 			if !reflect.DeepEqual(cfg.Audit, tt.want.Audit) {
@@ -172,13 +170,13 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_mitre.hcl:4:17: executables is empty: the signature could never match`,
 		}},
 		{"structure.hcl", []string{
-			`testdata/structure.hcl:1:1: unknown attribute "environment": the top level holds only settings, audit, signature, sink blocks`,
+			`testdata/structure.hcl:1:1: unknown attribute "environment": the top level holds only settings, audit, signature, allow, test, sink blocks`,
 			`testdata/structure.hcl:3:10: settings block takes no labels`,
 			`testdata/structure.hcl:6:1: unknown block "signatur"; did you mean "signature"?`,
 			`testdata/structure.hcl:9:1: signature block needs 1 label, its name, got 0`,
 			`testdata/structure.hcl:15:3: unknown block "sink" in signature "no_exes"`,
 			`testdata/structure.hcl:13:1: signature "no_exes" needs attribute "importance"`,
-			`testdata/structure.hcl:13:1: signature "no_exes" needs attribute "executables"`,
+			`testdata/structure.hcl:13:1: signature "no_exes" has no conditions: give executables, paths, exe_regex, match blocks or a sequence`,
 			`testdata/structure.hcl:19:12: unknown format "jsn"; did you mean "json"?`,
 			`testdata/structure.hcl:20:12: mode "0666" must not let others write the alerts file`,
 			`testdata/structure.hcl:18:1: sink "alerts" needs attribute "path"`,
@@ -366,7 +364,7 @@ func TestParseMatchesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if !reflect.DeepEqual(got.Audit, want.Audit) || got.Settings != want.Settings ||
+	if !reflect.DeepEqual(got.Audit, want.Audit) || !reflect.DeepEqual(got.Settings, want.Settings) ||
 		!reflect.DeepEqual(got.Policy.Signatures(), want.Policy.Signatures()) {
 		t.Errorf("Parse = %+v, want what Load gives: %+v", got, want)
 	}

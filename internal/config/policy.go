@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/encwatch/encwatch/detect"
 )
@@ -143,7 +145,7 @@ func (b *body) uint32s(name string, dst *[]uint32) {
 	}
 	for it := v.ElementIterator(); it.Next(); {
 		_, ev := it.Element()
-		if ev.IsNull() || !ev.Type().Equals(ev.Type()) || ev.Type().FriendlyName() != "number" {
+		if ev.IsNull() || ev.Type() != cty.Number {
 			b.d.errorf(a.Expr.Range(), "%s must be a list of numbers, e.g. [0, 1000]", name)
 			return
 		}
@@ -420,3 +422,5 @@ func (st *state) checkTests() {
 		}
 	}
 }
+
+func pathMatch(glob string) (bool, error) { return path.Match(glob, "") }

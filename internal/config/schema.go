@@ -17,7 +17,7 @@ import (
 )
 
 // Top-level block types.
-var topBlocks = []string{"settings", "audit", "signature", "sink"}
+var topBlocks = []string{"settings", "audit", "signature", "allow", "test", "sink"}
 
 // state accumulates the policy across the files of one Load.
 type state struct {
@@ -29,9 +29,18 @@ type state struct {
 	sigRanges           []hcl.Range
 	sigAt               map[string]hcl.Range
 	sinkAt              map[string]hcl.Range
+
+	allows         []detect.AllowSpec
+	allowRanges    []hcl.Range
+	allowSigRanges [][]hcl.Range
+	allowAt        map[string]hcl.Range
+	// encoders are the known encoder binaries found on this machine; nil
+	// when the caller does no I/O (Parse).
+	encoders []detect.EncoderIdentity
+	identify bool
 }
 
-func load(path string, files []source) (*Config, error) {
+func load(path string, files []source, identify bool) (*Config, error) {
 	st := &state{
 		cfg: Config{
 			Path:     path,
@@ -46,8 +55,10 @@ func load(path string, files []source) (*Config, error) {
 				MaxInFlight:  DefaultMaxInFlight,
 			},
 		},
-		sigAt:  make(map[string]hcl.Range),
-		sinkAt: make(map[string]hcl.Range),
+		sigAt:    make(map[string]hcl.Range),
+		sinkAt:   make(map[string]hcl.Range),
+		allowAt:  make(map[string]hcl.Range),
+		identify: identify,
 	}
 	var bodies []*hclsyntax.Body
 	for _, f := range files {
@@ -93,6 +104,10 @@ func (st *state) file(b *hclsyntax.Body) {
 			}
 		case "signature":
 			st.signature(blk)
+		case "allow":
+			st.allow(blk)
+		case "test":
+			st.test(blk)
 		case "sink":
 			st.sink(blk)
 		default:
@@ -121,6 +136,16 @@ func (st *state) settings(blk *hclsyntax.Block) {
 	}
 	if rng, ok := b.str("hostname", &s.Hostname); ok && strings.ContainsFunc(s.Hostname, isSpaceOrControl) {
 		st.d.errorf(rng, "hostname %q must not contain spaces or control characters", s.Hostname)
+	}
+	if n, ok := b.integer("ancestry_depth", 1, 64); ok {
+		s.AncestryDepth = int(n)
+	}
+	if ranges, ok := b.strings("encoder_binaries", &s.EncoderBinaries); ok {
+		for i, rng := range ranges {
+			if msg := checkAbsPath(s.EncoderBinaries[i]); msg != "" {
+				st.d.errorf(rng, "encoder_binaries: %s", msg)
+			}
+		}
 	}
 	b.done()
 }
@@ -172,56 +197,6 @@ func (st *state) audit(blk *hclsyntax.Block) {
 		a.MaxInFlight = int(n)
 	}
 	b.done()
-}
-
-func (st *state) signature(blk *hclsyntax.Block) {
-	if !st.d.labels(blk, "name") {
-		return
-	}
-	name := blk.Labels[0]
-	if !isWord(name, 128, true) {
-		st.d.errorf(blk.LabelRanges[0], "signature name %q must be letters, digits, \"-\", \"_\" or \".\"", name)
-	}
-	if first, dup := st.sigAt[name]; dup {
-		st.d.errorf(blk.LabelRanges[0], "duplicate signature %q; first defined at %s", name, at(first))
-		return
-	}
-	st.sigAt[name] = blk.LabelRanges[0]
-
-	b := st.d.body(blk, fmt.Sprintf("signature %q", name))
-	spec := detect.SignatureSpec{Name: name}
-	b.str("description", &spec.Description)
-	b.str("category", &spec.Category)
-	b.str("method", &spec.Method)
-	var imp string
-	b.require("importance")
-	if rng, ok := b.str("importance", &imp); ok {
-		if v, ok := detect.ParseImportance(imp); ok {
-			spec.Importance = v
-		} else {
-			st.d.errorf(rng, "unknown importance %q%s", imp, didYouMean(imp, importances(), "use info, low, medium, high or critical"))
-		}
-	}
-	mitre, _ := b.strings("mitre", &spec.MITRE)
-	for i, rng := range mitre {
-		if !isMITRE(spec.MITRE[i]) {
-			st.d.errorf(rng, "MITRE ATT&CK id %q must look like T1027 or T1027.010", spec.MITRE[i])
-		}
-	}
-	b.require("executables")
-	ranges, set := b.strings("executables", &spec.Executables)
-	if set && len(spec.Executables) == 0 {
-		st.d.errorf(b.b.Attributes["executables"].Expr.Range(), "executables is empty: the signature could never match")
-	}
-	for i, rng := range ranges {
-		exe := spec.Executables[i]
-		if exe == "" || exe == "." || exe == ".." || strings.ContainsAny(exe, "/\x00") {
-			st.d.errorf(rng, "executable %q must be a file name without a directory, e.g. \"base64\"", exe)
-		}
-	}
-	b.done()
-	st.sigs = append(st.sigs, spec)
-	st.sigRanges = append(st.sigRanges, blk.LabelRanges[0])
 }
 
 // sinkAttr is one attribute a sink type takes.
@@ -348,10 +323,20 @@ func (st *state) finish() {
 			Attrs: map[string]cty.Value{"format": cty.StringVal("json")},
 		}}
 	}
+	st.checkTests()
 	if st.d.diags.HasErrors() {
 		return
 	}
-	p, err := detect.Compile(detect.PolicySpec{Environment: cfg.Settings.Environment, Signatures: st.sigs})
+	if st.identify {
+		cfg.Encoders, cfg.EncoderProblems = identifyEncoders(cfg.Settings.EncoderBinaries)
+	}
+	p, err := detect.Compile(detect.PolicySpec{
+		Environment:   cfg.Settings.Environment,
+		AncestryDepth: cfg.Settings.AncestryDepth,
+		Signatures:    st.sigs,
+		Allows:        st.allows,
+		Encoders:      cfg.Encoders,
+	})
 	if err != nil {
 		// The checks above should have caught it; say where anyway.
 		st.compileError(err)
@@ -371,6 +356,11 @@ func (st *state) compileError(err error) {
 		var se *detect.SignatureError
 		if errors.As(e, &se) && se.Index < len(st.sigRanges) {
 			st.d.errorf(st.sigRanges[se.Index], "%v", se)
+			continue
+		}
+		var ae *detect.AllowError
+		if errors.As(e, &ae) && ae.Index < len(st.allowRanges) {
+			st.d.errorf(st.allowRanges[ae.Index], "%v", ae)
 			continue
 		}
 		st.d.diags = append(st.d.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: e.Error(), Subject: &hcl.Range{Filename: st.cfg.Path}})

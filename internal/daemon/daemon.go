@@ -13,6 +13,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -92,11 +93,18 @@ func replayFile(ctx context.Context, name string, out chan<- []audit.Record, log
 }
 
 func newPipeline(cfg *config.Config, log *logrus.Entry, sinks []sink.Sink, live bool) *pipeline {
-	host := cfg.Settings.Hostname
+	procs := proc.New(proc.Options{})
+	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
+	engine.SetProcesses(procs)
+	engine.SetFiles(proc.NewHasher())
+	for _, problem := range cfg.EncoderProblems {
+		log.WithField("problem", problem).Warn("encoder binary not identified")
+	}
 	return &pipeline{
 		log:    log,
 		asm:    audit.NewAssembler(assemblerConfig(cfg, live)),
-		engine: detect.NewEngine(cfg.Policy, host, time.Now),
+		engine: engine,
+		procs:  procs,
 		router: sink.NewRouter(log.WithField("stage", "sink"), sinks, sink.RouterOptions{}),
 		now:    time.Now,
 		lossy:  live,
@@ -128,7 +136,6 @@ func assemblerConfig(cfg *config.Config, live bool) audit.AssemblerConfig {
 		Timeout:     cfg.Audit.EventTimeout,
 	}
 }
-
 
 func closeSinks(sinks []sink.Sink, log *logrus.Entry) {
 	for _, s := range sinks {

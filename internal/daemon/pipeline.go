@@ -12,6 +12,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -33,6 +34,7 @@ type pipeline struct {
 	log    *logrus.Entry
 	asm    *audit.Assembler
 	engine *detect.Engine
+	procs  *proc.Cache
 	router *sink.Router
 	now    func() time.Time
 
@@ -73,6 +75,9 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 	g.Go(func() error {
 		defer p.router.Close()
 		for ev := range events {
+			// The cache learns of every exec before detection, so a
+			// pipeline's shell is known when its children run.
+			p.procs.Observe(ev)
 			for _, a := range p.engine.Evaluate(ev) {
 				p.alerts.Add(1)
 				p.router.Deliver(a)

@@ -132,7 +132,7 @@ func TestElasticBulk(t *testing.T) {
 		t.Fatal(err)
 	}
 	batch := []detect.Alert{alertN(0), alertN(1), alertN(2), alertN(3)}
-	es.itemFail["1"] = http.StatusTooManyRequests   // once
+	es.itemFail["1"] = http.StatusTooManyRequests    // once
 	es.itemFail["2"] = http.StatusServiceUnavailable // once
 	err = s.Send(t.Context(), batch)
 	if err == nil || errors.Is(err, ErrPermanent) {
@@ -385,4 +385,3 @@ func TestHTTPOutage(t *testing.T) {
 		t.Errorf("stats = %+v, want failures during the outage, %d sent, none dropped", st, n)
 	}
 }
-

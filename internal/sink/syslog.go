@@ -248,15 +248,9 @@ func appendOctetCounted(dst, msg []byte) []byte {
 // writes, so a readable EOF or error means it is gone, and writing would
 // only fill the kernel's buffer.
 func (s *Syslog) connect(ctx context.Context) error {
-	if s.conn != nil && s.stream {
-		_ = s.conn.SetReadDeadline(time.Now())
-		var b [1]byte
-		_, err := s.conn.Read(b[:])
-		var ne net.Error
-		if !(errors.As(err, &ne) && ne.Timeout()) {
-			s.log.WithError(err).Info("syslog peer closed the connection; reconnecting")
-			s.drop()
-		}
+	if s.conn != nil && s.stream && peerClosed(s.conn) {
+		s.log.Info("syslog peer closed the connection; reconnecting")
+		s.drop()
 	}
 	if s.conn != nil {
 		return nil
@@ -290,6 +284,31 @@ func (s *Syslog) connect(ctx context.Context) error {
 	}
 	s.log.WithField("address", s.opts.Address).Info("syslog connected")
 	return nil
+}
+
+// peerClosed peeks at a stream connection without blocking: a receiver
+// never writes, so EOF or an error means it is gone. (TLS records such as
+// session tickets are data: the peer is alive.)
+func peerClosed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+		return true // never wait
+	})
+	return closed || err != nil
 }
 
 func (s *Syslog) drop() {

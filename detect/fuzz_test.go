@@ -1,0 +1,71 @@
+package detect
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzInlinePayload feeds attacker-controlled inline code to the payload
+// decoder: it must not panic, must stay bounded, and its preview must be
+// printable ASCII.
+func FuzzInlinePayload(f *testing.F) {
+	f.Add("python3", "import base64;exec(base64.b64decode('aW1wb3J0IG9zO29zLnN5c3RlbSgiaWQiKQ=='))")
+	f.Add("sh", "echo IyEvYmluL3NoCmlkCg== | base64 -d | sh")
+	f.Add("perl", `eval pack("H*", "23212f62696e2f73680a69640a")`)
+	f.Add("node", `eval(Buffer.from('\x23\x21\x2f\x62\x69\x6e\x2f\x73\x68','hex'))`)
+	f.Fuzz(func(t *testing.T, tool, code string) {
+		pi := inspect([]string{tool, "-c", code}, tool)
+		if pi == nil {
+			return
+		}
+		if len(pi.blobs) > maxBlobs {
+			t.Fatalf("%d blobs, want at most %d", len(pi.blobs), maxBlobs)
+		}
+		if p := pi.best(); p != nil {
+			if !utf8.ValidString(p.Preview) || strings.ContainsFunc(p.Preview, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+				t.Fatalf("preview %q holds a byte outside printable ASCII", p.Preview)
+			}
+			if len(p.Preview) > 4*previewBytes+3 {
+				t.Fatalf("preview is %d bytes, want it bounded", len(p.Preview))
+			}
+		}
+	})
+}
+
+// FuzzArgvMatch runs arbitrary argv through the mode, flag and inline-code
+// readers and a full evaluation: none may panic, and a no-match result must
+// not depend on argv order of evaluation.
+func FuzzArgvMatch(f *testing.F) {
+	f.Add("base64\x00-di\x00--wrap\x000")
+	f.Add("xxd\x00-r\x00-p")
+	f.Add("openssl\x00enc\x00-d\x00-a")
+	f.Add("bash\x00-o\x00pipefail\x00-c\x00echo x | base64 -d | sh")
+	f.Add("sh\x00-c")
+	p := mustCompile(f, PolicySpec{Signatures: []SignatureSpec{
+		encoderSpec,
+		{Name: "dec", Importance: High, Conditions: Conditions{Executables: []string{"base64", "xxd", "openssl"}, Mode: "decode", ArgsRegex: `.`}},
+		{Name: "inline", Importance: High, Conditions: Conditions{Executables: []string{"sh", "bash", "python"}, DecodeCalls: []string{"any"}, Payload: PayloadKinds}},
+	}})
+	f.Fuzz(func(t *testing.T, joined string) {
+		argv := strings.Split(joined, "\x00")
+		for _, tool := range []string{"base64", "xxd", "openssl", "uudecode", "python3"} {
+			toolMode(tool, argv)
+		}
+		for _, fl := range []string{"-d", "--decode", "-c"} {
+			hasFlag(argv, fl)
+		}
+		if len(argv) > 0 {
+			InlineCode(basename(argv[0]), argv)
+		}
+		ScriptCommands(joined)
+		SplitCommand(joined)
+		e := NewEngine(p, "h", fixedNow)
+		ev := execEvent("/usr/bin/"+basename(argv[0]), argv...)
+		for _, a := range e.Evaluate(ev) {
+			if a.Signature.Name == "" || len(a.Matches) == 0 {
+				t.Fatalf("alert %+v without a signature or matches", a)
+			}
+		}
+	})
+}

@@ -1,0 +1,166 @@
+package proc
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/detect"
+)
+
+// fakeProc writes a process into a fake /proc tree.
+func fakeProc(t *testing.T, root string, pid, ppid int, comm, exe string, argv []string, uid int) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stat := strconv.Itoa(pid) + " (" + comm + ") S " + strconv.Itoa(ppid) + " 1 1 0 -1\n"
+	cmdline := ""
+	for _, a := range argv {
+		cmdline += a + "\x00"
+	}
+	status := "Name:\t" + comm + "\nUid:\t" + strconv.Itoa(uid) + "\t0\t0\t0\n"
+	for name, data := range map[string]string{"stat": stat, "cmdline": cmdline, "status": status} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if exe != "" {
+		if err := os.Symlink(exe, filepath.Join(dir, "exe")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func execEv(pid, ppid int, exe string, argv ...string) *audit.Event {
+	return &audit.Event{Arch: audit.ArchX86_64, Syscall: 59, Success: true, PID: pid, PPID: ppid, Exe: exe, Argv: argv, UID: 1000}
+}
+
+func TestAncestryFromObservedAndProc(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 1, 0, "systemd", "/usr/lib/systemd/systemd", []string{"/sbin/init"}, 0)
+	fakeProc(t, root, 50, 1, "sshd: a (b)", "/usr/sbin/sshd", []string{"sshd: user [priv]"}, 0)
+	now := time.Unix(1000, 0)
+	c := New(Options{Root: root, Now: func() time.Time { return now }})
+	c.Observe(execEv(60, 50, "/usr/bin/bash", "-bash"))
+	c.Observe(execEv(70, 60, "/usr/bin/sh", "sh", "-c", "echo x | base64 -d | sh"))
+
+	got := c.Ancestry(70, 8)
+	want := []detect.Process{
+		{PID: 70, PPID: 60, Exe: "/usr/bin/sh", Argv: []string{"sh", "-c", "echo x | base64 -d | sh"}, UID: 1000},
+		{PID: 60, PPID: 50, Exe: "/usr/bin/bash", Argv: []string{"-bash"}, UID: 1000},
+		{PID: 50, PPID: 1, Exe: "/usr/sbin/sshd", Argv: []string{"sshd: user [priv]"}, UID: 0},
+		{PID: 1, PPID: 0, Exe: "/usr/lib/systemd/systemd", Argv: []string{"/sbin/init"}, UID: 0},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Ancestry(70) = %+v\nwant %+v", got, want)
+	}
+	if got := c.Ancestry(70, 2); len(got) != 2 {
+		t.Errorf("Ancestry(70, 2) has %d entries, want 2", len(got))
+	}
+	if got := c.Ancestry(12345, 8); got != nil {
+		t.Errorf("Ancestry(unknown) = %+v, want nil", got)
+	}
+	st := c.Stats()
+	if st.Reads != 2 || st.Entries != 4 {
+		t.Errorf("Stats = %+v, want 2 reads from /proc and 4 entries", st)
+	}
+}
+
+func TestAgeOutAndBound(t *testing.T) {
+	root := t.TempDir()
+	now := time.Unix(1000, 0)
+	c := New(Options{Root: root, MaxEntries: 2, TTL: time.Minute, Now: func() time.Time { return now }})
+	c.Observe(execEv(10, 1, "/usr/bin/a", "a"))
+	now = now.Add(2 * time.Minute)
+	// Exited (no /proc entry) and aged out: unknown.
+	if p, ok := c.Process(10); ok {
+		t.Errorf("Process(10) after TTL = %+v, want unknown", p)
+	}
+	c.Observe(execEv(11, 1, "/usr/bin/b", "b"))
+	c.Observe(execEv(12, 1, "/usr/bin/c", "c"))
+	c.Observe(execEv(13, 1, "/usr/bin/d", "d"))
+	if _, ok := c.Process(11); ok {
+		t.Error("Process(11) still cached past MaxEntries, want evicted")
+	}
+	if st := c.Stats(); st.Entries != 2 || st.Evictions != 1 {
+		t.Errorf("Stats = %+v, want 2 entries and 1 eviction", st)
+	}
+	// A failed exec changes nothing.
+	failed := execEv(13, 1, "/usr/bin/sh", "x")
+	failed.Success = false
+	c.Observe(failed)
+	if p, _ := c.Process(13); p.Exe != "/usr/bin/d" {
+		t.Errorf("after a failed exec, Process(13).Exe = %q, want /usr/bin/d", p.Exe)
+	}
+}
+
+func TestParsers(t *testing.T) {
+	if got, err := ParseStatPPID([]byte("42 (a) b) c) S 7 42 42 0")); err != nil || got != 7 {
+		t.Errorf("ParseStatPPID = %d, %v, want 7", got, err)
+	}
+	if _, err := ParseStatPPID([]byte("42 no comm")); err == nil {
+		t.Error("ParseStatPPID without comm succeeded")
+	}
+	if got, want := ParseCmdline([]byte("a\x00\x00b\x00")), []string{"a", "", "b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseCmdline = %q, want %q", got, want)
+	}
+	if got, ok := ParseStatusUID([]byte("Name:\tx\nUid:\t1001\t0\t0\t0\n")); !ok || got != 1001 {
+		t.Errorf("ParseStatusUID = %d, %v, want 1001", got, ok)
+	}
+	users := ParsePasswd([]byte("root:x:0:0::/root:/bin/bash\n# c\nbad\nalice:x:1000:1000::/home/a:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n"))
+	if want := map[uint32]string{0: "root", 1000: "alice"}; !reflect.DeepEqual(users, want) {
+		t.Errorf("ParsePasswd = %v, want %v", users, want)
+	}
+}
+
+func TestUsers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "passwd")
+	if err := os.WriteFile(p, []byte("root:x:0:0::/root:/bin/bash\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := NewUsers(p)
+	if got := u.Name(0); got != "root" {
+		t.Errorf("Name(0) = %q, want root", got)
+	}
+	if got := u.Name(4242); got != "4242" {
+		t.Errorf("Name(4242) = %q, want 4242", got)
+	}
+}
+
+func TestHasher(t *testing.T) {
+	dir := t.TempDir()
+	data := []byte("#!/bin/sh\necho not really base64\n")
+	p := filepath.Join(dir, "x")
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
+	h := NewHasher()
+	if got, ok := h.Hash(p, []int64{1, int64(len(data))}); !ok || got != want {
+		t.Errorf("Hash = %q, %v, want %q", got, ok, want)
+	}
+	if _, ok := h.Hash(p, []int64{5}); ok {
+		t.Error("Hash of a file of another size succeeded")
+	}
+	if _, ok := h.Hash(filepath.Join(dir, "missing"), []int64{int64(len(data))}); ok {
+		t.Error("Hash of a missing file succeeded")
+	}
+	// Rewritten in place: same inode, new size and mtime, new hash.
+	data2 := []byte("#!/bin/sh\necho changed contents here\n")
+	if err := os.WriteFile(p, data2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sum2 := sha256.Sum256(data2)
+	if got, ok := h.Hash(p, []int64{int64(len(data)), int64(len(data2))}); !ok || got != hex.EncodeToString(sum2[:]) {
+		t.Errorf("Hash after rewrite = %q, %v, want the new sum", got, ok)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
@@ -161,8 +162,12 @@ func (e *PIDTakenError) Error() string {
 		who = fmt.Sprintf("process %d (%s)", e.PID, e.Comm)
 	}
 	return fmt.Sprintf("audit: the kernel audit stream is already owned by %s, probably auditd; "+
-		"stop it (systemctl stop auditd) or, in a later release, share it with "+
-		`audit { mode = "multicast" }`, who)
+		"the kernel sends records to one audit daemon only, so choose one: "+
+		"stop it (systemctl disable --now auditd) to let encwatch own the stream; "+
+		`or read beside it with audit { mode = "multicast" } (or run --mode multicast), `+
+		"with the execve rules loaded by auditd or install_rules = true; "+
+		"or install encwatch as an audisp plugin (/etc/audit/plugins.d/encwatch.conf, "+
+		"running encwatch run --mode audisp)", who)
 }
 
 // Control is a read-only view of the kernel's audit state: it neither
@@ -241,6 +246,11 @@ type Kernel struct {
 	// its context ends: closing a socket does not wake a blocked poll.
 	wake int
 
+	// multicast is true for a reader of the readlog group (OpenMulticast):
+	// it never registers, never changes settings, and installs rules only
+	// when asked.
+	multicast bool
+
 	records, batches, enobufs, dropped atomic.Uint64
 }
 
@@ -312,7 +322,7 @@ func (k *Kernel) open() error {
 		return fmt.Errorf("audit: register pid: %w", err)
 	}
 	k.changed |= libaudit.AuditStatusPID
-	if err := k.applySettings(); err != nil {
+	if err := k.applySettings(k.found); err != nil {
 		return err
 	}
 	return k.InstallRules()
@@ -330,9 +340,10 @@ func (k *Kernel) pidTaken() error {
 	return &PIDTakenError{PID: st.PID, Comm: processComm(st.PID)}
 }
 
-// applySettings sets what cfg asks for and differs from what was found,
-// remembering each change for Close.
-func (k *Kernel) applySettings() error {
+// applySettings sets what cfg asks for and differs from have (the status
+// found at open, or the current one on Reconfigure), remembering each change
+// for Close.
+func (k *Kernel) applySettings(have Status) error {
 	type setting struct {
 		mask       libaudit.AuditStatusMask
 		name       string
@@ -344,12 +355,12 @@ func (k *Kernel) applySettings() error {
 		waitTime = *k.cfg.BacklogWaitTime
 	}
 	settings := []setting{
-		{libaudit.AuditStatusBacklogLimit, "backlog_limit", k.cfg.BacklogLimit, k.found.BacklogLimit, true},
-		{libaudit.AuditStatusBacklogWaitTime, "backlog_wait_time", waitTime, k.found.BacklogWaitTime, k.cfg.BacklogWaitTime != nil},
-		{libaudit.AuditStatusRateLimit, "rate_limit", k.cfg.RateLimit, k.found.RateLimit, true},
-		{libaudit.AuditStatusFailure, "failure", failureModes[k.cfg.Failure], k.found.Failure, k.cfg.Failure != ""},
+		{libaudit.AuditStatusBacklogLimit, "backlog_limit", k.cfg.BacklogLimit, have.BacklogLimit, true},
+		{libaudit.AuditStatusBacklogWaitTime, "backlog_wait_time", waitTime, have.BacklogWaitTime, k.cfg.BacklogWaitTime != nil},
+		{libaudit.AuditStatusRateLimit, "rate_limit", k.cfg.RateLimit, have.RateLimit, true},
+		{libaudit.AuditStatusFailure, "failure", failureModes[k.cfg.Failure], have.Failure, k.cfg.Failure != ""},
 		// Enabled last: the kernel then already has its backlog tuned.
-		{libaudit.AuditStatusEnabled, "enabled", 1, k.found.Enabled, k.cfg.Enabled},
+		{libaudit.AuditStatusEnabled, "enabled", 1, have.Enabled, k.cfg.Enabled},
 	}
 	for _, s := range settings {
 		if !s.apply || s.want == s.have {
@@ -361,7 +372,7 @@ func (k *Kernel) applySettings() error {
 		k.changed |= s.mask
 		k.log.WithFields(logrus.Fields{"setting": s.name, "from": s.have, "to": s.want}).Debug("changed kernel audit setting")
 	}
-	if !k.cfg.Enabled && k.found.Enabled == 0 {
+	if !k.cfg.Enabled && have.Enabled == 0 {
 		k.log.Warn("kernel audit is disabled and the configuration leaves it so; no records will arrive")
 	}
 	return nil
@@ -470,17 +481,8 @@ func (k *Kernel) InstallRules() error {
 // once, after Run has returned.
 func (k *Kernel) Close() error {
 	var errs []error
-	for i := range k.rules {
-		r := &k.rules[i]
-		if !r.added {
-			continue
-		}
-		// ENOENT: someone else already deleted it.
-		if err := k.ctrl.sock.request(msgDelRule, r.wire, nil); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("audit: delete rule %q: %w", r.text, err))
-			continue
-		}
-		r.added = false
+	if err := k.removeRules(); err != nil {
+		errs = append(errs, err)
 	}
 	if k.changed&libaudit.AuditStatusPID != 0 {
 		// Only the registered process may unregister (EACCES otherwise);
@@ -519,5 +521,103 @@ func (k *Kernel) Close() error {
 		k.wake = -1
 	}
 	errs = append(errs, k.ctrl.Close())
+	return errors.Join(errs...)
+}
+
+// Multicast reports whether k reads the readlog multicast group rather than
+// owning the unicast stream.
+func (k *Kernel) Multicast() bool { return k.multicast }
+
+// RuleKey returns the key of encwatch's rules.
+func (k *Kernel) RuleKey() string { return k.cfg.RuleKey }
+
+// Enable sets the kernel's audit enabled flag back to 1, for when someone
+// switched auditing off. Close restores the flag as OpenKernel found it.
+func (k *Kernel) Enable() error {
+	if k.multicast {
+		return errors.New("audit: a multicast reader does not change kernel settings")
+	}
+	if err := k.set(libaudit.AuditStatusEnabled, 1); err != nil {
+		return fmt.Errorf("audit: set enabled to 1: %w", err)
+	}
+	k.changed |= libaudit.AuditStatusEnabled
+	return nil
+}
+
+// Register registers this process as the kernel's audit daemon again, for
+// when the registration was lost. The request goes out on the data socket
+// (the kernel sends records to the port that registered) without asking for
+// an acknowledgement, so that it does not compete with Run for the socket's
+// replies; the caller checks Status to see whether it took.
+func (k *Kernel) Register() error {
+	if k.multicast {
+		return errors.New("audit: a multicast reader does not register as the audit daemon")
+	}
+	_, err := k.data.Send(syscall.NetlinkMessage{
+		Header: syscall.NlMsghdr{Type: msgSet, Flags: unix.NLM_F_REQUEST},
+		Data:   statusWire(libaudit.AuditStatus{Mask: libaudit.AuditStatusPID, PID: uint32(os.Getpid())}),
+	})
+	if err != nil {
+		return fmt.Errorf("audit: register pid: %w", err)
+	}
+	k.changed |= libaudit.AuditStatusPID
+	return nil
+}
+
+// Reconfigure applies the kernel settings and rule key of cfg while Run
+// runs: settings that differ from the kernel's current status are set (and
+// restored by Close), and when the key changed, the rules under the old key
+// that k added are removed and the new ones installed. GatherWindow and
+// ReceiveBuffer take effect only on the next open. A multicast reader
+// changes no settings and touches rules only if it installs them.
+func (k *Kernel) Reconfigure(cfg KernelConfig, installRules bool) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	cfg.GatherWindow, cfg.ReceiveBuffer = k.cfg.GatherWindow, k.cfg.ReceiveBuffer
+	oldKey := k.cfg.RuleKey
+	k.cfg = cfg
+	if !k.multicast {
+		have, err := k.Status()
+		if err != nil {
+			return err
+		}
+		if err := k.applySettings(have); err != nil {
+			return err
+		}
+	}
+	if cfg.RuleKey == oldKey && !(k.multicast && !installRules) {
+		return k.InstallRules()
+	}
+	rules, err := buildRules(cfg.RuleKey)
+	if err != nil {
+		return err
+	}
+	if err := k.removeRules(); err != nil {
+		return err
+	}
+	k.rules = rules
+	if k.multicast && !installRules {
+		return nil
+	}
+	return k.InstallRules()
+}
+
+// removeRules deletes the rules k added.
+func (k *Kernel) removeRules() error {
+	var errs []error
+	for i := range k.rules {
+		r := &k.rules[i]
+		if !r.added {
+			continue
+		}
+		// ENOENT: someone else already deleted it.
+		if err := k.ctrl.sock.request(msgDelRule, r.wire, nil); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("audit: delete rule %q: %w", r.text, err))
+			continue
+		}
+		r.added = false
+	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -41,6 +42,7 @@ Run "encwatch COMMAND --help" for the flags of a command.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sink.Version = version // CEF and LEEF headers name the product version
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitCode(2)

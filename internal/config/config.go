@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/encwatch/encwatch/detect"
 )
@@ -22,6 +21,7 @@ type Config struct {
 	Path     string // the main file, as given to Load
 	Settings Settings
 	Audit    Audit
+	Metrics  Metrics
 	Policy   *detect.Policy
 	Sinks    []SinkSpec
 	// Tests are the policy's test blocks, run by RunTests.
@@ -49,10 +49,19 @@ type Settings struct {
 // Audit is the audit block: how encwatch talks to the kernel audit
 // subsystem.
 type Audit struct {
-	// Mode is how records are read; only "owner" (encwatch is the audit
-	// daemon, holding the unicast netlink pid) exists so far.
-	Mode    string
-	Enabled bool // set the kernel's audit enabled flag
+	// Mode is how records are read: "owner" (encwatch is the audit daemon,
+	// holding the unicast netlink pid), "multicast" (read-only beside
+	// auditd, on the netlink readlog group) or "audisp" (auditd's
+	// dispatcher feeds records on standard input). See AuditModes.
+	Mode string
+	// InstallRules, in multicast mode, installs encwatch's execve rules
+	// (and removes them on exit); by default multicast mode relies on the
+	// rules auditd loads. Owner mode always installs them; audisp never.
+	InstallRules bool
+	// TamperInterval is how often the daemon checks the kernel status and
+	// its rules, besides reacting at once to CONFIG_CHANGE records.
+	TamperInterval time.Duration
+	Enabled        bool // set the kernel's audit enabled flag
 
 	// BacklogLimit is the kernel's queue of records not yet read.
 	BacklogLimit uint32
@@ -81,29 +90,22 @@ type Audit struct {
 	MaxInFlight int
 }
 
-// SinkSpec is one sink block, `sink "TYPE" "NAME" { ... }`, checked against
-// the attributes its type takes. The sink package builds the sink from it.
-type SinkSpec struct {
-	Type  string
-	Name  string
-	Range hcl.Range // the block header, for messages about this sink
-	// Body is the block body, for attributes and blocks a sink type decodes
-	// itself; hcl.EmptyBody() for the default sink.
-	Body hcl.Body
-	// Attrs holds every attribute the type takes, validated, with defaults
-	// filled in for those the block leaves out.
-	Attrs map[string]cty.Value
+// Metrics is the metrics block: where /metrics and /healthz listen.
+type Metrics struct {
+	// Address is HOST:PORT; "" switches the endpoint off. The default is
+	// loopback only: nothing listens beyond it unless configured.
+	Address string
 }
 
-// String returns the string attribute name, or "" if it is absent or not a
-// string.
-func (s SinkSpec) String(name string) string {
-	v, ok := s.Attrs[name]
-	if !ok || v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
-		return ""
-	}
-	return v.AsString()
-}
+// Audit modes.
+const (
+	ModeOwner     = "owner"
+	ModeMulticast = "multicast"
+	ModeAudisp    = "audisp"
+)
+
+// AuditModes are the values audit.mode takes.
+var AuditModes = []string{ModeOwner, ModeMulticast, ModeAudisp}
 
 // Defaults for what a policy leaves out.
 const (
@@ -114,6 +116,12 @@ const (
 	DefaultGatherWindow = 20 * time.Millisecond
 	DefaultEventTimeout = 2 * time.Second
 	DefaultMaxInFlight  = 4096
+	// DefaultTamperInterval is how often the kernel status and rules are
+	// polled.
+	DefaultTamperInterval = 5 * time.Second
+	// DefaultMetricsAddress is 9464, the port registered for Prometheus
+	// exporters' OpenTelemetry default, on loopback.
+	DefaultMetricsAddress = "127.0.0.1:9464"
 )
 
 // LoadOptions says how strict Load is about the files it reads.

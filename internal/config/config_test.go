@@ -11,6 +11,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 func init() {
@@ -23,14 +24,14 @@ func TestLoadDefaultPolicy(t *testing.T) {
 		t.Fatalf("Load(config.hcl): %v", err)
 	}
 	wantAudit := Audit{
-		Mode:            "owner",
-		Enabled:         true,
-		BacklogLimit:    8192,
-		Failure:         "printk",
-		RuleKey:         "encwatch",
-		GatherWindow:    20 * time.Millisecond,
-		EventTimeout:    2 * time.Second,
-		MaxInFlight:     4096,
+		Mode:         "owner",
+		Enabled:      true,
+		BacklogLimit: 8192,
+		Failure:      "printk",
+		RuleKey:      "encwatch",
+		GatherWindow: 20 * time.Millisecond,
+		EventTimeout: 2 * time.Second,
+		MaxInFlight:  4096,
 	}
 	if !reflect.DeepEqual(cfg.Audit, wantAudit) {
 		t.Errorf("Audit = %+v, want %+v", cfg.Audit, wantAudit)
@@ -56,8 +57,8 @@ func TestLoadDefaultPolicy(t *testing.T) {
 		t.Fatalf("Sinks = %+v, want one", cfg.Sinks)
 	}
 	s := cfg.Sinks[0]
-	if s.Type != "stdout" || s.Name != "console" || s.String("format") != "json" {
-		t.Errorf("sink = %s %q format %q, want stdout \"console\" format \"json\"", s.Type, s.Name, s.String("format"))
+	if s.Type != "stdout" || s.Name != "console" || s.Format != "json" {
+		t.Errorf("sink = %s %q format %q, want stdout \"console\" format \"json\"", s.Type, s.Name, s.Format)
 	}
 	if s.Range.Filename != "../../config.hcl" || s.Range.Start.Line == 0 {
 		t.Errorf("sink range = %v, want a position in ../../config.hcl", s.Range)
@@ -77,7 +78,7 @@ func TestLoadDefaults(t *testing.T) {
 				Audit: Audit{Mode: "owner", Enabled: true, BacklogLimit: 8192, RuleKey: "encwatch",
 					GatherWindow: 20 * time.Millisecond, EventTimeout: 2 * time.Second, MaxInFlight: 4096},
 			},
-			sink: SinkSpec{Type: "stdout", Name: "console"},
+			sink: SinkSpec{Spec: sink.Spec{Type: "stdout", Name: "console", Format: "json"}},
 		},
 		{
 			file: "testdata/full.hcl",
@@ -86,7 +87,7 @@ func TestLoadDefaults(t *testing.T) {
 				Audit: Audit{Mode: "owner", Enabled: false, BacklogLimit: 16384, RateLimit: 1000, Failure: "silent",
 					RuleKey: "encwatch-test", GatherWindow: 0, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100},
 			},
-			sink: SinkSpec{Type: "file", Name: "alerts"},
+			sink: SinkSpec{Spec: sink.Spec{Type: "file", Name: "alerts", Path: "/var/log/encwatch/alerts.jsonl"}},
 		},
 	}
 	for _, tt := range tests {
@@ -104,33 +105,38 @@ func TestLoadDefaults(t *testing.T) {
 			if !reflect.DeepEqual(cfg.Audit, tt.want.Audit) {
 				t.Errorf("Audit = %+v, want %+v", cfg.Audit, tt.want.Audit)
 			}
-			if len(cfg.Sinks) != 1 || cfg.Sinks[0].Type != tt.sink.Type || cfg.Sinks[0].Name != tt.sink.Name {
-				t.Fatalf("Sinks = %+v, want one %s %q", cfg.Sinks, tt.sink.Type, tt.sink.Name)
-			}
-			if got := cfg.Sinks[0].String("format"); got != "json" {
-				t.Errorf("sink format = %q, want json (the default)", got)
+			if len(cfg.Sinks) != 1 || !reflect.DeepEqual(cfg.Sinks[0].Spec, tt.sink.Spec) {
+				t.Fatalf("Sinks = %+v, want one %+v", cfg.Sinks, tt.sink.Spec)
 			}
 		})
 	}
 }
 
-func TestFileSinkAttrs(t *testing.T) {
-	cfg, err := Load("testdata/full.hcl", LoadOptions{})
+func TestSinkBlocks(t *testing.T) {
+	cfg, err := Load("testdata/sinks.hcl", LoadOptions{})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	s := cfg.Sinks[0]
-	got := map[string]string{}
-	for k := range s.Attrs {
-		got[k] = s.String(k)
+	want := []sink.Spec{
+		{Type: "file", Name: "alerts", Path: "/var/log/encwatch/alerts.jsonl", Format: "ecs", Mode: 0o640, Sync: true},
+		{Type: "syslog", Name: "siem", Address: "tls://127.0.0.1:6514", Format: "rfc5424", Payload: "cef",
+			Facility: 13, MaxMessage: 8192, Timeout: 5 * time.Second, MinImportance: detect.High,
+			TLS:   sink.TLSOptions{CAFile: "/etc/encwatch/ca.pem", ServerName: "siem.example"},
+			Spool: &sink.SpoolSpec{Dir: "/var/lib/encwatch/spool/siem", MaxBytes: 64 << 20, WhenFull: "drop_newest", FsyncInterval: time.Second}},
+		{Type: "http", Name: "splunk", URL: "https://splunk.example:8088/services/collector/event", Kind: "splunk_hec",
+			TokenFile: "/run/credentials/encwatch.service/splunk-token", Headers: map[string]string{"X-Env": "prod"},
+			SplunkAck: true, Index: "security"},
 	}
-	want := map[string]string{"path": "/var/log/encwatch/alerts.jsonl", "format": "json", "mode": "0600"}
+	var got []sink.Spec
+	for _, s := range cfg.Sinks {
+		got = append(got, s.Spec)
+	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("file sink attrs = %v, want %v", got, want)
+		t.Errorf("sinks =\n%+v\nwant\n%+v", got, want)
 	}
 	sigs := cfg.Policy.Signatures()
-	if len(sigs) != 1 || sigs[0].Name != "enc" || sigs[0].Importance != detect.Critical {
-		t.Errorf("Signatures = %+v, want enc at critical", sigs)
+	if len(sigs) != 0 {
+		t.Errorf("Signatures = %+v, want none", sigs)
 	}
 }
 
@@ -154,7 +160,7 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"bad_values.hcl", []string{
 			`testdata/bad_values.hcl:2:17: environment "Prod env" must be one word of lowercase letters, digits, "-" or "_" (ci, staging, production or your own)`,
-			`testdata/bad_values.hcl:6:19: audit mode "multicast" is not supported yet; use "owner"`,
+			`testdata/bad_values.hcl:6:19: unknown audit mode "multicst"; did you mean "multicast"?`,
 			`testdata/bad_values.hcl:7:19: enabled must be a bool, got string`,
 			`testdata/bad_values.hcl:8:19: backlog_limit must be a whole number from 0 to 4294967295`,
 			`testdata/bad_values.hcl:9:19: unknown failure mode "printf"; did you mean "printk"?`,

@@ -4,31 +4,30 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
-	"strconv"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // Top-level block types.
-var topBlocks = []string{"settings", "audit", "signature", "allow", "test", "sink"}
+var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink"}
 
 // state accumulates the policy across the files of one Load.
 type state struct {
 	d   decoder
 	cfg Config
 
-	settingsAt, auditAt *hcl.Range
-	sigs                []detect.SignatureSpec
-	sigRanges           []hcl.Range
-	sigAt               map[string]hcl.Range
-	sinkAt              map[string]hcl.Range
+	settingsAt, auditAt, metricsAt *hcl.Range
+	sigs                           []detect.SignatureSpec
+	sigRanges                      []hcl.Range
+	sigAt                          map[string]hcl.Range
+	sinkAt                         map[string]hcl.Range
 
 	allows         []detect.AllowSpec
 	allowRanges    []hcl.Range
@@ -46,14 +45,16 @@ func load(path string, files []source, identify bool) (*Config, error) {
 			Path:     path,
 			Settings: Settings{Environment: DefaultEnvironment},
 			Audit: Audit{
-				Mode:         DefaultAuditMode,
-				Enabled:      true,
-				BacklogLimit: DefaultBacklogLimit,
-				RuleKey:      DefaultRuleKey,
-				GatherWindow: DefaultGatherWindow,
-				EventTimeout: DefaultEventTimeout,
-				MaxInFlight:  DefaultMaxInFlight,
+				Mode:           DefaultAuditMode,
+				Enabled:        true,
+				BacklogLimit:   DefaultBacklogLimit,
+				RuleKey:        DefaultRuleKey,
+				GatherWindow:   DefaultGatherWindow,
+				EventTimeout:   DefaultEventTimeout,
+				MaxInFlight:    DefaultMaxInFlight,
+				TamperInterval: DefaultTamperInterval,
 			},
+			Metrics: Metrics{Address: DefaultMetricsAddress},
 		},
 		sigAt:    make(map[string]hcl.Range),
 		sinkAt:   make(map[string]hcl.Range),
@@ -101,6 +102,10 @@ func (st *state) file(b *hclsyntax.Body) {
 		case "audit":
 			if st.once(blk, &st.auditAt) {
 				st.audit(blk)
+			}
+		case "metrics":
+			if st.once(blk, &st.metricsAt) {
+				st.metrics(blk)
 			}
 		case "signature":
 			st.signature(blk)
@@ -151,27 +156,40 @@ func (st *state) settings(blk *hclsyntax.Block) {
 }
 
 var (
-	auditModes   = []string{"owner"}
-	laterModes   = []string{"multicast", "audisp"}
+	auditModes   = AuditModes
 	failureModes = []string{"silent", "printk", "panic"} // AUDIT_FAIL_*, include/uapi/linux/audit.h
 	maxAuditKey  = 256                                   // AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h
 	maxGather    = time.Second
 	maxEventWait = time.Minute
 	maxInFlight  = 1 << 20
+	// maxTamperWait bounds how long a deleted rule or a disabled audit may
+	// go unnoticed when no CONFIG_CHANGE record reports it.
+	maxTamperWait = 10 * time.Minute
 )
+
+// metrics decodes the metrics block. An empty address switches the
+// endpoint off.
+func (st *state) metrics(blk *hclsyntax.Block) {
+	b := st.d.body(blk, "metrics block")
+	m := &st.cfg.Metrics
+	if rng, ok := b.str("address", &m.Address); ok && m.Address != "" {
+		if _, _, err := net.SplitHostPort(m.Address); err != nil {
+			st.d.errorf(rng, "address %q must be HOST:PORT, e.g. \"127.0.0.1:9464\"", m.Address)
+		}
+	}
+	b.done()
+}
 
 func (st *state) audit(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "audit block")
 	a := &st.cfg.Audit
 	if rng, ok := b.str("mode", &a.Mode); ok {
-		switch {
-		case contains(auditModes, a.Mode):
-		case contains(laterModes, a.Mode):
-			st.d.errorf(rng, "audit mode %q is not supported yet; use \"owner\"", a.Mode)
-		default:
-			st.d.errorf(rng, "unknown audit mode %q%s", a.Mode, didYouMean(a.Mode, auditModes, "use \"owner\""))
+		if !contains(auditModes, a.Mode) {
+			st.d.errorf(rng, "unknown audit mode %q%s", a.Mode, didYouMean(a.Mode, auditModes, "use owner, multicast or audisp"))
 		}
 	}
+	b.boolean("install_rules", &a.InstallRules)
+	b.duration("tamper_interval", &a.TamperInterval, 100*time.Millisecond, maxTamperWait)
 	b.boolean("enabled", &a.Enabled)
 	b.uint32("backlog_limit", &a.BacklogLimit)
 	// The kernel takes the wait time as a signed int (kernel/audit.c).
@@ -199,112 +217,6 @@ func (st *state) audit(blk *hclsyntax.Block) {
 	b.done()
 }
 
-// sinkAttr is one attribute a sink type takes.
-type sinkAttr struct {
-	name     string
-	required bool
-	def      string // default for an optional attribute
-	// check validates a set value; it returns a message, or "".
-	check func(string) string
-}
-
-// sinkFormats are the alert encodings internal/sink provides; the list grows
-// with it.
-var sinkFormats = []string{"json"}
-
-// sinkTypes is the schema of each sink type. internal/sink decodes the same
-// attributes from SinkSpec; what it adds to a type is added here.
-var sinkTypes = map[string][]sinkAttr{
-	"stdout": {
-		{name: "format", def: "json", check: checkFormat},
-	},
-	"file": {
-		{name: "path", required: true, check: checkAbsPath},
-		{name: "format", def: "json", check: checkFormat},
-		{name: "mode", def: "0600", check: checkFileMode},
-	},
-}
-
-func sinkTypeNames() []string {
-	names := make([]string, 0, len(sinkTypes))
-	for t := range sinkTypes {
-		names = append(names, t)
-	}
-	return sortStrings(names)
-}
-
-func checkFormat(s string) string {
-	if contains(sinkFormats, s) {
-		return ""
-	}
-	return fmt.Sprintf("unknown format %q%s", s, didYouMean(s, sinkFormats, "use "+strings.Join(sinkFormats, ", ")))
-}
-
-func checkAbsPath(s string) string {
-	if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
-		return fmt.Sprintf("path %q must be absolute", s)
-	}
-	return ""
-}
-
-func checkFileMode(s string) string {
-	m, err := strconv.ParseUint(s, 8, 32)
-	switch {
-	case err != nil || m > 0o777:
-		return fmt.Sprintf("mode %q must be octal permission bits, e.g. \"0600\"", s)
-	case m&0o002 != 0:
-		// Anyone could rewrite the alert record.
-		return fmt.Sprintf("mode %q must not let others write the alerts file", s)
-	}
-	return ""
-}
-
-func (st *state) sink(blk *hclsyntax.Block) {
-	if !st.d.labels(blk, "type", "name") {
-		return
-	}
-	typ, name := blk.Labels[0], blk.Labels[1]
-	attrs, ok := sinkTypes[typ]
-	if !ok {
-		st.d.errorf(blk.LabelRanges[0], "unknown sink type %q%s", typ, didYouMean(typ, sinkTypeNames(), "use "+strings.Join(sinkTypeNames(), ", ")))
-		return
-	}
-	if !isWord(name, 128, true) {
-		st.d.errorf(blk.LabelRanges[1], "sink name %q must be letters, digits, \"-\", \"_\" or \".\"", name)
-	}
-	if first, dup := st.sinkAt[name]; dup {
-		st.d.errorf(blk.LabelRanges[1], "duplicate sink %q; first defined at %s", name, at(first))
-		return
-	}
-	st.sinkAt[name] = blk.LabelRanges[1]
-
-	b := st.d.body(blk, fmt.Sprintf("sink %q", name))
-	spec := SinkSpec{
-		Type:  typ,
-		Name:  name,
-		Range: hcl.RangeBetween(blk.TypeRange, blk.LabelRanges[1]),
-		Body:  blk.Body,
-		Attrs: make(map[string]cty.Value, len(attrs)),
-	}
-	for _, sa := range attrs {
-		if sa.required {
-			b.require(sa.name)
-		}
-		v := sa.def
-		rng, set := b.str(sa.name, &v)
-		if set && sa.check != nil {
-			if msg := sa.check(v); msg != "" {
-				st.d.errorf(rng, "%s", msg)
-			}
-		}
-		if set || !sa.required {
-			spec.Attrs[sa.name] = cty.StringVal(v)
-		}
-	}
-	b.done()
-	st.cfg.Sinks = append(st.cfg.Sinks, spec)
-}
-
 // finish fills in what needs every file (defaults that depend on the
 // machine, the compiled policy).
 func (st *state) finish() {
@@ -316,12 +228,7 @@ func (st *state) finish() {
 	}
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
-		cfg.Sinks = []SinkSpec{{
-			Type:  "stdout",
-			Name:  "console",
-			Body:  hcl.EmptyBody(),
-			Attrs: map[string]cty.Value{"format": cty.StringVal("json")},
-		}}
+		cfg.Sinks = []SinkSpec{{Spec: sink.Spec{Type: "stdout", Name: "console", Format: "json"}}}
 	}
 	st.checkTests()
 	if st.d.diags.HasErrors() {

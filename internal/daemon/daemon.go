@@ -105,11 +105,20 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, sinks []sink.Sink, live 
 		asm:    audit.NewAssembler(assemblerConfig(cfg, live)),
 		engine: engine,
 		procs:  procs,
-		router: sink.NewRouter(log.WithField("stage", "sink"), sinks, sink.RouterOptions{}),
+		router: sink.NewRouter(log.WithField("stage", "sink"), sinks, routerOptions(live)),
 		now:    time.Now,
 		lossy:  live,
 		expire: live,
 	}
+}
+
+// routerOptions: the live stream never waits on a sink; replay output must be
+// complete, so detection waits for the writer there.
+func routerOptions(live bool) sink.RouterOptions {
+	if live {
+		return sink.RouterOptions{}
+	}
+	return sink.RouterOptions{Block: true, DrainTimeout: time.Minute}
 }
 
 func kernelConfig(cfg *config.Config) audit.KernelConfig {

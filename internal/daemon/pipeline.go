@@ -4,9 +4,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
@@ -35,8 +38,31 @@ type pipeline struct {
 	asm    *audit.Assembler
 	engine *detect.Engine
 	procs  *proc.Cache
-	router *sink.Router
 	now    func() time.Time
+
+	// router is where detection delivers. Only the detection stage changes
+	// it (a reload hands it a new one through swaps); others only read it,
+	// for metrics.
+	router atomic.Pointer[sink.Router]
+	// swaps carries a replacement router to the detection stage, which
+	// starts it, switches to it and closes the old one, so that no alert is
+	// delivered to a closed router.
+	swaps chan *sink.Router
+	// synth carries alerts raised outside detection (tamper, loss, a failed
+	// reload) to the detection stage, the only caller of Deliver.
+	synth chan detect.Alert
+	// detectDone is closed when the detection stage has returned.
+	detectDone chan struct{}
+	routers    sync.WaitGroup
+	routerMu   sync.Mutex
+	routerErr  error
+
+	// canary, while set, is told of the event whose argv carries its
+	// marker.
+	canary atomic.Pointer[canary]
+	// latency observes, per alert, the time from the event's kernel
+	// timestamp to its delivery to the router; nil for none.
+	latency prometheus.Observer
 
 	// lossy is true for the live kernel stream: a full stage drops and counts
 	// rather than stall the kernel reader. Replay never drops.
@@ -46,22 +72,30 @@ type pipeline struct {
 	expire bool
 
 	droppedEvents atomic.Uint64
+	records       atomic.Uint64
 	events        atomic.Uint64
 	alerts        atomic.Uint64
+	// serialLost mirrors the assembler's count of serials never seen, for
+	// readers outside the assembler goroutine.
+	serialLost atomic.Uint64
+	// bySignature counts delivered alerts by alertKey.
+	bySignature sync.Map // alertKey → *atomic.Uint64
 }
+
+// alertKey labels the alert counters.
+type alertKey struct{ signature, importance string }
 
 // run starts every stage and returns once all have stopped: the source has
 // returned, the assembler has flushed, detection has handed its last alert to
-// the router and the router has drained its queues.
+// the router and every router has drained its queues.
 func (p *pipeline) run(ctx context.Context, src source) error {
 	records := make(chan []audit.Record, recordBatches)
 	events := make(chan *audit.Event, eventQueue)
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The router outlives ctx: it drains what detection queued after a
-	// shutdown began, bounded by its own drain timeout.
-	routerDone := make(chan error, 1)
-	go func() { routerDone <- p.router.Run(context.WithoutCancel(ctx)) }()
+	// Routers outlive ctx: they drain what detection queued after a
+	// shutdown began, bounded by their own drain timeout.
+	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
 
 	g.Go(func() error {
 		defer close(records)
@@ -73,23 +107,111 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 		return nil
 	})
 	g.Go(func() error {
-		defer p.router.Close()
-		for ev := range events {
-			// The cache learns of every exec before detection, so a
-			// pipeline's shell is known when its children run.
-			p.procs.Observe(ev)
-			for _, a := range p.engine.Evaluate(ev) {
-				p.alerts.Add(1)
-				p.router.Deliver(a)
-			}
-		}
+		p.detect(context.WithoutCancel(ctx), events)
 		return nil
 	})
 	err := g.Wait()
-	if rerr := <-routerDone; err == nil {
-		err = rerr
+	p.routers.Wait()
+	p.routerMu.Lock()
+	defer p.routerMu.Unlock()
+	if err == nil {
+		err = p.routerErr
 	}
 	return err
+}
+
+// startRouter runs r until it has drained and closed its sinks.
+func (p *pipeline) startRouter(ctx context.Context, r *sink.Router) {
+	p.routers.Add(1)
+	go func() {
+		defer p.routers.Done()
+		if err := r.Run(ctx); err != nil {
+			p.routerMu.Lock()
+			p.routerErr = errors.Join(p.routerErr, err)
+			p.routerMu.Unlock()
+		}
+	}()
+}
+
+// detect is the detection stage: the only goroutine that evaluates events
+// and delivers alerts.
+func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
+	defer close(p.detectDone)
+	defer func() { p.router.Load().Close() }()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				// Alerts raised while the input ended still go out.
+				for {
+					select {
+					case a := <-p.synth:
+						p.deliver(a)
+					default:
+						return
+					}
+				}
+			}
+			// The cache learns of every exec before detection, so a
+			// pipeline's shell is known when its children run.
+			p.procs.Observe(ev)
+			if c := p.canary.Load(); c != nil {
+				c.check(ev, p.now())
+			}
+			for _, a := range p.engine.Evaluate(ev) {
+				p.deliver(a)
+			}
+		case a := <-p.synth:
+			p.deliver(a)
+		case r := <-p.swaps:
+			old := p.router.Load()
+			p.startRouter(ctx, r)
+			p.router.Store(r)
+			// The old router drains what it holds, then closes its sinks.
+			old.Close()
+		}
+	}
+}
+
+// deliver hands a to the router and counts it.
+func (p *pipeline) deliver(a detect.Alert) {
+	p.alerts.Add(1)
+	k := alertKey{a.Signature.Name, a.Signature.Importance.String()}
+	c, ok := p.bySignature.Load(k)
+	if !ok {
+		c, _ = p.bySignature.LoadOrStore(k, new(atomic.Uint64))
+	}
+	c.(*atomic.Uint64).Add(1)
+	if p.latency != nil && a.Event != nil && !a.Event.Time.IsZero() {
+		p.latency.Observe(p.now().Sub(a.Event.Time).Seconds())
+	}
+	p.router.Load().Deliver(a)
+}
+
+// raise queues an alert raised outside detection. It reports false when the
+// detection stage has stopped or the queue is full.
+func (p *pipeline) raise(a detect.Alert) bool {
+	select {
+	case p.synth <- a:
+		return true
+	case <-p.detectDone:
+		return false
+	default:
+		return false
+	}
+}
+
+// swapRouter hands r to the detection stage, which switches to it and closes
+// the old router. If detection has stopped, r is closed at once.
+func (p *pipeline) swapRouter(ctx context.Context, r *sink.Router) {
+	select {
+	case p.swaps <- r:
+	case <-p.detectDone:
+		r.Close()
+		if err := r.Run(ctx); err != nil {
+			p.log.WithError(err).Warn("close sinks of a reload that came too late")
+		}
+	}
 }
 
 // assemble owns the assembler: it pushes records in, expires stale events on a
@@ -121,9 +243,11 @@ func (p *pipeline) assemble(in <-chan []audit.Record, out chan<- *audit.Event) {
 				return
 			}
 			now := p.now()
+			p.records.Add(uint64(len(batch)))
 			for _, r := range batch {
 				p.asm.Push(r, now, emit)
 			}
+			p.serialLost.Store(p.asm.Stats().Lost)
 		case <-tick:
 			p.asm.Expire(p.now(), emit)
 		}

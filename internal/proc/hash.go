@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"sync"
 	"syscall"
 
 	"github.com/encwatch/encwatch/detect"
@@ -17,9 +16,9 @@ const maxHashEntries = 8192
 
 // Hasher hashes executed files for the renamed-encoder check. It implements
 // detect.Files: a file is hashed only when its size is that of a known
-// encoder, once per device, inode, size and modification time.
+// encoder, once per device, inode, size and modification time. It is owned
+// by one goroutine, the detection stage.
 type Hasher struct {
-	mu    sync.Mutex
 	cache map[fileKey]hashResult
 }
 
@@ -57,19 +56,15 @@ func (h *Hasher) Hash(path string, sizes []int64) (string, bool) {
 		return "", false
 	}
 	k := fileKey{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtimeNanos: fi.ModTime().UnixNano()}
-	h.mu.Lock()
 	r, hit := h.cache[k]
-	h.mu.Unlock()
 	if hit {
 		return r.sum, r.ok
 	}
 	r = hashFile(path, fi.Size())
-	h.mu.Lock()
 	if len(h.cache) >= maxHashEntries {
 		clear(h.cache)
 	}
 	h.cache[k] = r
-	h.mu.Unlock()
 	return r.sum, r.ok
 }
 

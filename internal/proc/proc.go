@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/encwatch/encwatch/audit"
@@ -39,19 +39,20 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Cache remembers processes by pid. It is safe for concurrent use, though
-// the daemon calls it from the detection goroutine only.
+// Cache remembers processes by pid. It is owned by one goroutine, the
+// detection stage, and takes no lock on that per-event path; only Stats may
+// be called from another goroutine.
 type Cache struct {
 	root string
 	max  int
 	ttl  time.Duration
 	now  func() time.Time
 
-	mu      sync.Mutex
 	entries map[int]*list.Element // of *entry
 	lru     list.List             // front: most recently used
-	// Counters, read with Stats.
-	hits, misses, reads, evictions uint64
+	// Counters, read with Stats from any goroutine.
+	size                           atomic.Int64
+	hits, misses, reads, evictions atomic.Uint64
 }
 
 type entry struct {
@@ -90,8 +91,6 @@ func (c *Cache) Observe(ev *audit.Event) {
 }
 
 func (c *Cache) put(p detect.Process) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if el, ok := c.entries[p.PID]; ok {
 		el.Value = &entry{p: p, seen: c.now()}
 		c.lru.MoveToFront(el)
@@ -102,8 +101,9 @@ func (c *Cache) put(p detect.Process) {
 		old := c.lru.Back()
 		c.lru.Remove(old)
 		delete(c.entries, old.Value.(*entry).p.PID)
-		c.evictions++
+		c.evictions.Add(1)
 	}
+	c.size.Store(int64(c.lru.Len()))
 }
 
 // Process returns what is known of pid: from the cache while fresh, else
@@ -112,27 +112,23 @@ func (c *Cache) Process(pid int) (detect.Process, bool) {
 	if pid <= 0 {
 		return detect.Process{}, false
 	}
-	c.mu.Lock()
 	if el, ok := c.entries[pid]; ok {
 		e := el.Value.(*entry)
 		if c.now().Sub(e.seen) < c.ttl {
 			c.lru.MoveToFront(el)
-			c.hits++
-			c.mu.Unlock()
+			c.hits.Add(1)
 			return e.p, true
 		}
 		c.lru.Remove(el)
 		delete(c.entries, pid)
+		c.size.Store(int64(c.lru.Len()))
 	}
-	c.misses++
-	c.mu.Unlock()
+	c.misses.Add(1)
 	p, err := Read(c.root, pid)
 	if err != nil {
 		return detect.Process{}, false
 	}
-	c.mu.Lock()
-	c.reads++
-	c.mu.Unlock()
+	c.reads.Add(1)
 	c.put(p)
 	return p, true
 }
@@ -160,11 +156,10 @@ type Stats struct {
 	Hits, Misses, Reads, Evictions uint64
 }
 
-// Stats returns the cache's counters.
+// Stats returns the cache's counters. It is safe from any goroutine.
 func (c *Cache) Stats() Stats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return Stats{Entries: c.lru.Len(), Hits: c.hits, Misses: c.misses, Reads: c.reads, Evictions: c.evictions}
+	return Stats{Entries: int(c.size.Load()), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Reads: c.reads.Load(), Evictions: c.evictions.Load()}
 }
 
 // maxCmdline bounds what is read of /proc/PID/cmdline.

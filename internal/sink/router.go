@@ -33,6 +33,10 @@ type RouterOptions struct {
 	// once the router is closed (default 3s). Alerts still queued then are
 	// dropped and counted, and a Send in progress has its context cancelled.
 	DrainTimeout time.Duration
+	// Block makes Deliver wait for room in a full queue instead of dropping
+	// the alert. It is for replay, whose input can wait and whose output
+	// must be complete; the live kernel stream never blocks on a sink.
+	Block bool
 }
 
 func (o RouterOptions) withDefaults() RouterOptions {
@@ -188,9 +192,9 @@ func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
 	return r
 }
 
-// Deliver queues a for every sink without blocking. A sink whose queue is
-// full, or a router already closed, drops it and counts the drop. Deliver may
-// be called from any goroutine.
+// Deliver queues a for every sink without blocking, unless the router was
+// made with Block. A sink whose queue is full, or a router already closed,
+// drops it and counts the drop. Deliver may be called from any goroutine.
 func (r *Router) Deliver(a detect.Alert) {
 	// The inflight count and the closed flag form a handshake with Close
 	// (both sequentially consistent atomics): either this call sees closed,
@@ -210,6 +214,11 @@ func (r *Router) Deliver(a detect.Alert) {
 		}
 		if q.spool != nil {
 			q.appendSpool(&a)
+			continue
+		}
+		if r.opts.Block {
+			q.ch <- a
+			q.queued.Add(1)
 			continue
 		}
 		select {

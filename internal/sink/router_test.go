@@ -270,3 +270,39 @@ func TestBackoff(t *testing.T) {
 		})
 	}
 }
+
+func TestRouterBlockLosesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := newFake("slow")
+		slow.block = make(chan struct{})
+		r := NewRouter(discardLog(), []Sink{slow}, RouterOptions{QueueSize: 2, BatchSize: 1, Block: true})
+		done := start(r, t.Context())
+
+		const n = 20
+		delivered := make(chan struct{})
+		go func() {
+			for i := range n {
+				r.Deliver(alertN(i))
+			}
+			close(delivered)
+		}()
+		synctest.Wait()
+		select {
+		case <-delivered:
+			t.Fatal("Deliver returned for every alert while the sink was blocked and its queue full")
+		default:
+		}
+		close(slow.block)
+		<-delivered
+		r.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if got, want := slow.received(), ids(n); !slices.Equal(got, want) {
+			t.Errorf("sink got %v, want %v", got, want)
+		}
+		if d := r.Stats()[0].Dropped.Total(); d != 0 {
+			t.Errorf("dropped %d alerts, want 0", d)
+		}
+	})
+}

@@ -3,7 +3,7 @@ settings {
 }
 
 audit {
-  mode          = "multicast"
+  mode          = "multicst"
   enabled       = "yes"
   backlog_limit = -1
   failure       = "printf"

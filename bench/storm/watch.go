@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// alertWatch tails the file sink and, for each alert line that names one of
+// the storm's markers, records how long after the fork it appeared.
+type alertWatch struct {
+	path  string
+	storm *storm
+
+	mu        sync.Mutex
+	latencies []time.Duration
+	lines     int
+}
+
+// run polls the file every millisecond until ctx ends: cheaper and simpler
+// than inotify, and the poll adds at most 1 ms to a latency.
+func (w *alertWatch) run(ctx context.Context) {
+	var off int64
+	var partial []byte
+	buf := make([]byte, 64<<10)
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f, err := os.Open(w.path)
+		if err != nil {
+			continue
+		}
+		for {
+			n, err := f.ReadAt(buf, off)
+			if n > 0 {
+				seen := time.Now()
+				off += int64(n)
+				partial = append(partial, buf[:n]...)
+				for {
+					i := bytes.IndexByte(partial, '\n')
+					if i < 0 {
+						break
+					}
+					w.line(partial[:i], seen)
+					partial = partial[i+1:]
+				}
+			}
+			if err == io.EOF || n == 0 || err != nil {
+				break
+			}
+		}
+		f.Close()
+	}
+}
+
+func (w *alertWatch) line(b []byte, seen time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lines++
+	m := findMarker(b, w.storm.runID)
+	if m == "" {
+		return
+	}
+	if t, ok := w.storm.sent.LoadAndDelete(m); ok {
+		w.latencies = append(w.latencies, seen.Sub(t.(time.Time)))
+	}
+}
+
+// findMarker returns the first marker of run id in b, or "".
+func findMarker(b []byte, id string) string {
+	prefix := []byte("ewm" + id + "x")
+	i := bytes.Index(b, prefix)
+	if i < 0 {
+		return ""
+	}
+	j := i + len(prefix)
+	k := j
+	for k < len(b) && b[k] >= '0' && b[k] <= '9' {
+		k++
+	}
+	if k == j {
+		return ""
+	}
+	return string(b[i:k])
+}
+
+// matched returns the latencies seen so far, sorted.
+func (w *alertWatch) matched() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := slices.Clone(w.latencies)
+	slices.Sort(l)
+	return l
+}
+
+// percentile returns the pth percentile (nearest rank) of sorted d, 0 if empty.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	rank := int(p/100*float64(len(d))+0.999999) - 1
+	return d[min(max(rank, 0), len(d)-1)]
+}

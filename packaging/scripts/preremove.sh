@@ -1,0 +1,23 @@
+#!/bin/sh
+# encwatch preremove: deb prerm (remove | upgrade NEW-VERSION | deconfigure |
+# failed-upgrade) and rpm %preun ($1: 0 removal, 1 or more upgrade).
+#
+# On removal, stop and disable encwatch.service; on upgrade leave it running
+# for postinstall to restart. ENCWATCH_PKG_TESTROOT prefixes every path, for
+# packaging/package_test.go.
+set -e
+root="${ENCWATCH_PKG_TESTROOT:-}"
+unit=encwatch.service
+
+case "$1" in
+remove | 0) ;;
+*) exit 0 ;;
+esac
+
+command -v systemctl >/dev/null 2>&1 || exit 0
+if [ -d "$root/run/systemd/system" ]; then
+	systemctl stop "$unit" || true
+fi
+# disable works offline too: it removes the symlinks enable made.
+systemctl disable "$unit" || true
+exit 0

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,8 +22,6 @@ import (
 
 	"github.com/encwatch/encwatch/detect"
 )
-
-var long = flag.Bool("long", false, "run the outage test for the issue's full 20 s (also ENCWATCH_LONG_TESTS=1)")
 
 // fakeElastic behaves like Elasticsearch's _bulk endpoint: create actions,
 // 409 for an _id it already has, per-item failures on request.
@@ -309,13 +306,13 @@ func TestWebhook(t *testing.T) {
 	}
 }
 
-// outage is how long the receiver is unavailable in TestHTTPOutage: 3 s by
-// default, the 20 s with -long or ENCWATCH_LONG_TESTS=1.
+// outage is how long the receiver is unavailable in TestHTTPOutage: the
+// issue's 20 s, or 3 s under -short.
 func outage() time.Duration {
-	if *long || os.Getenv("ENCWATCH_LONG_TESTS") == "1" {
-		return 20 * time.Second
+	if testing.Short() {
+		return 3 * time.Second
 	}
-	return 3 * time.Second
+	return 20 * time.Second
 }
 
 // TestHTTPOutage runs real time: alerts flow to an Elasticsearch receiver

@@ -27,9 +27,19 @@ type ProcessTable map[int]Process
 
 // Ancestry walks the table from pid up through parent pids.
 func (t ProcessTable) Ancestry(pid int, max int) []Process {
-	var out []Process
-	for len(out) < max {
+	return WalkAncestry(pid, max, func(pid int) (Process, bool) {
 		p, ok := t[pid]
+		return p, ok
+	})
+}
+
+// WalkAncestry returns pid's process and its ancestors, at most max of them,
+// looking each up with lookup; it stops at an unknown pid or a process that
+// is its own parent.
+func WalkAncestry(pid, max int, lookup func(pid int) (Process, bool)) []Process {
+	var out []Process
+	for len(out) < max && pid > 0 {
+		p, ok := lookup(pid)
 		if !ok {
 			break
 		}

@@ -135,19 +135,7 @@ func (c *Cache) Process(pid int) (detect.Process, bool) {
 
 // Ancestry returns pid's process and its ancestors, at most max of them.
 func (c *Cache) Ancestry(pid int, max int) []detect.Process {
-	var out []detect.Process
-	for len(out) < max && pid > 0 {
-		p, ok := c.Process(pid)
-		if !ok {
-			break
-		}
-		out = append(out, p)
-		if p.PPID == pid {
-			break
-		}
-		pid = p.PPID
-	}
-	return out
+	return detect.WalkAncestry(pid, max, c.Process)
 }
 
 // Stats are the cache's counters.

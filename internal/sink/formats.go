@@ -122,21 +122,7 @@ func AppendECS(dst []byte, a *detect.Alert) []byte {
 		dst = append(dst, `,"args_b64":`...)
 		dst = appendB64s(dst, argv)
 	}
-	if p := a.Payload; p != nil {
-		dst = append(dst, `,"payload":{"encoding":`...)
-		dst = appendString(dst, p.Encoding)
-		dst = append(dst, `,"length":`...)
-		dst = strconv.AppendInt(dst, int64(p.Length), 10)
-		dst = append(dst, `,"kind":`...)
-		dst = appendString(dst, p.Kind)
-		dst = append(dst, `,"preview":`...)
-		dst = appendString(dst, p.Preview)
-		dst = append(dst, '}')
-	}
-	if a.Throttled > 0 {
-		dst = append(dst, `,"throttled":`...)
-		dst = strconv.AppendUint(dst, a.Throttled, 10)
-	}
+	dst = appendPayloadThrottled(dst, a)
 	return append(dst, `}}`...)
 }
 

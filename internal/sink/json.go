@@ -88,21 +88,7 @@ func AppendJSON(dst []byte, a *detect.Alert) []byte {
 	dst = append(dst, `],"actions":`...)
 	dst = appendStrings(dst, a.Actions)
 
-	if p := a.Payload; p != nil {
-		dst = append(dst, `,"payload":{"encoding":`...)
-		dst = appendString(dst, p.Encoding)
-		dst = append(dst, `,"length":`...)
-		dst = strconv.AppendInt(dst, int64(p.Length), 10)
-		dst = append(dst, `,"kind":`...)
-		dst = appendString(dst, p.Kind)
-		dst = append(dst, `,"preview":`...)
-		dst = appendString(dst, p.Preview)
-		dst = append(dst, '}')
-	}
-	if a.Throttled > 0 {
-		dst = append(dst, `,"throttled":`...)
-		dst = strconv.AppendUint(dst, a.Throttled, 10)
-	}
+	dst = appendPayloadThrottled(dst, a)
 	if e := a.Event; e != nil {
 		dst = append(dst, `,"audit":`...)
 		dst = appendAudit(dst, e)
@@ -337,4 +323,26 @@ func appendEscape(dst []byte, r rune) []byte {
 
 func baseName(path string) string {
 	return path[strings.LastIndexByte(path, '/')+1:]
+}
+
+// appendPayloadThrottled writes the decoded-payload object and the throttle
+// count, when the alert has them, as members of an open JSON object. The
+// native JSON and ECS formats share them.
+func appendPayloadThrottled(dst []byte, a *detect.Alert) []byte {
+	if p := a.Payload; p != nil {
+		dst = append(dst, `,"payload":{"encoding":`...)
+		dst = appendString(dst, p.Encoding)
+		dst = append(dst, `,"length":`...)
+		dst = strconv.AppendInt(dst, int64(p.Length), 10)
+		dst = append(dst, `,"kind":`...)
+		dst = appendString(dst, p.Kind)
+		dst = append(dst, `,"preview":`...)
+		dst = appendString(dst, p.Preview)
+		dst = append(dst, '}')
+	}
+	if a.Throttled > 0 {
+		dst = append(dst, `,"throttled":`...)
+		dst = strconv.AppendUint(dst, a.Throttled, 10)
+	}
+	return dst
 }

@@ -13,6 +13,10 @@ help:
 	@echo "make test       install test dependencies, vet, and run every test (root: kernel tests)"
 	@echo "make bench      parser, assembler and engine benchmarks"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
+	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
+	@echo "make package-test  build both packages, install/remove the .deb, query the .rpm (root)"
+	@echo "make bench-e2e  exec-storm benchmark: encwatch beside auditd on the real kernel (root)"
+	@echo "make soak       10-minute storm with reloads and a flapping sink (root)"
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/encwatch
@@ -30,7 +34,7 @@ test: test-deps
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.
-TEST_PKGS := rsyslog rsyslog-gnutls
+TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd
 test-deps:
 	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -54,3 +58,55 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+# ---------------------------------------------------------------------------
+# Packages (nfpm, run from the module proxy at a pinned version so that it
+# stays out of go.mod). VERSION becomes a package version dpkg and rpm both
+# accept: a leading "v" dropped, "-" turned into ".", and an untagged commit
+# written 0.0.0+git.HASH.
+NFPM        := $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST        ?= dist
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v([0-9]+\.)/\1/; /^[0-9]+\.[0-9]/!s/^/0.0.0+git./; s/-/./g')
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+
+.PHONY: deb rpm packages package-files package-test
+
+package-files: build
+	gzip -9 -n -c packaging/encwatch.8 > bin/encwatch.8.gz
+
+deb rpm: package-files
+	@mkdir -p $(DIST)
+	@if [ $@ = deb ]; then rm -f $(DIST)/encwatch_*.deb; else rm -f $(DIST)/encwatch-*.rpm; fi
+	PKG_VERSION='$(PKG_VERSION)' GOARCH='$(PKG_ARCH)' $(NFPM) pkg --packager $@ --config packaging/nfpm.yaml --target $(DIST)/
+
+packages: deb rpm
+
+# Installs the .deb on this machine with dpkg, checks it, and purges it
+# again (root); queries the .rpm with rpm. `make test` runs the same test,
+# building the packages itself.
+package-test: test-deps packages
+	ENCWATCH_DIST=$(abspath $(DIST)) $(GO) test -count=1 -v ./packaging/
+
+# ---------------------------------------------------------------------------
+# Exec-storm benchmark and soak (bench/storm): root, the real kernel audit,
+# not part of `make test`. bench-e2e measures encwatch beside Debian's auditd
+# (installed here if missing; policy-rc.d keeps it from starting as a
+# service) and rewrites its section of docs/performance.md. Each measured run
+# takes the kernel-test lock and restores the audit state it found.
+STORM_DURATION ?= 20s
+STORM_RATES    ?= 200,1000,max
+DURATION       ?= 10m
+SOAK_RELOAD    ?= both
+
+.PHONY: bench-e2e soak storm
+
+storm: build
+	$(GO) build -o bin/storm ./bench/storm
+
+bench-e2e: storm
+	@dpkg -s auditd >/dev/null 2>&1 || { echo "installing auditd"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends auditd; }
+	./bin/storm bench -bin $(BIN) -config config.hcl -duration $(STORM_DURATION) -rates $(STORM_RATES) -out docs/performance.md
+
+soak: storm
+	./bin/storm soak -bin $(BIN) -config config.hcl -duration $(DURATION) -reload $(SOAK_RELOAD) -out docs/performance.md

@@ -163,7 +163,7 @@ func (e *PIDTakenError) Error() string {
 	}
 	return fmt.Sprintf("audit: the kernel audit stream is already owned by %s, probably auditd; "+
 		"the kernel sends records to one audit daemon only, so choose one: "+
-		"stop it (systemctl disable --now auditd) to let encwatch own the stream; "+
+		"stop it (systemctl stop auditd; disable it to keep it stopped) to let encwatch own the stream; "+
 		`or read beside it with audit { mode = "multicast" } (or run --mode multicast), `+
 		"with the execve rules loaded by auditd or install_rules = true; "+
 		"or install encwatch as an audisp plugin (/etc/audit/plugins.d/encwatch.conf, "+

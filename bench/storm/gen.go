@@ -21,8 +21,8 @@ const (
 
 // storm is one load generator run.
 type storm struct {
-	rate     float64       // execs per second; 0 is flat out
-	workers  int           // parallel spawners
+	rate     float64 // execs per second; 0 is flat out
+	workers  int     // parallel spawners
 	duration time.Duration
 	every    int    // every Nth exec is an encoder run
 	runID    string // makes markers unique to this run
@@ -73,7 +73,8 @@ func (s *storm) run(ctx context.Context) (stormResult, error) {
 				i := next.Add(1) - 1
 				if s.rate > 0 {
 					due := start.Add(time.Duration(float64(i) / s.rate * float64(time.Second)))
-					if due.After(end) {
+					// A generator behind its schedule stops on time too.
+					if due.After(end) || time.Now().After(end) {
 						return
 					}
 					if d := time.Until(due); d > 0 {

@@ -27,12 +27,12 @@ type kernelSession struct {
 // fatal is what Fatal and Skip panic with; takeKernel recovers it.
 type fatal string
 
-func (k *kernelSession) Helper()            {}
-func (k *kernelSession) Name() string       { return "storm" }
-func (k *kernelSession) Cleanup(f func())   { k.cleanups = append(k.cleanups, f) }
-func (k *kernelSession) Fatal(a ...any)     { panic(fatal(fmt.Sprint(a...))) }
+func (k *kernelSession) Helper()                   {}
+func (k *kernelSession) Name() string              { return "storm" }
+func (k *kernelSession) Cleanup(f func())          { k.cleanups = append(k.cleanups, f) }
+func (k *kernelSession) Fatal(a ...any)            { panic(fatal(fmt.Sprint(a...))) }
 func (k *kernelSession) Fatalf(f string, a ...any) { panic(fatal(fmt.Sprintf(f, a...))) }
-func (k *kernelSession) Skip(a ...any)      { panic(fatal(fmt.Sprint(a...))) }
+func (k *kernelSession) Skip(a ...any)             { panic(fatal(fmt.Sprint(a...))) }
 func (k *kernelSession) Logf(f string, a ...any) {
 	k.log.Info(fmt.Sprintf(f, a...))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"slices"
@@ -17,7 +18,8 @@ type alertWatch struct {
 	storm *storm
 
 	mu        sync.Mutex
-	latencies []time.Duration
+	latencies []time.Duration // fork → alert line
+	fromEvent []time.Duration // the event's kernel timestamp → alert line
 	lines     int
 }
 
@@ -72,6 +74,12 @@ func (w *alertWatch) line(b []byte, seen time.Time) {
 	}
 	if t, ok := w.storm.sent.LoadAndDelete(m); ok {
 		w.latencies = append(w.latencies, seen.Sub(t.(time.Time)))
+		var a struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(b, &a) == nil && !a.Time.IsZero() {
+			w.fromEvent = append(w.fromEvent, seen.Sub(a.Time))
+		}
 	}
 }
 
@@ -93,13 +101,15 @@ func findMarker(b []byte, id string) string {
 	return string(b[i:k])
 }
 
-// matched returns the latencies seen so far, sorted.
-func (w *alertWatch) matched() []time.Duration {
+// matched returns the fork→alert and event→alert latencies seen so far,
+// sorted.
+func (w *alertWatch) matched() (fromFork, fromEvent []time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	l := slices.Clone(w.latencies)
-	slices.Sort(l)
-	return l
+	fromFork, fromEvent = slices.Clone(w.latencies), slices.Clone(w.fromEvent)
+	slices.Sort(fromFork)
+	slices.Sort(fromEvent)
+	return fromFork, fromEvent
 }
 
 // percentile returns the pth percentile (nearest rank) of sorted d, 0 if empty.

@@ -31,7 +31,10 @@ func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) 
 const usage = `usage: encwatch COMMAND [flags]
 
 Commands:
-  run       --config FILE            own the kernel audit socket and raise alerts (root)
+  run       --config FILE [--mode owner|multicast|audisp]
+                                     watch execs and raise alerts (root); reloads on SIGHUP and on policy file changes
+  status    [--config FILE] [--key KEY]
+                                     print the kernel audit status, encwatch's rules and the daemon's health
   replay    --config FILE [LOG...]   replay auditd log files ("-" for stdin) and print alerts as JSON lines
   validate  --config FILE | FILE     check a policy and run its test blocks; prints file:line:col diagnostics, exit 1 on error
   check     --config FILE [--parent CMDLINE] [--user UID] -- ARGV...
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdRun(ctx, rest, stderr)
 	case "replay":
 		return cmdReplay(ctx, rest, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
 	case "check":
@@ -118,8 +123,9 @@ func newLogger(level, format string, stderr io.Writer) (*logrus.Entry, error) {
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", "--config FILE", stderr)
+	fs := newFlags("run", "--config FILE [--mode owner|multicast|audisp]", stderr)
 	path := fs.String("config", defaultConfig, "policy file")
+	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: owner (be the audit daemon), multicast (read beside auditd), audisp (auditd plugin: records on stdin)")
 	level := fs.String("log-level", "info", "log level: debug, info, warning, error")
 	format := fs.String("log-format", "auto", "log format: auto (JSON unless stderr is a terminal), json, text")
 	if err := parseFlags(fs, args); err != nil {
@@ -133,7 +139,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, cfg, log)
+	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode})
 }
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {

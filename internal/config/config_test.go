@@ -24,14 +24,15 @@ func TestLoadDefaultPolicy(t *testing.T) {
 		t.Fatalf("Load(config.hcl): %v", err)
 	}
 	wantAudit := Audit{
-		Mode:         "owner",
-		Enabled:      true,
-		BacklogLimit: 8192,
-		Failure:      "printk",
-		RuleKey:      "encwatch",
-		GatherWindow: 20 * time.Millisecond,
-		EventTimeout: 2 * time.Second,
-		MaxInFlight:  4096,
+		Mode:           "owner",
+		TamperInterval: 5 * time.Second,
+		Enabled:        true,
+		BacklogLimit:   8192,
+		Failure:        "printk",
+		RuleKey:        "encwatch",
+		GatherWindow:   20 * time.Millisecond,
+		EventTimeout:   2 * time.Second,
+		MaxInFlight:    4096,
 	}
 	if !reflect.DeepEqual(cfg.Audit, wantAudit) {
 		t.Errorf("Audit = %+v, want %+v", cfg.Audit, wantAudit)
@@ -76,7 +77,7 @@ func TestLoadDefaults(t *testing.T) {
 			want: Config{
 				Settings: Settings{Environment: "production", Hostname: "testhost"},
 				Audit: Audit{Mode: "owner", Enabled: true, BacklogLimit: 8192, RuleKey: "encwatch",
-					GatherWindow: 20 * time.Millisecond, EventTimeout: 2 * time.Second, MaxInFlight: 4096},
+					GatherWindow: 20 * time.Millisecond, EventTimeout: 2 * time.Second, MaxInFlight: 4096, TamperInterval: 5 * time.Second},
 			},
 			sink: SinkSpec{Spec: sink.Spec{Type: "stdout", Name: "console", Format: "json"}},
 		},
@@ -85,7 +86,7 @@ func TestLoadDefaults(t *testing.T) {
 			want: Config{
 				Settings: Settings{Environment: "ci", Hostname: "build-7"},
 				Audit: Audit{Mode: "owner", Enabled: false, BacklogLimit: 16384, RateLimit: 1000, Failure: "silent",
-					RuleKey: "encwatch-test", GatherWindow: 0, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100},
+					RuleKey: "encwatch-test", GatherWindow: 0, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100, TamperInterval: 5 * time.Second},
 			},
 			sink: SinkSpec{Spec: sink.Spec{Type: "file", Name: "alerts", Path: "/var/log/encwatch/alerts.jsonl"}},
 		},
@@ -176,7 +177,7 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_mitre.hcl:4:17: executables is empty: the signature could never match`,
 		}},
 		{"structure.hcl", []string{
-			`testdata/structure.hcl:1:1: unknown attribute "environment": the top level holds only settings, audit, signature, allow, test, sink blocks`,
+			`testdata/structure.hcl:1:1: unknown attribute "environment": the top level holds only settings, audit, metrics, signature, allow, test, sink blocks`,
 			`testdata/structure.hcl:3:10: settings block takes no labels`,
 			`testdata/structure.hcl:6:1: unknown block "signatur"; did you mean "signature"?`,
 			`testdata/structure.hcl:9:1: signature block needs 1 label, its name, got 0`,

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,46 +15,6 @@ import (
 	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
-
-// Run owns the kernel audit socket until ctx ends: it registers as the audit
-// daemon, installs the execve rules, runs the pipeline into the configured
-// sinks, and on the way out removes its rules and restores the kernel state
-// it found.
-func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
-	sinks, err := buildSinks(cfg, log)
-	if err != nil {
-		return err
-	}
-	k, err := audit.OpenKernel(kernelConfig(cfg), log.WithField("stage", "kernel"))
-	if err != nil {
-		closeSinks(sinks, log)
-		return err
-	}
-	p := newPipeline(cfg, log, sinks, true)
-	log.WithFields(logrus.Fields{
-		"config":      cfg.Path,
-		"environment": cfg.Settings.Environment,
-		"signatures":  len(cfg.Policy.Signatures()),
-		"sinks":       len(sinks),
-		"rule_key":    cfg.Audit.RuleKey,
-	}).Info("encwatch running")
-
-	err = p.run(ctx, k.Run)
-	ks := k.Stats()
-	log.WithFields(logrus.Fields{
-		"records":          ks.Records,
-		"kernel_enobufs":   ks.ENOBUFS,
-		"dropped_records":  ks.DroppedRecords,
-		"dropped_events":   p.droppedEvents.Load(),
-		"events":           p.events.Load(),
-		"alerts":           p.alerts.Load(),
-		"serial_gaps_lost": p.asm.Stats().Lost,
-	}).Info("encwatch stopping")
-	if cerr := k.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("restore kernel audit state: %w", cerr))
-	}
-	return err
-}
 
 // Replay reads auditd log files ("-" is stdin) through the same pipeline as
 // Run and writes the alerts as JSON lines to out. It needs no privileges.
@@ -100,25 +59,24 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, sinks []sink.Sink, live 
 	for _, problem := range cfg.EncoderProblems {
 		log.WithField("problem", problem).Warn("encoder binary not identified")
 	}
-	return &pipeline{
-		log:    log,
-		asm:    audit.NewAssembler(assemblerConfig(cfg, live)),
-		engine: engine,
-		procs:  procs,
-		router: sink.NewRouter(log.WithField("stage", "sink"), sinks, routerOptions(live)),
-		now:    time.Now,
-		lossy:  live,
-		expire: live,
+	p := &pipeline{
+		log:        log,
+		asm:        audit.NewAssembler(assemblerConfig(cfg, live)),
+		engine:     engine,
+		procs:      procs,
+		now:        time.Now,
+		swaps:      make(chan *sink.Router),
+		synth:      make(chan detect.Alert, synthQueue),
+		detectDone: make(chan struct{}),
+		lossy:      live,
+		expire:     live,
 	}
+	p.router.Store(newRouter(log, sinks))
+	return p
 }
 
-// routerOptions: the live stream never waits on a sink; replay output must be
-// complete, so detection waits for the writer there.
-func routerOptions(live bool) sink.RouterOptions {
-	if live {
-		return sink.RouterOptions{}
-	}
-	return sink.RouterOptions{Block: true, DrainTimeout: time.Minute}
+func newRouter(log *logrus.Entry, sinks []sink.Sink) *sink.Router {
+	return sink.NewRouter(log.WithField("stage", "sink"), sinks, sink.RouterOptions{})
 }
 
 func kernelConfig(cfg *config.Config) audit.KernelConfig {

@@ -29,6 +29,8 @@ type testDaemon struct {
 	done   chan error
 	logs   *syncBuffer
 	found  audit.Status // the kernel status before the daemon started
+	dir    string       // holds config.hcl, which a test may rewrite
+	path   string       // config.hcl
 }
 
 // syncBuffer is a bytes.Buffer the daemon's logger and the test can share.
@@ -54,13 +56,22 @@ func (s *syncBuffer) String() string {
 // test's own rule key) and waits until it holds the audit pid and its rules.
 func startDaemon(t *testing.T, policy string) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, policy, "", Options{})
+}
+
+// startDaemonWith is startDaemon with extra attributes for the audit block
+// and Run options.
+func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options) *testDaemon {
+	t.Helper()
 	audittest.Setup(t)
 	found, _ := kernelState(t)
 	dir := t.TempDir()
 	d := &testDaemon{found: found, alerts: filepath.Join(dir, "alerts.jsonl"), done: make(chan error, 1), logs: &syncBuffer{}}
-	src := fmt.Sprintf("%s\naudit {\n  rule_key = %q\n}\nsink \"file\" \"test\" {\n  path = %q\n}\n",
-		policy, audittest.Key(), d.alerts)
+	d.dir = dir
+	src := fmt.Sprintf("%s\naudit {\n  rule_key = %q\n%s\n}\nmetrics {\n  address = \"\"\n}\nsink \"file\" \"test\" {\n  path = %q\n}\n",
+		policy, audittest.Key(), auditAttrs, d.alerts)
 	path := filepath.Join(dir, "config.hcl")
+	d.path = path
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +84,7 @@ func startDaemon(t *testing.T, policy string) *testDaemon {
 	l.SetFormatter(&logrus.JSONFormatter{})
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	go func() { d.done <- Run(ctx, cfg, logrus.NewEntry(l)) }()
+	go func() { d.done <- Run(ctx, cfg, logrus.NewEntry(l), opts) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

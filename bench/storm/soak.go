@@ -1,0 +1,541 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Soak timing: the webhook is down for flapDown of every flapPeriod,
+// alternately answering 503 and refusing connections.
+const (
+	flapPeriod     = 30 * time.Second
+	flapDown       = 10 * time.Second
+	reloadInterval = time.Second
+	sampleInterval = 10 * time.Second
+	soakRate       = 1000
+)
+
+// receiver is the soak's flapping webhook.
+type receiver struct {
+	addr string
+	srv  *http.Server
+
+	mu       sync.Mutex
+	state    string // "up", "503" or "refused"
+	ln       net.Listener
+	alerts   int            // alerts in accepted batches
+	unique   map[string]int // serial:marker → times received
+	batches  int
+	refusals int // batches answered 503
+}
+
+func newReceiver() (*receiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &receiver{addr: ln.Addr().String(), state: "up", ln: ln, unique: map[string]int{}}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	go r.srv.Serve(ln)
+	return r, nil
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state != "up" {
+		r.refusals++
+		http.Error(w, "flapping", http.StatusServiceUnavailable)
+		return
+	}
+	var batch []struct {
+		Audit struct {
+			Serial json.Number `json:"serial"`
+		} `json:"audit"`
+		Process struct {
+			Args []string `json:"args"`
+		} `json:"process"`
+		Signature struct {
+			Name string `json:"name"`
+		} `json:"signature"`
+	}
+	if err != nil || json.Unmarshal(body, &batch) != nil {
+		http.Error(w, "bad batch", http.StatusBadRequest)
+		return
+	}
+	r.batches++
+	for _, a := range batch {
+		r.alerts++
+		r.unique[fmt.Sprintf("%s:%s:%s", a.Audit.Serial, a.Signature.Name, strings.Join(a.Process.Args, " "))]++
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// set moves the receiver to state: "refused" closes the listener, leaving
+// it reopens it on the same port.
+func (r *receiver) set(state string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if state == r.state {
+		return nil
+	}
+	if state == "refused" {
+		r.ln.Close()
+	} else if r.state == "refused" {
+		ln, err := net.Listen("tcp", r.addr)
+		if err != nil {
+			return err
+		}
+		r.ln = ln
+		go r.srv.Serve(ln)
+	}
+	r.state = state
+	return nil
+}
+
+func (r *receiver) counts() (alerts, unique, dups int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.unique {
+		if n > 1 {
+			dups += n - 1
+		}
+	}
+	return r.alerts, len(r.unique), dups
+}
+
+// flap runs the receiver's outages until ctx ends.
+func (r *receiver) flap(ctx context.Context, log *logrus.Entry) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		el := time.Since(start)
+		cycle := int(el / flapPeriod)
+		state := "up"
+		if cycle > 0 && el%flapPeriod < flapDown {
+			state = "503"
+			if cycle%2 == 0 {
+				state = "refused"
+			}
+		}
+		if err := r.set(state); err != nil {
+			log.WithError(err).Warn("receiver flap")
+		}
+	}
+}
+
+// metrics is one scrape of the daemon's /metrics, summed by name and, for
+// labelled series, by name{labels}.
+type metrics map[string]float64
+
+func scrape(addr string) (metrics, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics reads the Prometheus text format: each sample is kept under
+// its full series name and added to its bare metric name.
+func parseMetrics(r io.Reader) (metrics, error) {
+	m := metrics{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		m[series] += v
+		if j := strings.IndexByte(series, '{'); j >= 0 {
+			m[series[:j]] += v
+		}
+	}
+	return m, sc.Err()
+}
+
+// matching returns the series of name whose labels contain every label.
+func (m metrics) matching(name string, labels ...string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(k, l)
+		}
+		if ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// sample is one 10 s observation of the daemon.
+type sample struct {
+	at         time.Duration
+	rssKiB     uint64
+	goroutines float64 // -1 without /metrics
+	raised     float64
+	received   int
+}
+
+func soak(ctx context.Context, o options, log *logrus.Entry) error {
+	release, err := takeKernel(log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := release(); rerr != nil {
+			log.WithError(rerr).Warn("kernel audit state repaired after the soak")
+		}
+	}()
+	dir, err := os.MkdirTemp("", "encwatch-soak-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	recv, err := newReceiver()
+	if err != nil {
+		return err
+	}
+	defer recv.srv.Close()
+	maddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	src, err := os.ReadFile(o.config)
+	if err != nil {
+		return err
+	}
+	edits := policyEdits{
+		key:   benchKey,
+		sinks: fmt.Sprintf("sink \"http\" \"soak\" {\n  url  = \"http://%s/\"\n  kind = \"webhook\"\n}\n", recv.addr),
+		extra: fmt.Sprintf("metrics {\n  address = %q\n}\n", maddr),
+	}
+	cfg := filepath.Join(dir, "config.hcl")
+	writePolicy := func(n int) error {
+		p, err := benchPolicy(string(src), edits)
+		if err != nil {
+			return err
+		}
+		tmp := cfg + ".new"
+		if err := os.WriteFile(tmp, fmt.Appendf([]byte(p), "# soak reload %d\n", n), 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, cfg)
+	}
+	if err := writePolicy(0); err != nil {
+		return err
+	}
+	d, err := startEncwatch(o.bin, cfg, log)
+	hasMetrics, fileSink := true, ""
+	for range 2 {
+		if err == nil {
+			break
+		}
+		switch msg := err.Error(); {
+		case strings.Contains(msg, `"metrics"`) && hasMetrics:
+			log.Warn("this encwatch has no metrics block; soaking without /metrics")
+			edits.extra, hasMetrics = "", false
+		case strings.Contains(msg, `sink type "http"`) && fileSink == "":
+			fileSink = filepath.Join(dir, "alerts.jsonl")
+			log.Warn("this encwatch has no HTTP sink; soaking with a file sink, which does not flap")
+			edits.sinks = fmt.Sprintf("sink \"file\" \"soak\" {\n  path = %q\n}\n", fileSink)
+		default:
+			return err
+		}
+		if err = writePolicy(0); err == nil {
+			d, err = startEncwatch(o.bin, cfg, log)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if fileSink != "" {
+		recv.srv.Close()
+	}
+	defer func() {
+		select {
+		case <-d.done:
+		default:
+			d.stop()
+		}
+	}()
+	log.WithFields(logrus.Fields{"webhook": recv.addr, "metrics": hasMetrics, "duration": o.duration.Seconds()}).Info("soak running")
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); recv.flap(sctx, log) }()
+	reloads := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(reloadInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+			reloads++
+			if o.reload != "sighup" {
+				if err := writePolicy(reloads); err != nil {
+					log.WithError(err).Warn("rewrite policy")
+				}
+			}
+			if o.reload != "rename" {
+				d.cmd.Process.Signal(syscall.SIGHUP)
+			}
+		}
+	}()
+	start := time.Now()
+	var samples []sample
+	var smu sync.Mutex
+	take := func() {
+		s := sample{at: time.Since(start).Round(time.Second), goroutines: -1}
+		s.rssKiB, _ = statusKiB(d.pid(), "VmRSS")
+		if hasMetrics {
+			if m, err := scrape(maddr); err == nil {
+				s.goroutines = m["go_goroutines"]
+				s.raised = m["encwatch_alerts_total"]
+			}
+		}
+		_, s.received, _ = recv.counts()
+		smu.Lock()
+		samples = append(samples, s)
+		smu.Unlock()
+		log.WithFields(logrus.Fields{"t": s.at.Seconds(), "rss_kib": s.rssKiB, "goroutines": s.goroutines,
+			"raised": s.raised, "received": s.received}).Info("soak sample")
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(sampleInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				take()
+			}
+		}
+	}()
+	st := newStorm(point{label: "soak", rate: soakRate, duration: o.duration}, o, dir)
+	cpu0, _ := cpuTime(d.pid())
+	st0, _ := kernelStatus()
+	gen, serr := st.run(sctx)
+	cancel()
+	wg.Wait()
+	cpu1, _ := cpuTime(d.pid())
+	st1, _ := kernelStatus()
+	hwm, _ := statusKiB(d.pid(), "VmHWM")
+	if serr != nil {
+		return serr
+	}
+	select {
+	case <-d.done:
+		return fmt.Errorf("encwatch exited during the soak (%v): %s", d.err, strings.Join(d.tail, "\n"))
+	default:
+	}
+	// Let every queued alert out: the receiver stays up until the daemon's
+	// queue is empty, then the daemon stops and drains.
+	if err := recv.set("up"); err != nil {
+		return err
+	}
+	var last metrics
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		if !hasMetrics {
+			if time.Since(start) > o.duration+drain+5*time.Second {
+				break
+			}
+			continue
+		}
+		m, err := scrape(maddr)
+		if err != nil {
+			continue
+		}
+		last = m
+		if m["encwatch_sink_queue_depth"] == 0 && time.Now().After(deadline.Add(-55*time.Second)) {
+			break
+		}
+	}
+	stopErr := d.stop()
+	received, unique, dups := recv.counts()
+	if fileSink != "" {
+		received, unique, dups, err = countFile(fileSink)
+		if err != nil {
+			return err
+		}
+	}
+	raised := d.counter("alerts")
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "Soak measured %s by `make soak` (`bench/storm soak`): %s of storm at a target of %d execs/s (achieved %.0f), every %dth exec a marked `base64 --decode` run, the policy reloaded every second (%s, %d reloads), an HTTP webhook sink whose receiver is down 10 s of every 30 s (alternately 503 and connection refused).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, soakRate, gen.rate(), o.every, o.reload, reloads)
+	b.WriteString(machine())
+	fmt.Fprintf(&b, "\nencwatch over the soak: %.1f µs CPU per exec, peak RSS %.1f MiB, kernel lost %d, pipeline lost %d.\n\n",
+		float64((cpu1-cpu0).Microseconds())/float64(max(gen.execs, 1)), float64(hwm)/1024, st1.Lost-st0.Lost,
+		d.counter("kernel_enobufs")+d.counter("dropped_records")+d.counter("dropped_events")+d.counter("serial_gaps_lost"))
+	b.WriteString("Alert accounting:\n\n")
+	fmt.Fprintf(&b, "- raised (final `alerts` counter): %d\n", raised)
+	if fileSink != "" {
+		b.WriteString("- **this encwatch had no HTTP sink: alerts went to a file sink, which never flaps**\n")
+	}
+	fmt.Fprintf(&b, "- received by the webhook: %d (%d distinct, %d duplicate deliveries)\n", received, unique, dups)
+	var dropped float64
+	if last != nil {
+		causes := last.matching("encwatch_sink_dropped_total", `sink="soak"`)
+		keys := make([]string, 0, len(causes))
+		for k := range causes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			dropped += causes[k]
+			if causes[k] > 0 {
+				fmt.Fprintf(&b, "- dropped: %s = %.0f\n", k, causes[k])
+			}
+		}
+		for k, v := range last.matching("encwatch_sink_rejected_total", `sink="soak"`) {
+			dropped += v
+			if v > 0 {
+				fmt.Fprintf(&b, "- rejected: %s = %.0f\n", k, v)
+			}
+		}
+		fmt.Fprintf(&b, "- dropped or rejected in all (last /metrics scrape, before stop): %.0f; send errors: %.0f; reloads: %v\n",
+			dropped, last["encwatch_sink_send_errors_total"], fmtSeries(last.matching("encwatch_reloads_total")))
+	} else {
+		b.WriteString("- dropped by cause: unknown (the daemon had no /metrics)\n")
+	}
+	gap := float64(raised) - float64(unique) - dropped
+	verdict := "every alert accounted for"
+	if gap != 0 {
+		verdict = fmt.Sprintf("**%.0f alerts unaccounted for**", gap)
+	}
+	fmt.Fprintf(&b, "- raised − delivered − dropped = %.0f: %s\n\n", gap, verdict)
+	b.WriteString("| t | RSS MiB | goroutines | alerts raised | alerts received |\n|--:|--:|--:|--:|--:|\n")
+	for _, s := range samples {
+		g := "n/a"
+		if s.goroutines >= 0 {
+			g = fmt.Sprintf("%.0f", s.goroutines)
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %s | %.0f | %d |\n", s.at, float64(s.rssKiB)/1024, g, s.raised, s.received)
+	}
+	b.WriteString("\n" + trend(samples))
+	fmt.Print(b.String())
+	if err := errors.Join(stopErr); err != nil {
+		return fmt.Errorf("encwatch stop: %w", err)
+	}
+	if o.out != "" {
+		return replaceSection(o.out, "soak", b.String())
+	}
+	return nil
+}
+
+func fmtSeries(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, fmt.Sprintf("%s=%.0f", k, m[k]))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// trend compares the first and last minute of samples.
+func trend(s []sample) string {
+	if len(s) < 2 {
+		return "Trend: too few samples.\n"
+	}
+	n := min(6, len(s)/2) // six samples a minute
+	avg := func(part []sample, f func(sample) float64) float64 {
+		var t float64
+		for _, x := range part {
+			t += f(x)
+		}
+		return t / float64(len(part))
+	}
+	first, last := s[:n], s[len(s)-n:]
+	rss := func(x sample) float64 { return float64(x.rssKiB) / 1024 }
+	gor := func(x sample) float64 { return x.goroutines }
+	out := fmt.Sprintf("Trend (mean of the first vs last %d samples): RSS %.1f → %.1f MiB (%+.1f%%)",
+		n, avg(first, rss), avg(last, rss), 100*(avg(last, rss)/avg(first, rss)-1))
+	if s[0].goroutines >= 0 {
+		out += fmt.Sprintf(", goroutines %.0f → %.0f", avg(first, gor), avg(last, gor))
+	}
+	return out + ".\n"
+}
+
+// countFile counts the alert lines of a file sink, as the receiver would.
+func countFile(path string) (alerts, unique, dups int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer f.Close()
+	seen := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		alerts++
+		seen[sc.Text()]++
+	}
+	for _, n := range seen {
+		dups += n - 1
+	}
+	return alerts, len(seen), dups, sc.Err()
+}

@@ -1,0 +1,205 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/internal/sink"
+)
+
+// metrics is the daemon's Prometheus registry. Most values are read at
+// scrape time from the counters the stages keep anyway (atomics), so the
+// per-event path pays nothing for them; the few kept here are updated off
+// that path.
+type metrics struct {
+	reg     *prometheus.Registry
+	latency prometheus.Histogram
+	reloads *prometheus.CounterVec
+	// tamper counts audit_tamper detections; kernelLost the kernel's lost
+	// counter's rise since start.
+	tamper     prometheus.Counter
+	kernelLost atomic.Uint64
+	backlog    prometheus.Gauge
+	enabled    prometheus.Gauge
+	canaryOK   prometheus.Gauge
+}
+
+func newMetrics(d *daemon) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "encwatch_alert_latency_seconds",
+			Help:    "Time from an event's kernel timestamp to its alert being handed to the sink router.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "encwatch_reloads_total",
+			Help: "Policy reloads, by result (ok, failed).",
+		}, []string{"result"}),
+		tamper: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "encwatch_audit_tamper_total",
+			Help: "Checks that found the kernel audit configuration changed (rules deleted, audit disabled, pid taken).",
+		}),
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "encwatch_kernel_backlog",
+			Help: "Records queued in the kernel for the audit daemon, at the last check.",
+		}),
+		enabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "encwatch_kernel_audit_enabled",
+			Help: "The kernel's audit enabled flag at the last check (0, 1, 2 locked).",
+		}),
+		canaryOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "encwatch_canary_seen",
+			Help: "1 if the start-up canary exec came through the pipeline.",
+		}),
+	}
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	m.reg.MustRegister(m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
+		&collector{d: d},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeStatus(st audit.Status) {
+	m.backlog.Set(float64(st.Backlog))
+	m.enabled.Set(float64(st.Enabled))
+}
+
+// collector reads the stages' counters at scrape time.
+type collector struct{ d *daemon }
+
+var (
+	descRecords  = prometheus.NewDesc("encwatch_records_total", "Audit records received by the pipeline.", nil, nil)
+	descEvents   = prometheus.NewDesc("encwatch_events_total", "Events assembled.", nil, nil)
+	descAlerts   = prometheus.NewDesc("encwatch_alerts_total", "Alerts handed to the sink router, by signature and importance.", []string{"signature", "importance"}, nil)
+	descLosses   = prometheus.NewDesc("encwatch_losses_total", "Audit data lost, by cause: kernel (records, the status lost counter's rise), socket (ENOBUFS overflows, count of records unknown), pipeline_records, pipeline_events, serial_gap (serials never seen).", []string{"cause"}, nil)
+	descSupp     = prometheus.NewDesc("encwatch_suppressed_total", "Alerts suppressed by an allow block, by its reason.", []string{"reason"}, nil)
+	descThrot    = prometheus.NewDesc("encwatch_throttled_total", "Alerts held back by a throttle, by signature.", []string{"signature"}, nil)
+	descQueue    = prometheus.NewDesc("encwatch_sink_queue_depth", "Alerts waiting in a sink's queue or spool.", []string{"sink"}, nil)
+	descSent     = prometheus.NewDesc("encwatch_sink_sent_total", "Alerts a sink accepted.", []string{"sink"}, nil)
+	descSendErr  = prometheus.NewDesc("encwatch_sink_send_errors_total", "Failed send attempts, by sink.", []string{"sink"}, nil)
+	descRejected = prometheus.NewDesc("encwatch_sink_rejected_total", "Alerts a sink's receiver refused for good.", []string{"sink"}, nil)
+	descDropped  = prometheus.NewDesc("encwatch_sink_dropped_total", "Alerts a sink never delivered, by cause.", []string{"sink", "cause"}, nil)
+	descUp       = prometheus.NewDesc("encwatch_healthy", "1 when the pipeline runs and the kernel side is healthy.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSent, descSendErr, descRejected, descDropped, descUp} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	d := c.d
+	p := d.p
+	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descRecords, p.records.Load())
+	counter(descEvents, p.events.Load())
+	p.bySignature.Range(func(k, v any) bool {
+		key := k.(alertKey)
+		counter(descAlerts, v.(interface{ Load() uint64 }).Load(), key.signature, key.importance)
+		return true
+	})
+	var ks audit.KernelStats
+	if d.k != nil {
+		ks = d.k.Stats()
+	}
+	counter(descLosses, d.m.kernelLost.Load(), "kernel")
+	counter(descLosses, ks.ENOBUFS, "socket")
+	counter(descLosses, ks.DroppedRecords, "pipeline_records")
+	counter(descLosses, p.droppedEvents.Load(), "pipeline_events")
+	counter(descLosses, p.serialLost.Load(), "serial_gap")
+	es := p.engine.Stats()
+	for r, v := range es.Suppressed {
+		counter(descSupp, v, r)
+	}
+	for s, v := range es.Throttled {
+		counter(descThrot, v, s)
+	}
+	if r := p.router.Load(); r != nil {
+		for _, s := range r.Stats() {
+			ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
+			counter(descSent, s.Sent, s.Sink)
+			counter(descSendErr, s.Failed, s.Sink)
+			counter(descRejected, s.Rejected, s.Sink)
+			for cause, v := range droppedCauses(s.Dropped) {
+				counter(descDropped, v, s.Sink, cause)
+			}
+		}
+	}
+	up := 0.0
+	if d.health() == "" {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+}
+
+func droppedCauses(x sink.Dropped) map[string]uint64 {
+	return map[string]uint64{
+		"queue_full": x.QueueFull, "closed": x.Closed, "shutdown": x.Shutdown,
+		"spool_full": x.SpoolFull, "spool_error": x.SpoolError,
+	}
+}
+
+// health is why the daemon is unhealthy, or "".
+func (d *daemon) health() string {
+	if !d.running.Load() {
+		return "pipeline not running"
+	}
+	if r := d.kernelHealth.Load(); r != nil && *r != "" {
+		return *r
+	}
+	return ""
+}
+
+// serveMetrics serves /metrics and /healthz on the policy's metrics
+// address until ctx ends. No address, no endpoint.
+func (d *daemon) serveMetrics(ctx context.Context) error {
+	ln := d.opts.metricsListener
+	if ln == nil {
+		addr := d.cfg.Load().Metrics.Address
+		if addr == "" {
+			return nil
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if reason := d.health(); reason != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "unhealthy: %s\n", reason)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	d.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/config"
+)
+
+// synthQueue bounds the alerts raised outside detection that wait for the
+// detection stage.
+const synthQueue = 64
+
+// recConfigChange is AUDIT_CONFIG_CHANGE, include/uapi/linux/audit.h.
+const recConfigChange = 1305
+
+// Options are how Run is started, beyond the policy.
+type Options struct {
+	// Mode overrides the policy's audit.mode ("owner", "multicast",
+	// "audisp"); "" keeps it. It holds across reloads.
+	Mode string
+	// Stdin is where audisp mode reads auditd's records; nil is os.Stdin.
+	Stdin io.Reader
+
+	// Test hooks.
+	metricsListener net.Listener  // instead of listening on the policy's address
+	debounce        time.Duration // reload debounce; 0 is reloadDebounce
+	notify          *notifier     // instead of NOTIFY_SOCKET
+	canaryTimeout   time.Duration // 0 is canaryWait
+}
+
+// daemon is one Run: the pipeline, the kernel side, the reload watcher, the
+// metrics endpoint and the service manager notifications.
+type daemon struct {
+	log    *logrus.Entry
+	opts   Options
+	mode   string
+	cfg    atomic.Pointer[config.Config]
+	p      *pipeline
+	k      *audit.Kernel // nil in audisp mode
+	m      *metrics
+	notify *notifier
+
+	// kernelChanges carries a reloaded audit block to the kernel
+	// supervisor, the only goroutine that talks to the kernel after start.
+	kernelChanges chan config.Audit
+	// configChanges carries CONFIG_CHANGE records from the assembler to the
+	// supervisor, for an immediate check.
+	configChanges chan string
+	// kernelHealth is why the kernel side is unhealthy; "" when healthy.
+	kernelHealth atomic.Pointer[string]
+	running      atomic.Bool
+}
+
+// Run reads the kernel audit stream until ctx ends, in the policy's mode
+// (or opts.Mode): as the registered audit daemon ("owner"), installing the
+// execve rules; beside auditd on the readlog multicast group ("multicast");
+// or as an audisp plugin reading stdin ("audisp"). It runs the pipeline into
+// the configured sinks, reloads the policy on SIGHUP and on changes to its
+// files, watches the kernel side for tampering, serves /metrics and
+// /healthz, and on the way out removes its rules and restores the kernel
+// state it found.
+func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Options) error {
+	d := &daemon{
+		log:           log,
+		opts:          opts,
+		mode:          cfg.Audit.Mode,
+		kernelChanges: make(chan config.Audit, 1),
+		configChanges: make(chan string, 16),
+		notify:        opts.notify,
+	}
+	if opts.Mode != "" {
+		d.mode = opts.Mode
+	}
+	switch d.mode {
+	case config.ModeOwner, config.ModeMulticast, config.ModeAudisp:
+	default:
+		return fmt.Errorf("unknown audit mode %q: want owner, multicast or audisp", d.mode)
+	}
+	if d.notify == nil {
+		d.notify = notifierFromEnv()
+	}
+	d.cfg.Store(cfg)
+	return d.run(ctx, cfg)
+}
+
+func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
+	log := d.log
+	sinks, err := buildSinks(cfg, log)
+	if err != nil {
+		return err
+	}
+	live := d.mode != config.ModeAudisp
+	d.p = newPipeline(cfg, log, sinks, live)
+	// audisp: auditd's dispatcher queues for us, so wait rather than drop;
+	// events still complete on a timer when no EOE follows them.
+	d.p.expire = true
+	acfg := assemblerConfig(cfg, true)
+	acfg.Other = d.otherRecord
+	d.p.asm = audit.NewAssembler(acfg)
+	d.m = newMetrics(d)
+	d.p.latency = d.m.latency
+
+	var src source
+	switch d.mode {
+	case config.ModeOwner:
+		d.k, err = audit.OpenKernel(kernelConfig(cfg), log.WithField("stage", "kernel"))
+	case config.ModeMulticast:
+		d.k, err = audit.OpenMulticast(multicastConfig(cfg), log.WithField("stage", "kernel"))
+	case config.ModeAudisp:
+		src = d.stdinSource
+	}
+	if err != nil {
+		closeSinks(sinks, log)
+		return err
+	}
+	if d.k != nil {
+		src = d.k.Run
+	}
+	log.WithFields(logrus.Fields{
+		"config":      cfg.Path,
+		"mode":        d.mode,
+		"environment": cfg.Settings.Environment,
+		"signatures":  len(cfg.Policy.Signatures()),
+		"sinks":       len(sinks),
+		"rule_key":    cfg.Audit.RuleKey,
+	}).Info("encwatch running")
+
+	pctx, stopPipeline := context.WithCancel(ctx)
+	defer stopPipeline()
+	g, gctx := errgroup.WithContext(pctx)
+	var found audit.Status
+	if d.k != nil {
+		found = d.k.Found()
+	}
+	g.Go(func() error {
+		// The pipeline ending (stdin closed in audisp mode) ends the
+		// daemon.
+		defer stopPipeline()
+		d.running.Store(true)
+		defer d.running.Store(false)
+		return d.p.run(pctx, src)
+	})
+	g.Go(func() error { return d.serveMetrics(gctx) })
+	w := d.newWatcher()
+	g.Go(func() error { return d.watchConfig(gctx, w) })
+	g.Go(func() error {
+		d.start(gctx)
+		if d.k != nil {
+			return d.supervise(gctx, found)
+		}
+		return nil
+	})
+	g.Go(func() error { return d.notify.watchdog(gctx) })
+
+	err = g.Wait()
+	d.notify.send("STOPPING=1")
+	d.logStopping()
+	if d.k != nil {
+		if cerr := d.k.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("restore kernel audit state: %w", cerr))
+		}
+	}
+	return err
+}
+
+// start proves the path from the kernel to the pipeline with a canary exec
+// and tells the service manager the daemon is ready.
+func (d *daemon) start(ctx context.Context) {
+	if d.canaryApplies() {
+		d.runCanary(ctx)
+	}
+	d.notify.send("READY=1\nSTATUS=watching execs")
+}
+
+// canaryApplies reports whether an exec is sure to be audited: always in
+// owner mode (our rules are in), in multicast mode only when some rule covers
+// execve; never in audisp mode, where auditd's rules decide.
+func (d *daemon) canaryApplies() bool {
+	switch {
+	case d.k == nil:
+		return false
+	case !d.k.Multicast():
+		return true
+	}
+	rules, err := d.k.Rules()
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if containsWord(r, "execve") {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *daemon) logStopping() {
+	fields := logrus.Fields{
+		"records":          d.p.records.Load(),
+		"dropped_events":   d.p.droppedEvents.Load(),
+		"events":           d.p.events.Load(),
+		"alerts":           d.p.alerts.Load(),
+		"serial_gaps_lost": d.p.serialLost.Load(),
+	}
+	if d.k != nil {
+		ks := d.k.Stats()
+		fields["kernel_enobufs"] = ks.ENOBUFS
+		fields["dropped_records"] = ks.DroppedRecords
+	}
+	d.log.WithFields(fields).Info("encwatch stopping")
+}
+
+// stdinSource reads auditd's records from stdin (audisp mode) until it ends
+// or ctx does.
+func (d *daemon) stdinSource(ctx context.Context, out chan<- []audit.Record) error {
+	r := d.opts.Stdin
+	if r == nil {
+		r = os.Stdin
+	}
+	// A blocked read is unblocked by closing (a pipe) or by a deadline (a
+	// pollable file) when ctx ends.
+	stop := context.AfterFunc(ctx, func() {
+		if f, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+			_ = f.SetReadDeadline(time.Unix(1, 0))
+		}
+		if c, ok := r.(io.Closer); ok && r != io.Reader(os.Stdin) {
+			_ = c.Close()
+		}
+	})
+	defer stop()
+	onErr := func(line int, err error) {
+		d.log.WithFields(logrus.Fields{"line": line}).WithError(err).Warn("skipping malformed audit record")
+	}
+	err := audit.ReadLog(ctx, r, out, onErr)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audisp: read stdin: %w", err)
+	}
+	d.log.Info("audisp input ended")
+	return nil
+}
+
+// otherRecord sees every non-syscall record, in the assembler goroutine:
+// CONFIG_CHANGE records that touch what encwatch relies on wake the kernel
+// supervisor at once.
+func (d *daemon) otherRecord(r *audit.ParsedRecord) {
+	if r.Type != recConfigChange {
+		return
+	}
+	op, _ := r.Get("op")
+	_, enabled := r.Get("audit_enabled")
+	_, pid := r.Get("audit_pid")
+	if op != "remove_rule" && !enabled && !pid && op != "set" {
+		return
+	}
+	what := op
+	if enabled {
+		what = "audit_enabled"
+	} else if pid {
+		what = "audit_pid"
+	}
+	select {
+	case d.configChanges <- what:
+	default: // a check is already due
+	}
+}
+
+func multicastConfig(cfg *config.Config) audit.MulticastConfig {
+	return audit.MulticastConfig{
+		RuleKey:      cfg.Audit.RuleKey,
+		InstallRules: cfg.Audit.InstallRules,
+		GatherWindow: cfg.Audit.GatherWindow,
+	}
+}
+
+// syntheticAlert is an alert about encwatch itself rather than an event:
+// tampering, loss, a rejected reload.
+func (d *daemon) syntheticAlert(name, description string, imp detect.Importance, matches []detect.Match, actions []string) detect.Alert {
+	cfg := d.cfg.Load()
+	now := time.Now()
+	host := cfg.Settings.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return detect.Alert{
+		ID:          fmt.Sprintf("%s-%s-%d", name, host, now.UnixNano()),
+		Time:        now,
+		Host:        host,
+		Environment: cfg.Settings.Environment,
+		Signature: detect.SignatureInfo{
+			Name:        name,
+			Description: description,
+			Category:    "Defense Evasion",
+			Method:      "Impair Defenses",
+			Importance:  imp,
+			MITRE:       []string{"T1562"},
+		},
+		Matches: matches,
+		Actions: actions,
+	}
+}
+
+// raise sends a synthetic alert through the router and logs it.
+func (d *daemon) raise(a detect.Alert) {
+	fields := logrus.Fields{"signature": a.Signature.Name, "importance": a.Signature.Importance.String()}
+	for _, m := range a.Matches {
+		fields[m.Field] = m.Value
+	}
+	d.log.WithFields(fields).Warn("raising alert about encwatch itself")
+	if !d.p.raise(a) {
+		d.log.WithField("signature", a.Signature.Name).Error("could not queue alert about encwatch itself")
+	}
+}
+
+func containsWord(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i:i+len(w)] == w {
+			before := i == 0 || !isWordByte(s[i-1])
+			after := i+len(w) == len(s) || !isWordByte(s[i+len(w)])
+			if before && after {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}

@@ -61,10 +61,17 @@ func startDaemon(t *testing.T, policy string) *testDaemon {
 
 // startDaemonWith is startDaemon with extra attributes for the audit block
 // and Run options.
-func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options) *testDaemon {
+//
+// prepare, if given, runs once the test holds the kernel lock and the audit
+// state has been snapshotted (and so will be restored), before the daemon
+// starts.
+func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prepare ...func()) *testDaemon {
 	t.Helper()
 	audittest.Setup(t)
 	found, _ := kernelState(t)
+	for _, f := range prepare {
+		f()
+	}
 	dir := t.TempDir()
 	d := &testDaemon{found: found, alerts: filepath.Join(dir, "alerts.jsonl"), done: make(chan error, 1), logs: &syncBuffer{}}
 	d.dir = dir
@@ -93,14 +100,29 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options) *tes
 			t.Errorf("daemon did not stop within 10 s after the test; logs:\n%s", d.logs)
 		}
 	})
-	waitFor(t, "the daemon to register as audit pid and install its rules", func() (bool, error) {
+	// An owner holds the audit pid; a multicast reader never takes it, so
+	// there the canary's log line says the kernel-to-pipeline path works.
+	what := "the daemon to register as audit pid and install its rules"
+	if opts.Mode == config.ModeMulticast {
+		what = "the multicast daemon to install its rules and see its canary"
+	}
+	waitFor(t, what, func() (bool, error) {
 		select {
 		case err := <-d.done:
 			return false, fmt.Errorf("daemon exited early: %v; logs:\n%s", err, d.logs)
 		default:
 		}
 		st, rules := kernelState(t)
-		return st.PID == os.Getpid() && len(keyRules(rules, audittest.Key())) == 2, nil
+		if len(keyRules(rules, audittest.Key())) != 2 {
+			return false, nil
+		}
+		if opts.Mode == config.ModeMulticast {
+			if strings.Contains(d.logs.String(), "CANARY EXEC NOT SEEN") {
+				return false, fmt.Errorf("multicast canary not seen; logs:\n%s", d.logs)
+			}
+			return strings.Contains(d.logs.String(), "canary exec seen"), nil
+		}
+		return st.PID == os.Getpid(), nil
 	})
 	return d
 }

@@ -71,8 +71,10 @@ func (n *notifier) reloading(monotonic time.Duration) {
 	n.send(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", monotonic.Microseconds()))
 }
 
-// watchdog sends WATCHDOG=1 at half the watchdog interval until ctx ends.
-func (n *notifier) watchdog(ctx context.Context) error {
+// watchdog sends WATCHDOG=1 at half the watchdog interval until ctx ends,
+// but only while alive says the pipeline still turns: a wedged detection
+// stage misses its pings and systemd restarts the service.
+func (n *notifier) watchdog(ctx context.Context, alive func() bool) error {
 	if n == nil || n.watchdogEvery <= 0 {
 		return nil
 	}
@@ -83,7 +85,9 @@ func (n *notifier) watchdog(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			n.send("WATCHDOG=1")
+			if alive() {
+				n.send("WATCHDOG=1")
+			}
 		}
 	}
 }

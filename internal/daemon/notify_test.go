@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -75,5 +77,37 @@ func TestNewNotifierWatchdog(t *testing.T) {
 		if got := n.watchdogEvery; got != tt.want {
 			t.Errorf("newNotifier(%q, %q, %q).watchdogEvery = %v, want %v", tt.socket, tt.usec, tt.pid, got, tt.want)
 		}
+	}
+}
+
+// TestWatchdogOnlyWhileAlive: the watchdog ping goes out only while the
+// pipeline says it is alive, so systemd restarts a wedged daemon.
+func TestWatchdogOnlyWhileAlive(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n := newNotifier(sock, "20000", "", 1) // WATCHDOG_USEC 20 ms: a ping every 10 ms
+	var alive atomic.Bool
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.watchdog(ctx, alive.Load) }()
+
+	buf := make([]byte, 64)
+	ln.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if k, err := ln.Read(buf); err == nil {
+		t.Errorf("got %q while the pipeline was not alive, want no ping", buf[:k])
+	}
+	alive.Store(true)
+	ln.SetReadDeadline(time.Now().Add(5 * time.Second))
+	k, err := ln.Read(buf)
+	if err != nil || string(buf[:k]) != "WATCHDOG=1" {
+		t.Errorf("read = %q, %v once alive, want WATCHDOG=1", buf[:k], err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("watchdog returned %v", err)
 	}
 }

@@ -25,6 +25,9 @@ const (
 	recordBatches = 256
 	eventQueue    = 4096
 	expireEvery   = 250 * time.Millisecond
+	// beatEvery is how often the detection stage marks itself alive, idle
+	// or not; the systemd watchdog is fed only while the mark is fresh.
+	beatEvery = time.Second
 )
 
 // source feeds record batches into out until it is done or ctx ends. It does
@@ -71,6 +74,10 @@ type pipeline struct {
 	// only live streams have one.
 	expire bool
 
+	// beat is when the detection stage last went round its loop (unix
+	// nanoseconds).
+	beat atomic.Int64
+
 	droppedEvents atomic.Uint64
 	records       atomic.Uint64
 	events        atomic.Uint64
@@ -80,6 +87,12 @@ type pipeline struct {
 	serialLost atomic.Uint64
 	// bySignature counts delivered alerts by alertKey.
 	bySignature sync.Map // alertKey → *atomic.Uint64
+}
+
+// alive reports whether the detection stage has gone round its loop
+// lately: an idle one still does, once per beatEvery.
+func (p *pipeline) alive() bool {
+	return p.now().Sub(time.Unix(0, p.beat.Load())) < 3*beatEvery
 }
 
 // alertKey labels the alert counters.
@@ -138,8 +151,13 @@ func (p *pipeline) startRouter(ctx context.Context, r *sink.Router) {
 func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 	defer close(p.detectDone)
 	defer func() { p.router.Load().Close() }()
+	tick := time.NewTicker(beatEvery)
+	defer tick.Stop()
+	p.beat.Store(p.now().UnixNano())
 	for {
 		select {
+		case now := <-tick.C:
+			p.beat.Store(now.UnixNano())
 		case ev, ok := <-events:
 			if !ok {
 				// Alerts raised while the input ended still go out.

@@ -162,7 +162,7 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return d.notify.watchdog(gctx) })
+	g.Go(func() error { return d.notify.watchdog(gctx, d.p.alive) })
 
 	err = g.Wait()
 	d.notify.send("STOPPING=1")

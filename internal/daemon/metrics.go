@@ -87,6 +87,7 @@ var (
 	descSupp     = prometheus.NewDesc("encwatch_suppressed_total", "Alerts suppressed by an allow block, by its reason.", []string{"reason"}, nil)
 	descThrot    = prometheus.NewDesc("encwatch_throttled_total", "Alerts held back by a throttle, by signature.", []string{"signature"}, nil)
 	descQueue    = prometheus.NewDesc("encwatch_sink_queue_depth", "Alerts waiting in a sink's queue or spool.", []string{"sink"}, nil)
+	descSpool    = prometheus.NewDesc("encwatch_sink_spool_bytes", "Bytes of a sink's disk spool.", []string{"sink"}, nil)
 	descSent     = prometheus.NewDesc("encwatch_sink_sent_total", "Alerts a sink accepted.", []string{"sink"}, nil)
 	descSendErr  = prometheus.NewDesc("encwatch_sink_send_errors_total", "Failed send attempts, by sink.", []string{"sink"}, nil)
 	descRejected = prometheus.NewDesc("encwatch_sink_rejected_total", "Alerts a sink's receiver refused for good.", []string{"sink"}, nil)
@@ -95,7 +96,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSent, descSendErr, descRejected, descDropped, descUp} {
+	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped, descUp} {
 		ch <- d
 	}
 }
@@ -132,6 +133,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if r := p.router.Load(); r != nil {
 		for _, s := range r.Stats() {
 			ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
+			ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
 			counter(descSent, s.Sent, s.Sink)
 			counter(descSendErr, s.Failed, s.Sink)
 			counter(descRejected, s.Rejected, s.Sink)

@@ -70,7 +70,9 @@ type Stats struct {
 	Rejected uint64 // alerts the receiver refused for good (a permanent error): not retried
 	Filtered uint64 // alerts below the sink's minimum importance: not for this sink
 	Pending  int    // alerts in the queue or spool now
-	Dropped  Dropped
+	// SpoolBytes is the size of the sink's spool on disk; 0 without one.
+	SpoolBytes int64
+	Dropped    Dropped
 }
 
 // Dropped counts a sink's alerts that were never delivered, by cause.
@@ -324,18 +326,19 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) Stats() []Stats {
 	st := make([]Stats, len(r.queues))
 	for i, q := range r.queues {
-		pending := len(q.ch)
+		pending, spoolBytes := len(q.ch), int64(0)
 		if q.spool != nil {
-			pending = q.spool.Pending()
+			pending, spoolBytes = q.spool.Pending(), q.spool.Bytes()
 		}
 		st[i] = Stats{
-			Sink:     q.sink.Name(),
-			Queued:   q.queued.Load(),
-			Sent:     q.sent.Load(),
-			Failed:   q.failed.Load(),
-			Rejected: q.rejected.Load(),
-			Filtered: q.filtered.Load(),
-			Pending:  pending,
+			Sink:       q.sink.Name(),
+			Queued:     q.queued.Load(),
+			Sent:       q.sent.Load(),
+			Failed:     q.failed.Load(),
+			Rejected:   q.rejected.Load(),
+			Filtered:   q.filtered.Load(),
+			Pending:    pending,
+			SpoolBytes: spoolBytes,
 			Dropped: Dropped{
 				QueueFull:  q.droppedFull.Load(),
 				Closed:     q.droppedClosed.Load(),

@@ -422,6 +422,13 @@ func (s *Spool) Pending() int {
 	return s.pending
 }
 
+// Bytes is the size of the spool's segment files on disk.
+func (s *Spool) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.diskBytes
+}
+
 // Read decodes up to max alerts from the first unacknowledged one on,
 // appending them to dst. It returns the cursor to Ack once they are
 // delivered, and the number of records it skipped as undecodable (counted

@@ -58,6 +58,15 @@ func TestSpoolAppendReadAckReopen(t *testing.T) {
 	if len(segs) < 2 {
 		t.Errorf("%d segments, want rotation at 4 KiB", len(segs))
 	}
+	var onDisk int64
+	for _, seg := range segs {
+		if fi, err := os.Stat(seg); err == nil {
+			onDisk += fi.Size()
+		}
+	}
+	if got := s.Bytes(); got != onDisk || got == 0 {
+		t.Errorf("Bytes = %d, want the %d bytes of segment files on disk", got, onDisk)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

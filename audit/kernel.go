@@ -242,9 +242,6 @@ type Kernel struct {
 	// pending holds records that arrived on the data socket before the
 	// kernel acknowledged the pid registration; Run delivers them first.
 	pending []Record
-	// wake is an eventfd that Run polls beside the data socket, written when
-	// its context ends: closing a socket does not wake a blocked poll.
-	wake int
 
 	// multicast is true for a reader of the readlog group (OpenMulticast):
 	// it never registers, never changes settings, and installs rules only
@@ -267,7 +264,7 @@ func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	k := &Kernel{cfg: cfg, log: log, wake: -1}
+	k := &Kernel{cfg: cfg, log: log}
 	if k.rules, err = buildRules(cfg.RuleKey); err != nil {
 		return nil, err
 	}
@@ -300,9 +297,6 @@ func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
 
 func (k *Kernel) open() error {
 	var err error
-	if k.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("audit: eventfd: %w", err)
-	}
 	if k.data, err = openSocket(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -515,10 +509,6 @@ func (k *Kernel) Close() error {
 	k.changed = 0
 	if k.data != nil {
 		errs = append(errs, k.data.Close())
-	}
-	if k.wake >= 0 {
-		errs = append(errs, unix.Close(k.wake))
-		k.wake = -1
 	}
 	errs = append(errs, k.ctrl.Close())
 	return errors.Join(errs...)

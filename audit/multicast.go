@@ -47,7 +47,7 @@ func OpenMulticast(cfg MulticastConfig, log *logrus.Entry) (*Kernel, error) {
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	k := &Kernel{cfg: kc, log: log, wake: -1, multicast: true}
+	k := &Kernel{cfg: kc, log: log, multicast: true}
 	if k.rules, err = buildRules(kc.RuleKey); err != nil {
 		return nil, err
 	}
@@ -76,9 +76,6 @@ func OpenMulticast(cfg MulticastConfig, log *logrus.Entry) (*Kernel, error) {
 
 func (k *Kernel) openMulticast(install bool) error {
 	var err error
-	if k.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return fmt.Errorf("audit: eventfd: %w", err)
-	}
 	if k.data, err = openMulticastSocket(); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

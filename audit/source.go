@@ -2,9 +2,9 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 
@@ -40,118 +40,140 @@ func (k *Kernel) Stats() KernelStats {
 }
 
 // Run reads records from the kernel and sends them to out in batches until
-// ctx ends, then returns nil; it does not close out. It blocks for the first
+// ctx ends, then returns nil; it does not close out. It waits for the first
 // record, lets more gather for GatherWindow, then drains the socket with
 // recvmmsg: one wake-up per batch, not per record. Run never waits on out: a
 // batch that does not fit is dropped and counted in Stats.
+//
+// Both waits go through the Go runtime: the socket is registered with the
+// runtime's network poller and the gather window is a runtime timer. A
+// goroutine blocked in a raw poll(2) instead holds an OS thread in a
+// syscall, and every such wait longer than 10 ms makes the scheduler's
+// monitor thread retake it and reset its back-off, which on the exec-storm
+// benchmark cost more CPU than reading the records.
 func (k *Kernel) Run(ctx context.Context, out chan<- []Record) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	woken := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(woken)
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(k.wake, one[:]) // the eventfd counter cannot overflow from one write
-	})
-	// Close closes the eventfd after Run returns; the writer must be done.
-	defer func() {
-		if !stop() {
-			<-woken
-		}
-	}()
-
 	if len(k.pending) > 0 {
 		k.records.Add(uint64(len(k.pending)))
 		k.deliver(out, k.pending)
 		k.pending = nil
 	}
-	r := newReceiver(k.data.fd)
-	fds := []unix.PollFd{
-		{Fd: int32(k.data.fd), Events: unix.POLLIN},
-		{Fd: int32(k.wake), Events: unix.POLLIN},
+	f, err := k.pollable()
+	if err != nil {
+		return err
 	}
-	gather := unix.NsecToTimespec(k.cfg.GatherWindow.Nanoseconds())
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("audit: data socket: %w", err)
+	}
+	// A read deadline in the past wakes the wait below at shutdown.
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	r := newReceiver(int(f.Fd()))
+	gather := time.NewTimer(time.Hour)
+	gather.Stop() // armed per batch below
 	for {
-		// Block for the first record, or shutdown.
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return fmt.Errorf("audit: poll: %w", err)
-		}
-		if fds[1].Revents != 0 {
+		// Wait for the first record: the callback reads what is there and
+		// asks the poller to wait while the socket is empty.
+		batch := make([]Record, 0, recvBatch)
+		var rerr error
+		err := rc.Read(func(uintptr) bool {
+			before := len(batch)
+			batch, rerr = r.recv(batch)
+			k.records.Add(uint64(len(batch) - before))
+			return !errors.Is(rerr, unix.EAGAIN) || len(batch) > 0
+		})
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil:
+			k.deliver(out, batch)
 			return nil
+		case err != nil:
+			return fmt.Errorf("audit: wait for records: %w", err)
 		}
-		if fds[0].Revents&unix.POLLNVAL != 0 {
-			return errors.New("audit: poll: data socket closed")
+		if err := k.recvErr(rerr); err != nil {
+			return err
 		}
 		// Let records gather, waking early only for shutdown.
-		if stopped, err := k.sleep(gather); err != nil || stopped {
-			return err
+		if k.cfg.GatherWindow > 0 {
+			gather.Reset(k.cfg.GatherWindow)
+			select {
+			case <-gather.C:
+			case <-ctx.Done():
+				k.deliver(out, batch)
+				return nil
+			}
 		}
-		if err := k.drain(r, out); err != nil {
+		if err := k.drain(r, batch, out); err != nil {
 			return err
 		}
 	}
 }
 
-// sleep waits for d on the wake eventfd and reports whether it was woken.
-func (k *Kernel) sleep(d unix.Timespec) (bool, error) {
-	if d.Nano() <= 0 {
-		return false, nil
+// pollable returns the data socket as an *os.File registered with the
+// runtime poller: a duplicate of its descriptor, set non-blocking (which the
+// original shares; every receive uses MSG_DONTWAIT anyway).
+func (k *Kernel) pollable() (*os.File, error) {
+	fd, err := unix.FcntlInt(uintptr(k.data.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("audit: dup data socket: %w", err)
 	}
-	fds := []unix.PollFd{{Fd: int32(k.wake), Events: unix.POLLIN}}
-	deadline := time.Now().Add(time.Duration(d.Nano()))
-	for {
-		n, err := unix.Ppoll(fds, &d, nil)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			d = unix.NsecToTimespec(max(0, time.Until(deadline).Nanoseconds()))
-			continue
-		case err != nil:
-			return false, fmt.Errorf("audit: poll: %w", err)
-		}
-		return n > 0, nil
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("audit: data socket: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "audit-netlink"), nil
+}
+
+// recvErr sorts a receive error: EAGAIN and EINTR are not errors, ENOBUFS is
+// counted as loss, anything else ends the reader.
+func (k *Kernel) recvErr(err error) error {
+	switch {
+	case err == nil, errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return nil
+	case errors.Is(err, unix.ENOBUFS):
+		// The socket overflowed and the kernel dropped records for us;
+		// reading on clears the error.
+		k.enobufs.Add(1)
+		return nil
+	default:
+		return fmt.Errorf("audit: receive: %w", err)
 	}
 }
 
-// drain reads until the socket is empty, handing on what it read.
-func (k *Kernel) drain(r *receiver, out chan<- []Record) error {
-	batch := make([]Record, 0, recvBatch)
+// drain reads until the socket is empty, appending to batch and handing on
+// what it read.
+func (k *Kernel) drain(r *receiver, batch []Record, out chan<- []Record) error {
 	for {
 		before := len(batch)
 		var err error
 		batch, err = r.recv(batch)
 		k.records.Add(uint64(len(batch) - before))
-		switch {
-		case err == nil:
+		if err == nil {
 			if len(batch) >= maxBatch {
 				k.deliver(out, batch)
 				batch = make([]Record, 0, recvBatch)
 			}
 			continue
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.ENOBUFS):
-			// The socket overflowed and the kernel dropped records for us;
-			// reading on clears the error.
-			k.enobufs.Add(1)
-			continue
-		case errors.Is(err, unix.EAGAIN):
-			if len(batch) > 0 {
-				k.deliver(out, batch)
-			}
+		}
+		if errors.Is(err, unix.EAGAIN) {
+			k.deliver(out, batch)
 			return nil
-		default:
-			return fmt.Errorf("audit: receive: %w", err)
+		}
+		if err := k.recvErr(err); err != nil {
+			return err
 		}
 	}
 }
 
 // deliver hands batch on without waiting.
 func (k *Kernel) deliver(out chan<- []Record, batch []Record) {
+	if len(batch) == 0 {
+		return
+	}
 	select {
 	case out <- batch:
 		k.batches.Add(1)

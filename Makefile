@@ -98,15 +98,14 @@ STORM_RATES    ?= 200,1000,max
 DURATION       ?= 10m
 SOAK_RELOAD    ?= both
 
-.PHONY: bench-e2e soak storm
+.PHONY: bench-e2e soak
 
-storm: build
-	$(GO) build -o bin/storm ./bench/storm
-
-bench-e2e: storm
+bench-e2e: build
 	@dpkg -s auditd >/dev/null 2>&1 || { echo "installing auditd"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends auditd; }
+	$(GO) build -o bin/storm ./bench/storm
 	./bin/storm bench -bin $(BIN) -config config.hcl -duration $(STORM_DURATION) -rates $(STORM_RATES) -out docs/performance.md
 
-soak: storm
+soak: build
+	$(GO) build -o bin/storm ./bench/storm
 	./bin/storm soak -bin $(BIN) -config config.hcl -duration $(DURATION) -reload $(SOAK_RELOAD) -out docs/performance.md

@@ -45,9 +45,14 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.every, "every", 50, "every Nth exec is a marked encoder run")
 	fs.StringVar(&o.out, "out", "", "markdown file whose bench (or soak) section is replaced with the results")
 	fs.BoolVar(&o.auditd, "auditd", true, "bench: measure auditd on the same storm")
-	fs.StringVar(&o.reload, "reload", "sighup", "soak: how to reload the policy each second: sighup, rename or both")
+	fs.StringVar(&o.reload, "reload", "both", "soak: how to reload the policy each second: sighup, rename, both or none")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	switch o.reload {
+	case "sighup", "rename", "both", "none":
+	default:
+		return fmt.Errorf("bad -reload %q: sighup, rename, both or none", o.reload)
 	}
 	for _, f := range strings.Split(rates, ",") {
 		if f == "max" {

@@ -224,6 +224,7 @@ type sample struct {
 	at         time.Duration
 	rssKiB     uint64
 	goroutines float64 // -1 without /metrics
+	heapMiB    float64 // go_memstats_heap_inuse_bytes in MiB
 	raised     float64
 	received   int
 }
@@ -329,6 +330,9 @@ func soak(ctx context.Context, o options, log *logrus.Entry) error {
 				return
 			case <-t.C:
 			}
+			if o.reload == "none" {
+				continue
+			}
 			reloads++
 			if o.reload != "sighup" {
 				if err := writePolicy(reloads); err != nil {
@@ -349,6 +353,7 @@ func soak(ctx context.Context, o options, log *logrus.Entry) error {
 		if hasMetrics {
 			if m, err := scrape(maddr); err == nil {
 				s.goroutines = m["go_goroutines"]
+				s.heapMiB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
 				s.raised = m["encwatch_alerts_total"]
 			}
 		}
@@ -468,13 +473,13 @@ func soak(ctx context.Context, o options, log *logrus.Entry) error {
 		verdict = fmt.Sprintf("**%.0f alerts unaccounted for**", gap)
 	}
 	fmt.Fprintf(&b, "- raised − delivered − dropped = %.0f: %s\n\n", gap, verdict)
-	b.WriteString("| t | RSS MiB | goroutines | alerts raised | alerts received |\n|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| t | RSS MiB | Go heap in use MiB | goroutines | alerts raised | alerts received |\n|--:|--:|--:|--:|--:|--:|\n")
 	for _, s := range samples {
 		g := "n/a"
 		if s.goroutines >= 0 {
 			g = fmt.Sprintf("%.0f", s.goroutines)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %s | %.0f | %d |\n", s.at, float64(s.rssKiB)/1024, g, s.raised, s.received)
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %.0f | %d |\n", s.at, float64(s.rssKiB)/1024, s.heapMiB, g, s.raised, s.received)
 	}
 	b.WriteString("\n" + trend(samples))
 	fmt.Print(b.String())
@@ -512,12 +517,25 @@ func trend(s []sample) string {
 	first, last := s[:n], s[len(s)-n:]
 	rss := func(x sample) float64 { return float64(x.rssKiB) / 1024 }
 	gor := func(x sample) float64 { return x.goroutines }
+	heap := func(x sample) float64 { return x.heapMiB }
 	out := fmt.Sprintf("Trend (mean of the first vs last %d samples): RSS %.1f → %.1f MiB (%+.1f%%)",
 		n, avg(first, rss), avg(last, rss), 100*(avg(last, rss)/avg(first, rss)-1))
 	if s[0].goroutines >= 0 {
-		out += fmt.Sprintf(", goroutines %.0f → %.0f", avg(first, gor), avg(last, gor))
+		out += fmt.Sprintf(", Go heap in use %.1f → %.1f MiB, goroutines %.0f → %.0f", avg(first, heap), avg(last, heap), avg(first, gor), avg(last, gor))
 	}
-	return out + ".\n"
+	out += ".\n"
+	if len(s) >= 4*n {
+		// The first minutes fill the caches and the heap: the half-way
+		// minute against the last says whether anything still grows.
+		mid := s[len(s)/2 : len(s)/2+n]
+		out += fmt.Sprintf("After warm-up (mean of the %d samples from half-way vs the last %d): RSS %.1f → %.1f MiB (%+.1f%%)",
+			n, n, avg(mid, rss), avg(last, rss), 100*(avg(last, rss)/avg(mid, rss)-1))
+		if s[0].goroutines >= 0 {
+			out += fmt.Sprintf(", Go heap in use %.1f → %.1f MiB, goroutines %.0f → %.0f", avg(mid, heap), avg(last, heap), avg(mid, gor), avg(last, gor))
+		}
+		out += ".\n"
+	}
+	return out
 }
 
 // countFile counts the alert lines of a file sink, as the receiver would.

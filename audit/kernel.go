@@ -251,20 +251,16 @@ type Kernel struct {
 	records, batches, enobufs, dropped atomic.Uint64
 }
 
-// OpenKernel registers this process as the kernel's audit daemon, applies
-// cfg's settings and installs the execve rules for 64- and 32-bit syscalls.
-// On failure it undoes whatever it had done. log receives setup details.
-func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
-	}
+// newKernel opens the control socket and reads the status found, the start
+// that owner and multicast readers share.
+func newKernel(cfg KernelConfig, log *logrus.Entry, multicast bool) (*Kernel, error) {
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
 	}
-	k := &Kernel{cfg: cfg, log: log}
+	k := &Kernel{cfg: cfg, log: log, multicast: multicast}
+	var err error
 	if k.rules, err = buildRules(cfg.RuleKey); err != nil {
 		return nil, err
 	}
@@ -273,6 +269,21 @@ func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
 	}
 	if k.found, err = k.ctrl.Status(); err != nil {
 		k.ctrl.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// OpenKernel registers this process as the kernel's audit daemon, applies
+// cfg's settings and installs the execve rules for 64- and 32-bit syscalls.
+// On failure it undoes whatever it had done. log receives setup details.
+func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	k, err := newKernel(cfg, log, false)
+	if err != nil {
 		return nil, err
 	}
 	if k.found.Enabled == 2 {
@@ -286,7 +297,7 @@ func OpenKernel(cfg KernelConfig, log *logrus.Entry) (*Kernel, error) {
 		}
 		return nil, err
 	}
-	log.WithFields(logrus.Fields{
+	k.log.WithFields(logrus.Fields{
 		"found_enabled":       k.found.Enabled,
 		"found_backlog_limit": k.found.BacklogLimit,
 		"found_failure":       k.found.FailureMode(),

@@ -45,29 +45,13 @@ func testConfig() audit.KernelConfig {
 
 func status(t testing.TB) audit.Status {
 	t.Helper()
-	c, err := audit.OpenControl()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	st, err := c.Status()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := audittest.State(t)
 	return st
 }
 
 func rules(t testing.TB) []string {
 	t.Helper()
-	c, err := audit.OpenControl()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	r, err := c.Rules()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := audittest.State(t)
 	return r
 }
 

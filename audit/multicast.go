@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -42,20 +41,8 @@ func OpenMulticast(cfg MulticastConfig, log *logrus.Entry) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	if log == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		log = logrus.NewEntry(l)
-	}
-	k := &Kernel{cfg: kc, log: log, multicast: true}
-	if k.rules, err = buildRules(kc.RuleKey); err != nil {
-		return nil, err
-	}
-	if k.ctrl, err = OpenControl(); err != nil {
-		return nil, err
-	}
-	if k.found, err = k.ctrl.Status(); err != nil {
-		k.ctrl.Close()
+	k, err := newKernel(kc, log, true)
+	if err != nil {
 		return nil, err
 	}
 	if err := k.openMulticast(cfg.InstallRules); err != nil {

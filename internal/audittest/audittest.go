@@ -136,7 +136,7 @@ func Snapshot(t testing.TB) {
 		if err := json.Unmarshal(b, &old); err != nil {
 			t.Fatalf("kernel audit state left by a killed test (%s): %v", stateFile(), err)
 		}
-		have, haveRules := state(t)
+		have, haveRules := State(t)
 		extra, gone := ruleDiff(haveRules, old.Rules)
 		t.Logf("restoring kernel audit state left by a killed test (%s): status %s; rules left behind %q, removed %q",
 			stateFile(), statusDiff(have, old.Status), extra, gone)
@@ -144,7 +144,7 @@ func Snapshot(t testing.TB) {
 			t.Fatalf("restore kernel audit state left by a killed test: %v", err)
 		}
 	}
-	before, beforeRules := state(t)
+	before, beforeRules := State(t)
 	b, err := json.Marshal(snapshot{before, beforeRules})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func Snapshot(t testing.TB) {
 	}
 	t.Cleanup(func() {
 		defer os.Remove(stateFile())
-		after, afterRules := state(t)
+		after, afterRules := State(t)
 		if diff := statusDiff(after, before); diff != "" {
 			t.Errorf("kernel audit status not restored: %s", diff)
 		}
@@ -171,7 +171,9 @@ func Snapshot(t testing.TB) {
 	})
 }
 
-func state(t testing.TB) (audit.Status, []string) {
+// State returns the kernel's audit status and every rule, as auditctl
+// would print it.
+func State(t testing.TB) (audit.Status, []string) {
 	t.Helper()
 	c, err := audit.OpenControl()
 	if err != nil {

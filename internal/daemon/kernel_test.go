@@ -230,20 +230,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 
 func kernelState(t *testing.T) (audit.Status, []string) {
 	t.Helper()
-	c, err := audit.OpenControl()
-	if err != nil {
-		t.Fatalf("open audit control socket: %v", err)
-	}
-	defer c.Close()
-	st, err := c.Status()
-	if err != nil {
-		t.Fatalf("audit status: %v", err)
-	}
-	rules, err := c.Rules()
-	if err != nil {
-		t.Fatalf("audit rules: %v", err)
-	}
-	return st, rules
+	return audittest.State(t)
 }
 
 func keyRules(rules []string, key string) []string {

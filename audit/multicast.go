@@ -51,7 +51,7 @@ func OpenMulticast(cfg MulticastConfig, log *logrus.Entry) (*Kernel, error) {
 		}
 		return nil, err
 	}
-	log.WithFields(logrus.Fields{
+	k.log.WithFields(logrus.Fields{
 		"audit_pid":     k.found.PID,
 		"audit_comm":    processComm(k.found.PID),
 		"enabled":       k.found.Enabled,

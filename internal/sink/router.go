@@ -215,7 +215,10 @@ func (r *Router) Deliver(a detect.Alert) {
 			continue
 		}
 		if q.spool != nil {
-			q.appendSpool(&a)
+			// A copy, so that only the spooled path moves an alert to the
+			// heap.
+			spooled := a
+			q.appendSpool(&spooled)
 			continue
 		}
 		if r.opts.Block {

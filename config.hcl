@@ -262,9 +262,9 @@ allow "help_and_version" {
 }
 
 allow "busybox_applets" {
-  reason      = "busybox runs its applets under their own argv[0]"
+  reason      = "multi-call binaries (busybox, toybox) run their applets under the applet's name"
   signatures  = ["renamed_encoder"]
-  executables = ["busybox"]
+  executables = ["busybox", "toybox"]
 }
 
 # ---------------------------------------------------------------------------

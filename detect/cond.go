@@ -27,6 +27,10 @@ type evalCtx struct {
 	e  *Engine
 	p  *Policy
 	ev *audit.Event
+	// orig is the event as the kernel reported it when ev is a multi-call
+	// binary's applet view of it (busybox base64 -d seen as base64 -d);
+	// alerts carry orig.
+	orig *audit.Event
 
 	exeBase, argv0Base, fileBase string
 	filePath                     string // the file named in the call, made absolute
@@ -54,7 +58,10 @@ func (c *cond) exeMatch(x *evalCtx) []Match {
 	if x.exeBase != "" && nameListed(c.exes, x.exeBase) {
 		out = append(out, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable " + strconv.Quote(x.exeBase) + " is listed"})
 	}
-	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(c.exes, x.argv0Base) {
+	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(c.exes, x.argv0Base) && x.orig != nil {
+		out = append(out, Match{Field: "argv[1]", Value: x.ev.Argv[0], Reason: "applet " + strconv.Quote(x.argv0Base) +
+			" is listed, run through the multi-call binary " + strconv.Quote(x.orig.Argv[0])})
+	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(c.exes, x.argv0Base) {
 		reason := "argv[0] " + strconv.Quote(x.argv0Base) + " is listed"
 		switch {
 		case !x.ev.Success:

@@ -88,6 +88,10 @@ func TestEvaluate(t *testing.T) {
 		{"busybox applet by path", execEvent("/bin/busybox", "/usr/bin/base32", "-d"), []Match{
 			{Field: "argv[0]", Value: "/usr/bin/base32", Reason: `argv[0] "base32" is listed but the kernel ran "/bin/busybox": a multi-call binary, renamed copy or re-exec`},
 		}},
+		{"busybox applet named in argv[1]", execEvent("/bin/busybox", "busybox", "base64", "-d"), []Match{
+			{Field: "argv[1]", Value: "base64", Reason: `applet "base64" is listed, run through the multi-call binary "busybox"`},
+		}},
+		{"busybox with an option first is not an applet", execEvent("/bin/busybox", "busybox", "--list"), nil},
 		{"renamed encoder, harmless argv[0]", execEvent("/usr/bin/basenc", "ls"), []Match{
 			{Field: "exe", Value: "/usr/bin/basenc", Reason: `executable "basenc" is listed`},
 		}},

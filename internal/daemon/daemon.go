@@ -20,7 +20,9 @@ import (
 // Run and writes the alerts as JSON lines to out. It needs no privileges.
 func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []string, out io.Writer) error {
 	sinks := []sink.Sink{sink.NewStdout("replay", out, nil)}
-	p := newPipeline(cfg, log, sinks, false)
+	// Forensic output must be complete: detection waits for the writer.
+	p := newPipeline(cfg, log, newRouter(log, sinks, true), false)
+	p.asm = audit.NewAssembler(assemblerConfig(cfg, false))
 	src := func(ctx context.Context, recs chan<- []audit.Record) error {
 		for _, name := range files {
 			if err := replayFile(ctx, name, recs, log); err != nil {
@@ -51,7 +53,10 @@ func replayFile(ctx context.Context, name string, out chan<- []audit.Record, log
 	return nil
 }
 
-func newPipeline(cfg *config.Config, log *logrus.Entry, sinks []sink.Sink, live bool) *pipeline {
+// newPipeline wires detection to router. lossy is for the live kernel
+// stream, where a full stage drops and counts rather than stall the reader.
+// The caller adds the assembler, whose configuration depends on the source.
+func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, lossy bool) *pipeline {
 	procs := proc.New(proc.Options{})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
@@ -61,22 +66,28 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, sinks []sink.Sink, live 
 	}
 	p := &pipeline{
 		log:        log,
-		asm:        audit.NewAssembler(assemblerConfig(cfg, live)),
 		engine:     engine,
 		procs:      procs,
 		now:        time.Now,
 		swaps:      make(chan *sink.Router),
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
-		lossy:      live,
-		expire:     live,
+		lossy:      lossy,
+		expire:     lossy,
 	}
-	p.router.Store(newRouter(log, sinks))
+	p.router.Store(router)
 	return p
 }
 
-func newRouter(log *logrus.Entry, sinks []sink.Sink) *sink.Router {
-	return sink.NewRouter(log.WithField("stage", "sink"), sinks, sink.RouterOptions{})
+// newRouter returns the router for sinks. The daemon's never waits on a sink
+// (block false): a dead one must not stall detection. Replay's does, so
+// that its output is complete.
+func newRouter(log *logrus.Entry, sinks []sink.Sink, block bool) *sink.Router {
+	opts := sink.RouterOptions{}
+	if block {
+		opts = sink.RouterOptions{Block: true, DrainTimeout: time.Minute}
+	}
+	return sink.NewRouter(log.WithField("stage", "sink"), sinks, opts)
 }
 
 func kernelConfig(cfg *config.Config) audit.KernelConfig {

@@ -198,7 +198,7 @@ func (d *daemon) reloadSinks(ctx context.Context, old, cfg *config.Config) error
 	if err != nil {
 		return err
 	}
-	d.p.swapRouter(context.WithoutCancel(ctx), newRouter(d.log, sinks))
+	d.p.swapRouter(context.WithoutCancel(ctx), newRouter(d.log, sinks, false))
 	d.log.WithField("sinks", len(sinks)).Info("sinks rebuilt")
 	return nil
 }

@@ -102,7 +102,7 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	live := d.mode != config.ModeAudisp
-	d.p = newPipeline(cfg, log, sinks, live)
+	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), live)
 	// audisp: auditd's dispatcher queues for us, so wait rather than drop;
 	// events still complete on a timer when no EOE follows them.
 	d.p.expire = true

@@ -265,19 +265,22 @@ func TestSyslogRealRsyslog(t *testing.T) {
 	ca, cert, key := testCerts(t, dir)
 	udpPort, tcpPort, tlsPort := freePort(t, "udp"), freePort(t, "tcp"), freePort(t, "tcp")
 	out := filepath.Join(dir, "out.log")
+	unixSock := filepath.Join(dir, "log.sock") // a /dev/log of the test's own
 	conf := fmt.Sprintf(`
 global(workDirectory=%q maxMessageSize="64k"
        DefaultNetstreamDriver="gtls"
        DefaultNetstreamDriverCAFile=%q DefaultNetstreamDriverCertFile=%q DefaultNetstreamDriverKeyFile=%q)
+module(load="imuxsock" SysSock.Use="off")
 module(load="imudp")
 module(load="imptcp")
 module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")
 template(name="raw" type="string" string="%%rawmsg%%\n")
 ruleset(name="out") { action(type="omfile" file=%q template="raw") }
+input(type="imuxsock" Socket=%q Ruleset="out")
 input(type="imudp" address="127.0.0.1" port="%d" ruleset="out")
 input(type="imptcp" address="127.0.0.1" port="%d" ruleset="out")
 input(type="imtcp" address="127.0.0.1" port="%d" ruleset="out")
-`, dir, ca, cert, key, out, udpPort, tcpPort, tlsPort)
+`, dir, ca, cert, key, out, unixSock, udpPort, tcpPort, tlsPort)
 	confPath := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -328,6 +331,7 @@ input(type="imtcp" address="127.0.0.1" port="%d" ruleset="out")
 		name string
 		opts SyslogOptions
 	}{
+		{"unix", SyslogOptions{Address: "unix://" + unixSock, Format: "rfc5424", MaxMessage: 16384}},
 		{"udp", SyslogOptions{Address: fmt.Sprintf("udp://127.0.0.1:%d", udpPort), MaxMessage: 16384}},
 		{"tcp", SyslogOptions{Address: fmt.Sprintf("tcp://127.0.0.1:%d", tcpPort)}},
 		{"tls", SyslogOptions{Address: fmt.Sprintf("tls://127.0.0.1:%d", tlsPort), TLS: TLSOptions{CAFile: ca}}},
@@ -415,5 +419,5 @@ input(type="imtcp" address="127.0.0.1" port="%d" ruleset="out")
 	if len(seen) != len(want) {
 		t.Errorf("rsyslog wrote %d distinct alerts, want %d", len(seen), len(want))
 	}
-	t.Logf("rsyslog received %d messages over udp, tcp and tls", len(lines))
+	t.Logf("rsyslog received %d messages over a unix socket, udp, tcp and tls", len(lines))
 }

@@ -397,6 +397,9 @@ func (q *queue) run(ctx context.Context, opts RouterOptions) {
 func (q *queue) runSpool(ctx context.Context, opts RouterOptions) {
 	batch := make([]detect.Alert, 0, opts.BatchSize)
 	closed := false
+	idle := time.NewTimer(time.Hour)
+	idle.Stop() // armed while idle with unsynced writes
+	defer idle.Stop()
 	for ctx.Err() == nil {
 		var (
 			next    Cursor
@@ -417,8 +420,19 @@ func (q *queue) runSpool(ctx context.Context, opts RouterOptions) {
 				// (the torn tail is cut on open).
 				return
 			}
-			_, ok := <-q.notify
-			closed = !ok
+			// Idle: wait for more, and meanwhile make what the last
+			// appends left in the page cache durable.
+			if q.spool.Unsynced() {
+				idle.Reset(q.spool.opts.FsyncInterval)
+			}
+			select {
+			case _, ok := <-q.notify:
+				closed = !ok
+			case <-idle.C:
+				if err := q.spool.Sync(); err != nil {
+					q.log.WithError(err).Error("spool fsync failed")
+				}
+			}
 			continue
 		}
 		if len(batch) > 0 && !q.send(ctx, batch, opts) {

@@ -372,11 +372,35 @@ func (s *Spool) maybeSync() error {
 	if !s.dirty {
 		return nil
 	}
-	now := s.opts.now()
-	if s.opts.FsyncInterval > 0 && now.Sub(s.lastSync) < s.opts.FsyncInterval {
+	if s.opts.FsyncInterval > 0 && s.opts.now().Sub(s.lastSync) < s.opts.FsyncInterval {
 		return nil
 	}
-	s.lastSync, s.dirty = now, false
+	return s.syncLocked()
+}
+
+// Sync makes what was appended and acknowledged durable now, if it is not
+// yet. The router's worker calls it when the sink goes idle, so an alert
+// appended just before a quiet spell waits at most FsyncInterval for its
+// fsync, not for the next append.
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return nil
+	}
+	return s.syncLocked()
+}
+
+// Unsynced reports whether the spool holds writes not yet fsynced.
+func (s *Spool) Unsynced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dirty
+}
+
+// syncLocked fsyncs the segment and the ack file. Called with mu held.
+func (s *Spool) syncLocked() error {
+	s.lastSync, s.dirty = s.opts.now(), false
 	if err := s.w.Sync(); err != nil {
 		return fmt.Errorf("spool: fsync: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/encwatch/encwatch/detect"
@@ -274,3 +275,35 @@ func spoolChild(dir string) {
 }
 
 func context0() context.Context { return context.Background() }
+
+// TestSpoolSyncsWhenIdle: an alert appended before a quiet spell is fsynced
+// once the worker goes idle for FsyncInterval, not left for the next append.
+func TestSpoolSyncsWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 5 * time.Second
+		sp, err := OpenSpool(SpoolOptions{Dir: t.TempDir(), FsyncInterval: interval})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := newFake("idle")
+		fs.want = 1
+		r := NewRouter(discardLog(), []Sink{WithDelivery(fs, Delivery{Spool: sp})}, RouterOptions{})
+		done := start(r, t.Context())
+		a := hostileAlert()
+		r.Deliver(a) // the open's own fsync was just now: this append waits
+		<-fs.done
+		synctest.Wait()
+		if !sp.Unsynced() {
+			t.Fatal("spool synced at once; the test needs an append inside FsyncInterval")
+		}
+		time.Sleep(interval)
+		synctest.Wait()
+		if sp.Unsynced() {
+			t.Error("spool still unsynced after an idle FsyncInterval")
+		}
+		r.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -87,6 +87,13 @@ type Alert struct {
 	Actions     []string // recommended actions for Environment
 	Payload     *Payload
 	Throttled   uint64 // alerts of this signature suppressed since the last one that passed
+
+	// User and LoginUser name the event's uid and auid ("" when unknown or
+	// unset), ContainerID the container the process ran in ("" on the
+	// host). The daemon fills them in from the machine; detection does no
+	// I/O.
+	User, LoginUser string
+	ContainerID     string
 	// Related are the other processes of a correlated sequence: the first
 	// step, when this alert's event completed it.
 	Related []Process

@@ -157,6 +157,7 @@ type alert struct {
 		Exe  string   `json:"exe"`
 		Name string   `json:"name"`
 		Args []string `json:"args"`
+		User string   `json:"user"`
 	} `json:"process"`
 	Ancestry []struct {
 		PID  int      `json:"pid"`
@@ -300,6 +301,9 @@ func TestKernelDaemonAlertsOnBase64(t *testing.T) {
 	}
 	if strings.Join(a.Process.Args, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("process.args = %q, want %q", a.Process.Args, want)
+	}
+	if a.Process.User != "root" {
+		t.Errorf("process.user = %q, want root (the test runs base64 as uid 0)", a.Process.User)
 	}
 	if a.Process.PPID != os.Getpid() {
 		t.Errorf("process.ppid = %d, want the test's pid %d", a.Process.PPID, os.Getpid())

@@ -41,7 +41,10 @@ type pipeline struct {
 	asm    *audit.Assembler
 	engine *detect.Engine
 	procs  *proc.Cache
-	now    func() time.Time
+	// users names uids in alerts; nil in replay, whose events come from
+	// another time or host than this machine's passwd file and /proc.
+	users *proc.Users
+	now   func() time.Time
 
 	// router is where detection delivers. Only the detection stage changes
 	// it (a reload hands it a new one through swaps); others only read it,
@@ -87,6 +90,24 @@ type pipeline struct {
 	serialLost atomic.Uint64
 	// bySignature counts delivered alerts by alertKey.
 	bySignature sync.Map // alertKey → *atomic.Uint64
+}
+
+// enrich adds to an alert of this machine's own events what detection,
+// doing no I/O, leaves out: the user names and the container. The process
+// has usually exited by now (an encoder run lasts milliseconds), so its
+// parent stands in for the container lookup.
+func (p *pipeline) enrich(a *detect.Alert) {
+	ev := a.Event
+	if p.users == nil || ev == nil {
+		return
+	}
+	a.User = p.users.Name(ev.UID)
+	if ev.AUID != audit.Unset {
+		a.LoginUser = p.users.Name(ev.AUID)
+	}
+	if a.ContainerID = proc.ContainerID("/proc", ev.PID); a.ContainerID == "" {
+		a.ContainerID = proc.ContainerID("/proc", ev.PPID)
+	}
 }
 
 // alive reports whether the detection stage has gone round its loop
@@ -177,6 +198,7 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 				c.check(ev, p.now())
 			}
 			for _, a := range p.engine.Evaluate(ev) {
+				p.enrich(&a)
 				p.deliver(a)
 			}
 		case a := <-p.synth:

@@ -16,6 +16,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/proc"
 )
 
 // synthQueue bounds the alerts raised outside detection that wait for the
@@ -103,6 +104,7 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	}
 	live := d.mode != config.ModeAudisp
 	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), live)
+	d.p.users = proc.NewUsers("")
 	// audisp: auditd's dispatcher queues for us, so wait rather than drop;
 	// events still complete on a timer when no EOE follows them.
 	d.p.expire = true

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,12 +127,44 @@ func TestUsers(t *testing.T) {
 	if err := os.WriteFile(p, []byte("root:x:0:0::/root:/bin/bash\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	now := time.Unix(1_800_000_000, 0)
 	u := NewUsers(p)
+	u.now = func() time.Time { return now }
 	if got := u.Name(0); got != "root" {
 		t.Errorf("Name(0) = %q, want root", got)
 	}
-	if got := u.Name(4242); got != "4242" {
-		t.Errorf("Name(4242) = %q, want 4242", got)
+	if got := u.Name(4242); got != "" {
+		t.Errorf("Name(4242) = %q, want \"\" (unknown)", got)
+	}
+	// A user added later is found once the re-read interval has passed.
+	if err := os.WriteFile(p, []byte("root:x:0:0::/root:/bin/bash\nalice:x:4242:4242::/home/alice:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Name(4242); got != "" {
+		t.Errorf("Name(4242) right after a read = %q, want \"\": the file is re-read at most once a minute", got)
+	}
+	now = now.Add(usersReread)
+	if got := u.Name(4242); got != "alice" {
+		t.Errorf("Name(4242) after %v = %q, want alice", usersReread, got)
+	}
+}
+
+func TestParseCgroupContainerID(t *testing.T) {
+	const id = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899"
+	tests := []struct{ name, cgroup, want string }{
+		{"host, cgroup v2", "0::/user.slice/user-1000.slice/session-3.scope\n", ""},
+		{"docker v2", "0::/system.slice/docker-" + id + ".scope\n", id},
+		{"docker v1", "12:pids:/docker/" + id + "\n11:cpu:/docker/" + id + "\n", id},
+		{"containerd k8s", "0::/kubepods.slice/kubepods-burstable.slice/kubepods-pod1.slice/cri-containerd-" + id + ".scope\n", id},
+		{"crio", "0::/kubepods/burstable/pod1/crio-" + id + ".scope\n", id},
+		{"too short", "0::/docker/" + id[:63] + "\n", ""},
+		{"not hex", "0::/docker/" + strings.Repeat("g", 64) + "\n", ""},
+		{"garbage", "no colons here", ""},
+	}
+	for _, tt := range tests {
+		if got := ParseCgroupContainerID([]byte(tt.cgroup)); got != tt.want {
+			t.Errorf("%s: ParseCgroupContainerID(%q) = %q, want %q", tt.name, tt.cgroup, got, tt.want)
+		}
 	}
 }
 

@@ -4,13 +4,21 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 )
 
-// Users maps uids to user names from a passwd file, read once on first use.
+// usersReread is how long an unknown uid waits before the passwd file is
+// read again: a user added since is then found, and a flood of unknown uids
+// costs one read a minute.
+const usersReread = time.Minute
+
+// Users maps uids to user names from a passwd file, read on first use and
+// again when an unknown uid turns up (at most once per usersReread). It is
+// owned by one goroutine, the detection stage.
 type Users struct {
 	path  string
-	once  sync.Once
+	now   func() time.Time
+	read  time.Time
 	names map[uint32]string
 }
 
@@ -19,21 +27,23 @@ func NewUsers(path string) *Users {
 	if path == "" {
 		path = "/etc/passwd"
 	}
-	return &Users{path: path}
+	return &Users{path: path, now: time.Now}
 }
 
-// Name returns the user name of uid, or its number when unknown.
+// Name returns the user name of uid, or "" when the passwd file has none.
 func (u *Users) Name(uid uint32) string {
-	u.once.Do(func() {
-		b, err := os.ReadFile(u.path)
-		if err == nil {
-			u.names = ParsePasswd(b)
-		}
-	})
 	if n, ok := u.names[uid]; ok {
 		return n
 	}
-	return strconv.FormatUint(uint64(uid), 10)
+	if now := u.now(); u.names == nil || now.Sub(u.read) >= usersReread {
+		u.read = now
+		if b, err := os.ReadFile(u.path); err == nil {
+			u.names = ParsePasswd(b)
+		} else if u.names == nil {
+			u.names = map[uint32]string{}
+		}
+	}
+	return u.names[uid]
 }
 
 // ParsePasswd reads name:password:uid:... lines; the first name for a uid

@@ -108,7 +108,17 @@ func AppendECS(dst []byte, a *detect.Alert) []byte {
 		dst = append(dst, `}}`...)
 		dst = append(dst, `,"user":{"id":"`...)
 		dst = strconv.AppendUint(dst, uint64(e.UID), 10)
-		dst = append(dst, `"}`...)
+		dst = append(dst, '"')
+		if a.User != "" {
+			dst = append(dst, `,"name":`...)
+			dst = appendString(dst, a.User)
+		}
+		dst = append(dst, '}')
+		if a.ContainerID != "" {
+			dst = append(dst, `,"container":{"id":`...)
+			dst = appendString(dst, a.ContainerID)
+			dst = append(dst, '}')
+		}
 	}
 	dst = append(dst, `,"labels":{"environment":`...)
 	dst = appendString(dst, a.Environment)

@@ -57,7 +57,12 @@ func AppendJSON(dst []byte, a *detect.Alert) []byte {
 
 	if e := a.Event; e != nil {
 		dst = append(dst, `,"process":`...)
-		dst = appendProcess(dst, e)
+		dst = appendProcess(dst, e, a.User, a.LoginUser)
+	}
+	if a.ContainerID != "" {
+		dst = append(dst, `,"container":{"id":`...)
+		dst = appendString(dst, a.ContainerID)
+		dst = append(dst, '}')
 	}
 	if len(a.Ancestry) > 0 {
 		dst = append(dst, `,"parent":`...)
@@ -96,7 +101,9 @@ func AppendJSON(dst []byte, a *detect.Alert) []byte {
 	return append(dst, '}')
 }
 
-func appendProcess(dst []byte, e *audit.Event) []byte {
+// appendProcess writes the process object; user and loginUser name its uid
+// and auid when known.
+func appendProcess(dst []byte, e *audit.Event, user, loginUser string) []byte {
 	dst = append(dst, `{"pid":`...)
 	dst = strconv.AppendInt(dst, int64(e.PID), 10)
 	dst = append(dst, `,"ppid":`...)
@@ -120,6 +127,14 @@ func appendProcess(dst []byte, e *audit.Event) []byte {
 	dst = strconv.AppendUint(dst, uint64(e.GID), 10)
 	dst = append(dst, `,"auid":`...)
 	dst = appendID(dst, e.AUID)
+	if user != "" {
+		dst = append(dst, `,"user":`...)
+		dst = appendString(dst, user)
+	}
+	if loginUser != "" {
+		dst = append(dst, `,"login_user":`...)
+		dst = appendString(dst, loginUser)
+	}
 	dst = append(dst, `,"session":`...)
 	dst = appendID(dst, e.Session)
 	dst = append(dst, `,"tty":`...)

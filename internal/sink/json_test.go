@@ -65,6 +65,12 @@ func TestAppendJSONGolden(t *testing.T) {
 		alert func() detect.Alert
 	}{
 		{"basic", testAlert},
+		{"user_and_container", func() detect.Alert {
+			a := testAlert()
+			a.User, a.LoginUser = "www-data", "alice"
+			a.ContainerID = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899"
+			return a
+		}},
 		{"hostile", func() detect.Alert {
 			a := testAlert()
 			e := a.Event

@@ -21,7 +21,7 @@ import (
 func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []string, out io.Writer) error {
 	sinks := []sink.Sink{sink.NewStdout("replay", out, nil)}
 	// Forensic output must be complete: detection waits for the writer.
-	p := newPipeline(cfg, log, newRouter(log, sinks, true), false)
+	p := newPipeline(cfg, log, newRouter(log, sinks, true), fromLog)
 	p.asm = audit.NewAssembler(assemblerConfig(cfg, false))
 	src := func(ctx context.Context, recs chan<- []audit.Record) error {
 		for _, name := range files {
@@ -53,14 +53,28 @@ func replayFile(ctx context.Context, name string, out chan<- []audit.Record, log
 	return nil
 }
 
-// newPipeline wires detection to router. lossy is for the live kernel
-// stream, where a full stage drops and counts rather than stall the reader.
+// source kinds for newPipeline.
+const (
+	// fromKernel: this machine's live stream, where a full stage drops and
+	// counts rather than stall the kernel reader.
+	fromKernel = iota
+	// fromAudisp: this machine's events through auditd's dispatcher, which
+	// queues for us: stages wait rather than drop.
+	fromAudisp
+	// fromLog: replayed logs, from another time or host: nothing is looked
+	// up on this machine (no /proc ancestry, no file hashes).
+	fromLog
+)
+
+// newPipeline wires detection to router for a source of the given kind.
 // The caller adds the assembler, whose configuration depends on the source.
-func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, lossy bool) *pipeline {
-	procs := proc.New(proc.Options{})
+func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, kind int) *pipeline {
+	procs := proc.New(proc.Options{Offline: kind == fromLog})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	engine.SetFiles(proc.NewHasher())
+	if kind != fromLog {
+		engine.SetFiles(proc.NewHasher())
+	}
 	for _, problem := range cfg.EncoderProblems {
 		log.WithField("problem", problem).Warn("encoder binary not identified")
 	}
@@ -72,8 +86,8 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, los
 		swaps:      make(chan *sink.Router),
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
-		lossy:      lossy,
-		expire:     lossy,
+		lossy:      kind == fromKernel,
+		expire:     kind == fromKernel,
 	}
 	p.router.Store(router)
 	return p

@@ -102,8 +102,11 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	live := d.mode != config.ModeAudisp
-	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), live)
+	kind := fromKernel
+	if d.mode == config.ModeAudisp {
+		kind = fromAudisp
+	}
+	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), kind)
 	d.p.users = proc.NewUsers("")
 	// audisp: auditd's dispatcher queues for us, so wait rather than drop;
 	// events still complete on a timer when no EOE follows them.

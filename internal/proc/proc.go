@@ -29,6 +29,9 @@ const (
 type Options struct {
 	// Root is the proc filesystem, "/proc" unless a test says otherwise.
 	Root string
+	// Offline keeps the cache to the execs it observes and never reads
+	// Root: for replay, whose pids belong to another time or host.
+	Offline bool
 	// MaxEntries bounds the processes remembered; the least recently used
 	// goes first.
 	MaxEntries int
@@ -43,7 +46,8 @@ type Options struct {
 // detection stage, and takes no lock on that per-event path; only Stats may
 // be called from another goroutine.
 type Cache struct {
-	root string
+	root    string
+	offline bool
 	max  int
 	ttl  time.Duration
 	now  func() time.Time
@@ -64,7 +68,7 @@ var _ detect.Processes = (*Cache)(nil)
 
 // New returns an empty Cache.
 func New(o Options) *Cache {
-	c := &Cache{root: o.Root, max: o.MaxEntries, ttl: o.TTL, now: o.Now, entries: make(map[int]*list.Element)}
+	c := &Cache{root: o.Root, offline: o.Offline, max: o.MaxEntries, ttl: o.TTL, now: o.Now, entries: make(map[int]*list.Element)}
 	if c.root == "" {
 		c.root = "/proc"
 	}
@@ -124,6 +128,9 @@ func (c *Cache) Process(pid int) (detect.Process, bool) {
 		c.size.Store(int64(c.lru.Len()))
 	}
 	c.misses.Add(1)
+	if c.offline {
+		return detect.Process{}, false
+	}
 	p, err := Read(c.root, pid)
 	if err != nil {
 		return detect.Process{}, false

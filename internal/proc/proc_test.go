@@ -75,6 +75,22 @@ func TestAncestryFromObservedAndProc(t *testing.T) {
 	}
 }
 
+// TestOfflineNeverReadsProc: a replay cache knows only the execs it saw; the
+// pids of an old log name other processes on this machine now.
+func TestOfflineNeverReadsProc(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 50, 1, "sshd", "/usr/sbin/sshd", []string{"sshd"}, 0)
+	c := New(Options{Root: root, Offline: true})
+	c.Observe(execEv(70, 50, "/usr/bin/sh", "sh"))
+	got := c.Ancestry(70, 8)
+	if len(got) != 1 || got[0].PID != 70 {
+		t.Errorf("offline Ancestry(70) = %+v, want only the observed pid 70", got)
+	}
+	if st := c.Stats(); st.Reads != 0 {
+		t.Errorf("offline cache read /proc %d times, want 0", st.Reads)
+	}
+}
+
 func TestAgeOutAndBound(t *testing.T) {
 	root := t.TempDir()
 	now := time.Unix(1000, 0)

@@ -48,9 +48,9 @@ type Options struct {
 type Cache struct {
 	root    string
 	offline bool
-	max  int
-	ttl  time.Duration
-	now  func() time.Time
+	max     int
+	ttl     time.Duration
+	now     func() time.Time
 
 	entries map[int]*list.Element // of *entry
 	lru     list.List             // front: most recently used

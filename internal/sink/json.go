@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
@@ -218,26 +217,11 @@ func appendAudit(dst []byte, e *audit.Event) []byte {
 func appendArgs(dst []byte, argv []string) []byte {
 	dst = append(dst, `,"args":`...)
 	dst = appendStrings(dst, argv)
-	exact := true
-	for _, s := range argv {
-		if !utf8.ValidString(s) {
-			exact = false
-			break
-		}
-	}
-	if exact {
+	if allValid(argv) {
 		return dst
 	}
-	dst = append(dst, `,"args_b64":[`...)
-	for i, s := range argv {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, '"')
-		dst = base64.StdEncoding.AppendEncode(dst, []byte(s))
-		dst = append(dst, '"')
-	}
-	return append(dst, ']')
+	dst = append(dst, `,"args_b64":`...)
+	return appendB64s(dst, argv)
 }
 
 // appendID writes an auid or session id: null when the kernel reports it

@@ -143,7 +143,7 @@ func (st *state) sink(blk *hclsyntax.Block) {
 			if n, ok := inner.integer("max_bytes", 1<<20, maxSpoolBytes); ok {
 				sp.MaxBytes = n
 			}
-			inner.duration("fsync_interval", &sp.FsyncInterval, 0, time.Minute)
+			inner.duration("fsync_interval", &sp.FsyncInterval, -time.Minute, time.Minute) // negative: fsync every alert
 			inner.word("when_full", &sp.WhenFull, spoolWhenFull)
 			inner.duration("block_timeout", &sp.BlockTimeout, time.Millisecond, time.Minute)
 			s.Spool = sp

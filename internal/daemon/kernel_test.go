@@ -89,6 +89,7 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prep
 	l := logrus.New()
 	l.SetOutput(d.logs)
 	l.SetFormatter(&logrus.JSONFormatter{})
+	l.SetLevel(logrus.DebugLevel) // tests wait on debug lines, e.g. each tamper check
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	go func() { d.done <- Run(ctx, cfg, logrus.NewEntry(l), opts) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -23,6 +24,10 @@ const (
 // kernelView is what the supervisor remembers between checks, to tell what
 // changed.
 type kernelView struct {
+	// tampered is what the last check found changed and could not repair
+	// ("disabled,pid"); a state that persists is alerted on once, not at
+	// every check.
+	tampered         string
 	lost             uint32 // the kernel's lost counter
 	enobufs, dropped uint64 // the reader's counters
 	droppedEvents    uint64 // the pipeline's
@@ -134,7 +139,15 @@ func (d *daemon) check(v *kernelView, trigger string) {
 			}
 		}
 	}
-	if len(matches) > 0 {
+	// Every repair is news; an unrepaired change is news once, until it
+	// changes again (auditd holding the pid, audit off in multicast mode).
+	state := strings.Join(tamper, ",")
+	news := len(repairs) > 0 || state != v.tampered
+	if len(repairs) > 0 {
+		state = ""
+	}
+	v.tampered = state
+	if len(matches) > 0 && news {
 		for _, r := range repairs {
 			matches = append(matches, detect.Match{Field: "encwatch.repair", Value: r, Reason: "encwatch restored what it needs"})
 		}
@@ -189,8 +202,10 @@ func (d *daemon) check(v *kernelView, trigger string) {
 	default:
 		d.setKernelHealth("")
 	}
-	if len(tamper) > 0 {
+	if len(tamper) > 0 && news {
 		log.WithFields(logrus.Fields{"changed": tamper, "repaired": repairs}).Warn("kernel audit tampering detected")
+	} else if len(tamper) > 0 {
+		log.WithField("changed", tamper).Debug("kernel audit still tampered with")
 	}
 }
 

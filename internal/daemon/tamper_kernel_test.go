@@ -9,6 +9,7 @@ import (
 	"github.com/elastic/go-libaudit/v2/rule/flags"
 
 	"github.com/encwatch/encwatch/internal/audittest"
+	"github.com/encwatch/encwatch/internal/config"
 )
 
 // kernelClient is the kernel's own audit interface, as auditctl uses it,
@@ -72,4 +73,32 @@ func TestKernelTamperAuditDisabled(t *testing.T) {
 		st, _ := kernelState(t)
 		return st.Enabled == 1, nil
 	})
+}
+
+// TestKernelTamperPersistentStateAlertsOnce needs root and the kernel audit
+// subsystem: a multicast reader cannot switch audit back on, so the state
+// persists across checks; it must raise one audit_tamper alert, not one per
+// check.
+func TestKernelTamperPersistentStateAlertsOnce(t *testing.T) {
+	client := kernelClient(t)
+	var found uint32
+	enable := func() {
+		st, _ := kernelState(t)
+		found = st.Enabled
+		if err := client.SetEnabled(true, libaudit.WaitForReply); err != nil {
+			t.Fatalf("enable audit: %v", err)
+		}
+		t.Cleanup(func() { client.SetEnabled(found != 0, libaudit.WaitForReply) })
+	}
+	d := startDaemonWith(t, encoderPolicy, "install_rules = true\n  tamper_interval = \"100ms\"", Options{Mode: config.ModeMulticast}, enable)
+	if err := client.SetEnabled(false, libaudit.WaitForReply); err != nil {
+		t.Fatalf("disable audit: %v", err)
+	}
+	d.waitAlerts(t, "the audit_tamper alert", func(as []alert) bool { return tamperAlerts(as) > 0 })
+	waitFor(t, "three more checks that still find audit off", func() (bool, error) {
+		return strings.Count(d.logs.String(), "kernel audit still tampered with") >= 3, nil
+	})
+	if n := tamperAlerts(d.readAlerts(t)); n != 1 {
+		t.Errorf("%d audit_tamper alerts for one persistent change, want 1", n)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,14 +22,7 @@ func TestKernelSignalsStopCleanly(t *testing.T) {
 	audittest.Setup(t)
 	found, _ := audittest.State(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "encwatch")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go") // make finds go there when PATH lacks it
-	}
-	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildEncwatch(t)
 	policy := filepath.Join(dir, "config.hcl")
 	src := fmt.Sprintf(`
 signature "enc" {

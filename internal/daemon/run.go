@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -233,6 +234,14 @@ func (d *daemon) stdinSource(ctx context.Context, out chan<- []audit.Record) err
 	r := d.opts.Stdin
 	if r == nil {
 		r = os.Stdin
+		// Through the runtime poller, so that a read deadline can end a
+		// blocked read when ctx ends (SIGTERM while auditd keeps the pipe
+		// open); os.Stdin itself is blocking and cannot take one. Stdin is
+		// put back to blocking for whoever shares it after us.
+		if err := syscall.SetNonblock(0, true); err == nil {
+			defer syscall.SetNonblock(0, false)
+			r = os.NewFile(0, "stdin")
+		}
 	}
 	// A blocked read is unblocked by closing (a pipe) or by a deadline (a
 	// pollable file) when ctx ends.

@@ -311,7 +311,8 @@ func (r *Router) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-drain.C:
-		r.log.WithField("timeout", r.opts.DrainTimeout.Seconds()).Warn("drain deadline passed; dropping queued alerts")
+		r.log.WithField("timeout", r.opts.DrainTimeout.Seconds()).
+			Warn("drain deadline passed: alerts still in a queue are dropped and counted; spooled ones wait on disk for the next start")
 		cancelSends()
 		<-done
 	}

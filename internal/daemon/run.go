@@ -143,6 +143,9 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		"rule_key":    cfg.Audit.RuleKey,
 	}).Info("encwatch running")
 
+	// The watch is in place before anything reports the daemon up, so that
+	// no change made after that is missed.
+	w := d.newWatcher()
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
 	g, gctx := errgroup.WithContext(pctx)
@@ -159,7 +162,6 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		return d.p.run(pctx, src)
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
-	w := d.newWatcher()
 	g.Go(func() error { return d.watchConfig(gctx, w) })
 	g.Go(func() error {
 		d.start(gctx)

@@ -55,6 +55,24 @@ func rules(t testing.TB) []string {
 	return r
 }
 
+// openTestKernel takes the kernel test lock and snapshot, opens a Kernel
+// with this test's rule key, and closes it (checking the error) when the
+// test ends, before the snapshot is checked.
+func openTestKernel(t *testing.T) *audit.Kernel {
+	t.Helper()
+	audittest.Setup(t)
+	k, err := audit.OpenKernel(testConfig(), testLog(t))
+	if err != nil {
+		t.Fatalf("OpenKernel: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := k.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return k
+}
+
 // runKernel starts k.Run and returns the batch channel and a stop function
 // that cancels Run and checks it returned nil.
 func runKernel(t *testing.T, k *audit.Kernel, capacity int) (<-chan []audit.Record, func()) {
@@ -249,16 +267,7 @@ func TestKernelLeavesOtherRules(t *testing.T) {
 }
 
 func TestKernelReinstallsDeletedRules(t *testing.T) {
-	audittest.Setup(t)
-	k, err := audit.OpenKernel(testConfig(), testLog(t))
-	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
-	}
-	defer func() {
-		if err := k.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}()
+	k := openTestKernel(t)
 	// Tamper: delete both our rules behind the Kernel's back.
 	c, err := libaudit.NewAuditClient(nil)
 	if err != nil {
@@ -386,16 +395,7 @@ func TestKernelPIDTaken(t *testing.T) {
 }
 
 func TestKernelSecondOpenSameProcess(t *testing.T) {
-	audittest.Setup(t)
-	k, err := audit.OpenKernel(testConfig(), testLog(t))
-	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
-	}
-	defer func() {
-		if err := k.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	}()
+	k := openTestKernel(t)
 	k2, err := audit.OpenKernel(testConfig(), testLog(t))
 	if err == nil {
 		k2.Close()
@@ -433,12 +433,7 @@ func waitStats(t *testing.T, k *audit.Kernel, ok func(audit.KernelStats) bool) a
 }
 
 func TestKernelDropsWhenNextStageFull(t *testing.T) {
-	audittest.Setup(t)
-	k, err := audit.OpenKernel(testConfig(), testLog(t))
-	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
-	}
-	defer k.Close()
+	k := openTestKernel(t)
 	_, stop := runKernel(t, k, 0) // nobody receives: every batch is dropped
 	execMarker(t)
 	waitStats(t, k, func(s audit.KernelStats) bool { return s.DroppedRecords > 0 })

@@ -141,16 +141,8 @@ func hasExeAlert(as []alert, exe string) bool {
 	return false
 }
 
-const xxdPolicy = `
-signature "data_encoder_exec" {
-  description = "Data encoder execution"
-  category    = "Execution"
-  method      = "Command and Scripting Interpreter"
-  importance  = "high"
-  mitre       = ["T1059", "T1027", "T1132"]
-  executables = ["base64", "base32", "basenc", "xxd"]
-}
-`
+// xxdPolicy is encoderPolicy with xxd added to the encoders.
+var xxdPolicy = strings.Replace(encoderPolicy, `"basenc"]`, `"basenc", "xxd"]`, 1)
 
 // TestReloadWhileEventsFlow changes the policy by rename-replace while execs
 // stream in: the change is applied (xxd now alerts) and no base64 alert is

@@ -185,9 +185,6 @@ func (a *Assembler) Stats() AssemblerStats {
 	return s
 }
 
-// InFlight returns how many events are open.
-func (a *Assembler) InFlight() int { return len(a.inflight) }
-
 // Push adds one record. now is the arrival time, used only for the live-mode
 // Timeout. emit is called, before Push returns, for each event that the
 // record completes (its own, or older ones it moved the stream past).
@@ -198,7 +195,7 @@ func (a *Assembler) Push(r Record, now time.Time, emit func(*Event)) {
 		a.stats.Malformed++
 		return
 	}
-	if r.Type < recFirstDaemon || r.Type > recLastDaemon {
+	if r.Type < RecFirstDaemon || r.Type > RecLastDaemon {
 		// auditd numbers its own DAEMON_* records from a counter of its own.
 		a.serials.observe(h.serial)
 		a.completeBehind(emit)

@@ -114,7 +114,7 @@ func TestAssembleKernelCapture(t *testing.T) {
 			c := &collector{}
 			recs := readCapture(t, mode.withEOE)
 			pushAll(a, c, t0, recs...)
-			if n := a.InFlight(); n != 0 {
+			if n := inFlight(a); n != 0 {
 				t.Errorf("InFlight() = %d after the last closing record, want 0", n)
 			}
 			a.Flush(c.emit)
@@ -161,7 +161,7 @@ func TestAssembleKernelCapture(t *testing.T) {
 			var otherSerials []uint64
 			for _, p := range other {
 				if p.Type != RecConfigChange {
-					t.Errorf("Other got a %s record, want CONFIG_CHANGE only", TypeName(p.Type))
+					t.Errorf("Other got a %s record, want CONFIG_CHANGE only", typeName(p.Type))
 				}
 				otherSerials = append(otherSerials, p.Serial)
 			}
@@ -357,8 +357,8 @@ func TestAssembleEviction(t *testing.T) {
 	if len(c.events) != 1 || c.events[0].Serial != 1 || !c.events[0].Incomplete {
 		t.Fatalf("events at the bound = %+v, want serial 1 evicted, Incomplete", c.events)
 	}
-	if got := a.Stats(); got.Evicted != 1 || a.InFlight() != 2 {
-		t.Errorf("Stats() = %+v, InFlight %d, want 1 evicted, 2 in flight", got, a.InFlight())
+	if got := a.Stats(); got.Evicted != 1 || inFlight(a) != 2 {
+		t.Errorf("Stats() = %+v, InFlight %d, want 1 evicted, 2 in flight", got, inFlight(a))
 	}
 }
 
@@ -461,7 +461,7 @@ func TestAssembleNodeAndEnriched(t *testing.T) {
 		"node=db-2 type=PROCTITLE msg=audit(1795759259.157:60): proctitle=\"ls\"",
 	}
 	for _, l := range lines {
-		r, err := ParseLogLine([]byte(l))
+		r, err := parseLogLine([]byte(l))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,7 +552,7 @@ func FuzzAssembler(f *testing.F) {
 			}
 			now := t0
 			for _, line := range bytes.Split(data, []byte("\n")) {
-				r, err := ParseLogLine(line)
+				r, err := parseLogLine(line)
 				if err != nil {
 					r = Record{Type: RecSyscall, Data: line} // raw payloads too
 				}
@@ -562,8 +562,8 @@ func FuzzAssembler(f *testing.F) {
 			}
 			a.Flush(emit)
 			st := a.Stats()
-			if st.Events != emitted || st.Events > st.Records || a.InFlight() != 0 || st.Incomplete > st.Events {
-				t.Errorf("mode %d: Stats %+v, emitted %d, in flight %d", mode, st, emitted, a.InFlight())
+			if st.Events != emitted || st.Events > st.Records || inFlight(a) != 0 || st.Incomplete > st.Events {
+				t.Errorf("mode %d: Stats %+v, emitted %d, in flight %d", mode, st, emitted, inFlight(a))
 			}
 		}
 	})

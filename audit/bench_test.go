@@ -27,7 +27,7 @@ func benchEvent(tb testing.TB) []Record {
 		if !bytes.Contains(sc.Bytes(), []byte("msg=audit(1795759259.157:6):")) {
 			continue
 		}
-		r, err := ParseLogLine(sc.Bytes())
+		r, err := parseLogLine(sc.Bytes())
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -2,18 +2,6 @@ package audit
 
 import "time"
 
-// Record types this package reads, from include/uapi/linux/audit.h.
-const (
-	RecSyscall      = 1300 // AUDIT_SYSCALL
-	RecPath         = 1302 // AUDIT_PATH
-	RecConfigChange = 1305 // AUDIT_CONFIG_CHANGE
-	RecCwd          = 1307 // AUDIT_CWD
-	RecExecve       = 1309 // AUDIT_EXECVE
-	RecEOE          = 1320 // AUDIT_EOE
-	RecBprmFcaps    = 1321 // AUDIT_BPRM_FCAPS
-	RecProctitle    = 1327 // AUDIT_PROCTITLE
-)
-
 // Unset is the value the kernel reports for an unset auid or session
 // ((u32)-1, AUDIT_UID_UNSET in include/linux/audit.h).
 const Unset = ^uint32(0)

@@ -23,25 +23,6 @@ var (
 	errLongLine = errors.New("line longer than MaxLogLine")
 )
 
-// ParseLogLine parses one auditd log line,
-//
-//	[node=HOST ]type=NAME msg=audit(SECONDS.MILLIS:SERIAL): key=value ...
-//
-// into a Record. NAME is a name TypeName returns, or UNKNOWN[n]. A node=
-// prefix is kept at the start of Data ("node=HOST audit(...): ..."), where
-// ParseRecord and the Assembler read it into Header.Node and Event.Node.
-// Enriched fields after \x1d stay in Data. Data is a fresh copy: it does not
-// alias line. A trailing newline is ignored.
-func ParseLogLine(line []byte) (Record, error) {
-	// Data is never longer than line: "type=NAME msg=" is dropped and the
-	// node= prefix kept as it was.
-	typ, data, err := appendLogRecord(make([]byte, 0, len(line)), line)
-	if err != nil {
-		return Record{}, fmt.Errorf("audit: parse log line: %w", err)
-	}
-	return Record{Type: typ, Data: data[:len(data):len(data)]}, nil
-}
-
 // appendLogRecord appends the Data of line's record to dst and returns the
 // record type and the grown dst: the record's Data is what was appended.
 func appendLogRecord(dst, line []byte) (uint16, []byte, error) {

@@ -34,21 +34,21 @@ func TestParseLogLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			line := []byte(tt.in)
-			got, err := ParseLogLine(line)
+			got, err := parseLogLine(line)
 			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("ParseLogLine(%q) error = %v, want %v", tt.in, err, tt.wantErr)
+				t.Fatalf("parseLogLine(%q) error = %v, want %v", tt.in, err, tt.wantErr)
 			}
 			if err != nil {
 				return
 			}
 			if got.Type != tt.wantType || string(got.Data) != tt.wantData {
-				t.Errorf("ParseLogLine(%q) = %d %q, want %d %q", tt.in, got.Type, got.Data, tt.wantType, tt.wantData)
+				t.Errorf("parseLogLine(%q) = %d %q, want %d %q", tt.in, got.Type, got.Data, tt.wantType, tt.wantData)
 			}
 			for i := range line {
 				line[i] = 'X'
 			}
 			if string(got.Data) != tt.wantData {
-				t.Errorf("ParseLogLine(%q) Data aliases its input", tt.in)
+				t.Errorf("parseLogLine(%q) Data aliases its input", tt.in)
 			}
 		})
 	}
@@ -62,7 +62,7 @@ func TestParseLogLineNodeReachesEvent(t *testing.T) {
 	a := NewAssembler(AssemblerConfig{Mode: ModeReplay})
 	var got []*Event
 	for _, l := range lines {
-		r, err := ParseLogLine([]byte(l))
+		r, err := parseLogLine([]byte(l))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestReadLogBatches(t *testing.T) {
 		t.Fatalf("ReadLog gave %d records and %d errors, want %d and 0", len(recs), len(errs), n)
 	}
 	for i, r := range recs {
-		h, _, err := ParseHeader(r.Data)
+		h, _, err := parseHeaderValue(r.Data)
 		if err != nil || h.Serial != uint64(i+1) {
 			t.Fatalf("record %d = %q, want serial %d", i, r.Data, i+1)
 		}
@@ -216,12 +216,12 @@ func FuzzParseLogLine(f *testing.F) {
 	f.Add([]byte("type=SYSCALL msg=audit(1795759259.157:6): arch=c000003e syscall=59 success=yes exit=0"))
 	f.Add([]byte("node=h1 type=UNKNOWN[1400] msg=audit(1.000:2): x=1\x1dX=2"))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		r, err := ParseLogLine(line)
+		r, err := parseLogLine(line)
 		if err != nil {
 			return
 		}
-		if _, _, err := ParseHeader(r.Data); err != nil {
-			t.Errorf("ParseLogLine(%q) gave Data %q whose header fails: %v", line, r.Data, err)
+		if _, _, err := parseHeaderValue(r.Data); err != nil {
+			t.Errorf("parseLogLine(%q) gave Data %q whose header fails: %v", line, r.Data, err)
 		}
 		_, _ = ParseRecord(r)
 	})

@@ -15,7 +15,7 @@ import (
 //
 //	[node=HOST ]audit(SECONDS.MILLIS:SERIAL): key=value key=value ...[\x1d KEY=value ...]
 //
-// The node= prefix is not written by the kernel: ParseLogLine keeps it from a
+// The node= prefix is not written by the kernel: ReadLog keeps it from a
 // forwarded auditd log line so that the Event can carry it. The \x1d group
 // separator starts auditd's ENRICHED fields (log_format = ENRICHED).
 //
@@ -41,7 +41,7 @@ const (
 	// between the quotes, which may be empty.
 	KindQuoted
 	// KindHex is a bare hex value of a field that carries an untrusted string
-	// (see IsStringField); Value holds the decoded bytes.
+	// (see isStringKey); Value holds the decoded bytes.
 	KindHex
 	// KindNull is the placeholder (null); Value is empty.
 	KindNull
@@ -174,18 +174,8 @@ func parseHeader(data []byte) (h rawHeader, body []byte, err error) {
 	return h, data[i+2:], nil
 }
 
-// ParseHeader parses the audit(SECONDS.MILLIS:SERIAL): stamp (and node=
-// prefix) of a record payload and returns the fields that follow it.
-func ParseHeader(data []byte) (Header, []byte, error) {
-	h, body, err := parseHeader(data)
-	if err != nil {
-		return Header{}, nil, fmt.Errorf("audit: parse header: %w", err)
-	}
-	return Header{Time: h.time(), Serial: h.serial, Node: string(h.node)}, body, nil
-}
-
 // ParseRecord parses a record's header and all its fields, hex-decoding the
-// values of string fields (IsStringField). It never panics; malformed input
+// values of string fields (isStringKey). It never panics; malformed input
 // returns an error. The returned strings do not alias r.Data.
 func ParseRecord(r Record) (ParsedRecord, error) {
 	h, body, err := parseHeader(r.Data)
@@ -208,19 +198,9 @@ func ParseRecord(r Record) (ParsedRecord, error) {
 		}
 	}
 	if s.err != nil {
-		return ParsedRecord{}, fmt.Errorf("audit: parse %s record %d: %w", TypeName(r.Type), h.serial, s.err)
+		return ParsedRecord{}, fmt.Errorf("audit: parse %s record %d: %w", typeName(r.Type), h.serial, s.err)
 	}
 	return p, nil
-}
-
-// IsStringField reports whether the kernel writes field key of a record of
-// type typ as an untrusted string, that is quoted or hex-encoded
-// (audit_log_untrustedstring and audit_log_n_hex in kernel/audit.c): EXECVE
-// aN and aN[i], proctitle, comm, ocomm, exe, cwd, name, key, path, dir, and
-// the user-space acct, cmd and data (TTY keystrokes). Other bare hex values,
-// such as arch=c000003e or the SYSCALL a0..a3 registers, are numbers.
-func IsStringField(typ uint16, key string) bool {
-	return isStringKey(typ, []byte(key))
 }
 
 func isStringKey(typ uint16, key []byte) bool {

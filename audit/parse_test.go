@@ -36,18 +36,18 @@ func TestParseHeader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, body, err := ParseHeader([]byte(tt.in))
+			got, body, err := parseHeaderValue([]byte(tt.in))
 			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("ParseHeader(%q) error = %v, want %v", tt.in, err, tt.wantErr)
+				t.Fatalf("parseHeaderValue(%q) error = %v, want %v", tt.in, err, tt.wantErr)
 			}
 			if err != nil {
 				return
 			}
 			if !got.Time.Equal(tt.want.Time) || got.Serial != tt.want.Serial || got.Node != tt.want.Node {
-				t.Errorf("ParseHeader(%q) = %+v, want %+v", tt.in, got, tt.want)
+				t.Errorf("parseHeaderValue(%q) = %+v, want %+v", tt.in, got, tt.want)
 			}
 			if string(body) != tt.wantBody {
-				t.Errorf("ParseHeader(%q) body = %q, want %q", tt.in, body, tt.wantBody)
+				t.Errorf("parseHeaderValue(%q) body = %q, want %q", tt.in, body, tt.wantBody)
 			}
 		})
 	}
@@ -210,8 +210,8 @@ func TestIsStringField(t *testing.T) {
 		{RecExecve, "a1[x]", false},
 	}
 	for _, tt := range tests {
-		if got := IsStringField(tt.typ, tt.key); got != tt.want {
-			t.Errorf("IsStringField(%d, %q) = %v, want %v", tt.typ, tt.key, got, tt.want)
+		if got := isStringField(tt.typ, tt.key); got != tt.want {
+			t.Errorf("isStringField(%d, %q) = %v, want %v", tt.typ, tt.key, got, tt.want)
 		}
 	}
 }
@@ -227,17 +227,17 @@ func TestTypeName(t *testing.T) {
 		{1234, "UNKNOWN[1234]"}, {65535, "UNKNOWN[65535]"},
 	}
 	for _, tt := range tests {
-		if got := TypeName(tt.num); got != tt.name {
-			t.Errorf("TypeName(%d) = %q, want %q", tt.num, got, tt.name)
+		if got := typeName(tt.num); got != tt.name {
+			t.Errorf("typeName(%d) = %q, want %q", tt.num, got, tt.name)
 		}
-		got, err := ParseTypeName(tt.name)
+		got, err := parseTypeName(tt.name)
 		if err != nil || got != tt.num {
-			t.Errorf("ParseTypeName(%q) = %d, %v, want %d", tt.name, got, err, tt.num)
+			t.Errorf("parseTypeName(%q) = %d, %v, want %d", tt.name, got, err, tt.num)
 		}
 	}
 	for _, bad := range []string{"", "NOPE", "UNKNOWN[]", "UNKNOWN[65536]", "UNKNOWN[12", "UNKNOWN[-1]"} {
-		if got, err := ParseTypeName(bad); !errors.Is(err, errUnknownType) {
-			t.Errorf("ParseTypeName(%q) = %d, %v, want error %v", bad, got, err, errUnknownType)
+		if got, err := parseTypeName(bad); !errors.Is(err, errUnknownType) {
+			t.Errorf("parseTypeName(%q) = %d, %v, want error %v", bad, got, err, errUnknownType)
 		}
 	}
 }
@@ -263,9 +263,9 @@ func FuzzParseRecord(f *testing.F) {
 			}
 		}
 		// A header that parsed must parse the same way on its own.
-		h, _, err := ParseHeader(data)
+		h, _, err := parseHeaderValue(data)
 		if err != nil || h.Serial != p.Serial || !h.Time.Equal(p.Time) || h.Node != p.Node {
-			t.Errorf("ParseHeader(%q) = %+v, %v; ParseRecord gave %+v", data, h, err, p.Header)
+			t.Errorf("parseHeaderValue(%q) = %+v, %v; ParseRecord gave %+v", data, h, err, p.Header)
 		}
 	})
 }

@@ -2,30 +2,52 @@ package audit
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 )
 
-// Record type numbers not declared in event.go, from include/uapi/linux/audit.h
-// (kernel records) and auditd's lib/libaudit.h (user-space and daemon records,
-// which reach auditd's log and audisp through the same type= field).
+// Message and record types encwatch refers to by name: the only place their
+// numbers are written. From include/uapi/linux/audit.h (control messages and
+// kernel records) and auditd's lib/libaudit.h (user-space and daemon records,
+// which reach auditd's log and audisp through the same type= field). The
+// table below names every type auditd knows.
 const (
-	recFirstUser   = 1100 // AUDIT_FIRST_USER_MSG
-	recFirstDaemon = 1200 // AUDIT_FIRST_DAEMON
-	recLastDaemon  = 1299 // AUDIT_LAST_DAEMON
+	// Control messages of the netlink audit protocol (below 1100).
+	MsgGet       = 1000 // AUDIT_GET: read struct audit_status
+	MsgSet       = 1001 // AUDIT_SET: change fields of struct audit_status
+	MsgAddRule   = 1011 // AUDIT_ADD_RULE
+	MsgDelRule   = 1012 // AUDIT_DEL_RULE
+	MsgListRules = 1013 // AUDIT_LIST_RULES
+
+	// Ranges: records start at the first user message.
+	RecFirstUser   = 1100 // AUDIT_FIRST_USER_MSG
+	RecFirstDaemon = 1200 // AUDIT_FIRST_DAEMON
+	RecLastDaemon  = 1299 // AUDIT_LAST_DAEMON
+
+	// Syscall event records.
+	RecSyscall      = 1300 // AUDIT_SYSCALL
+	RecPath         = 1302 // AUDIT_PATH
+	RecConfigChange = 1305 // AUDIT_CONFIG_CHANGE
+	RecCwd          = 1307 // AUDIT_CWD
+	RecExecve       = 1309 // AUDIT_EXECVE
+	RecEOE          = 1320 // AUDIT_EOE
+	RecBprmFcaps    = 1321 // AUDIT_BPRM_FCAPS
+	RecProctitle    = 1327 // AUDIT_PROCTITLE
+	// MsgReplace is AUDIT_REPLACE: the kernel pinging its registered audit
+	// daemon; it is in the record range but carries no record.
+	MsgReplace = 1329
 )
 
 // typeNames maps record type numbers to the names auditd writes after type=.
 var typeNames = map[uint16]string{
 	// include/uapi/linux/audit.h: control and legacy messages.
-	1000: "GET", 1001: "SET", 1002: "LIST", 1003: "ADD", 1004: "DEL",
+	MsgGet: "GET", MsgSet: "SET", 1002: "LIST", 1003: "ADD", 1004: "DEL",
 	1005: "USER", 1006: "LOGIN", 1007: "WATCH_INS", 1008: "WATCH_REM",
-	1009: "WATCH_LIST", 1010: "SIGNAL_INFO", 1011: "ADD_RULE", 1012: "DEL_RULE",
-	1013: "LIST_RULES", 1014: "TRIM", 1015: "MAKE_EQUIV", 1016: "TTY_GET",
+	1009: "WATCH_LIST", 1010: "SIGNAL_INFO", MsgAddRule: "ADD_RULE", MsgDelRule: "DEL_RULE",
+	MsgListRules: "LIST_RULES", 1014: "TRIM", 1015: "MAKE_EQUIV", 1016: "TTY_GET",
 	1017: "TTY_SET", 1018: "SET_FEATURE", 1019: "GET_FEATURE",
 
 	// lib/libaudit.h: user-space messages (1100-1199).
-	1100: "USER_AUTH", 1101: "USER_ACCT", 1102: "USER_MGMT", 1103: "CRED_ACQ",
+	RecFirstUser: "USER_AUTH", 1101: "USER_ACCT", 1102: "USER_MGMT", 1103: "CRED_ACQ",
 	1104: "CRED_DISP", 1105: "USER_START", 1106: "USER_END", 1107: "USER_AVC",
 	1108: "USER_CHAUTHTOK", 1109: "USER_ERR", 1110: "CRED_REFR",
 	1111: "USYS_CONFIG", 1112: "USER_LOGIN", 1113: "USER_LOGOUT",
@@ -39,7 +61,7 @@ var typeNames = map[uint16]string{
 	1137: "USER_DEVICE", 1138: "SOFTWARE_UPDATE",
 
 	// lib/libaudit.h: auditd's own records (1200-1299).
-	1200: "DAEMON_START", 1201: "DAEMON_END", 1202: "DAEMON_ABORT",
+	RecFirstDaemon: "DAEMON_START", 1201: "DAEMON_END", 1202: "DAEMON_ABORT",
 	1203: "DAEMON_CONFIG", 1204: "DAEMON_RECONFIG", 1205: "DAEMON_ROTATE",
 	1206: "DAEMON_RESUME", 1207: "DAEMON_ACCEPT", 1208: "DAEMON_CLOSE",
 	1209: "DAEMON_ERR",
@@ -52,7 +74,7 @@ var typeNames = map[uint16]string{
 	1316: "KERNEL_OTHER", 1317: "FD_PAIR", 1318: "OBJ_PID", 1319: "TTY",
 	RecEOE: "EOE", RecBprmFcaps: "BPRM_FCAPS", 1322: "CAPSET", 1323: "MMAP",
 	1324: "NETFILTER_PKT", 1325: "NETFILTER_CFG", 1326: "SECCOMP",
-	RecProctitle: "PROCTITLE", 1328: "FEATURE_CHANGE", 1329: "REPLACE",
+	RecProctitle: "PROCTITLE", 1328: "FEATURE_CHANGE", MsgReplace: "REPLACE",
 	1330: "KERN_MODULE", 1331: "FANOTIFY", 1332: "TIME_INJOFFSET",
 	1333: "TIME_ADJNTPVAL", 1334: "BPF", 1335: "EVENT_LISTENER",
 	1336: "URINGOP", 1337: "OPENAT2", 1338: "DM_CTRL", 1339: "DM_EVENT",
@@ -91,23 +113,13 @@ var typeNumbers = func() map[string]uint16 {
 // written as UNKNOWN[n].
 var errUnknownType = errors.New("unknown record type name")
 
-// TypeName returns the name auditd writes for record type t ("SYSCALL",
+// typeName returns the name auditd writes for record type t ("SYSCALL",
 // "EXECVE", ...), or "UNKNOWN[t]" for a number it does not know, as auditd does.
-func TypeName(t uint16) string {
+func typeName(t uint16) string {
 	if s, ok := typeNames[t]; ok {
 		return s
 	}
 	return "UNKNOWN[" + strconv.Itoa(int(t)) + "]"
-}
-
-// ParseTypeName returns the record type number for an auditd type= name:
-// one of the names TypeName returns, including the "UNKNOWN[1234]" form.
-func ParseTypeName(name string) (uint16, error) {
-	t, err := typeFromName([]byte(name))
-	if err != nil {
-		return 0, fmt.Errorf("audit: record type %q: %w", name, err)
-	}
-	return t, nil
 }
 
 // typeFromName is ParseTypeName over bytes, without allocating.

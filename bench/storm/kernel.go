@@ -8,7 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/audittest"
 )
 
@@ -75,10 +75,10 @@ func takeKernel(log *logrus.Entry) (release func() error, err error) {
 }
 
 // kernelStatus reads the audit status from a socket of its own.
-func kernelStatus() (audit.Status, error) {
-	c, err := audit.OpenControl()
+func kernelStatus() (netlink.Status, error) {
+	c, err := netlink.OpenControl()
 	if err != nil {
-		return audit.Status{}, err
+		return netlink.Status{}, err
 	}
 	defer c.Close()
 	return c.Status()

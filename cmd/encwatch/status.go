@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 )
 
@@ -33,7 +33,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	failed := false
-	c, err := audit.OpenControl()
+	c, err := netlink.OpenControl()
 	if err != nil {
 		fmt.Fprintf(stdout, "kernel audit: unavailable: %v\n", err)
 		failed = true
@@ -59,7 +59,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func printKernel(c *audit.Control, key string, w io.Writer) error {
+func printKernel(c *netlink.Control, key string, w io.Writer) error {
 	st, err := c.Status()
 	if err != nil {
 		return err
@@ -68,8 +68,8 @@ func printKernel(c *audit.Control, key string, w io.Writer) error {
 	owner := "none"
 	if st.PID != 0 {
 		owner = fmt.Sprint(st.PID)
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.PID)); err == nil {
-			owner += " (" + strings.TrimSpace(string(b)) + ")"
+		if comm := netlink.ProcessComm(st.PID); comm != "" {
+			owner += " (" + comm + ")"
 		}
 	}
 	fmt.Fprintf(w, "kernel audit:\n  enabled:           %s\n  audit pid:         %s\n  backlog:           %d of %d\n  lost:              %d\n  rate limit:        %d/s\n  backlog wait time: %d\n  failure:           %s\n",

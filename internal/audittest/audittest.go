@@ -19,7 +19,7 @@ import (
 	"github.com/elastic/go-libaudit/v2/rule/flags"
 	"golang.org/x/sys/unix"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 )
 
 // lockPaths are tried in order; /run/lock is the system's lock directory.
@@ -92,7 +92,7 @@ func missing() string {
 	if uid := os.Geteuid(); uid != 0 {
 		return fmt.Sprintf("not root (euid %d); run the kernel tests as root", uid)
 	}
-	c, err := audit.OpenControl()
+	c, err := netlink.OpenControl()
 	if err != nil {
 		return fmt.Sprintf("no NETLINK_AUDIT: %v", err)
 	}
@@ -116,7 +116,7 @@ func missing() string {
 // before its cleanup (a signal, a SIGPIPE from `| head`) is repaired by the
 // next one.
 type snapshot struct {
-	Status audit.Status
+	Status netlink.Status
 	Rules  []string
 }
 
@@ -173,9 +173,9 @@ func Snapshot(t testing.TB) {
 
 // State returns the kernel's audit status and every rule, as auditctl
 // would print it.
-func State(t testing.TB) (audit.Status, []string) {
+func State(t testing.TB) (netlink.Status, []string) {
 	t.Helper()
-	c, err := audit.OpenControl()
+	c, err := netlink.OpenControl()
 	if err != nil {
 		t.Fatalf("kernel audit snapshot: %v", err)
 	}
@@ -191,7 +191,7 @@ func State(t testing.TB) (audit.Status, []string) {
 	return st, rules
 }
 
-func statusDiff(got, want audit.Status) string {
+func statusDiff(got, want netlink.Status) string {
 	var d []string
 	field := func(name string, g, w uint32) {
 		if g != w {
@@ -222,7 +222,7 @@ func ruleDiff(got, want []string) (extra, gone []string) {
 }
 
 // restore puts the kernel back as Snapshot found it.
-func restore(want, have audit.Status, extra, gone []string) error {
+func restore(want, have netlink.Status, extra, gone []string) error {
 	c, err := libaudit.NewAuditClient(nil)
 	if err != nil {
 		return err

@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -23,34 +21,7 @@ func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []
 	// Forensic output must be complete: detection waits for the writer.
 	p := newPipeline(cfg, log, newRouter(log, sinks, true), fromLog)
 	p.asm = audit.NewAssembler(assemblerConfig(cfg, false))
-	src := func(ctx context.Context, recs chan<- []audit.Record) error {
-		for _, name := range files {
-			if err := replayFile(ctx, name, recs, log); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return p.run(ctx, src)
-}
-
-func replayFile(ctx context.Context, name string, out chan<- []audit.Record, log *logrus.Entry) error {
-	var r io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("replay: %w", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	onErr := func(line int, err error) {
-		log.WithFields(logrus.Fields{"file": name, "line": line}).WithError(err).Warn("skipping malformed audit record")
-	}
-	if err := audit.ReadLog(ctx, r, out, onErr); err != nil {
-		return fmt.Errorf("replay %s: %w", name, err)
-	}
-	return nil
+	return p.run(ctx, replayInput{files: files, log: log}.Run)
 }
 
 // source kinds for newPipeline.
@@ -102,19 +73,6 @@ func newRouter(log *logrus.Entry, sinks []sink.Sink, block bool) *sink.Router {
 		opts = sink.RouterOptions{Block: true, DrainTimeout: time.Minute}
 	}
 	return sink.NewRouter(log.WithField("stage", "sink"), sinks, opts)
-}
-
-func kernelConfig(cfg *config.Config) audit.KernelConfig {
-	a := cfg.Audit
-	return audit.KernelConfig{
-		Enabled:         a.Enabled,
-		BacklogLimit:    a.BacklogLimit,
-		BacklogWaitTime: a.BacklogWaitTime,
-		RateLimit:       a.RateLimit,
-		Failure:         a.Failure,
-		RuleKey:         a.RuleKey,
-		GatherWindow:    a.GatherWindow,
-	}
 }
 
 func assemblerConfig(cfg *config.Config, live bool) audit.AssemblerConfig {

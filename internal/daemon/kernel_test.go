@@ -16,7 +16,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/audittest"
 	"github.com/encwatch/encwatch/internal/config"
 )
@@ -28,7 +28,7 @@ type testDaemon struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
-	found  audit.Status // the kernel status before the daemon started
+	found  netlink.Status // the kernel status before the daemon started
 	dir    string       // holds config.hcl, which a test may rewrite
 	path   string       // config.hcl
 }
@@ -230,7 +230,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	}
 }
 
-func kernelState(t *testing.T) (audit.Status, []string) {
+func kernelState(t *testing.T) (netlink.Status, []string) {
 	t.Helper()
 	return audittest.State(t)
 }

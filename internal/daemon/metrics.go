@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -71,7 +71,7 @@ func newMetrics(d *daemon) *metrics {
 	return m
 }
 
-func (m *metrics) observeStatus(st audit.Status) {
+func (m *metrics) observeStatus(st netlink.Status) {
 	m.backlog.Set(float64(st.Backlog))
 	m.enabled.Set(float64(st.Enabled))
 }
@@ -114,9 +114,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAlerts, v.(interface{ Load() uint64 }).Load(), key.signature, key.importance)
 		return true
 	})
-	var ks audit.KernelStats
-	if d.k != nil {
-		ks = d.k.Stats()
+	var ks netlink.ReaderStats
+	if rs, ok := d.in.(readerStats); ok {
+		ks = rs.Stats()
 	}
 	counter(descLosses, d.m.kernelLost.Load(), "kernel")
 	counter(descLosses, ks.ENOBUFS, "socket")

@@ -147,7 +147,7 @@ func (d *daemon) reload(ctx context.Context, trigger string) {
 	if err := d.reloadSinks(ctx, old, cfg); err != nil {
 		log.WithError(err).Error("sinks not rebuilt; keeping the running sinks")
 	}
-	if d.k != nil && !reflect.DeepEqual(old.Audit, cfg.Audit) {
+	if _, ok := d.in.(reconfigurer); ok && !reflect.DeepEqual(old.Audit, cfg.Audit) {
 		select {
 		case d.kernelChanges <- cfg.Audit:
 		default:

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -23,9 +22,6 @@ import (
 // synthQueue bounds the alerts raised outside detection that wait for the
 // detection stage.
 const synthQueue = 64
-
-// recConfigChange is AUDIT_CONFIG_CHANGE, include/uapi/linux/audit.h.
-const recConfigChange = 1305
 
 // Options are how Run is started, beyond the policy.
 type Options struct {
@@ -50,7 +46,7 @@ type daemon struct {
 	mode   string
 	cfg    atomic.Pointer[config.Config]
 	p      *pipeline
-	k      *audit.Kernel // nil in audisp mode
+	in     input
 	m      *metrics
 	notify *notifier
 
@@ -85,10 +81,8 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 	if opts.Mode != "" {
 		d.mode = opts.Mode
 	}
-	switch d.mode {
-	case config.ModeOwner, config.ModeMulticast, config.ModeAudisp:
-	default:
-		return fmt.Errorf("unknown audit mode %q: want owner, multicast or audisp", d.mode)
+	if err := audit.CheckMode(d.mode); err != nil {
+		return err
 	}
 	if d.notify == nil {
 		d.notify = notifierFromEnv()
@@ -118,21 +112,9 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	d.m = newMetrics(d)
 	d.p.latency = d.m.latency
 
-	var src source
-	switch d.mode {
-	case config.ModeOwner:
-		d.k, err = audit.OpenKernel(kernelConfig(cfg), log.WithField("stage", "kernel"))
-	case config.ModeMulticast:
-		d.k, err = audit.OpenMulticast(multicastConfig(cfg), log.WithField("stage", "kernel"))
-	case config.ModeAudisp:
-		src = d.stdinSource
-	}
-	if err != nil {
+	if d.in, err = openInput(d.mode, cfg, d.opts, log); err != nil {
 		closeSinks(sinks, log)
 		return err
-	}
-	if d.k != nil {
-		src = d.k.Run
 	}
 	log.WithFields(logrus.Fields{
 		"config":      cfg.Path,
@@ -149,24 +131,20 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
 	g, gctx := errgroup.WithContext(pctx)
-	var found audit.Status
-	if d.k != nil {
-		found = d.k.Found()
-	}
 	g.Go(func() error {
 		// The pipeline ending (stdin closed in audisp mode) ends the
 		// daemon.
 		defer stopPipeline()
 		d.running.Store(true)
 		defer d.running.Store(false)
-		return d.p.run(pctx, src)
+		return d.p.run(pctx, d.in.Run)
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
 	g.Go(func() error { return d.watchConfig(gctx, w) })
 	g.Go(func() error {
 		d.start(gctx)
-		if d.k != nil {
-			return d.supervise(gctx, found)
+		if kw, ok := d.in.(kernelWatcher); ok {
+			return d.supervise(gctx, kw)
 		}
 		return nil
 	})
@@ -175,10 +153,8 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	err = g.Wait()
 	d.notify.send("STOPPING=1")
 	d.logStopping()
-	if d.k != nil {
-		if cerr := d.k.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("restore kernel audit state: %w", cerr))
-		}
+	if cerr := d.in.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("restore kernel audit state: %w", cerr))
 	}
 	return err
 }
@@ -192,17 +168,19 @@ func (d *daemon) start(ctx context.Context) {
 	d.notify.send("READY=1\nSTATUS=watching execs")
 }
 
-// canaryApplies reports whether an exec is sure to be audited: always in
-// owner mode (our rules are in), in multicast mode only when some rule covers
-// execve; never in audisp mode, where auditd's rules decide.
+// canaryApplies reports whether an exec is sure to be audited and read:
+// always by an input that owns the kernel settings (its rules are in), by
+// another kernel input only when some rule covers execve; never by an input
+// that does not read the kernel (audisp, where auditd's rules decide).
 func (d *daemon) canaryApplies() bool {
-	switch {
-	case d.k == nil:
-		return false
-	case !d.k.Multicast():
+	if _, ok := d.in.(settingsOwner); ok {
 		return true
 	}
-	rules, err := d.k.Rules()
+	kw, ok := d.in.(kernelWatcher)
+	if !ok {
+		return false
+	}
+	rules, err := kw.Rules()
 	if err != nil {
 		return false
 	}
@@ -222,59 +200,19 @@ func (d *daemon) logStopping() {
 		"alerts":           d.p.alerts.Load(),
 		"serial_gaps_lost": d.p.serialLost.Load(),
 	}
-	if d.k != nil {
-		ks := d.k.Stats()
+	if rs, ok := d.in.(readerStats); ok {
+		ks := rs.Stats()
 		fields["kernel_enobufs"] = ks.ENOBUFS
 		fields["dropped_records"] = ks.DroppedRecords
 	}
 	d.log.WithFields(fields).Info("encwatch stopping")
 }
 
-// stdinSource reads auditd's records from stdin (audisp mode) until it ends
-// or ctx does.
-func (d *daemon) stdinSource(ctx context.Context, out chan<- []audit.Record) error {
-	r := d.opts.Stdin
-	if r == nil {
-		r = os.Stdin
-		// Through the runtime poller, so that a read deadline can end a
-		// blocked read when ctx ends (SIGTERM while auditd keeps the pipe
-		// open); os.Stdin itself is blocking and cannot take one. Stdin is
-		// put back to blocking for whoever shares it after us.
-		if err := syscall.SetNonblock(0, true); err == nil {
-			defer syscall.SetNonblock(0, false)
-			r = os.NewFile(0, "stdin")
-		}
-	}
-	// A blocked read is unblocked by closing (a pipe) or by a deadline (a
-	// pollable file) when ctx ends.
-	stop := context.AfterFunc(ctx, func() {
-		if f, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
-			_ = f.SetReadDeadline(time.Unix(1, 0))
-		}
-		if c, ok := r.(io.Closer); ok && r != io.Reader(os.Stdin) {
-			_ = c.Close()
-		}
-	})
-	defer stop()
-	onErr := func(line int, err error) {
-		d.log.WithFields(logrus.Fields{"line": line}).WithError(err).Warn("skipping malformed audit record")
-	}
-	err := audit.ReadLog(ctx, r, out, onErr)
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("audisp: read stdin: %w", err)
-	}
-	d.log.Info("audisp input ended")
-	return nil
-}
-
 // otherRecord sees every non-syscall record, in the assembler goroutine:
 // CONFIG_CHANGE records that touch what encwatch relies on wake the kernel
 // supervisor at once.
 func (d *daemon) otherRecord(r *audit.ParsedRecord) {
-	if r.Type != recConfigChange {
+	if r.Type != audit.RecConfigChange {
 		return
 	}
 	op, _ := r.Get("op")
@@ -292,14 +230,6 @@ func (d *daemon) otherRecord(r *audit.ParsedRecord) {
 	select {
 	case d.configChanges <- what:
 	default: // a check is already due
-	}
-}
-
-func multicastConfig(cfg *config.Config) audit.MulticastConfig {
-	return audit.MulticastConfig{
-		RuleKey:      cfg.Audit.RuleKey,
-		InstallRules: cfg.Audit.InstallRules,
-		GatherWindow: cfg.Audit.GatherWindow,
 	}
 }
 

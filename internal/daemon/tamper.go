@@ -9,7 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 )
@@ -38,9 +38,9 @@ type kernelView struct {
 // tamper_interval and whenever a CONFIG_CHANGE record says something moved,
 // repairs what it can, raises audit_tamper and audit_loss alerts, and
 // applies reloaded audit settings.
-func (d *daemon) supervise(ctx context.Context, found audit.Status) error {
-	v := kernelView{lost: found.Lost}
-	d.check(&v, "start")
+func (d *daemon) supervise(ctx context.Context, k kernelWatcher) error {
+	v := kernelView{lost: k.Found().Lost}
+	d.check(k, &v, "start")
 	interval := d.cfg.Load().Audit.TamperInterval
 	if interval <= 0 {
 		interval = config.DefaultTamperInterval
@@ -52,37 +52,52 @@ func (d *daemon) supervise(ctx context.Context, found audit.Status) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			d.check(&v, "timer")
+			d.check(k, &v, "timer")
 		case what := <-d.configChanges:
-			d.check(&v, "config_change "+what)
+			d.check(k, &v, "config_change "+what)
 		case a := <-d.kernelChanges:
 			d.reconfigure(a)
 			if a.TamperInterval > 0 && a.TamperInterval != interval {
 				interval = a.TamperInterval
 				t.Reset(interval)
 			}
-			d.check(&v, "reload")
+			d.check(k, &v, "reload")
 		}
 	}
 }
 
-// reconfigure applies a reloaded audit block to the kernel.
+// reconfigure applies a reloaded audit block to the kernel, if the input
+// takes one.
 func (d *daemon) reconfigure(a config.Audit) {
-	cfg := *d.cfg.Load()
-	cfg.Audit = a
-	err := d.k.Reconfigure(kernelConfig(&cfg), a.InstallRules)
-	if err != nil {
+	r, ok := d.in.(reconfigurer)
+	if !ok {
+		return
+	}
+	if err := r.Reconfigure(a); err != nil {
 		d.log.WithError(err).Error("apply reloaded audit settings")
 		return
 	}
 	d.log.WithFields(logrus.Fields{"rule_key": a.RuleKey, "backlog_limit": a.BacklogLimit}).Info("audit settings applied")
 }
 
-// check compares the kernel with what encwatch needs, repairs it, and
-// raises alerts for what changed.
-func (d *daemon) check(v *kernelView, trigger string) {
+// findings is what one check found changed (tamper), repaired and
+// matched, for the audit_tamper alert.
+type findings struct {
+	tamper, repairs []string
+	matches         []detect.Match
+}
+
+func (f *findings) add(tamper string, m detect.Match) {
+	f.tamper = append(f.tamper, tamper)
+	f.matches = append(f.matches, m)
+}
+
+// check compares the kernel with what encwatch needs, repairs what the input
+// may repair, and raises alerts for what changed. Rules are checked only for
+// an input that keeps them; the pid and settings are repaired only by one
+// that owns them.
+func (d *daemon) check(k kernelWatcher, v *kernelView, trigger string) {
 	log := d.log.WithField("trigger", trigger)
-	k := d.k
 	st, err := k.Status()
 	if err != nil {
 		d.setKernelHealth("kernel audit status unavailable: " + err.Error())
@@ -90,83 +105,127 @@ func (d *daemon) check(v *kernelView, trigger string) {
 		return
 	}
 	d.m.observeStatus(st)
-	cfg := d.cfg.Load()
-	ownRules := !k.Multicast() || cfg.Audit.InstallRules
-	var tamper, repairs []string
-	var matches []detect.Match
-
+	var f findings
+	rules, ownRules := d.in.(ruleKeeper)
+	ownRules = ownRules && rules.RulesInstalled()
 	if ownRules {
-		missing, err := k.VerifyRules()
-		switch {
-		case err != nil:
-			log.WithError(err).Error("verify audit rules")
-		case missing > 0:
-			matches = append(matches, detect.Match{Field: "audit.rules", Value: fmt.Sprintf("%d of %d rules with key %q missing", missing, len(k.OwnRules()), k.RuleKey()),
-				Reason: "encwatch's execve rules were deleted: execs go unseen"})
-			tamper = append(tamper, "rules")
-			if err := k.InstallRules(); err != nil {
-				log.WithError(err).Error("re-install audit rules")
-			} else {
-				repairs = append(repairs, "rules re-installed")
-			}
-		}
+		d.checkRules(rules, &f, log)
 	}
+	owner, owns := d.in.(settingsOwner)
 	if st.Enabled == 0 {
-		matches = append(matches, detect.Match{Field: "audit.enabled", Value: "0",
+		f.add("disabled", detect.Match{Field: "audit.enabled", Value: "0",
 			Reason: "kernel auditing was switched off: no records are produced"})
-		tamper = append(tamper, "disabled")
-		if !k.Multicast() && cfg.Audit.Enabled {
-			if err := k.Enable(); err != nil {
+		if owns && d.cfg.Load().Audit.Enabled {
+			if err := owner.Enable(); err != nil {
 				log.WithError(err).Error("re-enable kernel audit")
 			} else {
-				repairs = append(repairs, "audit re-enabled")
+				f.repairs = append(f.repairs, "audit re-enabled")
 			}
 		}
 	}
-	if !k.Multicast() && st.PID != os.Getpid() {
-		who := fmt.Sprint(st.PID)
-		if comm := commOf(st.PID); comm != "" {
-			who += " (" + comm + ")"
-		}
-		matches = append(matches, detect.Match{Field: "audit.pid", Value: who,
-			Reason: "encwatch is no longer the registered audit daemon: records go elsewhere or nowhere"})
-		tamper = append(tamper, "pid")
-		if st.PID == 0 {
-			if err := k.Register(); err != nil {
-				log.WithError(err).Error("re-register as audit daemon")
-			} else {
-				repairs = append(repairs, "re-registered as audit daemon")
-			}
+	if owns && st.PID != os.Getpid() {
+		d.checkPID(owner, st.PID, &f, log)
+	}
+	news := d.reportTamper(v, &f)
+	d.checkLoss(v, st)
+
+	// Health after repair.
+	if len(f.repairs) > 0 {
+		if st2, err := k.Status(); err == nil {
+			st = st2
 		}
 	}
-	// Every repair is news; an unrepaired change is news once, until it
-	// changes again (auditd holding the pid, audit off in multicast mode).
-	state := strings.Join(tamper, ",")
-	news := len(repairs) > 0 || state != v.tampered
-	if len(repairs) > 0 {
+	switch {
+	case st.Enabled == 0:
+		d.setKernelHealth("kernel audit is disabled")
+	case owns && st.PID != os.Getpid():
+		d.setKernelHealth(fmt.Sprintf("audit pid is %d, not encwatch", st.PID))
+	case ownRules && contains(f.tamper, "rules") && !contains(f.repairs, "rules re-installed"):
+		d.setKernelHealth("encwatch's audit rules are missing")
+	default:
+		d.setKernelHealth("")
+	}
+	if len(f.tamper) > 0 && news {
+		log.WithFields(logrus.Fields{"changed": f.tamper, "repaired": f.repairs}).Warn("kernel audit tampering detected")
+	} else if len(f.tamper) > 0 {
+		log.WithField("changed", f.tamper).Debug("kernel audit still tampered with")
+	}
+}
+
+// checkRules re-installs encwatch's rules if any went missing.
+func (d *daemon) checkRules(k ruleKeeper, f *findings, log *logrus.Entry) {
+	missing, err := k.VerifyRules()
+	switch {
+	case err != nil:
+		log.WithError(err).Error("verify audit rules")
+	case missing > 0:
+		f.add("rules", detect.Match{Field: "audit.rules", Value: fmt.Sprintf("%d of %d rules with key %q missing", missing, len(k.OwnRules()), k.RuleKey()),
+			Reason: "encwatch's execve rules were deleted: execs go unseen"})
+		if err := k.InstallRules(); err != nil {
+			log.WithError(err).Error("re-install audit rules")
+		} else {
+			f.repairs = append(f.repairs, "rules re-installed")
+		}
+	}
+}
+
+// checkPID reports that pid, not encwatch, holds the audit pid, and takes
+// it back when nobody does.
+func (d *daemon) checkPID(k settingsOwner, pid int, f *findings, log *logrus.Entry) {
+	who := fmt.Sprint(pid)
+	if comm := netlink.ProcessComm(pid); comm != "" {
+		who += " (" + comm + ")"
+	}
+	f.add("pid", detect.Match{Field: "audit.pid", Value: who,
+		Reason: "encwatch is no longer the registered audit daemon: records go elsewhere or nowhere"})
+	if pid == 0 {
+		if err := k.Register(); err != nil {
+			log.WithError(err).Error("re-register as audit daemon")
+		} else {
+			f.repairs = append(f.repairs, "re-registered as audit daemon")
+		}
+	}
+}
+
+// reportTamper raises audit_tamper for what is news and reports whether it
+// was: every repair is news; an unrepaired change is news once, until it
+// changes again (auditd holding the pid, audit off in multicast mode).
+func (d *daemon) reportTamper(v *kernelView, f *findings) bool {
+	state := strings.Join(f.tamper, ",")
+	news := len(f.repairs) > 0 || state != v.tampered
+	if len(f.repairs) > 0 {
 		state = ""
 	}
 	v.tampered = state
-	if len(matches) > 0 && news {
-		for _, r := range repairs {
-			matches = append(matches, detect.Match{Field: "encwatch.repair", Value: r, Reason: "encwatch restored what it needs"})
-		}
-		d.m.tamper.Add(1)
-		d.raise(d.syntheticAlert(sigTamper, "The kernel audit configuration encwatch relies on was changed",
-			detect.Critical, matches, []string{
-				"Find who changed the audit configuration (auid/ses in the CONFIG_CHANGE records, auditctl in the shell history)",
-				"Treat the host as possibly compromised: audit tampering usually precedes activity meant to go unseen",
-			}))
+	if len(f.matches) == 0 || !news {
+		return news
 	}
+	matches := f.matches
+	for _, r := range f.repairs {
+		matches = append(matches, detect.Match{Field: "encwatch.repair", Value: r, Reason: "encwatch restored what it needs"})
+	}
+	d.m.tamper.Add(1)
+	d.raise(d.syntheticAlert(sigTamper, "The kernel audit configuration encwatch relies on was changed",
+		detect.Critical, matches, []string{
+			"Find who changed the audit configuration (auid/ses in the CONFIG_CHANGE records, auditctl in the shell history)",
+			"Treat the host as possibly compromised: audit tampering usually precedes activity meant to go unseen",
+		}))
+	return news
+}
 
-	// Loss: the kernel's counter, the socket's overflows, our own drops.
+// checkLoss raises audit_loss for the rise of the kernel's lost counter, the
+// socket's overflows and the pipeline's own drops since the last check.
+func (d *daemon) checkLoss(v *kernelView, st netlink.Status) {
 	var loss []detect.Match
 	if delta := st.Lost - v.lost; delta > 0 && delta < 1<<31 { // wrap-safe: uint32 arithmetic
 		loss = append(loss, detect.Match{Field: "loss.kernel", Value: fmt.Sprint(delta), Reason: "the kernel dropped records (backlog full or rate limit)"})
 		d.m.kernelLost.Add(uint64(delta))
 	}
 	v.lost = st.Lost
-	ks := k.Stats()
+	var ks netlink.ReaderStats
+	if rs, ok := d.in.(readerStats); ok {
+		ks = rs.Stats()
+	}
 	if ks.ENOBUFS > v.enobufs {
 		loss = append(loss, detect.Match{Field: "loss.socket", Value: fmt.Sprint(ks.ENOBUFS - v.enobufs), Reason: "the netlink socket overflowed (ENOBUFS)"})
 	}
@@ -185,28 +244,6 @@ func (d *daemon) check(v *kernelView, trigger string) {
 				"Loss can be provoked on purpose to hide an exec: look at what ran around this time",
 			}))
 	}
-
-	// Health after repair.
-	if len(repairs) > 0 {
-		if st2, err := k.Status(); err == nil {
-			st = st2
-		}
-	}
-	switch {
-	case st.Enabled == 0:
-		d.setKernelHealth("kernel audit is disabled")
-	case !k.Multicast() && st.PID != os.Getpid():
-		d.setKernelHealth(fmt.Sprintf("audit pid is %d, not encwatch", st.PID))
-	case ownRules && len(tamper) > 0 && !contains(repairs, "rules re-installed") && contains(tamper, "rules"):
-		d.setKernelHealth("encwatch's audit rules are missing")
-	default:
-		d.setKernelHealth("")
-	}
-	if len(tamper) > 0 && news {
-		log.WithFields(logrus.Fields{"changed": tamper, "repaired": repairs}).Warn("kernel audit tampering detected")
-	} else if len(tamper) > 0 {
-		log.WithField("changed", tamper).Debug("kernel audit still tampered with")
-	}
 }
 
 func (d *daemon) setKernelHealth(reason string) {
@@ -220,19 +257,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// commOf returns the command name of pid, or "".
-func commOf(pid int) string {
-	if pid <= 0 {
-		return ""
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return ""
-	}
-	for len(b) > 0 && (b[len(b)-1] == '\n') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
 }

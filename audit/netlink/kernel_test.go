@@ -1,4 +1,4 @@
-package audit_test
+package netlink_test
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/audittest"
 )
 
@@ -37,13 +38,13 @@ func testLog(t testing.TB) *logrus.Entry {
 	return logrus.NewEntry(l).WithField("test", t.Name())
 }
 
-func testConfig() audit.KernelConfig {
-	cfg := audit.DefaultKernelConfig()
+func testConfig() netlink.OwnerConfig {
+	cfg := netlink.DefaultOwnerConfig()
 	cfg.RuleKey = audittest.Key()
 	return cfg
 }
 
-func status(t testing.TB) audit.Status {
+func status(t testing.TB) netlink.Status {
 	t.Helper()
 	st, _ := audittest.State(t)
 	return st
@@ -58,12 +59,12 @@ func rules(t testing.TB) []string {
 // openTestKernel takes the kernel test lock and snapshot, opens a Kernel
 // with this test's rule key, and closes it (checking the error) when the
 // test ends, before the snapshot is checked.
-func openTestKernel(t *testing.T) *audit.Kernel {
+func openTestKernel(t *testing.T) *netlink.Owner {
 	t.Helper()
 	audittest.Setup(t)
-	k, err := audit.OpenKernel(testConfig(), testLog(t))
+	k, err := netlink.OpenOwner(testConfig(), testLog(t))
 	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
+		t.Fatalf("OpenOwner: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := k.Close(); err != nil {
@@ -75,7 +76,7 @@ func openTestKernel(t *testing.T) *audit.Kernel {
 
 // runKernel starts k.Run and returns the batch channel and a stop function
 // that cancels Run and checks it returned nil.
-func runKernel(t *testing.T, k *audit.Kernel, capacity int) (<-chan []audit.Record, func()) {
+func runKernel(t *testing.T, k *netlink.Owner, capacity int) (<-chan []audit.Record, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan []audit.Record, capacity)
@@ -152,9 +153,9 @@ func TestKernelReceivesExecAndRestores(t *testing.T) {
 	wait := uint32(1000)
 	cfg.BacklogWaitTime = &wait
 
-	k, err := audit.OpenKernel(cfg, testLog(t))
+	k, err := netlink.OpenOwner(cfg, testLog(t))
 	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
+		t.Fatalf("OpenOwner: %v", err)
 	}
 	closed := false
 	t.Cleanup(func() {
@@ -251,9 +252,9 @@ func TestKernelLeavesOtherRules(t *testing.T) {
 	addRule(t, "-a always,exit -F arch=b64 -S execve,execveat -k "+cfg.RuleKey)
 	before := rules(t)
 
-	k, err := audit.OpenKernel(cfg, testLog(t))
+	k, err := netlink.OpenOwner(cfg, testLog(t))
 	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
+		t.Fatalf("OpenOwner: %v", err)
 	}
 	if got, want := len(rules(t)), len(before)+1; got != want {
 		t.Errorf("open: %d kernel rules, want %d (only the b32 rule added)", got, want)
@@ -352,15 +353,15 @@ func TestKernelPIDTaken(t *testing.T) {
 		t.Fatalf("helper owner said %q, %v; want \"registered\"", line, err)
 	}
 
-	_, err = audit.OpenKernel(testConfig(), testLog(t))
-	var taken *audit.PIDTakenError
+	_, err = netlink.OpenOwner(testConfig(), testLog(t))
+	var taken *netlink.PIDTakenError
 	if !errors.As(err, &taken) {
-		t.Fatalf("OpenKernel with pid owned by helper = %v, want *PIDTakenError", err)
+		t.Fatalf("OpenOwner with pid owned by helper = %v, want *PIDTakenError", err)
 	}
-	if taken.PID != cmd.Process.Pid || taken.Comm != "audit.test" {
-		t.Errorf("PIDTakenError = %+v, want PID %d Comm audit.test", taken, cmd.Process.Pid)
+	if taken.PID != cmd.Process.Pid || taken.Comm != "netlink.test" {
+		t.Errorf("PIDTakenError = %+v, want PID %d Comm netlink.test", taken, cmd.Process.Pid)
 	}
-	for _, want := range []string{fmt.Sprint(cmd.Process.Pid), "(audit.test)", "probably auditd", `audit { mode = "multicast" }`} {
+	for _, want := range []string{fmt.Sprint(cmd.Process.Pid), "(netlink.test)", "probably auditd", `audit { mode = "multicast" }`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -379,9 +380,9 @@ func TestKernelPIDTaken(t *testing.T) {
 	// reach it; registering makes it try (AUDIT_REPLACE), fail and let us in.
 	kill()
 	t.Logf("status after the owner died: pid %d (owner was %d)", status(t).PID, cmd.Process.Pid)
-	k, err := audit.OpenKernel(testConfig(), testLog(t))
+	k, err := netlink.OpenOwner(testConfig(), testLog(t))
 	if err != nil {
-		t.Fatalf("OpenKernel after the owner died: %v", err)
+		t.Fatalf("OpenOwner after the owner died: %v", err)
 	}
 	if st := status(t); st.PID != os.Getpid() {
 		t.Errorf("after open: pid %d, want %d", st.PID, os.Getpid())
@@ -396,16 +397,16 @@ func TestKernelPIDTaken(t *testing.T) {
 
 func TestKernelSecondOpenSameProcess(t *testing.T) {
 	k := openTestKernel(t)
-	k2, err := audit.OpenKernel(testConfig(), testLog(t))
+	k2, err := netlink.OpenOwner(testConfig(), testLog(t))
 	if err == nil {
 		k2.Close()
-		t.Fatal("second OpenKernel in the same process succeeded, want an error")
+		t.Fatal("second OpenOwner in the same process succeeded, want an error")
 	}
-	var taken *audit.PIDTakenError
+	var taken *netlink.PIDTakenError
 	if errors.As(err, &taken) {
-		t.Errorf("second OpenKernel = %v, want an error naming this process, not PIDTakenError", err)
+		t.Errorf("second OpenOwner = %v, want an error naming this process, not PIDTakenError", err)
 	}
-	t.Logf("second OpenKernel: %v", err)
+	t.Logf("second OpenOwner: %v", err)
 	// The first is untouched.
 	if st := status(t); st.PID != os.Getpid() {
 		t.Errorf("pid %d, want %d", st.PID, os.Getpid())
@@ -420,7 +421,7 @@ func TestKernelSecondOpenSameProcess(t *testing.T) {
 }
 
 // waitStats polls Stats until ok or the test deadline.
-func waitStats(t *testing.T, k *audit.Kernel, ok func(audit.KernelStats) bool) audit.KernelStats {
+func waitStats(t *testing.T, k *netlink.Owner, ok func(netlink.ReaderStats) bool) netlink.ReaderStats {
 	t.Helper()
 	deadline := time.Now().Add(testDeadline)
 	for {
@@ -436,7 +437,7 @@ func TestKernelDropsWhenNextStageFull(t *testing.T) {
 	k := openTestKernel(t)
 	_, stop := runKernel(t, k, 0) // nobody receives: every batch is dropped
 	execMarker(t)
-	waitStats(t, k, func(s audit.KernelStats) bool { return s.DroppedRecords > 0 })
+	waitStats(t, k, func(s netlink.ReaderStats) bool { return s.DroppedRecords > 0 })
 	stop()
 	// Once Run has returned every record it received is accounted for;
 	// before, a batch may be between recv and the hand-off.
@@ -457,9 +458,9 @@ func TestKernelOverflowIsCounted(t *testing.T) {
 	cfg.Failure = "silent" // no printk per lost record
 	zero := uint32(0)      // drop at once instead of stalling the audited processes
 	cfg.BacklogWaitTime = &zero
-	k, err := audit.OpenKernel(cfg, testLog(t))
+	k, err := netlink.OpenOwner(cfg, testLog(t))
 	if err != nil {
-		t.Fatalf("OpenKernel: %v", err)
+		t.Fatalf("OpenOwner: %v", err)
 	}
 	defer k.Close()
 	lostBefore := status(t).Lost
@@ -470,7 +471,7 @@ func TestKernelOverflowIsCounted(t *testing.T) {
 	}
 	st := status(t)
 	_, stop := runKernel(t, k, 1024)
-	s := waitStats(t, k, func(s audit.KernelStats) bool { return s.Records > 0 })
+	s := waitStats(t, k, func(s netlink.ReaderStats) bool { return s.Records > 0 })
 	stop()
 	t.Logf("after 200 execs unread: backlog %d, lost +%d; reader: %+v", st.Backlog, st.Lost-lostBefore, s)
 	if st.Lost == lostBefore && s.ENOBUFS == 0 {
@@ -484,9 +485,9 @@ func TestKernelOverflowIsCounted(t *testing.T) {
 // produced and how many records each wake-up of the reader delivered.
 func BenchmarkKernelReceive(b *testing.B) {
 	audittest.Setup(b)
-	k, err := audit.OpenKernel(testConfig(), testLog(b))
+	k, err := netlink.OpenOwner(testConfig(), testLog(b))
 	if err != nil {
-		b.Fatalf("OpenKernel: %v", err)
+		b.Fatalf("OpenOwner: %v", err)
 	}
 	defer k.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -510,7 +511,7 @@ func BenchmarkKernelReceive(b *testing.B) {
 	}
 	b.StopTimer()
 	// Let the last records arrive: the kernel queues them asynchronously.
-	waitStatsB(b, k, func(s audit.KernelStats) bool { return s.Records >= uint64(b.N)*6 })
+	waitStatsB(b, k, func(s netlink.ReaderStats) bool { return s.Records >= uint64(b.N)*6 })
 	cancel()
 	if err := <-done; err != nil {
 		b.Errorf("Run = %v", err)
@@ -525,7 +526,7 @@ func BenchmarkKernelReceive(b *testing.B) {
 	b.ReportMetric(float64(s.DroppedRecords+s.ENOBUFS), "losses")
 }
 
-func waitStatsB(b *testing.B, k *audit.Kernel, ok func(audit.KernelStats) bool) {
+func waitStatsB(b *testing.B, k *netlink.Owner, ok func(netlink.ReaderStats) bool) {
 	deadline := time.Now().Add(testDeadline)
 	for !ok(k.Stats()) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

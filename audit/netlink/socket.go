@@ -1,10 +1,9 @@
-package audit
+package netlink
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,16 +11,8 @@ import (
 
 	libaudit "github.com/elastic/go-libaudit/v2"
 	"golang.org/x/sys/unix"
-)
 
-// Netlink message types of the audit control protocol, include/uapi/linux/audit.h.
-const (
-	msgGet       = 1000 // AUDIT_GET
-	msgSet       = 1001 // AUDIT_SET
-	msgListRules = 1013 // AUDIT_LIST_RULES
-	msgAddRule   = 1011 // AUDIT_ADD_RULE
-	msgDelRule   = 1012 // AUDIT_DEL_RULE
-	msgReplace   = 1329 // AUDIT_REPLACE: the kernel pinging its registered auditd
+	"github.com/encwatch/encwatch/audit"
 )
 
 // maxMessage is the largest datagram the kernel sends on an audit socket: a
@@ -34,10 +25,8 @@ const maxMessage = 9216
 const replyTimeout = 5 * time.Second
 
 // socket is a NETLINK_AUDIT socket that keeps its descriptor reachable (the
-// data path needs it for poll and recvmmsg). It implements
-// libaudit.NetlinkSendReceiver so a libaudit.AuditClient can run the control
-// protocol over it. Send and Receive are not safe for concurrent use; Close
-// may be called once from any goroutine.
+// data path needs it for poll and recvmmsg). send and receive are not safe
+// for concurrent use; Close may be called once from any goroutine.
 type socket struct {
 	fd     int
 	portID uint32
@@ -48,10 +37,15 @@ type socket struct {
 	closeErr  error
 }
 
-var _ libaudit.NetlinkSendReceiver = (*socket)(nil)
+// nlgrpReadlog is AUDIT_NLGRP_READLOG, include/uapi/linux/audit.h: the
+// netlink multicast group on which the kernel copies every record it sends
+// to the audit daemon, whoever that is. Joining it takes CAP_AUDIT_READ.
+const nlgrpReadlog = 1
 
-// openSocket opens and binds a unicast NETLINK_AUDIT socket.
-func openSocket() (*socket, error) {
+// openSocket opens and binds a NETLINK_AUDIT socket: every socket of this
+// package is opened here. groups is the multicast group to join, 0 for a
+// unicast socket (control, or the registered owner's data socket).
+func openSocket(group uint32) (*socket, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_AUDIT)
 	if err != nil {
 		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
@@ -59,19 +53,29 @@ func openSocket() (*socket, error) {
 		}
 		return nil, fmt.Errorf("open netlink audit socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	sa := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
+	if group != 0 {
+		sa.Groups = 1 << (group - 1)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
+		switch {
+		case group != 0 && errors.Is(err, unix.EPERM):
+			return nil, fmt.Errorf("join audit multicast group: %w (needs CAP_AUDIT_READ)", err)
+		case group != 0:
+			return nil, fmt.Errorf("join audit multicast group: %w", err)
+		}
 		return nil, fmt.Errorf("bind netlink audit socket: %w", err)
 	}
-	sa, err := unix.Getsockname(fd)
+	name, err := unix.Getsockname(fd)
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netlink audit socket name: %w", err)
 	}
-	nl, ok := sa.(*unix.SockaddrNetlink)
+	nl, ok := name.(*unix.SockaddrNetlink)
 	if !ok {
 		unix.Close(fd)
-		return nil, fmt.Errorf("netlink audit socket name: unexpected address %T", sa)
+		return nil, fmt.Errorf("netlink audit socket name: unexpected address %T", name)
 	}
 	return &socket{fd: fd, portID: nl.Pid, buf: make([]byte, maxMessage)}, nil
 }
@@ -88,27 +92,18 @@ func (s *socket) setReceiveBuffer(n int) error {
 	return nil
 }
 
-// Send sends msg to the kernel and returns its sequence number.
-func (s *socket) Send(msg syscall.NetlinkMessage) (uint32, error) {
-	return s.send(msg, 0)
-}
-
-// SendNoWait is Send with MSG_DONTWAIT.
-func (s *socket) SendNoWait(msg syscall.NetlinkMessage) (uint32, error) {
-	return s.send(msg, unix.MSG_DONTWAIT)
-}
-
-func (s *socket) send(msg syscall.NetlinkMessage, flags int) (uint32, error) {
+// send sends one message to the kernel and returns its sequence number.
+func (s *socket) send(typ, flags uint16, data []byte) (uint32, error) {
 	seq := s.seq.Add(1)
-	b := make([]byte, unix.NLMSG_HDRLEN+len(msg.Data))
+	b := make([]byte, unix.NLMSG_HDRLEN+len(data))
 	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:], msg.Header.Type)
-	binary.NativeEndian.PutUint16(b[6:], msg.Header.Flags)
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	binary.NativeEndian.PutUint16(b[6:], flags)
 	binary.NativeEndian.PutUint32(b[8:], seq)
 	binary.NativeEndian.PutUint32(b[12:], s.portID)
-	copy(b[unix.NLMSG_HDRLEN:], msg.Data)
+	copy(b[unix.NLMSG_HDRLEN:], data)
 	for {
-		err := unix.Sendto(s.fd, b, flags, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		err := unix.Sendto(s.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -116,25 +111,23 @@ func (s *socket) send(msg syscall.NetlinkMessage, flags int) (uint32, error) {
 	}
 }
 
-// Receive reads one datagram and hands it to p. Datagrams that did not come
-// from the kernel (portid 0) are refused: any local process may send to a
-// netlink socket.
-func (s *socket) Receive(nonBlocking bool, p libaudit.NetlinkParser) ([]syscall.NetlinkMessage, error) {
-	flags := 0
-	if nonBlocking {
-		flags = unix.MSG_DONTWAIT
-	}
-	n, from, err := unix.Recvfrom(s.fd, s.buf, flags)
+// receive reads one datagram without waiting and returns the message it
+// holds. Datagrams that did not come from the kernel (portid 0) are refused:
+// any local process may send to a netlink socket. data aliases the socket's
+// buffer until the next receive.
+func (s *socket) receive() (h syscall.NlMsghdr, data []byte, err error) {
+	n, from, err := unix.Recvfrom(s.fd, s.buf, unix.MSG_DONTWAIT)
 	if err != nil {
-		return nil, err
+		return h, nil, err
 	}
 	if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
-		return nil, errors.New("netlink message not from the kernel")
+		return h, nil, errors.New("netlink message not from the kernel")
 	}
-	if n < unix.NLMSG_HDRLEN {
-		return nil, fmt.Errorf("short netlink message (%d bytes)", n)
+	h, data, ok := parseMessage(s.buf[:n])
+	if !ok {
+		return h, nil, fmt.Errorf("short netlink message (%d bytes)", n)
 	}
-	return p(s.buf[:n])
+	return h, data, nil
 }
 
 // Close closes the socket; later calls return the first result.
@@ -147,7 +140,7 @@ func (s *socket) Close() error {
 // acknowledgement. It returns the errno the kernel acknowledged with (nil for
 // success). Records that arrive meanwhile (only on a registered data socket)
 // are passed to keep, which may be nil.
-func (s *socket) request(typ uint16, data []byte, keep func(Record)) error {
+func (s *socket) request(typ uint16, data []byte, keep func(audit.Record)) error {
 	return s.exchange(typ, data, nil, keep)
 }
 
@@ -155,11 +148,8 @@ func (s *socket) request(typ uint16, data []byte, keep func(Record)) error {
 // AUDIT_LIST_RULES). The kernel may send the replies before or after the ACK
 // (they come from a kernel thread), so exchange returns once it has both the
 // ACK and a reply for which reply returned true. keep is as for request.
-func (s *socket) exchange(typ uint16, data []byte, reply func(syscall.NetlinkMessage) bool, keep func(Record)) error {
-	seq, err := s.Send(syscall.NetlinkMessage{
-		Header: syscall.NlMsghdr{Type: typ, Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK},
-		Data:   data,
-	})
+func (s *socket) exchange(typ uint16, data []byte, reply func(typ uint16, data []byte) bool, keep func(audit.Record)) error {
+	seq, err := s.send(typ, unix.NLM_F_REQUEST|unix.NLM_F_ACK, data)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
@@ -174,7 +164,7 @@ func (s *socket) exchange(typ uint16, data []byte, reply func(syscall.NetlinkMes
 		if _, err := unix.Poll(fds, int(wait/time.Millisecond)+1); err != nil && !errors.Is(err, unix.EINTR) {
 			return fmt.Errorf("poll: %w", err)
 		}
-		msgs, err := s.Receive(true, parseMessages)
+		h, data, err := s.receive()
 		switch {
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			continue
@@ -183,18 +173,16 @@ func (s *socket) exchange(typ uint16, data []byte, reply func(syscall.NetlinkMes
 		case err != nil:
 			return fmt.Errorf("receive: %w", err)
 		}
-		for _, m := range msgs {
-			switch {
-			case m.Header.Seq == seq && m.Header.Type == unix.NLMSG_ERROR:
-				if err := libaudit.ParseNetlinkError(m.Data); err != nil {
-					return err
-				}
-				acked = true
-			case m.Header.Seq == seq && reply != nil && !replied:
-				replied = reply(m)
-			case keep != nil && m.Header.Seq == 0 && isRecord(m.Header.Type):
-				keep(Record{Type: m.Header.Type, Data: append([]byte(nil), trimNUL(m.Data)...)})
+		switch {
+		case h.Seq == seq && h.Type == unix.NLMSG_ERROR:
+			if err := libaudit.ParseNetlinkError(data); err != nil {
+				return err
 			}
+			acked = true
+		case h.Seq == seq && reply != nil && !replied:
+			replied = reply(h.Type, data)
+		case keep != nil && h.Seq == 0 && isRecord(h.Type):
+			keep(audit.Record{Type: h.Type, Data: append([]byte(nil), trimNUL(data)...)})
 		}
 	}
 	return nil
@@ -204,9 +192,9 @@ func (s *socket) exchange(typ uint16, data []byte, reply func(syscall.NetlinkMes
 func (s *socket) getStatus() (libaudit.AuditStatus, error) {
 	var st libaudit.AuditStatus
 	var perr error
-	err := s.exchange(msgGet, nil, func(m syscall.NetlinkMessage) bool {
-		if m.Header.Type == msgGet {
-			perr = st.FromWireFormat(m.Data)
+	err := s.exchange(audit.MsgGet, nil, func(typ uint16, data []byte) bool {
+		if typ == audit.MsgGet {
+			perr = st.FromWireFormat(data)
 			return true
 		}
 		return false
@@ -220,18 +208,18 @@ func (s *socket) getStatus() (libaudit.AuditStatus, error) {
 // listRules returns every rule in the kernel, in wire format.
 func (s *socket) listRules() ([][]byte, error) {
 	var rules [][]byte
-	err := s.exchange(msgListRules, nil, func(m syscall.NetlinkMessage) bool {
-		if m.Header.Type == msgListRules {
-			rules = append(rules, append([]byte(nil), m.Data...))
+	err := s.exchange(audit.MsgListRules, nil, func(typ uint16, data []byte) bool {
+		if typ == audit.MsgListRules {
+			rules = append(rules, append([]byte(nil), data...))
 		}
-		return m.Header.Type == unix.NLMSG_DONE
+		return typ == unix.NLMSG_DONE
 	}, nil)
 	return rules, err
 }
 
 // setStatus sends AUDIT_SET with the fields selected by st.Mask.
-func (s *socket) setStatus(st libaudit.AuditStatus, keep func(Record)) error {
-	return s.request(msgSet, statusWire(st), keep)
+func (s *socket) setStatus(st libaudit.AuditStatus, keep func(audit.Record)) error {
+	return s.request(audit.MsgSet, statusWire(st), keep)
 }
 
 // statusWire encodes struct audit_status (include/uapi/linux/audit.h) in host
@@ -251,12 +239,12 @@ func statusWire(st libaudit.AuditStatus) []byte {
 // rather than netlink or audit control traffic.
 func isRecord(typ uint16) bool {
 	switch typ {
-	case unix.NLMSG_NOOP, unix.NLMSG_ERROR, unix.NLMSG_DONE, unix.NLMSG_OVERRUN, msgReplace:
+	case unix.NLMSG_NOOP, unix.NLMSG_ERROR, unix.NLMSG_DONE, unix.NLMSG_OVERRUN, audit.MsgReplace:
 		return false
 	}
-	// Control messages (AUDIT_GET … AUDIT_LAST_USER_MSG excluded) sit below
-	// AUDIT_FIRST_USER_MSG (1100); records the kernel generates start there.
-	return typ >= 1100
+	// Control messages sit below AUDIT_FIRST_USER_MSG; records the kernel
+	// generates start there.
+	return typ >= audit.RecFirstUser
 }
 
 // trimNUL drops the NUL bytes some kernels leave at the end of a record.
@@ -267,36 +255,11 @@ func trimNUL(b []byte) []byte {
 	return b
 }
 
-// processComm returns the command name of pid from /proc, or "" if it is gone.
-func processComm(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return ""
-	}
-	return string(trimNewline(b))
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == 0) {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// parseMessages parses a datagram as the one netlink message it holds. The
+// parseMessage splits one datagram into its netlink header and payload. The
 // kernel sends every audit message in a datagram of its own and sets the
 // nlmsg_len of a record to its payload length only (audit_log_end in
 // kernel/audit.c), so the header's length is not to be trusted; auditd and
 // go-libaudit take the datagram's length instead, and so do we.
-func parseMessages(buf []byte) ([]syscall.NetlinkMessage, error) {
-	h, data, ok := parseMessage(buf)
-	if !ok {
-		return nil, fmt.Errorf("short netlink message (%d bytes)", len(buf))
-	}
-	return []syscall.NetlinkMessage{{Header: h, Data: data}}, nil
-}
-
-// parseMessage splits one datagram into its netlink header and payload.
 func parseMessage(buf []byte) (h syscall.NlMsghdr, data []byte, ok bool) {
 	if len(buf) < unix.NLMSG_HDRLEN {
 		return h, nil, false

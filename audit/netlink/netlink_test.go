@@ -1,4 +1,4 @@
-package audit
+package netlink
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
+
+	"github.com/encwatch/encwatch/audit"
 )
 
 // datagram builds a netlink datagram the way the kernel sends an audit
@@ -27,8 +29,8 @@ func TestParseMessage(t *testing.T) {
 		wantSeq  uint32
 		wantData string
 	}{
-		{"record, payload-only length", datagram(RecExecve, 0, `audit(1.2:3): argc=1 a0="x"`), true, RecExecve, 0, `audit(1.2:3): argc=1 a0="x"`},
-		{"empty payload", datagram(RecEOE, 0, ""), true, RecEOE, 0, ""},
+		{"record, payload-only length", datagram(audit.RecExecve, 0, `audit(1.2:3): argc=1 a0="x"`), true, audit.RecExecve, 0, `audit(1.2:3): argc=1 a0="x"`},
+		{"empty payload", datagram(audit.RecEOE, 0, ""), true, audit.RecEOE, 0, ""},
 		{"ack", datagram(2, 7, "\x00\x00\x00\x00"), true, 2, 7, "\x00\x00\x00\x00"},
 		{"short header", make([]byte, 15), false, 0, 0, ""},
 		{"nothing", nil, false, 0, 0, ""},
@@ -49,16 +51,16 @@ func TestIsRecord(t *testing.T) {
 		typ  uint16
 		want bool
 	}{
-		{1, false},            // NLMSG_NOOP
-		{2, false},            // NLMSG_ERROR (ACKs)
-		{3, false},            // NLMSG_DONE
-		{msgGet, false},       // replies to our own requests
-		{msgListRules, false}, // rule list replies
-		{msgReplace, false},   // the kernel pinging its daemon
-		{1100, true},          // AUDIT_FIRST_USER_MSG
-		{RecSyscall, true},
-		{RecConfigChange, true},
-		{RecEOE, true},
+		{1, false},                  // NLMSG_NOOP
+		{2, false},                  // NLMSG_ERROR (ACKs)
+		{3, false},                  // NLMSG_DONE
+		{audit.MsgGet, false},       // replies to our own requests
+		{audit.MsgListRules, false}, // rule list replies
+		{audit.MsgReplace, false},   // the kernel pinging its daemon
+		{1100, true},                // AUDIT_FIRST_USER_MSG
+		{audit.RecSyscall, true},
+		{audit.RecConfigChange, true},
+		{audit.RecEOE, true},
 		{1400, true}, // AUDIT_AVC
 	}
 	for _, tt := range tests {
@@ -100,27 +102,27 @@ func TestStatusWireRoundTrip(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	got, err := KernelConfig{}.withDefaults()
+	got, err := OwnerConfig{}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultKernelConfig()
+	want := DefaultOwnerConfig()
 	want.Enabled = false // the zero value leaves the enabled flag alone
 	if got.BacklogLimit != want.BacklogLimit || got.RuleKey != want.RuleKey ||
 		got.GatherWindow != want.GatherWindow || got.ReceiveBuffer != want.ReceiveBuffer || got.Enabled != want.Enabled {
-		t.Errorf("KernelConfig{}.withDefaults() = %+v, want %+v", got, want)
+		t.Errorf("OwnerConfig{}.withDefaults() = %+v, want %+v", got, want)
 	}
 	for _, f := range []string{"", "silent", "printk", "panic"} {
-		if _, err := (KernelConfig{Failure: f}).withDefaults(); err != nil {
+		if _, err := (OwnerConfig{Failure: f}).withDefaults(); err != nil {
 			t.Errorf("Failure %q: %v, want nil", f, err)
 		}
 	}
 	for _, key := range []string{"has space", `q"uote`, strings.Repeat("k", 257)} {
-		if _, err := (KernelConfig{RuleKey: key}).withDefaults(); err == nil {
+		if _, err := (OwnerConfig{RuleKey: key}).withDefaults(); err == nil {
 			t.Errorf("RuleKey %.20q: nil error, want one", key)
 		}
 	}
-	if _, err := (KernelConfig{Failure: "log"}).withDefaults(); err == nil || !strings.Contains(err.Error(), `"log"`) {
+	if _, err := (OwnerConfig{Failure: "log"}).withDefaults(); err == nil || !strings.Contains(err.Error(), `"log"`) {
 		t.Errorf("Failure \"log\": %v, want an error naming it", err)
 	}
 }

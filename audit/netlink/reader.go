@@ -1,14 +1,17 @@
-package audit
+package netlink
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/encwatch/encwatch/audit"
 )
 
 // Reader sizes.
@@ -21,8 +24,23 @@ const (
 	maxBatch = 4096
 )
 
-// KernelStats counts what the kernel reader has seen since OpenKernel.
-type KernelStats struct {
+// reader is the data path that Owner and Multicast share: a socket the
+// kernel sends records to, read in gathered batches. Owner and Multicast
+// embed it for Run and Stats.
+type reader struct {
+	data   *socket
+	gather time.Duration // see OwnerConfig.GatherWindow
+
+	// pending holds records that arrived on the data socket before the
+	// kernel acknowledged the owner's pid registration; Run delivers them
+	// first.
+	pending []audit.Record
+
+	records, batches, enobufs, dropped atomic.Uint64
+}
+
+// ReaderStats counts what a reader has seen since it was opened.
+type ReaderStats struct {
 	Records        uint64 // records received from the kernel, delivered or not
 	Batches        uint64 // batches handed on
 	ENOBUFS        uint64 // receive-buffer overflows the socket reported (records lost, count unknown)
@@ -30,12 +48,12 @@ type KernelStats struct {
 }
 
 // Stats returns the reader's counters. It is safe to call at any time.
-func (k *Kernel) Stats() KernelStats {
-	return KernelStats{
-		Records:        k.records.Load(),
-		Batches:        k.batches.Load(),
-		ENOBUFS:        k.enobufs.Load(),
-		DroppedRecords: k.dropped.Load(),
+func (rd *reader) Stats() ReaderStats {
+	return ReaderStats{
+		Records:        rd.records.Load(),
+		Batches:        rd.batches.Load(),
+		ENOBUFS:        rd.enobufs.Load(),
+		DroppedRecords: rd.dropped.Load(),
 	}
 }
 
@@ -51,16 +69,16 @@ func (k *Kernel) Stats() KernelStats {
 // syscall, and every such wait longer than 10 ms makes the scheduler's
 // monitor thread retake it and reset its back-off, which on the exec-storm
 // benchmark cost more CPU than reading the records.
-func (k *Kernel) Run(ctx context.Context, out chan<- []Record) error {
+func (rd *reader) Run(ctx context.Context, out chan<- []audit.Record) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	if len(k.pending) > 0 {
-		k.records.Add(uint64(len(k.pending)))
-		k.deliver(out, k.pending)
-		k.pending = nil
+	if len(rd.pending) > 0 {
+		rd.records.Add(uint64(len(rd.pending)))
+		rd.deliver(out, rd.pending)
+		rd.pending = nil
 	}
-	f, err := k.pollable()
+	f, err := rd.pollable()
 	if err != nil {
 		return err
 	}
@@ -79,35 +97,35 @@ func (k *Kernel) Run(ctx context.Context, out chan<- []Record) error {
 	for {
 		// Wait for the first record: the callback reads what is there and
 		// asks the poller to wait while the socket is empty.
-		batch := make([]Record, 0, recvBatch)
+		batch := make([]audit.Record, 0, recvBatch)
 		var rerr error
 		err := rc.Read(func(uintptr) bool {
 			before := len(batch)
 			batch, rerr = r.recv(batch)
-			k.records.Add(uint64(len(batch) - before))
+			rd.records.Add(uint64(len(batch) - before))
 			return !errors.Is(rerr, unix.EAGAIN) || len(batch) > 0
 		})
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil:
-			k.deliver(out, batch)
+			rd.deliver(out, batch)
 			return nil
 		case err != nil:
 			return fmt.Errorf("audit: wait for records: %w", err)
 		}
-		if err := k.recvErr(rerr); err != nil {
+		if err := rd.recvErr(rerr); err != nil {
 			return err
 		}
 		// Let records gather, waking early only for shutdown.
-		if k.cfg.GatherWindow > 0 {
-			gather.Reset(k.cfg.GatherWindow)
+		if rd.gather > 0 {
+			gather.Reset(rd.gather)
 			select {
 			case <-gather.C:
 			case <-ctx.Done():
-				k.deliver(out, batch)
+				rd.deliver(out, batch)
 				return nil
 			}
 		}
-		if err := k.drain(r, batch, out); err != nil {
+		if err := rd.drain(r, batch, out); err != nil {
 			return err
 		}
 	}
@@ -116,8 +134,8 @@ func (k *Kernel) Run(ctx context.Context, out chan<- []Record) error {
 // pollable returns the data socket as an *os.File registered with the
 // runtime poller: a duplicate of its descriptor, set non-blocking (which the
 // original shares; every receive uses MSG_DONTWAIT anyway).
-func (k *Kernel) pollable() (*os.File, error) {
-	fd, err := unix.FcntlInt(uintptr(k.data.fd), unix.F_DUPFD_CLOEXEC, 0)
+func (rd *reader) pollable() (*os.File, error) {
+	fd, err := unix.FcntlInt(uintptr(rd.data.fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("audit: dup data socket: %w", err)
 	}
@@ -130,14 +148,14 @@ func (k *Kernel) pollable() (*os.File, error) {
 
 // recvErr sorts a receive error: EAGAIN and EINTR are not errors, ENOBUFS is
 // counted as loss, anything else ends the reader.
-func (k *Kernel) recvErr(err error) error {
+func (rd *reader) recvErr(err error) error {
 	switch {
 	case err == nil, errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 		return nil
 	case errors.Is(err, unix.ENOBUFS):
 		// The socket overflowed and the kernel dropped records for us;
 		// reading on clears the error.
-		k.enobufs.Add(1)
+		rd.enobufs.Add(1)
 		return nil
 	default:
 		return fmt.Errorf("audit: receive: %w", err)
@@ -146,39 +164,39 @@ func (k *Kernel) recvErr(err error) error {
 
 // drain reads until the socket is empty, appending to batch and handing on
 // what it read.
-func (k *Kernel) drain(r *receiver, batch []Record, out chan<- []Record) error {
+func (rd *reader) drain(r *receiver, batch []audit.Record, out chan<- []audit.Record) error {
 	for {
 		before := len(batch)
 		var err error
 		batch, err = r.recv(batch)
-		k.records.Add(uint64(len(batch) - before))
+		rd.records.Add(uint64(len(batch) - before))
 		if err == nil {
 			if len(batch) >= maxBatch {
-				k.deliver(out, batch)
-				batch = make([]Record, 0, recvBatch)
+				rd.deliver(out, batch)
+				batch = make([]audit.Record, 0, recvBatch)
 			}
 			continue
 		}
 		if errors.Is(err, unix.EAGAIN) {
-			k.deliver(out, batch)
+			rd.deliver(out, batch)
 			return nil
 		}
-		if err := k.recvErr(err); err != nil {
+		if err := rd.recvErr(err); err != nil {
 			return err
 		}
 	}
 }
 
 // deliver hands batch on without waiting.
-func (k *Kernel) deliver(out chan<- []Record, batch []Record) {
+func (rd *reader) deliver(out chan<- []audit.Record, batch []audit.Record) {
 	if len(batch) == 0 {
 		return
 	}
 	select {
 	case out <- batch:
-		k.batches.Add(1)
+		rd.batches.Add(1)
 	default:
-		k.dropped.Add(uint64(len(batch)))
+		rd.dropped.Add(uint64(len(batch)))
 	}
 }
 
@@ -212,7 +230,7 @@ func newReceiver(fd int) *receiver {
 
 // recv reads up to recvBatch datagrams without blocking and appends their
 // records to batch. Their bytes are copied into one allocation per call.
-func (r *receiver) recv(batch []Record) ([]Record, error) {
+func (r *receiver) recv(batch []audit.Record) ([]audit.Record, error) {
 	for i := range r.msgs {
 		r.msgs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
 		r.msgs[i].Hdr.Flags = 0
@@ -238,7 +256,7 @@ func (r *receiver) recv(batch []Record) ([]Record, error) {
 		}
 		start := len(data)
 		data = append(data, trimNUL(payload)...)
-		batch = append(batch, Record{Type: h.Type, Data: data[start:len(data):len(data)]})
+		batch = append(batch, audit.Record{Type: h.Type, Data: data[start:len(data):len(data)]})
 	}
 	return batch, nil
 }

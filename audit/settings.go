@@ -1,0 +1,157 @@
+package audit
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The kernel-facing settings of the policy's audit block are checked here and
+// only here: internal/config calls these functions while decoding, and
+// audit/netlink calls them again before it touches the kernel, so that
+// `encwatch validate` and `encwatch run` cannot disagree. They do no I/O.
+// Each error names the setting by its policy attribute.
+
+// Defaults of the kernel-facing settings, used when the policy says nothing.
+const (
+	DefaultMode          = InputOwner
+	DefaultRuleKey       = "encwatch"
+	DefaultBacklogLimit  = 8192
+	DefaultGatherWindow  = 20 * time.Millisecond
+	DefaultReceiveBuffer = 8 << 20
+	// The assembler's defaults, DefaultMaxInFlight and DefaultTimeout (the
+	// policy's event_timeout), are beside AssemblerConfig.
+)
+
+// Input modes: how records reach encwatch (the audit block's mode).
+const (
+	// InputOwner registers encwatch as the kernel's audit daemon (the
+	// unicast netlink pid).
+	InputOwner = "owner"
+	// InputMulticast reads beside auditd on the netlink readlog group.
+	InputMulticast = "multicast"
+	// InputAudisp reads auditd's dispatcher on standard input.
+	InputAudisp = "audisp"
+)
+
+// InputModes returns the values the audit block's mode takes.
+func InputModes() []string { return []string{InputOwner, InputMulticast, InputAudisp} }
+
+// CheckMode accepts one of InputModes.
+func CheckMode(mode string) error {
+	for _, m := range InputModes() {
+		if mode == m {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown audit mode %q: use owner, multicast or audisp", mode)
+}
+
+// Kernel failure modes (audit_failure, kernel/audit.c: AUDIT_FAIL_*,
+// include/uapi/linux/audit.h).
+const (
+	FailSilent = 0 // AUDIT_FAIL_SILENT
+	FailPrintk = 1 // AUDIT_FAIL_PRINTK
+	FailPanic  = 2 // AUDIT_FAIL_PANIC
+)
+
+// failureNames is indexed by the AUDIT_FAIL_* value.
+var failureNames = [...]string{FailSilent: "silent", FailPrintk: "printk", FailPanic: "panic"}
+
+// FailureModes returns the names the audit block's failure takes, in the
+// order of their kernel values.
+func FailureModes() []string { return slices.Clone(failureNames[:]) }
+
+// ParseFailure returns the kernel value of a failure mode name ("silent",
+// "printk" or "panic").
+func ParseFailure(name string) (uint32, error) {
+	for v, n := range failureNames {
+		if n == name {
+			return uint32(v), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown failure mode %q: use silent, printk or panic", name)
+}
+
+// FailureName names a kernel failure value the way the policy spells it, or
+// "unknown(N)".
+func FailureName(v uint32) string {
+	if int(v) < len(failureNames) {
+		return failureNames[v]
+	}
+	return fmt.Sprintf("unknown(%d)", v)
+}
+
+// MaxRuleKeyLen is AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h.
+const MaxRuleKeyLen = 256
+
+// CheckRuleKey accepts a rule key that survives auditctl-style quoting and
+// comes back unchanged in key="..." fields: 1 to MaxRuleKeyLen letters,
+// digits, '-', '_' and '.'.
+func CheckRuleKey(key string) error {
+	if key == "" || len(key) > MaxRuleKeyLen {
+		return fmt.Errorf("rule_key %.40q is %d bytes: want 1 to %d", key, len(key), MaxRuleKeyLen)
+	}
+	if i := strings.IndexFunc(key, func(c rune) bool {
+		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.')
+	}); i >= 0 {
+		return fmt.Errorf("rule_key %q: use letters, digits, '-', '_' and '.' only", key)
+	}
+	return nil
+}
+
+// Bounds of the numeric settings.
+const (
+	// MaxBacklogWaitTime: the kernel takes the wait time (jiffies) as a
+	// signed int (audit_backlog_wait_time, kernel/audit.c).
+	MaxBacklogWaitTime = math.MaxInt32
+	// MaxGatherWindow bounds the latency the reader may add.
+	MaxGatherWindow = time.Second
+	// MinEventTimeout and MaxEventTimeout bound how long an event waits for
+	// its closing record.
+	MinEventTimeout = time.Millisecond
+	MaxEventTimeout = time.Minute
+	// MaxMaxInFlight bounds the events being assembled at once.
+	MaxMaxInFlight = 1 << 20
+)
+
+// CheckBacklogLimit accepts a backlog_limit the kernel's u32 holds (0 means
+// DefaultBacklogLimit).
+func CheckBacklogLimit(n int64) error { return inRange("backlog_limit", n, 0, math.MaxUint32) }
+
+// CheckBacklogWaitTime accepts a backlog_wait_time in jiffies.
+func CheckBacklogWaitTime(n int64) error {
+	return inRange("backlog_wait_time", n, 0, MaxBacklogWaitTime)
+}
+
+// CheckRateLimit accepts a rate_limit in records per second (0: unlimited).
+func CheckRateLimit(n int64) error { return inRange("rate_limit", n, 0, math.MaxUint32) }
+
+// CheckMaxInFlight accepts a max_in_flight for the assembler.
+func CheckMaxInFlight(n int64) error { return inRange("max_in_flight", n, 1, MaxMaxInFlight) }
+
+// CheckGatherWindow accepts a gather_window (0 means DefaultGatherWindow).
+func CheckGatherWindow(d time.Duration) error {
+	return durationInRange("gather_window", d, 0, MaxGatherWindow)
+}
+
+// CheckEventTimeout accepts an event_timeout.
+func CheckEventTimeout(d time.Duration) error {
+	return durationInRange("event_timeout", d, MinEventTimeout, MaxEventTimeout)
+}
+
+func inRange(name string, n, lo, hi int64) error {
+	if n < lo || n > hi {
+		return fmt.Errorf("%s must be a whole number from %d to %d, got %d", name, lo, hi, n)
+	}
+	return nil
+}
+
+func durationInRange(name string, d, lo, hi time.Duration) error {
+	if d < lo || d > hi {
+		return fmt.Errorf("%s must be from %s to %s, got %s", name, lo, hi, d)
+	}
+	return nil
+}

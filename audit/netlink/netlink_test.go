@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
 
@@ -176,5 +177,37 @@ func TestBuildRules(t *testing.T) {
 	}
 	if _, err := buildRules("has space"); err == nil {
 		t.Error(`buildRules("has space") = nil error, want one`)
+	}
+}
+
+// TestConfigUsesAuditValidators checks that what `encwatch run` refuses is
+// what the audit package's validators (and so `encwatch validate`) refuse,
+// with the same message.
+func TestConfigUsesAuditValidators(t *testing.T) {
+	wait := func(n uint32) *uint32 { return &n }
+	tests := []struct {
+		name string
+		cfg  OwnerConfig
+		want error // the validator's verdict
+	}{
+		{"rule key with a colon", OwnerConfig{RuleKey: "enc:watch"}, audit.CheckRuleKey("enc:watch")},
+		{"good rule key", OwnerConfig{RuleKey: "enc-watch"}, nil},
+		{"failure", OwnerConfig{Failure: "printf"}, func() error { _, err := audit.ParseFailure("printf"); return err }()},
+		{"backlog wait time", OwnerConfig{BacklogWaitTime: wait(1 << 31)}, audit.CheckBacklogWaitTime(1 << 31)},
+		{"gather window", OwnerConfig{GatherWindow: 2 * time.Second}, audit.CheckGatherWindow(2 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.cfg.withDefaults()
+			switch {
+			case tt.want == nil && err != nil:
+				t.Errorf("withDefaults() = %v, want nil", err)
+			case tt.want != nil && (err == nil || !strings.Contains(err.Error(), tt.want.Error())):
+				t.Errorf("withDefaults() = %v, want the validator's %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := (MulticastConfig{RuleKey: "enc:watch"}).withDefaults(); err == nil {
+		t.Error(`MulticastConfig{RuleKey: "enc:watch"}.withDefaults() = nil, want an error`)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 )
 
@@ -52,7 +53,7 @@ type Audit struct {
 	// Mode is how records are read: "owner" (encwatch is the audit daemon,
 	// holding the unicast netlink pid), "multicast" (read-only beside
 	// auditd, on the netlink readlog group) or "audisp" (auditd's
-	// dispatcher feeds records on standard input). See AuditModes.
+	// dispatcher feeds records on standard input). See audit.InputModes.
 	Mode string
 	// InstallRules, in multicast mode, installs encwatch's execve rules
 	// (and removes them on exit); by default multicast mode relies on the
@@ -97,25 +98,23 @@ type Metrics struct {
 	Address string
 }
 
-// Audit modes.
+// Audit modes, as the audit package defines them.
 const (
-	ModeOwner     = "owner"
-	ModeMulticast = "multicast"
-	ModeAudisp    = "audisp"
+	ModeOwner     = audit.InputOwner
+	ModeMulticast = audit.InputMulticast
+	ModeAudisp    = audit.InputAudisp
 )
-
-// AuditModes are the values audit.mode takes.
-var AuditModes = []string{ModeOwner, ModeMulticast, ModeAudisp}
 
 // Defaults for what a policy leaves out.
 const (
-	DefaultEnvironment  = "production"
-	DefaultAuditMode    = "owner"
-	DefaultBacklogLimit = 8192
-	DefaultRuleKey      = "encwatch"
-	DefaultGatherWindow = 20 * time.Millisecond
-	DefaultEventTimeout = 2 * time.Second
-	DefaultMaxInFlight  = 4096
+	DefaultEnvironment = "production"
+	// The audit block's defaults are the audit package's.
+	DefaultAuditMode    = audit.DefaultMode
+	DefaultBacklogLimit = audit.DefaultBacklogLimit
+	DefaultRuleKey      = audit.DefaultRuleKey
+	DefaultGatherWindow = audit.DefaultGatherWindow
+	DefaultEventTimeout = audit.DefaultTimeout
+	DefaultMaxInFlight  = audit.DefaultMaxInFlight
 	// DefaultTamperInterval is how often the kernel status and rules are
 	// polled.
 	DefaultTamperInterval = 5 * time.Second

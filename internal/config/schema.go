@@ -3,14 +3,16 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
+	"math/big"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
 
+	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/sink"
 )
@@ -155,17 +157,9 @@ func (st *state) settings(blk *hclsyntax.Block) {
 	b.done()
 }
 
-var (
-	auditModes   = AuditModes
-	failureModes = []string{"silent", "printk", "panic"} // AUDIT_FAIL_*, include/uapi/linux/audit.h
-	maxAuditKey  = 256                                   // AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h
-	maxGather    = time.Second
-	maxEventWait = time.Minute
-	maxInFlight  = 1 << 20
-	// maxTamperWait bounds how long a deleted rule or a disabled audit may
-	// go unnoticed when no CONFIG_CHANGE record reports it.
-	maxTamperWait = 10 * time.Minute
-)
+// maxTamperWait bounds how long a deleted rule or a disabled audit may go
+// unnoticed when no CONFIG_CHANGE record reports it.
+const maxTamperWait = 10 * time.Minute
 
 // metrics decodes the metrics block. An empty address switches the
 // endpoint off.
@@ -180,41 +174,98 @@ func (st *state) metrics(blk *hclsyntax.Block) {
 	b.done()
 }
 
+// audit decodes the audit block. Every kernel-facing setting is checked by
+// the audit package's own validator, the one `encwatch run` applies again
+// before it touches the kernel; this decoder only reads HCL types.
 func (st *state) audit(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "audit block")
 	a := &st.cfg.Audit
 	if rng, ok := b.str("mode", &a.Mode); ok {
-		if !contains(auditModes, a.Mode) {
-			st.d.errorf(rng, "unknown audit mode %q%s", a.Mode, didYouMean(a.Mode, auditModes, "use owner, multicast or audisp"))
+		if err := audit.CheckMode(a.Mode); err != nil {
+			st.d.errorf(rng, "%v%s", err, suggestion(a.Mode, audit.InputModes()))
 		}
 	}
 	b.boolean("install_rules", &a.InstallRules)
 	b.duration("tamper_interval", &a.TamperInterval, 100*time.Millisecond, maxTamperWait)
 	b.boolean("enabled", &a.Enabled)
-	b.uint32("backlog_limit", &a.BacklogLimit)
-	// The kernel takes the wait time as a signed int (kernel/audit.c).
-	if n, ok := b.integer("backlog_wait_time", 0, math.MaxInt32); ok {
+	if n, ok := b.checkedInteger("backlog_limit", audit.CheckBacklogLimit); ok {
+		a.BacklogLimit = uint32(n)
+	}
+	if n, ok := b.checkedInteger("backlog_wait_time", audit.CheckBacklogWaitTime); ok {
 		w := uint32(n)
 		a.BacklogWaitTime = &w
 	}
-	b.uint32("rate_limit", &a.RateLimit)
-	if rng, ok := b.str("failure", &a.Failure); ok && !contains(failureModes, a.Failure) {
-		st.d.errorf(rng, "unknown failure mode %q%s", a.Failure, didYouMean(a.Failure, failureModes, "use silent, printk or panic"))
+	if n, ok := b.checkedInteger("rate_limit", audit.CheckRateLimit); ok {
+		a.RateLimit = uint32(n)
 	}
-	if rng, ok := b.str("rule_key", &a.RuleKey); ok {
-		// The key goes into the rule and comes back in key="..." fields.
-		if a.RuleKey == "" || len(a.RuleKey) > maxAuditKey || strings.ContainsFunc(a.RuleKey, func(r rune) bool {
-			return r <= ' ' || r > '~' || r == '"' || r == '\\'
-		}) {
-			st.d.errorf(rng, "rule_key %q must be 1 to %d printable ASCII characters without spaces, quotes or backslashes", a.RuleKey, maxAuditKey)
+	if rng, ok := b.str("failure", &a.Failure); ok {
+		if _, err := audit.ParseFailure(a.Failure); err != nil {
+			st.d.errorf(rng, "%v%s", err, suggestion(a.Failure, audit.FailureModes()))
 		}
 	}
-	b.duration("gather_window", &a.GatherWindow, 0, maxGather)
-	b.duration("event_timeout", &a.EventTimeout, time.Millisecond, maxEventWait)
-	if n, ok := b.integer("max_in_flight", 1, int64(maxInFlight)); ok {
+	if rng, ok := b.str("rule_key", &a.RuleKey); ok {
+		if err := audit.CheckRuleKey(a.RuleKey); err != nil {
+			st.d.errorf(rng, "%v", err)
+		}
+	}
+	b.checkedDuration("gather_window", &a.GatherWindow, audit.CheckGatherWindow)
+	b.checkedDuration("event_timeout", &a.EventTimeout, audit.CheckEventTimeout)
+	if n, ok := b.checkedInteger("max_in_flight", audit.CheckMaxInFlight); ok {
 		a.MaxInFlight = int(n)
 	}
 	b.done()
+}
+
+// suggestion returns "; did you mean "x"?" for a close candidate, else "".
+func suggestion(given string, candidates []string) string {
+	if s := suggest(given, candidates); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
+	}
+	return ""
+}
+
+// checkedInteger decodes a whole number and checks it with check, the
+// validator of the package that owns the setting.
+func (b *body) checkedInteger(name string, check func(int64) error) (int64, bool) {
+	a, v, ok := b.value(name)
+	if !ok {
+		return 0, false
+	}
+	if v.Type() != cty.Number {
+		b.d.errorf(a.Expr.Range(), "%s must be a number, got %s", name, v.Type().FriendlyName())
+		return 0, false
+	}
+	f := v.AsBigFloat()
+	n, acc := f.Int64()
+	if !f.IsInt() || acc != big.Exact {
+		b.d.errorf(a.Expr.Range(), "%s must be a whole number", name)
+		return 0, false
+	}
+	if err := check(n); err != nil {
+		b.d.errorf(a.Expr.Range(), "%v", err)
+		return 0, false
+	}
+	return n, true
+}
+
+// checkedDuration decodes a Go duration string ("20ms", "2s") and checks it
+// with check, the validator of the package that owns the setting.
+func (b *body) checkedDuration(name string, dst *time.Duration, check func(time.Duration) error) {
+	var s string
+	rng, ok := b.str(name, &s)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		b.d.errorf(rng, "bad duration %q for %s; write a number and a unit, e.g. \"20ms\" or \"2s\"", s, name)
+		return
+	}
+	if err := check(d); err != nil {
+		b.d.errorf(rng, "%v", err)
+		return
+	}
+	*dst = d
 }
 
 // finish fills in what needs every file (defaults that depend on the

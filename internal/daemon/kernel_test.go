@@ -29,8 +29,8 @@ type testDaemon struct {
 	done   chan error
 	logs   *syncBuffer
 	found  netlink.Status // the kernel status before the daemon started
-	dir    string       // holds config.hcl, which a test may rewrite
-	path   string       // config.hcl
+	dir    string         // holds config.hcl, which a test may rewrite
+	path   string         // config.hcl
 }
 
 // syncBuffer is a bytes.Buffer the daemon's logger and the test can share.

@@ -22,7 +22,7 @@ func benchEvent(tb testing.TB) []Record {
 	}
 	var recs []Record
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, MaxLogLine)
+	sc.Buffer(nil, maxLogLine)
 	for sc.Scan() {
 		if !bytes.Contains(sc.Bytes(), []byte("msg=audit(1795759259.157:6):")) {
 			continue

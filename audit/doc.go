@@ -1,8 +1,10 @@
-// Package audit owns encwatch's side of the Linux kernel audit subsystem: the
-// netlink data and control sockets, kernel status and tuning, the execve rules,
-// the byte-level record parser and the assembler that turns the records of one
-// audit serial into an Event.
+// Package audit is encwatch's pure side of the Linux kernel audit subsystem:
+// the record types (one block of constants, in types.go), the byte-level
+// record parser, the assembler that turns the records of one audit serial
+// into an Event, the auditd log reader, and the validation and defaults of
+// every kernel-facing setting of the policy's audit block (settings.go),
+// which internal/config and audit/netlink both call.
 //
-// Everything after Source is pure data transformation and is tested without a
-// kernel; the socket and rule code is tested against the real kernel.
+// It makes no syscalls: everything here is data transformation, tested
+// without a kernel. The sockets live in audit/netlink.
 package audit

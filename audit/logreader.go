@@ -8,19 +8,19 @@ import (
 	"io"
 )
 
-// MaxLogLine is the longest auditd log line ReadLog accepts (1 MiB). The
+// maxLogLine is the longest auditd log line ReadLog accepts (1 MiB). The
 // kernel caps one record near 8 KiB (MAX_AUDIT_MESSAGE_LENGTH, 8970 bytes in
 // kernel/audit.c); a 3000-argument EXECVE record line is about 9 KB. Longer
 // lines are reported to onErr and skipped.
-const MaxLogLine = 1 << 20
+const maxLogLine = 1 << 20
 
-// LogBatch is how many records ReadLog sends at most in one batch.
-const LogBatch = 256
+// logBatch is how many records ReadLog sends at most in one batch.
+const logBatch = 256
 
 var (
 	errNoType   = errors.New("missing type=")
 	errNoMsg    = errors.New("missing msg=")
-	errLongLine = errors.New("line longer than MaxLogLine")
+	errLongLine = errors.New("line longer than 1 MiB")
 )
 
 // appendLogRecord appends the Data of line's record to dst and returns the
@@ -73,7 +73,7 @@ func appendLogRecord(dst, line []byte) (uint16, []byte, error) {
 }
 
 // ReadLog reads auditd log lines from r and sends their records to out in
-// batches of at most LogBatch, each a new slice the receiver owns, in file
+// batches of at most logBatch, each a new slice the receiver owns, in file
 // order. A batch is sent when full, and also whenever r has no more input
 // ready, so that a slow stream (an audisp plugin's stdin) is not held back
 // waiting for a full batch. Empty lines are skipped; a malformed or
@@ -86,7 +86,7 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 		batch   []Record
 		arena   []byte // the batch's Data, carved from shared chunks
 		long    []byte // a line longer than the reader's buffer, being gathered
-		tooLong bool   // the line being gathered passed MaxLogLine
+		tooLong bool   // the line being gathered passed maxLogLine
 		lineN   int
 	)
 	send := func() error {
@@ -112,7 +112,7 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 		}
 		frag, rerr := br.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
-			if !tooLong && len(long)+len(frag) <= MaxLogLine {
+			if !tooLong && len(long)+len(frag) <= maxLogLine {
 				long = append(long, frag...)
 			} else {
 				tooLong, long = true, long[:0]
@@ -134,7 +134,7 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 			lineN++
 			var perr error
 			switch {
-			case tooLong || len(line) > MaxLogLine+1:
+			case tooLong || len(line) > maxLogLine+1:
 				perr = errLongLine
 			case isBlank(line):
 			default:
@@ -157,7 +157,7 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 		if cap(long) > 1<<20 {
 			long = nil
 		}
-		if len(batch) >= LogBatch {
+		if len(batch) >= logBatch {
 			if err := send(); err != nil {
 				return err
 			}

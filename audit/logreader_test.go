@@ -92,8 +92,8 @@ func readAll(t *testing.T, in io.Reader) ([]Record, []lineErr, int) {
 	batches := 0
 	for b := range out {
 		batches++
-		if len(b) == 0 || len(b) > LogBatch {
-			t.Errorf("ReadLog sent a batch of %d records, want 1..%d", len(b), LogBatch)
+		if len(b) == 0 || len(b) > logBatch {
+			t.Errorf("ReadLog sent a batch of %d records, want 1..%d", len(b), logBatch)
 		}
 		recs = append(recs, b...)
 	}
@@ -163,8 +163,8 @@ func TestReadLogBatches(t *testing.T) {
 			t.Fatalf("record %d = %q, want serial %d", i, r.Data, i+1)
 		}
 	}
-	if batches < n/LogBatch {
-		t.Errorf("ReadLog sent %d batches, want at least %d", batches, n/LogBatch)
+	if batches < n/logBatch {
+		t.Errorf("ReadLog sent %d batches, want at least %d", batches, n/logBatch)
 	}
 }
 

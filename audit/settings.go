@@ -84,15 +84,15 @@ func FailureName(v uint32) string {
 	return fmt.Sprintf("unknown(%d)", v)
 }
 
-// MaxRuleKeyLen is AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h.
-const MaxRuleKeyLen = 256
+// maxRuleKeyLen is AUDIT_MAX_KEY_LEN, include/uapi/linux/audit.h.
+const maxRuleKeyLen = 256
 
 // CheckRuleKey accepts a rule key that survives auditctl-style quoting and
-// comes back unchanged in key="..." fields: 1 to MaxRuleKeyLen letters,
+// comes back unchanged in key="..." fields: 1 to maxRuleKeyLen letters,
 // digits, '-', '_' and '.'.
 func CheckRuleKey(key string) error {
-	if key == "" || len(key) > MaxRuleKeyLen {
-		return fmt.Errorf("rule_key %.40q is %d bytes: want 1 to %d", key, len(key), MaxRuleKeyLen)
+	if key == "" || len(key) > maxRuleKeyLen {
+		return fmt.Errorf("rule_key %.40q is %d bytes: want 1 to %d", key, len(key), maxRuleKeyLen)
 	}
 	if i := strings.IndexFunc(key, func(c rune) bool {
 		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.')

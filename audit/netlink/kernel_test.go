@@ -39,9 +39,8 @@ func testLog(t testing.TB) *logrus.Entry {
 }
 
 func testConfig() netlink.OwnerConfig {
-	cfg := netlink.DefaultOwnerConfig()
-	cfg.RuleKey = audittest.Key()
-	return cfg
+	// Zero fields take audit's defaults.
+	return netlink.OwnerConfig{Enabled: true, RuleKey: audittest.Key()}
 }
 
 func status(t testing.TB) netlink.Status {

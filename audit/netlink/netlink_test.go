@@ -107,8 +107,12 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultOwnerConfig()
-	want.Enabled = false // the zero value leaves the enabled flag alone
+	want := OwnerConfig{
+		BacklogLimit:  audit.DefaultBacklogLimit,
+		RuleKey:       audit.DefaultRuleKey,
+		GatherWindow:  audit.DefaultGatherWindow,
+		ReceiveBuffer: audit.DefaultReceiveBuffer,
+	} // the zero value leaves the enabled flag alone
 	if got.BacklogLimit != want.BacklogLimit || got.RuleKey != want.RuleKey ||
 		got.GatherWindow != want.GatherWindow || got.ReceiveBuffer != want.ReceiveBuffer || got.Enabled != want.Enabled {
 		t.Errorf("OwnerConfig{}.withDefaults() = %+v, want %+v", got, want)

@@ -14,9 +14,9 @@ import (
 	"github.com/encwatch/encwatch/audit"
 )
 
-// OwnerConfig is how the Owner sets up the kernel side of audit. The zero
-// value of a numeric field means its default; see DefaultOwnerConfig. Every
-// field is checked by the audit package's validators.
+// OwnerConfig is how the Owner sets up the kernel side of audit. A zero
+// field takes its audit.Default* value (Enabled excepted); every field is
+// checked by the audit package's validators, as the policy is.
 type OwnerConfig struct {
 	// Enabled switches kernel auditing on (enabled=1) for as long as the
 	// Owner is open. False leaves the enabled flag as found.
@@ -41,18 +41,6 @@ type OwnerConfig struct {
 	GatherWindow time.Duration
 	// ReceiveBuffer is the data socket's receive buffer in bytes.
 	ReceiveBuffer int
-}
-
-// DefaultOwnerConfig returns the settings encwatch uses when the policy says
-// nothing.
-func DefaultOwnerConfig() OwnerConfig {
-	return OwnerConfig{
-		Enabled:       true,
-		BacklogLimit:  audit.DefaultBacklogLimit,
-		RuleKey:       audit.DefaultRuleKey,
-		GatherWindow:  audit.DefaultGatherWindow,
-		ReceiveBuffer: audit.DefaultReceiveBuffer,
-	}
 }
 
 // withDefaults fills in zero fields and checks every field with the audit

@@ -43,8 +43,8 @@ func TestAuditSettingsUseAuditValidators(t *testing.T) {
 		{"mode", str(audit.CheckMode),
 			values{"owner", "multicast", "audisp"}, values{"ownr", "", "Owner"}},
 		{"rule_key", str(audit.CheckRuleKey),
-			values{"encwatch", "enc-watch_1.2", strings.Repeat("k", audit.MaxRuleKeyLen)},
-			values{"enc:watch", "has space", `q"uote`, `back\slash`, "", strings.Repeat("k", audit.MaxRuleKeyLen+1)}},
+			values{"encwatch", "enc-watch_1.2", strings.Repeat("k", 256)}, // AUDIT_MAX_KEY_LEN
+			values{"enc:watch", "has space", `q"uote`, `back\slash`, "", strings.Repeat("k", 257)}},
 		{"failure", str(failure),
 			values{"silent", "printk", "panic"}, values{"printf", "", "log"}},
 		{"backlog_limit", integer(audit.CheckBacklogLimit),

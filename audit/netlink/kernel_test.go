@@ -531,3 +531,72 @@ func waitStatsB(b *testing.B, k *netlink.Owner, ok func(netlink.ReaderStats) boo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// keyedRules counts the kernel's rules carrying key.
+func keyedRules(t *testing.T, key string) int {
+	t.Helper()
+	n := 0
+	for _, r := range rules(t) {
+		if strings.HasSuffix(r, "key="+key) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestKernelOwnerReconfigureRekeys(t *testing.T) {
+	k := openTestKernel(t)
+	oldKey, newKey := audittest.Key(), audittest.Key()+"-b"
+	cfg := testConfig()
+	cfg.RuleKey = newKey
+	cfg.BacklogLimit = 4321
+	if err := k.Reconfigure(cfg); err != nil {
+		t.Fatalf("Reconfigure: %v", err)
+	}
+	if got := keyedRules(t, oldKey); got != 0 {
+		t.Errorf("after Reconfigure: %d rules with the old key, want 0", got)
+	}
+	if got := keyedRules(t, newKey); got != 2 {
+		t.Errorf("after Reconfigure: %d rules with the new key, want 2", got)
+	}
+	if st := status(t); st.BacklogLimit != 4321 {
+		t.Errorf("after Reconfigure: backlog_limit %d, want 4321", st.BacklogLimit)
+	}
+	cfg.RuleKey = "enc:watch"
+	if err := k.Reconfigure(cfg); err == nil || !strings.Contains(err.Error(), audit.CheckRuleKey("enc:watch").Error()) {
+		t.Errorf("Reconfigure(rule key enc:watch) = %v, want the audit validator's error", err)
+	}
+	if got := keyedRules(t, newKey); got != 2 {
+		t.Errorf("after a refused Reconfigure: %d rules with the new key, want 2 still", got)
+	}
+}
+
+func TestKernelMulticastReconfigureRules(t *testing.T) {
+	audittest.Setup(t)
+	key := audittest.Key()
+	m, err := netlink.OpenMulticast(netlink.MulticastConfig{RuleKey: key, InstallRules: true}, testLog(t))
+	if err != nil {
+		t.Fatalf("OpenMulticast: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if got := keyedRules(t, key); got != 2 || !m.RulesInstalled() {
+		t.Fatalf("after OpenMulticast with InstallRules: %d rules, RulesInstalled %v; want 2, true", got, m.RulesInstalled())
+	}
+	if err := m.Reconfigure(netlink.MulticastConfig{RuleKey: key}); err != nil {
+		t.Fatalf("Reconfigure without InstallRules: %v", err)
+	}
+	if got := keyedRules(t, key); got != 0 || m.RulesInstalled() {
+		t.Errorf("after Reconfigure without InstallRules: %d rules, RulesInstalled %v; want 0, false", got, m.RulesInstalled())
+	}
+	newKey := key + "-b"
+	if err := m.Reconfigure(netlink.MulticastConfig{RuleKey: newKey, InstallRules: true}); err != nil {
+		t.Fatalf("Reconfigure with a new key: %v", err)
+	}
+	if got := keyedRules(t, newKey); got != 2 {
+		t.Errorf("after Reconfigure with a new key: %d rules with it, want 2", got)
+	}
+}

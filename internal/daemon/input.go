@@ -85,7 +85,8 @@ func openInput(mode string, cfg *config.Config, opts Options, log *logrus.Entry)
 	case config.ModeAudisp:
 		return &audispInput{stdin: opts.Stdin, log: log}, nil
 	}
-	return nil, fmt.Errorf("unknown audit mode %q: want owner, multicast or audisp", mode)
+	// Unreachable for a mode audit.CheckMode accepts.
+	return nil, fmt.Errorf("no input for audit mode %q", mode)
 }
 
 // ownerInput is encwatch as the kernel's audit daemon: every capability.

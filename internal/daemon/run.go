@@ -97,9 +97,15 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	kind := fromKernel
-	if d.mode == config.ModeAudisp {
-		kind = fromAudisp
+	if d.in, err = openInput(d.mode, cfg, d.opts, log); err != nil {
+		closeSinks(sinks, log)
+		return err
+	}
+	// The live kernel stream drops rather than stall its reader; auditd's
+	// dispatcher queues for us.
+	kind := fromAudisp
+	if _, ok := d.in.(kernelWatcher); ok {
+		kind = fromKernel
 	}
 	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), kind)
 	d.p.users = proc.NewUsers("")
@@ -112,10 +118,6 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	d.m = newMetrics(d)
 	d.p.latency = d.m.latency
 
-	if d.in, err = openInput(d.mode, cfg, d.opts, log); err != nil {
-		closeSinks(sinks, log)
-		return err
-	}
 	log.WithFields(logrus.Fields{
 		"config":      cfg.Path,
 		"mode":        d.mode,

@@ -55,10 +55,10 @@ type Engine struct {
 	files  Files
 
 	// Owned by the Evaluate goroutine.
-	mark     []uint32 // mark[i] == gen: signature i is a candidate for this event
-	gen      uint32
-	thr      throttles
-	pending  map[seqKey]*seqState
+	mark    []uint32 // mark[i] == gen: signature i is a candidate for this event
+	gen     uint32
+	thr     throttles
+	pending map[seqKey]*seqState
 	// held counts, per signature name, alerts throttled since the last one
 	// that passed.
 	held map[string]uint64
@@ -81,11 +81,11 @@ func NewEngine(p *Policy, host string, now func() time.Time) *Engine {
 		panic("detect: NewEngine with nil policy")
 	}
 	e := &Engine{
-		host:     host,
-		now:      now,
-		thr:      newThrottles(),
-		pending:  make(map[seqKey]*seqState),
-		held:     make(map[string]uint64),
+		host:    host,
+		now:     now,
+		thr:     newThrottles(),
+		pending: make(map[seqKey]*seqState),
+		held:    make(map[string]uint64),
 	}
 	e.policy.Store(p)
 	return e

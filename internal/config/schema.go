@@ -145,6 +145,10 @@ func (st *state) settings(blk *hclsyntax.Block) {
 	if n, ok := b.integer("ancestry_depth", 1, 64); ok {
 		s.AncestryDepth = int(n)
 	}
+	// The safety cap on new alerts per host and minute (detect/throttle.go).
+	if n, ok := b.integer("alert_cap_per_minute", 1, int64(maxAlertCap)); ok {
+		s.AlertCap = int(n)
+	}
 	if ranges, ok := b.strings("encoder_binaries", &s.EncoderBinaries); ok {
 		for i, rng := range ranges {
 			if msg := checkAbsPath(s.EncoderBinaries[i]); msg != "" {
@@ -162,6 +166,7 @@ var (
 	maxGather    = time.Second
 	maxEventWait = time.Minute
 	maxInFlight  = 1 << 20
+	maxAlertCap  = 10_000_000
 	// maxTamperWait bounds how long a deleted rule or a disabled audit may
 	// go unnoticed when no CONFIG_CHANGE record reports it.
 	maxTamperWait = 10 * time.Minute
@@ -240,6 +245,7 @@ func (st *state) finish() {
 	p, err := detect.Compile(detect.PolicySpec{
 		Environment:   cfg.Settings.Environment,
 		AncestryDepth: cfg.Settings.AncestryDepth,
+		AlertCap:      cfg.Settings.AlertCap,
 		Signatures:    st.sigs,
 		Allows:        st.allows,
 		Encoders:      cfg.Encoders,

@@ -87,6 +87,9 @@ type Alert struct {
 	Actions     []string // recommended actions for Environment
 	Payload     *Payload
 	Throttled   uint64 // alerts of this signature suppressed since the last one that passed
+	// Mode is what the encoder tool that ran was asked to do: ModeEncode,
+	// ModeDecode or ModeUnknown; "" when the process is not an encoder.
+	Mode string
 
 	// User and LoginUser name the event's uid and auid ("" when unknown or
 	// unset), ContainerID the container the process ran in ("" on the

@@ -55,10 +55,10 @@ type Engine struct {
 	files  Files
 
 	// Owned by the Evaluate goroutine.
-	mark     []uint32 // mark[i] == gen: signature i is a candidate for this event
-	gen      uint32
-	throttle map[throttleKey]*bucket
-	pending  map[seqKey]*seqState
+	mark    []uint32 // mark[i] == gen: signature i is a candidate for this event
+	gen     uint32
+	thr     throttles
+	pending map[seqKey]*seqState
 	// held counts, per signature name, alerts throttled since the last one
 	// that passed.
 	held map[string]uint64
@@ -81,11 +81,11 @@ func NewEngine(p *Policy, host string, now func() time.Time) *Engine {
 		panic("detect: NewEngine with nil policy")
 	}
 	e := &Engine{
-		host:     host,
-		now:      now,
-		throttle: make(map[throttleKey]*bucket),
-		pending:  make(map[seqKey]*seqState),
-		held:     make(map[string]uint64),
+		host:    host,
+		now:     now,
+		thr:     newThrottles(),
+		pending: make(map[seqKey]*seqState),
+		held:    make(map[string]uint64),
 	}
 	e.policy.Store(p)
 	return e
@@ -251,17 +251,16 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			count(&e.suppressed, a.reason)
 			continue
 		}
-		if !e.pass(x, s, t) {
-			e.held[s.info.Name]++
-			count(&e.throttled, s.info.Name)
-			continue
-		}
-		count(&e.alerts, s.info.Name)
 		host := e.host
 		if ev.Node != "" {
 			// A forwarded or replayed record names the host it came from.
 			host = ev.Node
 		}
+		if !e.admit(x, s, host, t) {
+			continue
+		}
+		count(&e.alerts, s.info.Name)
+		mode := x.alertMode()
 		a := Alert{
 			ID:          alertID(host, reported, s.info.Name),
 			Time:        t,
@@ -271,8 +270,9 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			Event:       reported,
 			Ancestry:    x.ancestry(),
 			Matches:     ms,
-			Actions:     s.actionsFor(p.env),
+			Actions:     s.actionsFor(mode, p.env),
 			Throttled:   e.held[s.info.Name],
+			Mode:        mode,
 		}
 		delete(e.held, s.info.Name)
 		if first != nil {
@@ -283,10 +283,27 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 		}
 		out = append(out, a)
 	}
+	if len(e.thr.due) > 0 {
+		// Windows that this event's time closed report what they held,
+		// before the event's own alerts.
+		out = append(e.thr.due, out...)
+		e.thr.due = nil
+	}
 	return out
 }
 
-func (s *signature) actionsFor(env string) []string {
+// actionsFor returns the actions for an alert of the given process mode in
+// env: the mode's own list for env, else its default, else the signature's
+// list for env, else its default.
+func (s *signature) actionsFor(mode, env string) []string {
+	if byEnv, ok := s.modeActions[mode]; ok {
+		if a, ok := byEnv[env]; ok {
+			return a
+		}
+		if a, ok := byEnv["default"]; ok {
+			return a
+		}
+	}
 	if a, ok := s.actions[env]; ok {
 		return a
 	}
@@ -307,70 +324,6 @@ func (e *Engine) allowed(x *evalCtx, s *signature) *allow {
 		}
 	}
 	return nil
-}
-
-// throttleKey names one throttle bucket.
-type throttleKey struct {
-	sig  string
-	rule int
-	key  string
-}
-
-type bucket struct {
-	start time.Time
-	n     int
-}
-
-// pass applies s's throttles at time t: every one must have room.
-func (e *Engine) pass(x *evalCtx, s *signature, t time.Time) bool {
-	if len(s.throttles) == 0 {
-		return true
-	}
-	if len(e.throttle) >= maxThrottleKeys {
-		e.expireThrottles(t)
-	}
-	ok := true
-	var bs []*bucket
-	for i, th := range s.throttles {
-		k := throttleKey{sig: s.info.Name, rule: i, key: throttleValue(x, th.Per)}
-		b := e.throttle[k]
-		if b == nil || t.Sub(b.start) >= th.Window || t.Before(b.start) {
-			if b == nil {
-				b = &bucket{}
-				e.throttle[k] = b
-			}
-			b.start, b.n = t, 0
-		}
-		if b.n >= th.Max {
-			ok = false
-		}
-		bs = append(bs, b)
-	}
-	if ok {
-		for _, b := range bs {
-			b.n++
-		}
-	}
-	return ok
-}
-
-// expireThrottles drops buckets whose window has passed; if every bucket is
-// live, it forgets them all, which errs towards more alerts, not fewer.
-func (e *Engine) expireThrottles(t time.Time) {
-	p := e.policy.Load()
-	windows := make(map[string][]ThrottleSpec, len(p.sigs))
-	for _, s := range p.sigs {
-		windows[s.info.Name] = s.throttles
-	}
-	for k, b := range e.throttle {
-		ths := windows[k.sig]
-		if k.rule >= len(ths) || t.Sub(b.start) >= ths[k.rule].Window {
-			delete(e.throttle, k)
-		}
-	}
-	if len(e.throttle) >= maxThrottleKeys {
-		clear(e.throttle)
-	}
 }
 
 func throttleValue(x *evalCtx, per string) string {

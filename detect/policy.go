@@ -142,6 +142,10 @@ type SignatureSpec struct {
 	// Actions are the recommended actions per environment; the key
 	// "default" serves environments without their own list.
 	Actions map[string][]string
+	// ModeActions are actions for an alert whose process.mode is the key
+	// ("encode", "decode", "unknown"), per environment like Actions; they
+	// take precedence over Actions for that mode.
+	ModeActions map[string]map[string][]string
 }
 
 // AllowSpec suppresses alerts: an exec that matches Conditions raises none of
@@ -174,6 +178,9 @@ type PolicySpec struct {
 	Signatures    []SignatureSpec
 	Allows        []AllowSpec
 	Encoders      []EncoderIdentity
+	// AlertCap is the safety cap on new alerts per host and minute (0:
+	// DefaultAlertCap); see throttle.go.
+	AlertCap int
 }
 
 // DefaultAncestryDepth is the ancestry an alert carries when the policy does
@@ -211,6 +218,7 @@ func (e *AllowError) Unwrap() error { return e.Err }
 type Policy struct {
 	env   string
 	depth int
+	cap   int
 	sigs  []*signature
 	// byExe maps an executable basename to the signatures that name it, in
 	// policy order, so that matching an event is one map lookup per name.
@@ -241,6 +249,8 @@ type signature struct {
 	seq       *sequence
 	throttles []ThrottleSpec
 	actions   map[string][]string
+	// modeActions are actions by process.mode, then environment.
+	modeActions map[string]map[string][]string
 }
 
 type sequence struct {
@@ -265,6 +275,7 @@ func Compile(spec PolicySpec) (*Policy, error) {
 	p := &Policy{
 		env:     spec.Environment,
 		depth:   spec.AncestryDepth,
+		cap:     spec.AlertCap,
 		sigs:    make([]*signature, 0, len(spec.Signatures)),
 		byExe:   make(map[string][]*signature),
 		byInode: make(map[inodeKey]*EncoderIdentity),
@@ -373,6 +384,9 @@ func compileSignature(s SignatureSpec, seen map[string]bool) (*signature, error)
 	}
 	for env, acts := range s.Actions {
 		sig.actions[env] = slices.Clone(acts)
+	}
+	if err := sig.compileModeActions(s.ModeActions); err != nil {
+		return nil, err
 	}
 	for _, t := range s.Throttles {
 		if !slices.Contains(throttleKeys, t.Per) {
@@ -546,4 +560,24 @@ func (p *Policy) Encoders() []EncoderIdentity {
 	}
 	slices.SortFunc(out, func(a, b EncoderIdentity) int { return strings.Compare(a.Path, b.Path) })
 	return out
+}
+
+// AlertModes are the values of process.mode, the keys of mode actions.
+var AlertModes = []string{ModeEncode, ModeDecode, ModeUnknown}
+
+// compileModeActions copies actions keyed by mode, checking the modes.
+func (sig *signature) compileModeActions(m map[string]map[string][]string) error {
+	for mode, byEnv := range m {
+		if !slices.Contains(AlertModes, mode) {
+			return fmt.Errorf("actions for mode %q: want one of %s", mode, strings.Join(AlertModes, ", "))
+		}
+		if sig.modeActions == nil {
+			sig.modeActions = make(map[string]map[string][]string, len(m))
+		}
+		sig.modeActions[mode] = make(map[string][]string, len(byEnv))
+		for env, acts := range byEnv {
+			sig.modeActions[mode][env] = slices.Clone(acts)
+		}
+	}
+	return nil
 }

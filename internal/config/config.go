@@ -42,6 +42,9 @@ type Settings struct {
 	Hostname string
 	// AncestryDepth is how many ancestors an alert carries.
 	AncestryDepth int
+	// AlertCap is the safety cap on new alerts per host and minute; 0 is
+	// detect.DefaultAlertCap.
+	AlertCap int
 	// EncoderBinaries are the paths of encoder tools identified by device,
 	// inode and content hash at load, so that a renamed copy still matches.
 	EncoderBinaries []string

@@ -37,7 +37,7 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Audit, wantAudit) {
 		t.Errorf("Audit = %+v, want %+v", cfg.Audit, wantAudit)
 	}
-	if got, want := cfg.Settings, (Settings{Environment: "production", Hostname: "testhost", AncestryDepth: 8, EncoderBinaries: []string{
+	if got, want := cfg.Settings, (Settings{Environment: "production", Hostname: "testhost", AncestryDepth: 8, AlertCap: 1000, EncoderBinaries: []string{
 		"/usr/bin/base64", "/usr/bin/base32", "/usr/bin/basenc", "/usr/bin/xxd", "/usr/bin/uuencode", "/usr/bin/uudecode",
 	}}); !reflect.DeepEqual(got, want) {
 		t.Errorf("Settings = %+v, want %+v", got, want)

@@ -230,10 +230,7 @@ func (st *state) signature(blk *hclsyntax.Block) {
 				spec.Throttles = append(spec.Throttles, th)
 			}
 		case "actions":
-			if !st.d.labels(inner) {
-				continue
-			}
-			spec.Actions = st.actions(inner)
+			st.signatureActions(inner, &spec)
 		}
 	}
 	b.done(signatureBlocks...)
@@ -280,15 +277,43 @@ func (st *state) throttle(blk *hclsyntax.Block, what string) (detect.ThrottleSpe
 	b := st.d.body(blk, "throttle of "+what)
 	th := detect.ThrottleSpec{}
 	b.require("per")
-	b.require("max")
 	b.require("window")
 	b.oneOf("per", &th.Per, throttlePers)
-	if n, ok := b.integer("max", 0, math.MaxInt32); ok {
+	// max is how many identical repeats are raised before the rest
+	// coalesce; a new command is always raised (detect/throttle.go).
+	th.Max = 1
+	if n, ok := b.integer("max", 1, math.MaxInt32); ok {
 		th.Max = int(n)
 	}
 	b.duration("window", &th.Window, time.Second, 24*time.Hour)
 	b.done()
 	return th, th.Per != "" && th.Window > 0
+}
+
+// signatureActions decodes an actions block into spec: unlabelled, the
+// actions for every mode; labelled with a mode (`actions "encode" { ... }`),
+// the actions for alerts of that process.mode.
+func (st *state) signatureActions(blk *hclsyntax.Block, spec *detect.SignatureSpec) {
+	if len(blk.Labels) == 0 {
+		spec.Actions = st.actions(blk)
+		return
+	}
+	if !st.d.labels(blk, "mode") {
+		return
+	}
+	mode := blk.Labels[0]
+	if !contains(detect.AlertModes, mode) {
+		st.d.errorf(blk.LabelRanges[0], "unknown mode %q for actions%s", mode, didYouMean(mode, detect.AlertModes, "use "+strings.Join(detect.AlertModes, ", ")))
+		return
+	}
+	if _, dup := spec.ModeActions[mode]; dup {
+		st.d.errorf(blk.LabelRanges[0], "duplicate actions %q block", mode)
+		return
+	}
+	if spec.ModeActions == nil {
+		spec.ModeActions = make(map[string]map[string][]string)
+	}
+	spec.ModeActions[mode] = st.actions(blk)
 }
 
 // actions decodes `actions { default = [...] production = [...] }`: any

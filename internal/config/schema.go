@@ -147,6 +147,10 @@ func (st *state) settings(blk *hclsyntax.Block) {
 	if n, ok := b.integer("ancestry_depth", 1, 64); ok {
 		s.AncestryDepth = int(n)
 	}
+	// The safety cap on new alerts per host and minute (detect/throttle.go).
+	if n, ok := b.integer("alert_cap_per_minute", 1, int64(maxAlertCap)); ok {
+		s.AlertCap = int(n)
+	}
 	if ranges, ok := b.strings("encoder_binaries", &s.EncoderBinaries); ok {
 		for i, rng := range ranges {
 			if msg := checkAbsPath(s.EncoderBinaries[i]); msg != "" {
@@ -160,6 +164,9 @@ func (st *state) settings(blk *hclsyntax.Block) {
 // maxTamperWait bounds how long a deleted rule or a disabled audit may go
 // unnoticed when no CONFIG_CHANGE record reports it.
 const maxTamperWait = 10 * time.Minute
+
+// maxAlertCap bounds settings.alert_cap_per_minute.
+const maxAlertCap = 10_000_000
 
 // metrics decodes the metrics block. An empty address switches the
 // endpoint off.
@@ -291,6 +298,7 @@ func (st *state) finish() {
 	p, err := detect.Compile(detect.PolicySpec{
 		Environment:   cfg.Settings.Environment,
 		AncestryDepth: cfg.Settings.AncestryDepth,
+		AlertCap:      cfg.Settings.AlertCap,
 		Signatures:    st.sigs,
 		Allows:        st.allows,
 		Encoders:      cfg.Encoders,

@@ -179,9 +179,17 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 		select {
 		case now := <-tick.C:
 			p.beat.Store(now.UnixNano())
+			if p.expire {
+				// Throttle windows that ended report what they held
+				// back. Only live streams: a replay's event times are
+				// not the clock's, so it reports at its end.
+				p.deliverAll(p.engine.Flush(p.now()))
+			}
 		case ev, ok := <-events:
 			if !ok {
-				// Alerts raised while the input ended still go out.
+				// Whatever throttles still hold is reported, and alerts
+				// raised while the input ended still go out.
+				p.deliverAll(p.engine.FlushAll())
 				for {
 					select {
 					case a := <-p.synth:
@@ -210,6 +218,14 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 			// The old router drains what it holds, then closes its sinks.
 			old.Close()
 		}
+	}
+}
+
+// deliverAll enriches and delivers alerts raised outside Evaluate.
+func (p *pipeline) deliverAll(as []detect.Alert) {
+	for i := range as {
+		p.enrich(&as[i])
+		p.deliver(as[i])
 	}
 }
 

@@ -128,6 +128,10 @@ func AppendECS(dst []byte, a *detect.Alert) []byte {
 	dst = appendString(dst, s.Importance.String())
 	dst = append(dst, `,"actions":`...)
 	dst = appendStrings(dst, a.Actions)
+	if a.Mode != "" {
+		dst = append(dst, `,"mode":`...)
+		dst = appendString(dst, a.Mode)
+	}
 	if !allValid(argv) {
 		dst = append(dst, `,"args_b64":`...)
 		dst = appendB64s(dst, argv)
@@ -209,6 +213,10 @@ func AppendOCSF(dst []byte, a *detect.Alert) []byte {
 	if a.Event != nil {
 		dst = append(dst, `,"args":`...)
 		dst = appendStrings(dst, argv)
+	}
+	if a.Mode != "" {
+		dst = append(dst, `,"mode":`...)
+		dst = appendString(dst, a.Mode)
 	}
 	if !allValid(argv) {
 		dst = append(dst, `,"args_b64":`...)
@@ -315,6 +323,10 @@ func AppendCEF(dst []byte, a *detect.Alert) []byte {
 		dst = appendCEFExt(dst, "cs2", string(appendStrings(nil, e.Argv)))
 		dst = appendCEFExt(dst, "cs6Label", "cwd")
 		dst = appendCEFExt(dst, "cs6", e.Cwd)
+		if a.Mode != "" {
+			dst = appendCEFExt(dst, "flexString2Label", "mode")
+			dst = appendCEFExt(dst, "flexString2", a.Mode)
+		}
 		ppid, pexe := e.PPID, ""
 		if len(a.Ancestry) > 0 {
 			ppid, pexe = a.Ancestry[0].PID, a.Ancestry[0].Exe
@@ -445,6 +457,9 @@ func AppendLEEF(dst []byte, a *detect.Alert) []byte {
 		dst = appendLEEFAttr(dst, "cmdLine", strings.Join(e.Argv, " "))
 		dst = appendLEEFAttr(dst, "argv", string(appendStrings(nil, e.Argv)))
 		dst = appendLEEFAttr(dst, "cwd", e.Cwd)
+		if a.Mode != "" {
+			dst = appendLEEFAttr(dst, "mode", a.Mode)
+		}
 		if !allValid(e.Argv) {
 			dst = appendLEEFAttr(dst, "argvBase64", string(appendB64s(nil, e.Argv)))
 		}

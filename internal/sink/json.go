@@ -57,6 +57,12 @@ func AppendJSON(dst []byte, a *detect.Alert) []byte {
 	if e := a.Event; e != nil {
 		dst = append(dst, `,"process":`...)
 		dst = appendProcess(dst, e, a.User, a.LoginUser)
+		if a.Mode != "" {
+			// process.mode: what the encoder was asked to do.
+			dst = append(dst[:len(dst)-1], `,"mode":`...)
+			dst = appendString(dst, a.Mode)
+			dst = append(dst, '}')
+		}
 	}
 	if a.ContainerID != "" {
 		dst = append(dst, `,"container":{"id":`...)

@@ -6,6 +6,7 @@ package sink_test
 import (
 	"context"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +152,29 @@ func TestAddingASinkTypeDiagnostics(t *testing.T) {
 		_, err := config.Parse("policy.hcl", []byte(tt.src))
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("Parse(%q) = %v, want %s", tt.src, err, tt.want)
+		}
+	}
+}
+
+// TestDevelopmentDocQuotesTheExample: every Go block of
+// docs/development-sinks.md is quoted verbatim from this file.
+func TestDevelopmentDocQuotesTheExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/development-sinks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("example_type_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```go\n")[1:]
+	if len(blocks) == 0 {
+		t.Fatal("docs/development-sinks.md quotes no Go code")
+	}
+	for i, b := range blocks {
+		quote, _, _ := strings.Cut(b, "```")
+		if !strings.Contains(string(src), quote) {
+			t.Errorf("Go block %d of docs/development-sinks.md is not in example_type_test.go:\n%s", i+1, quote)
 		}
 	}
 }

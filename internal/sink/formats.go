@@ -60,6 +60,9 @@ func severityOf(table []int, i detect.Importance) int {
 // for are under "encwatch". Strings are escaped as by AppendJSON, so the
 // document is valid UTF-8 JSON on one line; when an argument of argv is not
 // valid UTF-8, encwatch.args_b64 holds its exact bytes.
+//
+// It is longer than 80 lines because it writes the document field by field
+// in output order: read top to bottom, it is the document's layout.
 func appendECS(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, `{"@timestamp":"`...)

@@ -49,10 +49,6 @@ func (b *Body) Errorf(rng hcl.Range, format string, args ...any) {
 // Require makes the block invalid without attribute name.
 func (b *Body) Require(name string) { b.required = append(b.required, name) }
 
-// Accept makes names known without decoding them: they are allowed and
-// ignored.
-func (b *Body) Accept(names ...string) { b.known = append(b.known, names...) }
-
 // value returns the named attribute and its value; ok is false when it is
 // absent, null or failed to evaluate (which is reported).
 func (b *Body) value(name string) (a *hclsyntax.Attribute, v cty.Value, ok bool) {

@@ -12,7 +12,10 @@ import (
 	"github.com/encwatch/encwatch/detect"
 )
 
-// fixtureAlerts are the alerts in testdata/spool-gob-v1.
+// fixtureAlerts are the alerts in testdata/spool-gob-v1. The fixture was
+// written by the gob-encoding code itself (commit 92cb1a8 holds the test
+// that wrote it: OpenSpool, Append each of these, Close), before codec.go
+// moved to version 2.
 func fixtureAlerts() []detect.Alert {
 	var out []detect.Alert
 	for i := range 3 {
@@ -157,28 +160,5 @@ func TestDecodeAlertRefusesUnknownVersion(t *testing.T) {
 		if _, err := decodeAlert([]byte(rec)); err == nil {
 			t.Errorf("decodeAlert(%q) = nil error, want one", rec)
 		}
-	}
-}
-
-// TestWriteGobFixture wrote testdata/spool-gob-v1 with the gob-encoding
-// code (FIXTURE_DIR=… go test -run TestWriteGobFixture, before codec.go
-// moved to version 2). It is kept to show how the fixture was made; run
-// now, it would write version-2 records.
-func TestWriteGobFixture(t *testing.T) {
-	dir := os.Getenv("FIXTURE_DIR")
-	if dir == "" {
-		t.Skip()
-	}
-	s, err := OpenSpool(SpoolOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range fixtureAlerts() {
-		if err := s.Append(&a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
 	}
 }

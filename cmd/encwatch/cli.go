@@ -14,7 +14,6 @@ import (
 
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
-	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -45,7 +44,6 @@ Run "encwatch COMMAND --help" for the flags of a command.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sink.Version = version // CEF and LEEF headers name the product version
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitCode(2)
@@ -139,7 +137,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode})
+	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode, Version: version})
 }
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {

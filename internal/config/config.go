@@ -1,7 +1,8 @@
 // Package config loads the encwatch policy: config.hcl and the conf.d/*.hcl
 // files beside it, validated against the schema, with every problem reported
-// as file:line:col, and converted into detect and sink values. HCL types stop
-// here, except in SinkSpec, which hands each sink block to the sink package.
+// as file:line:col, and converted into detect and sink values. Sink blocks
+// are decoded by the sink package's registry of sink types (sink.DecodeBlock);
+// HCL types stop here and there.
 package config
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // Config is a loaded, validated policy.
@@ -24,7 +26,7 @@ type Config struct {
 	Audit    Audit
 	Metrics  Metrics
 	Policy   *detect.Policy
-	Sinks    []SinkSpec
+	Sinks    []sink.Config // each with the range of its block header
 	// Tests are the policy's test blocks, run by RunTests.
 	Tests []PolicyTest
 	// Encoders are the known encoder binaries Load found on this machine,

@@ -5,9 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
@@ -70,7 +73,7 @@ func TestLoadDefaults(t *testing.T) {
 	tests := []struct {
 		file string
 		want Config
-		sink SinkSpec
+		sink sink.Config
 	}{
 		{
 			file: "testdata/empty.hcl",
@@ -79,7 +82,7 @@ func TestLoadDefaults(t *testing.T) {
 				Audit: Audit{Mode: "owner", Enabled: true, BacklogLimit: 8192, RuleKey: "encwatch",
 					GatherWindow: 20 * time.Millisecond, EventTimeout: 2 * time.Second, MaxInFlight: 4096, TamperInterval: 5 * time.Second},
 			},
-			sink: SinkSpec{Spec: sink.Spec{Type: "stdout", Name: "console", Format: "json"}},
+			sink: sink.Config{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}},
 		},
 		{
 			file: "testdata/full.hcl",
@@ -88,7 +91,7 @@ func TestLoadDefaults(t *testing.T) {
 				Audit: Audit{Mode: "owner", Enabled: false, BacklogLimit: 16384, RateLimit: 1000, Failure: "silent",
 					RuleKey: "encwatch-test", GatherWindow: 0, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100, TamperInterval: 5 * time.Second},
 			},
-			sink: SinkSpec{Spec: sink.Spec{Type: "file", Name: "alerts", Path: "/var/log/encwatch/alerts.jsonl"}},
+			sink: sink.Config{Type: "file", Name: "alerts", Settings: &sink.FileSettings{Path: "/var/log/encwatch/alerts.jsonl"}},
 		},
 	}
 	for _, tt := range tests {
@@ -106,8 +109,8 @@ func TestLoadDefaults(t *testing.T) {
 			if !reflect.DeepEqual(cfg.Audit, tt.want.Audit) {
 				t.Errorf("Audit = %+v, want %+v", cfg.Audit, tt.want.Audit)
 			}
-			if len(cfg.Sinks) != 1 || !reflect.DeepEqual(cfg.Sinks[0].Spec, tt.sink.Spec) {
-				t.Fatalf("Sinks = %+v, want one %+v", cfg.Sinks, tt.sink.Spec)
+			if len(cfg.Sinks) != 1 || !reflect.DeepEqual(withoutRange(cfg.Sinks)[0], tt.sink) {
+				t.Fatalf("Sinks = %+v, want one %+v", cfg.Sinks, tt.sink)
 			}
 		})
 	}
@@ -118,22 +121,23 @@ func TestSinkBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	want := []sink.Spec{
-		{Type: "file", Name: "alerts", Path: "/var/log/encwatch/alerts.jsonl", Format: "ecs", Mode: 0o640, Sync: true},
-		{Type: "syslog", Name: "siem", Address: "tls://127.0.0.1:6514", Format: "rfc5424", Payload: "cef",
-			Facility: 13, MaxMessage: 8192, Timeout: 5 * time.Second, MinImportance: detect.High,
-			TLS:   sink.TLSOptions{CAFile: "/etc/encwatch/ca.pem", ServerName: "siem.example"},
-			Spool: &sink.SpoolSpec{Dir: "/var/lib/encwatch/spool/siem", MaxBytes: 64 << 20, WhenFull: "drop_newest", FsyncInterval: time.Second}},
-		{Type: "http", Name: "splunk", URL: "https://splunk.example:8088/services/collector/event", Kind: "splunk_hec",
-			TokenFile: "/run/credentials/encwatch.service/splunk-token", Headers: map[string]string{"X-Env": "prod"},
-			SplunkAck: true, Index: "security"},
+	splunkHTTP := sink.HTTPSettings{URL: "https://splunk.example:8088/services/collector/event",
+		TokenFile: "/run/credentials/encwatch.service/splunk-token", Headers: map[string]string{"X-Env": "prod"}}
+	want := []sink.Config{
+		{Type: "file", Name: "alerts", Common: sink.Common{Format: "ecs"},
+			Settings: &sink.FileSettings{Path: "/var/log/encwatch/alerts.jsonl", Mode: 0o640, Sync: true}},
+		{Type: "syslog", Name: "siem",
+			Common: sink.Common{Format: "cef", MinImportance: detect.High,
+				TLS:   sink.TLSOptions{CAFile: "/etc/encwatch/ca.pem", ServerName: "siem.example"},
+				Spool: &sink.SpoolSpec{Dir: "/var/lib/encwatch/spool/siem", MaxBytes: 64 << 20, WhenFull: "drop_newest", FsyncInterval: time.Second}},
+			Settings: &sink.SyslogSettings{Address: "tls://127.0.0.1:6514", Format: "rfc5424",
+				Facility: 13, MaxMessage: 8192, Timeout: 5 * time.Second}},
+		{Type: "http", Name: "splunk", Settings: &sink.HTTPAliasSettings{Kind: "splunk_hec",
+			Webhook: sink.WebhookSettings{HTTPSettings: splunkHTTP},
+			Splunk:  sink.SplunkSettings{HTTPSettings: splunkHTTP, Ack: true, Index: "security"}}},
 	}
-	var got []sink.Spec
-	for _, s := range cfg.Sinks {
-		got = append(got, s.Spec)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("sinks =\n%+v\nwant\n%+v", got, want)
+	if got := withoutRange(cfg.Sinks); !reflect.DeepEqual(got, want) {
+		t.Errorf("sinks =\n%+v\nwant\n%+v", cfg.Sinks, want)
 	}
 	sigs := cfg.Policy.Signatures()
 	if len(sigs) != 0 {
@@ -429,4 +433,14 @@ func TestDefaultPolicyDetects(t *testing.T) {
 	if got := e.Evaluate(ev); got != nil {
 		t.Errorf("Evaluate(ls) = %+v, want none", got)
 	}
+}
+
+// withoutRange returns the sinks with their block ranges cleared, for
+// comparing what they say.
+func withoutRange(sinks []sink.Config) []sink.Config {
+	out := slices.Clone(sinks)
+	for i := range out {
+		out[i].Range = hcl.Range{}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -281,4 +282,12 @@ func sortedAttrs(b *hclsyntax.Body) []*hclsyntax.Attribute {
 func sortStrings(s []string) []string {
 	slices.Sort(s)
 	return s
+}
+
+// checkAbsPath returns a message when s is not an absolute path, else "".
+func checkAbsPath(s string) string {
+	if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {
+		return fmt.Sprintf("path %q must be absolute", s)
+	}
+	return ""
 }

@@ -286,7 +286,7 @@ func (st *state) finish() {
 	}
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
-		cfg.Sinks = []SinkSpec{{Spec: sink.Spec{Type: "stdout", Name: "console", Format: "json"}}}
+		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}
 	}
 	st.checkTests()
 	if st.d.diags.HasErrors() {

@@ -194,7 +194,7 @@ func (d *daemon) reloadSinks(ctx context.Context, old, cfg *config.Config) error
 	if reflect.DeepEqual(sinkSpecs(old), sinkSpecs(cfg)) {
 		return nil
 	}
-	sinks, err := buildSinks(cfg, d.log)
+	sinks, err := buildSinks(cfg, d.log, d.opts.Version)
 	if err != nil {
 		return err
 	}

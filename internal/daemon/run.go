@@ -30,6 +30,9 @@ type Options struct {
 	Mode string
 	// Stdin is where audisp mode reads auditd's records; nil is os.Stdin.
 	Stdin io.Reader
+	// Version is the product version the sinks report (CEF and LEEF
+	// headers, ECS and OCSF fields, the HTTP User-Agent); "" is "dev".
+	Version string
 
 	// Test hooks.
 	metricsListener net.Listener  // instead of listening on the policy's address
@@ -93,7 +96,7 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 
 func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	log := d.log
-	sinks, err := buildSinks(cfg, log)
+	sinks, err := buildSinks(cfg, log, d.opts.Version)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"bytes"
+	"encoding/gob"
 	"encoding/json"
 	"testing"
 )
@@ -54,3 +56,44 @@ func BenchmarkRouterDeliver(b *testing.B) {
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// BenchmarkSpoolRecord measures a spool record's encoding, the work Append
+// does under the spool's lock on the detection path, and its decoding, done
+// by the sink's worker: version 2 (JSON) against version 1 (gob), which
+// it replaced.
+func BenchmarkSpoolRecord(b *testing.B) {
+	a := hostileAlert()
+	var v2, v1 bytes.Buffer
+	if err := encodeAlert(&v2, &a); err != nil {
+		b.Fatal(err)
+	}
+	if err := gob.NewEncoder(&v1).Encode(&a); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("encode-v2", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			_ = encodeAlert(&buf, &a)
+		}
+		b.ReportMetric(float64(v2.Len()), "bytes/record")
+	})
+	b.Run("encode-v1-gob", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			_ = gob.NewEncoder(&buf).Encode(&a)
+		}
+		b.ReportMetric(float64(v1.Len()), "bytes/record")
+	})
+	b.Run("decode-v2", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = decodeAlert(v2.Bytes())
+		}
+	})
+	b.Run("decode-v1-gob", func(b *testing.B) {
+		for b.Loop() {
+			_, _ = decodeAlert(v1.Bytes())
+		}
+	})
+}

@@ -167,21 +167,22 @@ func TestBuild(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name    string
-		specs   []Spec
+		specs   []Config
 		want    []string // sink names
 		wantErr string
 	}{
-		{"stdout and file", []Spec{{Type: "stdout"}, {Type: "file", Name: "local", Path: filepath.Join(dir, "a.json")}}, []string{"stdout", "local"}, ""},
-		{"explicit json", []Spec{{Type: "stdout", Format: "json"}}, []string{"stdout"}, ""},
+		{"stdout and file", []Config{{Type: "stdout"}, {Type: "file", Name: "local", Settings: &FileSettings{Path: filepath.Join(dir, "a.json")}}}, []string{"stdout", "local"}, ""},
+		{"explicit json", []Config{{Type: "stdout", Common: Common{Format: "json"}}}, []string{"stdout"}, ""},
 		{"none", nil, nil, ""},
-		{"unknown type", []Spec{{Type: "kafka", Name: "k"}}, nil, `sink "k": unknown type "kafka": want stdout, file, syslog or http`},
-		{"unknown format", []Spec{{Type: "stdout", Format: "xml"}}, nil, `sink "stdout": unknown format "xml": want json, ecs, ocsf, cef or leef`},
-		{"duplicate", []Spec{{Type: "stdout"}, {Type: "file", Name: "stdout", Path: filepath.Join(dir, "b.json")}}, nil, `sink "stdout": duplicate name`},
-		{"file without path", []Spec{{Type: "stdout"}, {Type: "file"}}, nil, `sink "file": no path`},
+		{"unknown type", []Config{{Type: "kafka", Name: "k"}}, nil, `sink "k": unknown type "kafka": want ` + strings.Join(Types(), ", ")},
+		{"unknown format", []Config{{Type: "stdout", Common: Common{Format: "xml"}}}, nil, `sink "stdout": unknown format "xml": want json, ecs, ocsf, cef or leef`},
+		{"unknown payload", []Config{{Type: "webhook", Name: "w", Common: Common{Format: "xml"}, Settings: &WebhookSettings{HTTPSettings{URL: "http://127.0.0.1:1"}, ""}}}, nil, `sink "w": payload: unknown format "xml": want json, ecs, ocsf, cef or leef`},
+		{"duplicate", []Config{{Type: "stdout"}, {Type: "file", Name: "stdout", Settings: &FileSettings{Path: filepath.Join(dir, "b.json")}}}, nil, `sink "stdout": duplicate name`},
+		{"file without path", []Config{{Type: "stdout"}, {Type: "file"}}, nil, `sink "file": no path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sinks, err := Build(tt.specs, discardLog())
+			sinks, err := Build(tt.specs, BuildOptions{Log: discardLog()})
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr || sinks != nil {
 					t.Fatalf("Build = %v, %v; want nil, %q", sinks, err, tt.wantErr)

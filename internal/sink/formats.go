@@ -2,6 +2,7 @@ package sink
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -10,10 +11,29 @@ import (
 	"github.com/encwatch/encwatch/detect"
 )
 
-// Version is the product version the formats report (ECS observer.version,
-// OCSF metadata.product.version, the CEF and LEEF headers). The daemon sets
-// it at start-up from its build version.
-var Version = "dev"
+// NewFormat returns the format called name ("" is json). version is the
+// product version the formats report: ECS observer.version, OCSF
+// metadata.product.version, the CEF and LEEF headers.
+func NewFormat(name, version string) (Format, error) {
+	switch name {
+	case "", "json":
+		return AppendJSON, nil
+	case "ecs":
+		return func(dst []byte, a *detect.Alert) []byte { return appendECS(dst, a, version) }, nil
+	case "ocsf":
+		return func(dst []byte, a *detect.Alert) []byte { return appendOCSF(dst, a, version) }, nil
+	case "cef":
+		return func(dst []byte, a *detect.Alert) []byte { return appendCEF(dst, a, version) }, nil
+	case "leef":
+		return func(dst []byte, a *detect.Alert) []byte { return appendLEEFEvent(dst, a, version) }, nil
+	}
+	return nil, fmt.Errorf("unknown format %q: want json, ecs, ocsf, cef or leef", name)
+}
+
+// jsonFormat says the format called name writes a JSON object.
+func jsonFormat(name string) bool {
+	return name == "" || name == "json" || name == "ecs" || name == "ocsf"
+}
 
 // ecsSeverity maps an importance to ECS event.severity and event.risk_score
 // (0-100), on the scale of Elastic's detection rules (low 21, medium 47,
@@ -34,13 +54,16 @@ func severityOf(table []int, i detect.Importance) int {
 	return table[i]
 }
 
-// AppendECS appends a as one Elastic Common Schema (ECS 8) document: an
+// appendECS appends a as one Elastic Common Schema (ECS 8) document: an
 // event.kind "alert" of category "process", type "start", with process.*,
 // process.parent.*, rule.*, threat.* and host.name. Fields ECS has no name
 // for are under "encwatch". Strings are escaped as by AppendJSON, so the
 // document is valid UTF-8 JSON on one line; when an argument of argv is not
 // valid UTF-8, encwatch.args_b64 holds its exact bytes.
-func AppendECS(dst []byte, a *detect.Alert) []byte {
+//
+// It is longer than 80 lines because it writes the document field by field
+// in output order: read top to bottom, it is the document's layout.
+func appendECS(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, `{"@timestamp":"`...)
 	dst = a.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
@@ -55,7 +78,7 @@ func AppendECS(dst []byte, a *detect.Alert) []byte {
 	dst = append(dst, `,"host":{"name":`...)
 	dst = appendString(dst, a.Host)
 	dst = append(dst, `},"observer":{"product":"encwatch","vendor":"encwatch","version":`...)
-	dst = appendString(dst, Version)
+	dst = appendString(dst, version)
 	dst = append(dst, `},"rule":{"name":`...)
 	dst = appendString(dst, s.Name)
 	dst = append(dst, `,"description":`...)
@@ -140,13 +163,13 @@ func AppendECS(dst []byte, a *detect.Alert) []byte {
 	return append(dst, `}}`...)
 }
 
-// AppendOCSF appends a as one OCSF 1.1 Process Activity event (class_uid
+// appendOCSF appends a as one OCSF 1.1 Process Activity event (class_uid
 // 1007, category_uid 1 System Activity, activity_id 1 Launch, type_uid
 // 100701), with the signature as finding_info (analytic, MITRE ATT&CK
 // techniques). OCSF has no argv array, so unmapped.args carries it.
 // Escaping is AppendJSON's; when an argument of argv is not valid UTF-8,
 // unmapped.args_b64 holds its exact bytes.
-func AppendOCSF(dst []byte, a *detect.Alert) []byte {
+func appendOCSF(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	sev := severityOf(ocsfSeverity[:], s.Importance)
 	dst = append(dst, `{"class_uid":1007,"class_name":"Process Activity","category_uid":1,"category_name":"System Activity","activity_id":1,"activity_name":"Launch","type_uid":100701,"type_name":"Process Activity: Launch","severity_id":`...)
@@ -160,7 +183,7 @@ func AppendOCSF(dst []byte, a *detect.Alert) []byte {
 	dst = append(dst, `,"metadata":{"version":"1.1.0","uid":`...)
 	dst = appendString(dst, a.ID)
 	dst = append(dst, `,"product":{"name":"encwatch","vendor_name":"encwatch","version":`...)
-	dst = appendString(dst, Version)
+	dst = appendString(dst, version)
 	dst = append(dst, `}},"device":{"hostname":`...)
 	dst = appendString(dst, a.Host)
 	dst = append(dst, `,"type_id":0},"finding_info":{"uid":`...)
@@ -270,7 +293,7 @@ func appendB64s(dst []byte, ss []string) []byte {
 	return append(dst, ']')
 }
 
-// AppendCEF appends a as one ArcSight Common Event Format (CEF:0) line,
+// appendCEF appends a as one ArcSight Common Event Format (CEF:0) line,
 // without a trailing newline:
 //
 //	CEF:0|encwatch|encwatch|VERSION|SIGNATURE|DESCRIPTION|SEVERITY|EXTENSION
@@ -289,10 +312,10 @@ func appendB64s(dst []byte, ss []string) []byte {
 // (process name), filePath (executable), suid, cs1 commandLine, cs2 argv
 // (JSON), cs3 mitre, cs4 parentProcess (executable), cn1 parentPid, cs5
 // environment, cs6 cwd, flexString1 argvBase64.
-func AppendCEF(dst []byte, a *detect.Alert) []byte {
+func appendCEF(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, "CEF:0|encwatch|encwatch|"...)
-	dst = appendCEFHeader(dst, Version)
+	dst = appendCEFHeader(dst, version)
 	dst = append(dst, '|')
 	dst = appendCEFHeader(dst, s.Name)
 	dst = append(dst, '|')
@@ -405,7 +428,7 @@ func appendSafe(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) []b
 	return dst
 }
 
-// AppendLEEF appends a as one IBM QRadar LEEF 2.0 event, without a trailing
+// appendLEEFEvent appends a as one IBM QRadar LEEF 2.0 event, without a trailing
 // newline:
 //
 //	LEEF:2.0|encwatch|encwatch|VERSION|SIGNATURE|x09|key=value<TAB>key=value…
@@ -421,10 +444,10 @@ func appendSafe(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) []b
 // externalId (alert id), usrName (the uid: LEEF has no uid key), and the
 // custom keys signature, description, mitre, environment, pid, ppid,
 // parentExe, exe, processName, cmdLine, argv, cwd, argvBase64.
-func AppendLEEF(dst []byte, a *detect.Alert) []byte {
+func appendLEEFEvent(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, "LEEF:2.0|encwatch|encwatch|"...)
-	dst = appendLEEF(dst, Version, true)
+	dst = appendLEEF(dst, version, true)
 	dst = append(dst, '|')
 	dst = appendLEEF(dst, s.Name, true)
 	dst = append(dst, "|x09|devTime="...)
@@ -475,7 +498,7 @@ func appendLEEFAttr(dst []byte, key, value string) []byte {
 }
 
 // appendLEEF writes a LEEF value: TAB, CR, LF (and '|' in a header field)
-// removed; see AppendLEEF.
+// removed; see appendLEEFEvent.
 func appendLEEF(dst []byte, s string, header bool) []byte {
 	return appendSafe(dst, s, func(dst []byte, c byte) ([]byte, bool) {
 		switch {
@@ -487,6 +510,3 @@ func appendLEEF(dst []byte, s string, header bool) []byte {
 		return dst, false
 	})
 }
-
-// compile-time checks that each format has the Format shape.
-var _ = []Format{AppendJSON, AppendECS, AppendOCSF, AppendCEF, AppendLEEF}

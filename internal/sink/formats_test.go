@@ -343,11 +343,11 @@ func TestECSAndOCSFFields(t *testing.T) {
 	a := testAlert()
 	a.Ancestry = []detect.Process{{PID: 3100, PPID: 1, Exe: "/bin/bash", Argv: []string{"bash"}, UID: 0}}
 	var ecs map[string]any
-	if err := json.Unmarshal(AppendECS(nil, &a), &ecs); err != nil {
+	if err := json.Unmarshal(formats["ecs"](nil, &a), &ecs); err != nil {
 		t.Fatal(err)
 	}
 	var ocsf map[string]any
-	if err := json.Unmarshal(AppendOCSF(nil, &a), &ocsf); err != nil {
+	if err := json.Unmarshal(formats["ocsf"](nil, &a), &ocsf); err != nil {
 		t.Fatal(err)
 	}
 	get := func(m map[string]any, path string) any {

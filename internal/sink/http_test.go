@@ -124,7 +124,7 @@ func TestElasticBulk(t *testing.T) {
 	es := newFakeElastic()
 	srv := httptest.NewServer(es)
 	defer srv.Close()
-	s, err := NewHTTP(discardLog(), "es", HTTPOptions{URL: srv.URL, Kind: "elasticsearch", Payload: AppendECS, JSONPayload: true})
+	s, err := NewElasticsearch("es", ElasticsearchOptions{HTTP: HTTPOptions{URL: srv.URL}, Format: mustFormat(t, "ecs"), JSONFormat: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,14 +239,18 @@ func TestSplunkHEC(t *testing.T) {
 			l := logrus.New()
 			l.SetOutput(&logs)
 			l.SetLevel(logrus.DebugLevel)
-			sinks, err := Build([]Spec{{
-				Type: "http", Name: "splunk", URL: srv.URL, Kind: "splunk_hec", Payload: "ecs",
-				TokenFile: tokenFile, SplunkAck: ack,
-			}}, logrus.NewEntry(l))
+			sinks, err := Build(decodeSinks(t, fmt.Sprintf(`
+sink "http" "splunk" {
+  url        = %q
+  kind       = "splunk_hec"
+  payload    = "ecs"
+  token_file = %q
+  splunk_ack = %v
+}`, srv.URL, tokenFile, ack)), BuildOptions{Log: logrus.NewEntry(l)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := sinks[0].(*HTTP)
+			s := sinks[0].(*Splunk)
 			s.opts.AckPoll = 5 * time.Millisecond
 			if err := s.Send(t.Context(), []detect.Alert{alertN(0), alertN(1), alertN(2)}); err != nil {
 				t.Fatalf("Send = %v", err)
@@ -260,7 +264,7 @@ func TestSplunkHEC(t *testing.T) {
 			}
 
 			// A wrong token is refused for good, and never shows.
-			s.auth = "Splunk wrong-" + token
+			s.t.auth = "Splunk wrong-" + token
 			err = s.Send(t.Context(), []detect.Alert{alertN(3)})
 			if !errors.Is(err, ErrPermanent) {
 				t.Errorf("Send with a bad token = %v, want ErrPermanent", err)
@@ -288,8 +292,12 @@ func TestWebhook(t *testing.T) {
 	}))
 	defer srv.Close()
 	t.Setenv("ENCWATCH_TEST_TOKEN", "tok")
-	sinks, err := Build([]Spec{{Type: "http", URL: srv.URL + "/hook", TokenEnv: "ENCWATCH_TEST_TOKEN",
-		Headers: map[string]string{"X-Team": "sec"}}}, discardLog())
+	sinks, err := Build(decodeSinks(t, fmt.Sprintf(`
+sink "http" "hook" {
+  url       = %q
+  token_env = "ENCWATCH_TEST_TOKEN"
+  headers   = { "X-Team" = "sec" }
+}`, srv.URL+"/hook")), BuildOptions{Log: discardLog(), Version: "1.2.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +309,7 @@ func TestWebhook(t *testing.T) {
 	if want := []string{"0", "h"}; !slices.Equal(got, want) {
 		t.Errorf("webhook got %v, want %v", got, want)
 	}
-	if hdr.Get("Authorization") != "Bearer tok" || hdr.Get("X-Team") != "sec" {
+	if hdr.Get("Authorization") != "Bearer tok" || hdr.Get("X-Team") != "sec" || hdr.Get("User-Agent") != "encwatch/1.2.3" {
 		t.Errorf("headers = %v", hdr)
 	}
 }
@@ -329,8 +337,12 @@ func TestHTTPOutage(t *testing.T) {
 	srv := &http.Server{Handler: es}
 	go srv.Serve(ln)
 
-	sinks, err := Build([]Spec{{Type: "http", Name: "es", URL: "http://" + addr, Kind: "elasticsearch",
-		Timeout: time.Second, Spool: &SpoolSpec{Dir: t.TempDir()}}}, discardLog())
+	sinks, err := Build(decodeSinks(t, fmt.Sprintf(`
+sink "elasticsearch" "es" {
+  url     = "http://%s"
+  timeout = "1s"
+  spool { dir = %q }
+}`, addr, t.TempDir())), BuildOptions{Log: discardLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

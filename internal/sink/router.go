@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,10 +150,16 @@ type Router struct {
 	opts   RouterOptions
 	queues []*queue
 
-	closing   chan struct{} // closed by Close
-	closeOnce sync.Once
-	closed    atomic.Bool  // set by Close before it closes the queues
-	inflight  atomic.Int64 // Deliver calls that may still send on a queue
+	// mu orders Deliver before Close: Deliver holds it shared while it
+	// sends on the queues (uncontended, that is one atomic add, so the
+	// detection path never waits but at shutdown), and Close holds it
+	// exclusively to set closed and close the queues, so no Deliver ever
+	// sends on a closed channel.
+	mu       sync.RWMutex
+	closed   bool          // under mu
+	stopping chan struct{} // closed when Close starts: unblocks a Deliver waiting on a full queue (Block)
+	closing  chan struct{} // closed by Close once the queues are closed
+	once     sync.Once
 }
 
 // queue is one sink's channel, worker state and counters.
@@ -174,7 +179,7 @@ type queue struct {
 // NewRouter returns a router delivering to sinks. It starts nothing: see Run.
 func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
 	opts = opts.withDefaults()
-	r := &Router{log: log, opts: opts, closing: make(chan struct{})}
+	r := &Router{log: log, opts: opts, stopping: make(chan struct{}), closing: make(chan struct{})}
 	for _, s := range sinks {
 		q := &queue{sink: s, log: log.WithField("sink", s.Name())}
 		if d, ok := s.(*delivered); ok {
@@ -198,12 +203,9 @@ func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
 // made with Block. A sink whose queue is full, or a router already closed,
 // drops it and counts the drop. Deliver may be called from any goroutine.
 func (r *Router) Deliver(a detect.Alert) {
-	// The inflight count and the closed flag form a handshake with Close
-	// (both sequentially consistent atomics): either this call sees closed,
-	// or Close sees it in flight and waits before closing the channels.
-	r.inflight.Add(1)
-	defer r.inflight.Add(-1)
-	if r.closed.Load() {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
 		for _, q := range r.queues {
 			q.droppedClosed.Add(1)
 		}
@@ -222,8 +224,12 @@ func (r *Router) Deliver(a detect.Alert) {
 			continue
 		}
 		if r.opts.Block {
-			q.ch <- a
-			q.queued.Add(1)
+			select {
+			case q.ch <- a:
+				q.queued.Add(1)
+			case <-r.stopping:
+				q.droppedClosed.Add(1)
+			}
 			continue
 		}
 		select {
@@ -257,13 +263,11 @@ func (q *queue) appendSpool(a *detect.Alert) {
 // Close stops accepting alerts and closes the queues, so that Run drains them
 // and returns. It does not wait for Run; it is safe to call more than once.
 func (r *Router) Close() {
-	r.closeOnce.Do(func() {
-		r.closed.Store(true)
-		// A Deliver that missed the flag is at most a few non-blocking
-		// channel sends away from done.
-		for r.inflight.Load() != 0 {
-			runtime.Gosched()
-		}
+	r.once.Do(func() {
+		close(r.stopping)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.closed = true
 		for _, q := range r.queues {
 			if q.ch != nil {
 				close(q.ch)

@@ -306,3 +306,35 @@ func TestRouterBlockLosesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestRouterCloseUnblocksBlockedDeliver: with Block, a Deliver waiting on a
+// full queue whose sink never recovers returns once Close is called, and
+// the alert it held is counted as dropped (closed), not lost silently.
+func TestRouterCloseUnblocksBlockedDeliver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stuck := newFake("stuck")
+		stuck.block = make(chan struct{}) // never opened: Send waits for the drain deadline
+		r := NewRouter(discardLog(), []Sink{stuck}, RouterOptions{QueueSize: 1, BatchSize: 1, Block: true, DrainTimeout: time.Second})
+		done := start(r, t.Context())
+		delivered := make(chan struct{})
+		go func() {
+			for i := range 3 { // one in Send, one queued, one waiting
+				r.Deliver(alertN(i))
+			}
+			close(delivered)
+		}()
+		synctest.Wait()
+		r.Close()
+		<-delivered
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		st := r.Stats()[0]
+		if got, want := st.Queued+st.Dropped.Closed, uint64(3); got != want {
+			t.Errorf("queued+dropped(closed) = %d, want %d (stats %+v)", got, want, st)
+		}
+		if st.Dropped.Closed != 1 {
+			t.Errorf("dropped(closed) = %d, want 1", st.Dropped.Closed)
+		}
+	})
+}

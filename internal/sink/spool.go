@@ -66,7 +66,8 @@ type Cursor struct {
 //
 // On disk: segment files NNNNNNNNNNNNNNNN.wal (hex sequence numbers), each a
 // run of records framed as a little-endian uint32 length, the CRC-32C of the
-// payload and the payload (the gob encoding of the alert); and the file
+// payload and the payload (a versioned record, see codec.go and
+// docs/sinks.md); and the file
 // "ack", holding the cursor of the first unacknowledged record, with its own
 // CRC. Opening a spool resumes after the persisted cursor, so every alert
 // not acknowledged before a crash is read again: delivery is at least once,

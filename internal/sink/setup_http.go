@@ -1,0 +1,171 @@
+package sink
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// HTTPSettings are the attributes every HTTP sink type shares: where to
+// post and how to authenticate. A tls block applies to https:// URLs.
+type HTTPSettings struct {
+	URL        string
+	Headers    map[string]string
+	TokenFile  string // the Authorization token, read from this file,
+	TokenEnv   string // or this environment variable; never logged
+	AuthScheme string // default "Splunk" for Splunk HEC, else "Bearer"
+	Timeout    time.Duration
+}
+
+// WebhookSettings are a webhook sink's settings.
+type WebhookSettings struct {
+	HTTPSettings
+	Body string // "array" (default) or "ndjson"
+}
+
+// SplunkSettings are a Splunk HEC sink's settings.
+type SplunkSettings struct {
+	HTTPSettings
+	Index      string
+	SourceType string // default "encwatch:alert"
+	Ack        bool   // HCL splunk_ack: wait for indexer acknowledgement
+	AckTimeout time.Duration
+}
+
+// ElasticsearchSettings are an Elasticsearch sink's settings.
+type ElasticsearchSettings struct {
+	HTTPSettings
+	Index string // default "encwatch-alerts"
+}
+
+// HTTPAliasSettings are the settings of the `sink "http"` spelling of
+// earlier releases: one block type for the three receivers, picked by
+// `kind`. It decodes the union of their attributes and builds the sink of
+// its kind; attributes that mean nothing for that kind are accepted and
+// ignored, as they always were.
+type HTTPAliasSettings struct {
+	Kind    string // "webhook" (default), "splunk_hec", "elasticsearch"
+	Webhook WebhookSettings
+	Splunk  SplunkSettings
+}
+
+func init() {
+	Register(Kind[WebhookSettings]{
+		Name: "webhook", FormatAttr: "payload", TLS: true,
+		Decode: func(b *Body, s *WebhookSettings) {
+			decodeHTTP(b, &s.HTTPSettings)
+			decodeWebhook(b, s)
+		},
+		New: newWebhook,
+	})
+	Register(Kind[SplunkSettings]{
+		Name: "splunk", FormatAttr: "payload", TLS: true,
+		Decode: func(b *Body, s *SplunkSettings) {
+			decodeHTTP(b, &s.HTTPSettings)
+			decodeSplunk(b, s)
+		},
+		New: newSplunk,
+	})
+	Register(Kind[ElasticsearchSettings]{
+		Name: "elasticsearch", FormatAttr: "payload", TLS: true,
+		Decode: func(b *Body, s *ElasticsearchSettings) {
+			decodeHTTP(b, &s.HTTPSettings)
+			b.String("index", &s.Index)
+		},
+		New: newElasticsearch,
+	})
+	Register(Kind[HTTPAliasSettings]{
+		Name: "http", FormatAttr: "payload", TLS: true,
+		Decode: func(b *Body, s *HTTPAliasSettings) {
+			b.Word("kind", &s.Kind, "webhook", "splunk_hec", "elasticsearch")
+			decodeHTTP(b, &s.Webhook.HTTPSettings)
+			decodeWebhook(b, &s.Webhook)
+			decodeSplunk(b, &s.Splunk) // index is Elasticsearch's too
+			s.Splunk.HTTPSettings = s.Webhook.HTTPSettings
+		},
+		New: func(s *HTTPAliasSettings, env Env) (Sink, error) {
+			switch s.Kind {
+			case "", "webhook":
+				return newWebhook(&s.Webhook, env)
+			case "splunk_hec":
+				return newSplunk(&s.Splunk, env)
+			case "elasticsearch":
+				return newElasticsearch(&ElasticsearchSettings{HTTPSettings: s.Splunk.HTTPSettings, Index: s.Splunk.Index}, env)
+			}
+			return nil, fmt.Errorf("sink %q: kind %q: want \"webhook\", \"splunk_hec\" or \"elasticsearch\"", env.Name, s.Kind)
+		},
+	})
+}
+
+// decodeHTTP decodes the attributes every HTTP sink type shares.
+func decodeHTTP(b *Body, s *HTTPSettings) {
+	b.Require("url")
+	var v string
+	if rng, ok := b.String("url", &v); ok {
+		u, err := url.Parse(v)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			b.Errorf(rng, "url %q must be an http:// or https:// URL", v)
+		case u.User != nil:
+			// A password in the policy would end up in logs and validate output.
+			b.Errorf(rng, "url must not carry credentials; use token_file or token_env")
+		default:
+			s.URL = v
+		}
+	}
+	b.StringMap("headers", &s.Headers)
+	b.AbsPath("token_file", &s.TokenFile)
+	b.String("token_env", &s.TokenEnv)
+	b.String("auth_scheme", &s.AuthScheme)
+	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+}
+
+func decodeWebhook(b *Body, s *WebhookSettings) {
+	b.Word("body", &s.Body, "array", "ndjson")
+}
+
+func decodeSplunk(b *Body, s *SplunkSettings) {
+	b.String("index", &s.Index)
+	b.String("source_type", &s.SourceType)
+	b.Bool("splunk_ack", &s.Ack)
+	b.Duration("ack_timeout", &s.AckTimeout, time.Millisecond, maxSinkTimeout)
+}
+
+// httpOptions reads the token and returns the transport's options.
+func httpOptions(s *HTTPSettings, env Env) (HTTPOptions, error) {
+	token, err := readToken(s.TokenFile, s.TokenEnv)
+	if err != nil {
+		return HTTPOptions{}, fmt.Errorf("sink %q: %w", env.Name, err)
+	}
+	return HTTPOptions{
+		URL: s.URL, Headers: s.Headers, Token: token, AuthScheme: s.AuthScheme,
+		TLS: env.Common.TLS, Timeout: s.Timeout, Version: env.Version,
+	}, nil
+}
+
+func newWebhook(s *WebhookSettings, env Env) (Sink, error) {
+	h, err := httpOptions(&s.HTTPSettings, env)
+	if err != nil {
+		return nil, err
+	}
+	return NewWebhook(env.Name, WebhookOptions{HTTP: h, Format: env.Format, JSONFormat: env.JSONFormat, Body: s.Body})
+}
+
+func newSplunk(s *SplunkSettings, env Env) (Sink, error) {
+	h, err := httpOptions(&s.HTTPSettings, env)
+	if err != nil {
+		return nil, err
+	}
+	return NewSplunk(env.Name, SplunkOptions{
+		HTTP: h, Format: env.Format, JSONFormat: env.JSONFormat,
+		Index: s.Index, SourceType: s.SourceType, Ack: s.Ack, AckTimeout: s.AckTimeout,
+	})
+}
+
+func newElasticsearch(s *ElasticsearchSettings, env Env) (Sink, error) {
+	h, err := httpOptions(&s.HTTPSettings, env)
+	if err != nil {
+		return nil, err
+	}
+	return NewElasticsearch(env.Name, ElasticsearchOptions{HTTP: h, Format: env.Format, JSONFormat: env.JSONFormat, Index: s.Index})
+}

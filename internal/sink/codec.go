@@ -104,6 +104,7 @@ type spoolAlert struct {
 	Actions     []bstr         `json:"actions,omitempty"`
 	Payload     *spoolPayload  `json:"payload,omitempty"`
 	Throttled   uint64         `json:"throttled,omitempty"`
+	Mode        bstr           `json:"mode,omitempty"`
 	User        bstr           `json:"user,omitempty"`
 	LoginUser   bstr           `json:"login_user,omitempty"`
 	ContainerID bstr           `json:"container_id,omitempty"`
@@ -231,7 +232,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 			Category: bstr(a.Signature.Category), Method: bstr(a.Signature.Method),
 			Importance: int(a.Signature.Importance), MITRE: bstrs(a.Signature.MITRE),
 		},
-		Ancestry: toSpoolProcs(a.Ancestry), Actions: bstrs(a.Actions), Throttled: a.Throttled,
+		Ancestry: toSpoolProcs(a.Ancestry), Actions: bstrs(a.Actions), Throttled: a.Throttled, Mode: bstr(a.Mode),
 		User: bstr(a.User), LoginUser: bstr(a.LoginUser), ContainerID: bstr(a.ContainerID),
 		Related: toSpoolProcs(a.Related),
 	}
@@ -276,7 +277,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 			Category: string(s.Signature.Category), Method: string(s.Signature.Method),
 			Importance: detect.Importance(s.Signature.Importance), MITRE: strs(s.Signature.MITRE),
 		},
-		Ancestry: fromSpoolProcs(s.Ancestry), Actions: strs(s.Actions), Throttled: s.Throttled,
+		Ancestry: fromSpoolProcs(s.Ancestry), Actions: strs(s.Actions), Throttled: s.Throttled, Mode: string(s.Mode),
 		User: string(s.User), LoginUser: string(s.LoginUser), ContainerID: string(s.ContainerID),
 		Related: fromSpoolProcs(s.Related),
 	}

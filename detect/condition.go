@@ -172,7 +172,7 @@ func (e *ConditionError) Error() string {
 	case OneOf:
 		return fmt.Sprintf("%s %q: %v", e.noun, e.Value, e.Err)
 	}
-	return e.Attr + ": " + e.Err.Error()
+	return e.Attr + " " + e.Err.Error()
 }
 
 func (e *ConditionError) Unwrap() error { return e.Err }
@@ -230,13 +230,13 @@ func (cond *Condition) check(v any) *ConditionError {
 	case Strings:
 		l, ok := v.([]string)
 		if !ok {
-			return bad(-1, "", fmt.Errorf("want a []string, got %T", v))
+			return bad(-1, "", fmt.Errorf("must be a []string, got %T", v))
 		}
 		strs = l
 	case String:
 		s, ok := v.(string)
 		if !ok {
-			return bad(-1, "", fmt.Errorf("want a string, got %T", v))
+			return bad(-1, "", fmt.Errorf("must be a string, got %T", v))
 		}
 		if s != "" {
 			strs = []string{s}
@@ -244,18 +244,18 @@ func (cond *Condition) check(v any) *ConditionError {
 	case Int:
 		n, ok := v.(int)
 		if !ok {
-			return bad(-1, "", fmt.Errorf("want an int, got %T", v))
+			return bad(-1, "", fmt.Errorf("must be an int, got %T", v))
 		}
 		if n != 0 && (n < cond.Min || n > cond.Max) {
-			return bad(-1, "", fmt.Errorf("%d is out of range %d to %d", n, cond.Min, cond.Max))
+			return bad(-1, "", fmt.Errorf("must be from %d to %d, got %d", cond.Min, cond.Max, n))
 		}
 	case Bool:
 		if _, ok := v.(bool); !ok {
-			return bad(-1, "", fmt.Errorf("want a bool, got %T", v))
+			return bad(-1, "", fmt.Errorf("must be a bool, got %T", v))
 		}
 	case Uint32s:
 		if _, ok := v.([]uint32); !ok {
-			return bad(-1, "", fmt.Errorf("want a []uint32, got %T", v))
+			return bad(-1, "", fmt.Errorf("must be a []uint32, got %T", v))
 		}
 	}
 	for i, s := range strs {
@@ -275,7 +275,7 @@ func (t Table) compile(c Conditions) (*cond, []*ConditionError) {
 	var errs []*ConditionError
 	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if _, ok := t.Lookup(k); !ok {
-			errs = append(errs, &ConditionError{Attr: k, Index: -1, Err: errors.New("unknown condition")})
+			errs = append(errs, &ConditionError{Attr: k, Index: -1, Err: errors.New("is not a condition")})
 		}
 	}
 	for i := range t {

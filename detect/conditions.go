@@ -148,7 +148,7 @@ func minArgs(v any, _ Conditions) (*Predicate, error) {
 func maxArgs(v any, c Conditions) (*Predicate, error) {
 	n := v.(int)
 	if lo, ok := c["min_args"].(int); ok && n < lo {
-		return nil, errors.New("max_args is less than min_args")
+		return nil, errors.New("is less than min_args")
 	}
 	return &Predicate{Holds: func(x *Exec) bool { return nargs(x.ev) <= n }}, nil
 }

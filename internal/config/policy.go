@@ -99,7 +99,7 @@ func (b *body) conditionError(t detect.Table, err *detect.ConditionError, elems 
 	case detect.OneOf:
 		b.d.errorf(rng, "unknown %s %q%s", err.Attr, err.Value, didYouMean(err.Value, cond.Allowed, "use "+strings.Join(cond.Allowed, ", ")))
 	default:
-		b.d.errorf(rng, "%s %v", err.Attr, err.Err)
+		b.d.errorf(rng, "%v", err)
 	}
 }
 
@@ -413,4 +413,3 @@ func (st *state) checkTests() {
 		}
 	}
 }
-

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -65,5 +67,34 @@ signature "renamed_b64" {
 	// The built-in table does not know the attribute: config says so.
 	if _, err := Parse("p.hcl", src); err == nil {
 		t.Error("Parse with the built-in table accepted comm")
+	}
+}
+
+// TestDevelopmentDocQuotesTheExample keeps the worked example in the
+// development docs the test above, verbatim. The section lives in
+// docs/development-conditions.md until it is merged into docs/development.md.
+func TestDevelopmentDocQuotesTheExample(t *testing.T) {
+	var doc []byte
+	var err error
+	for _, name := range []string{"../../docs/development-conditions.md", "../../docs/development.md"} {
+		if doc, err = os.ReadFile(name); err == nil && bytes.Contains(doc, []byte("Worked example: `comm`")) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile("condition_example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := bytes.Cut(doc, []byte("Worked example: `comm`"))
+	_, quoted, ok2 := bytes.Cut(section, []byte("```go\n"))
+	quoted, _, ok3 := bytes.Cut(quoted, []byte("```"))
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("the development docs hold no worked example of adding a condition")
+	}
+	if !bytes.Contains(self, quoted) {
+		t.Errorf("the worked example in the docs is not condition_example_test.go verbatim:\n%s", quoted)
 	}
 }

@@ -71,9 +71,6 @@ type Exec struct {
 // the applet's view of it.
 func (x *Exec) Event() *audit.Event { return x.ev }
 
-// Ancestry returns the exec's ancestors, parent first.
-func (x *Exec) Ancestry() []Process { return x.ancestry() }
-
 // exeListed reports whether one of the event's names, or failing those the
 // known encoder the file is, is in exes: exeMatch finds a reason for it.
 func (x *Exec) exeListed(exes []string) bool {

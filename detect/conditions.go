@@ -226,13 +226,13 @@ func ids(field func(*audit.Event) uint32) func(any, Conditions) (*Predicate, err
 		if len(list) == 0 {
 			return nil, nil
 		}
-		return &Predicate{Holds: func(x *Exec) bool { return slices.Contains(list, field(x.ev)) }}, nil
+		return &Predicate{Holds: func(x *Exec) bool { return slices.Contains(list, field(x.Event())) }}, nil
 	}
 }
 
 func login(v any, _ Conditions) (*Predicate, error) {
 	want := v.(bool)
-	return &Predicate{Holds: func(x *Exec) bool { return want == (x.ev.AUID != audit.Unset) }}, nil
+	return &Predicate{Holds: func(x *Exec) bool { return want == (x.Event().AUID != audit.Unset) }}, nil
 }
 
 func tty(v any, _ Conditions) (*Predicate, error) {
@@ -240,7 +240,7 @@ func tty(v any, _ Conditions) (*Predicate, error) {
 	if len(globs) == 0 {
 		return nil, nil
 	}
-	return &Predicate{Holds: func(x *Exec) bool { return ttyMatch(globs, x.ev.TTY) }}, nil
+	return &Predicate{Holds: func(x *Exec) bool { return ttyMatch(globs, x.Event().TTY) }}, nil
 }
 
 func cwd(v any, _ Conditions) (*Predicate, error) {
@@ -248,12 +248,12 @@ func cwd(v any, _ Conditions) (*Predicate, error) {
 	if len(globs) == 0 {
 		return nil, nil
 	}
-	return &Predicate{Holds: func(x *Exec) bool { return globAny(globs, x.ev.Cwd) }}, nil
+	return &Predicate{Holds: func(x *Exec) bool { return globAny(globs, x.Event().Cwd) }}, nil
 }
 
 func success(v any, _ Conditions) (*Predicate, error) {
 	want := v.(bool)
-	return &Predicate{Holds: func(x *Exec) bool { return want == x.ev.Success }}, nil
+	return &Predicate{Holds: func(x *Exec) bool { return want == x.Event().Success }}, nil
 }
 
 func parentExecutables(v any, _ Conditions) (*Predicate, error) {

@@ -11,8 +11,9 @@ import (
 
 // cond is a compiled block of conditions.
 type cond struct {
-	// checks are the predicates, cheapest first; reasons are the same in
-	// table order, the order of an alert's match reasons.
+	// checks are the predicates, cheapest first; reasons are those that
+	// explain themselves, in table order: the order of an alert's match
+	// reasons.
 	checks, reasons []check
 	// exes and renamed are what the policy index files the block under.
 	exes    []string
@@ -28,9 +29,7 @@ func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
 		}
 	}
 	for i := range c.reasons {
-		if r := &c.reasons[i]; r.Explain != nil {
-			ms = r.Explain(x, ms)
-		}
+		ms = c.reasons[i].Explain(x, ms)
 	}
 	return ms, true
 }

@@ -305,7 +305,11 @@ func (t Table) compile(c Conditions) (*cond, []*ConditionError) {
 			cc.checks = append(cc.checks, check{cost: cond.Cost, Predicate: *p})
 		}
 	}
-	cc.reasons = slices.Clone(cc.checks)
+	for _, ch := range cc.checks {
+		if ch.Explain != nil {
+			cc.reasons = append(cc.reasons, ch)
+		}
+	}
 	slices.SortStableFunc(cc.checks, func(a, b check) int { return cmp.Compare(a.cost, b.cost) })
 	return cc, errs
 }

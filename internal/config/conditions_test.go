@@ -173,3 +173,24 @@ func TestEmptyStepRefused(t *testing.T) {
 		t.Errorf("Parse = %v, want %s", err, want)
 	}
 }
+
+// TestConditionErrorsAllReported checks that one load reports a problem in
+// every condition, not only the first.
+func TestConditionErrorsAllReported(t *testing.T) {
+	src := `signature "s" {
+  importance = "high"
+  mode       = 3
+  exe_regex  = "("
+  payload    = 4
+  payload_encodings = ["hex"]
+}
+`
+	want := strings.Join([]string{
+		`p.hcl:3:16: mode must be a string, got number`,
+		`p.hcl:5:16: payload must be a list of strings, got number`,
+		"p.hcl:4:16: exe_regex: bad regular expression: error parsing regexp: missing closing ): `(`",
+	}, "\n")
+	if _, err := Parse("p.hcl", []byte(src)); err == nil || err.Error() != want {
+		t.Errorf("Parse = %v, want\n%s", err, want)
+	}
+}

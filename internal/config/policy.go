@@ -42,10 +42,12 @@ func (b *body) conditions(t detect.Table) (c detect.Conditions, ok bool) {
 			c[t[i].Attr], elems[t[i].Attr] = v, rngs
 		}
 	}
-	if len(b.d.diags) == before {
-		for _, err := range t.Check(c) {
-			b.conditionError(t, err, elems[err.Attr])
+	for _, err := range t.Check(c) {
+		// A condition whose Needs failed to decode was reported already.
+		if cond, ok := t.Lookup(err.Attr); ok && cond.Needs != "" && b.b.Attributes[cond.Needs] != nil && c[cond.Needs] == nil {
+			continue
 		}
+		b.conditionError(t, err, elems[err.Attr])
 	}
 	return c, len(b.d.diags) == before
 }

@@ -161,6 +161,7 @@ type ConditionError struct {
 	noun string
 }
 
+// Error says what is wrong in the words Compile's errors use.
 func (e *ConditionError) Error() string {
 	switch e.Check {
 	case FileName:
@@ -175,13 +176,14 @@ func (e *ConditionError) Error() string {
 	return e.Attr + " " + e.Err.Error()
 }
 
+// Unwrap returns the reason.
 func (e *ConditionError) Unwrap() error { return e.Err }
 
 var errNotFileName = errors.New("not a file name")
 
-// CheckValue reports why s cannot be one string of cond's value.
-func (cond *Condition) CheckValue(s string) error {
-	switch cond.Check {
+// CheckValue reports why s cannot be one string of e's value.
+func (e *Condition) CheckValue(s string) error {
+	switch e.Check {
 	case FileName:
 		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") {
 			return errNotFileName
@@ -193,8 +195,8 @@ func (cond *Condition) CheckValue(s string) error {
 		_, err := regexp.Compile(s)
 		return err
 	case OneOf:
-		if !slices.Contains(cond.Allowed, s) {
-			return fmt.Errorf("want one of %s", strings.Join(cond.Allowed, ", "))
+		if !slices.Contains(e.Allowed, s) {
+			return fmt.Errorf("want one of %s", strings.Join(e.Allowed, ", "))
 		}
 	}
 	return nil
@@ -216,17 +218,17 @@ func (t Table) Empty(c Conditions) bool {
 	return len(errs) == 0 && len(cc.checks) == 0
 }
 
-// check reports what is wrong with v as the value of cond.
-func (cond *Condition) check(v any) *ConditionError {
+// check reports what is wrong with v as the value of e.
+func (e *Condition) check(v any) *ConditionError {
 	bad := func(i int, s string, err error) *ConditionError {
-		ch := cond.Check
+		ch := e.Check
 		if i < 0 {
 			ch = AnyString
 		}
-		return &ConditionError{Attr: cond.Attr, Index: i, Value: s, Check: ch, Err: err, noun: cond.Noun}
+		return &ConditionError{Attr: e.Attr, Index: i, Value: s, Check: ch, Err: err, noun: e.Noun}
 	}
 	var strs []string
-	switch cond.Type {
+	switch e.Type {
 	case Strings:
 		l, ok := v.([]string)
 		if !ok {
@@ -246,8 +248,8 @@ func (cond *Condition) check(v any) *ConditionError {
 		if !ok {
 			return bad(-1, "", fmt.Errorf("must be an int, got %T", v))
 		}
-		if n != 0 && (n < cond.Min || n > cond.Max) {
-			return bad(-1, "", fmt.Errorf("must be from %d to %d, got %d", cond.Min, cond.Max, n))
+		if n != 0 && (n < e.Min || n > e.Max) {
+			return bad(-1, "", fmt.Errorf("must be from %d to %d, got %d", e.Min, e.Max, n))
 		}
 	case Bool:
 		if _, ok := v.(bool); !ok {
@@ -259,10 +261,7 @@ func (cond *Condition) check(v any) *ConditionError {
 		}
 	}
 	for i, s := range strs {
-		if err := cond.CheckValue(s); err != nil {
-			if cond.Type == String {
-				i = 0
-			}
+		if err := e.CheckValue(s); err != nil {
 			return bad(i, s, err)
 		}
 	}
@@ -279,30 +278,33 @@ func (t Table) compile(c Conditions) (*cond, []*ConditionError) {
 		}
 	}
 	for i := range t {
-		cond := &t[i]
-		v, set := c[cond.Attr]
+		e := &t[i]
+		v, set := c[e.Attr]
 		if !set {
 			continue
 		}
-		if err := cond.check(v); err != nil {
+		if err := e.check(v); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, ok := c[cond.Needs]; cond.Needs != "" && !ok {
-			errs = append(errs, &ConditionError{Attr: cond.Attr, Index: -1,
-				Err: fmt.Errorf("needs %s in the same block: alone it means nothing", cond.Needs)})
+		if _, ok := c[e.Needs]; e.Needs != "" && !ok {
+			errs = append(errs, &ConditionError{Attr: e.Attr, Index: -1,
+				Err: fmt.Errorf("needs %s in the same block: alone it means nothing", e.Needs)})
 			continue
 		}
-		if cond.Compile == nil {
+		if e.Compile == nil {
 			continue
 		}
-		p, err := cond.Compile(v, c)
+		p, err := e.Compile(v, c)
+		if err == nil && p != nil && p.Holds == nil {
+			err = errors.New("compiles to a predicate without Holds")
+		}
 		if err != nil {
-			errs = append(errs, &ConditionError{Attr: cond.Attr, Index: -1, Err: err})
+			errs = append(errs, &ConditionError{Attr: e.Attr, Index: -1, Err: err})
 			continue
 		}
 		if p != nil {
-			cc.checks = append(cc.checks, check{cost: cond.Cost, Predicate: *p})
+			cc.checks = append(cc.checks, check{cost: e.Cost, Predicate: *p})
 		}
 	}
 	for _, ch := range cc.checks {

@@ -32,11 +32,11 @@ func BenchmarkEvaluateNoMatchDefault(b *testing.B) {
 	p := mustCompile(b, PolicySpec{Environment: "production", Signatures: []SignatureSpec{
 		encoderSpec,
 		{Name: "seq", Importance: Critical, Sequence: &SequenceSpec{By: "parent", Within: 3e9, Steps: []StepSpec{
-			{Name: "a", Conditions: Conditions{Executables: []string{"base64"}, Mode: "decode"}},
-			{Name: "b", Conditions: Conditions{Executables: []string{"sh", "bash"}}},
+			{Name: "a", Conditions: Conditions{"executables": []string{"base64"}, "mode": "decode"}},
+			{Name: "b", Conditions: Conditions{"executables": []string{"sh", "bash"}}},
 		}}},
-		{Name: "inline", Importance: High, Conditions: Conditions{Executables: []string{"python", "perl", "sh"}, DecodeCalls: []string{"base64"}}},
-		{Name: "hex", Importance: High, Any: []Conditions{{Executables: []string{"xxd"}, Mode: "decode"}, {Executables: []string{"python"}, DecodeCalls: []string{"hex"}}}},
+		{Name: "inline", Importance: High, Conditions: Conditions{"executables": []string{"python", "perl", "sh"}, "decode_calls": []string{"base64"}}},
+		{Name: "hex", Importance: High, Any: []Conditions{{"executables": []string{"xxd"}, "mode": "decode"}, {"executables": []string{"python"}, "decode_calls": []string{"hex"}}}},
 	}})
 	e := NewEngine(p, "host", fixedNow)
 	ev := execEvent("/usr/bin/ls", "ls", "-l", "--color=auto", "/var/log")

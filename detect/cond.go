@@ -2,7 +2,6 @@ package detect
 
 import (
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,20 +9,38 @@ import (
 	"github.com/encwatch/encwatch/audit"
 )
 
-// cond is the compiled form of Conditions.
+// cond is a compiled block of conditions.
 type cond struct {
-	src      Conditions
-	exes     []string
-	exeRe    *regexp.Regexp
-	argsRe   *regexp.Regexp
-	parentRe *regexp.Regexp
-	renamed  bool
+	// checks are the predicates, cheapest first; reasons are those that
+	// explain themselves, in table order: the order of an alert's match
+	// reasons.
+	checks, reasons []check
+	// exes and renamed are what the policy index files the block under.
+	exes    []string
+	renamed bool
 }
 
-// evalCtx is what the engine knows about one event while it checks
-// conditions; costly facts (ancestry, payloads) are looked up once, on
-// first use.
-type evalCtx struct {
+// match reports whether the event meets c, appending why to ms. Reasons are
+// gathered only once every predicate has held, so a miss costs no Match.
+func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
+	for i := range c.checks {
+		if !c.checks[i].Holds(x) {
+			return ms, false
+		}
+	}
+	for i := range c.reasons {
+		ms = c.reasons[i].Explain(x, ms)
+	}
+	return ms, true
+}
+
+// evalCtx is the engine's name for Exec.
+type evalCtx = Exec
+
+// Exec is what the engine knows about one event while it checks conditions;
+// costly facts (ancestry, payloads, the file's identity) are looked up once,
+// on first use. Predicates receive it.
+type Exec struct {
 	e  *Engine
 	p  *Policy
 	ev *audit.Event
@@ -49,19 +66,33 @@ type evalCtx struct {
 	idDone bool
 }
 
-// exeMatch says which of the event's names is listed, for the match reasons.
-func (c *cond) exeMatch(x *evalCtx) []Match {
-	if len(c.exes) == 0 {
-		return nil
+// Event returns the exec's event: for a multi-call binary running an applet,
+// the applet's view of it.
+func (x *Exec) Event() *audit.Event { return x.ev }
+
+// exeListed reports whether one of the event's names, or failing those the
+// known encoder the file is, is in exes: exeMatch finds a reason for it.
+func (x *Exec) exeListed(exes []string) bool {
+	switch {
+	case x.exeBase != "" && nameListed(exes, x.exeBase),
+		x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base),
+		x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase):
+		return true
 	}
-	var out []Match
-	if x.exeBase != "" && nameListed(c.exes, x.exeBase) {
-		out = append(out, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable " + strconv.Quote(x.exeBase) + " is listed"})
+	id := x.identity()
+	return id != nil && nameListed(exes, id.Name)
+}
+
+// exeMatch appends to ms which of the event's names is in exes.
+func (x *Exec) exeMatch(exes []string, ms []Match) []Match {
+	n := len(ms)
+	if x.exeBase != "" && nameListed(exes, x.exeBase) {
+		ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable " + strconv.Quote(x.exeBase) + " is listed"})
 	}
-	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(c.exes, x.argv0Base) && x.orig != nil {
-		out = append(out, Match{Field: "argv[1]", Value: x.ev.Argv[0], Reason: "applet " + strconv.Quote(x.argv0Base) +
+	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) && x.orig != nil {
+		ms = append(ms, Match{Field: "argv[1]", Value: x.ev.Argv[0], Reason: "applet " + strconv.Quote(x.argv0Base) +
 			" is listed, run through the multi-call binary " + strconv.Quote(x.orig.Argv[0])})
-	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(c.exes, x.argv0Base) {
+	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) {
 		reason := "argv[0] " + strconv.Quote(x.argv0Base) + " is listed"
 		switch {
 		case !x.ev.Success:
@@ -69,17 +100,17 @@ func (c *cond) exeMatch(x *evalCtx) []Match {
 		case x.exeBase != "":
 			reason += " but the kernel ran " + strconv.Quote(x.ev.Exe) + ": a multi-call binary, renamed copy or re-exec"
 		}
-		out = append(out, Match{Field: "argv[0]", Value: x.ev.Argv[0], Reason: reason})
+		ms = append(ms, Match{Field: "argv[0]", Value: x.ev.Argv[0], Reason: reason})
 	}
-	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(c.exes, x.fileBase) {
-		out = append(out, Match{Field: "path", Value: x.filePath, Reason: "file " + strconv.Quote(x.fileBase) + " is listed"})
+	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase) {
+		ms = append(ms, Match{Field: "path", Value: x.filePath, Reason: "file " + strconv.Quote(x.fileBase) + " is listed"})
 	}
-	if len(out) == 0 {
-		if id := x.identity(); id != nil && nameListed(c.exes, id.Name) {
-			out = append(out, Match{Field: "exe", Value: x.ev.Exe, Reason: "the file is the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
+	if len(ms) == n {
+		if id := x.identity(); id != nil && nameListed(exes, id.Name) {
+			ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "the file is the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
 		}
 	}
-	return out
+	return ms
 }
 
 // nameListed reports whether name, or name without a version suffix
@@ -109,168 +140,6 @@ func unversioned(name string) string {
 		return name
 	}
 	return name[:i]
-}
-
-// match reports whether the event meets c, appending why to ms.
-func (c *cond) match(x *evalCtx, ms []Match) ([]Match, bool) {
-	ev := x.ev
-	s := &c.src
-	if c.renamed {
-		id := x.identity()
-		if id == nil || x.exeBase == id.Name || !ev.Success {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "exe", Value: ev.Exe,
-			Reason: "renamed copy of the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
-	}
-	if len(c.exes) > 0 {
-		em := c.exeMatch(x)
-		if len(em) == 0 {
-			return ms, false
-		}
-		ms = append(ms, em...)
-	}
-	if len(s.Paths) > 0 {
-		p, ok := x.pathMatch(s.Paths)
-		if !ok {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "path", Value: p, Reason: "executed path matches " + strconv.Quote(strings.Join(s.Paths, " "))})
-	}
-	if c.exeRe != nil {
-		switch {
-		case ev.Success && c.exeRe.MatchString(ev.Exe):
-			ms = append(ms, Match{Field: "exe", Value: ev.Exe, Reason: "executable matches /" + c.exeRe.String() + "/"})
-		case x.filePath != "" && c.exeRe.MatchString(x.filePath):
-			ms = append(ms, Match{Field: "path", Value: x.filePath, Reason: "executed path matches /" + c.exeRe.String() + "/"})
-		default:
-			return ms, false
-		}
-	}
-	if s.Argv0Mismatch {
-		if x.argv0Base == "" || x.exeBase == "" || x.argv0Base == x.exeBase || !ev.Success {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "argv[0]", Value: ev.Argv[0], Reason: "argv[0] disagrees with the executable " + strconv.Quote(ev.Exe)})
-	}
-	nargs := len(ev.Argv) - 1
-	if nargs < 0 {
-		nargs = 0
-	}
-	if nargs < s.MinArgs || s.MaxArgs != nil && nargs > *s.MaxArgs {
-		return ms, false
-	}
-	if len(s.AnyFlags) > 0 {
-		f, ok := anyFlag(ev.Argv, s.AnyFlags)
-		if !ok {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "argv", Value: f, Reason: "flag " + f + " is listed"})
-	}
-	for _, f := range s.AllFlags {
-		if !hasFlag(ev.Argv, f) {
-			return ms, false
-		}
-	}
-	if len(s.NoFlags) > 0 {
-		if _, ok := anyFlag(ev.Argv, s.NoFlags); ok {
-			return ms, false
-		}
-	}
-	if c.argsRe != nil {
-		a := x.joinedArgs()
-		loc := c.argsRe.FindStringIndex(a)
-		if loc == nil {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "argv", Value: a[loc[0]:loc[1]], Reason: "arguments match /" + c.argsRe.String() + "/"})
-	}
-	if s.Mode != "" {
-		tool, mode, why := x.mode()
-		if mode != s.Mode {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "mode", Value: mode, Reason: tool + " " + why})
-	}
-	if len(s.UIDs) > 0 && !slices.Contains(s.UIDs, ev.UID) {
-		return ms, false
-	}
-	if len(s.AUIDs) > 0 && !slices.Contains(s.AUIDs, ev.AUID) {
-		return ms, false
-	}
-	if s.Login != nil && *s.Login != (ev.AUID != audit.Unset) {
-		return ms, false
-	}
-	if len(s.TTYs) > 0 && !ttyMatch(s.TTYs, ev.TTY) {
-		return ms, false
-	}
-	if len(s.Cwd) > 0 && !globAny(s.Cwd, ev.Cwd) {
-		return ms, false
-	}
-	if s.Success != nil && *s.Success != ev.Success {
-		return ms, false
-	}
-	if len(s.ParentExecutables) > 0 || c.parentRe != nil {
-		anc := x.ancestry()
-		if len(anc) == 0 {
-			return ms, false
-		}
-		par := &anc[0]
-		if len(s.ParentExecutables) > 0 {
-			if !nameListed(s.ParentExecutables, basename(par.Exe)) && (len(par.Argv) == 0 || !nameListed(s.ParentExecutables, basename(par.Argv[0]))) {
-				return ms, false
-			}
-			ms = append(ms, Match{Field: "parent.exe", Value: par.Exe, Reason: "parent executable is listed"})
-		}
-		if c.parentRe != nil {
-			cl := strings.Join(par.Argv, " ")
-			if !c.parentRe.MatchString(cl) {
-				return ms, false
-			}
-			ms = append(ms, Match{Field: "parent.argv", Value: cl, Reason: "parent command line matches /" + c.parentRe.String() + "/"})
-		}
-	}
-	if len(s.AncestorExecutables) > 0 {
-		anc := x.ancestry()
-		depth := s.AncestorDepth
-		if depth <= 0 || depth > len(anc) {
-			depth = len(anc)
-		}
-		found := -1
-		for i := range depth {
-			if nameListed(s.AncestorExecutables, basename(anc[i].Exe)) {
-				found = i
-				break
-			}
-		}
-		if found < 0 {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "ancestor.exe", Value: anc[found].Exe, Reason: "ancestor " + strconv.Itoa(found+1) + " generation(s) up is listed"})
-	}
-	if len(s.DecodeCalls) > 0 {
-		pi := x.payload()
-		if pi == nil {
-			return ms, false
-		}
-		call, ok := pi.call(s.DecodeCalls)
-		if !ok {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "argv", Value: call.text, Reason: "inline code calls a " + call.encoding + " decoder"})
-	}
-	if len(s.Payload) > 0 {
-		pi := x.payload()
-		if pi == nil {
-			return ms, false
-		}
-		b, ok := pi.blob(s.Payload, s.PayloadEncodings)
-		if !ok {
-			return ms, false
-		}
-		ms = append(ms, Match{Field: "argv", Value: preview([]byte(b.raw), 64), Reason: b.encoding + " blob decodes to " + b.kind})
-	}
-	return ms, true
 }
 
 func ttyMatch(globs []string, tty string) bool {
@@ -305,7 +174,7 @@ func globAny(globs []string, s string) bool {
 }
 
 // pathMatch checks the executed paths against globs.
-func (x *evalCtx) pathMatch(globs []string) (string, bool) {
+func (x *Exec) pathMatch(globs []string) (string, bool) {
 	if x.ev.Success && x.ev.Exe != "" && globAny(globs, x.ev.Exe) {
 		return x.ev.Exe, true
 	}
@@ -315,7 +184,7 @@ func (x *evalCtx) pathMatch(globs []string) (string, bool) {
 	return "", false
 }
 
-func (x *evalCtx) joinedArgs() string {
+func (x *Exec) joinedArgs() string {
 	if !x.argsDone {
 		x.argsDone = true
 		if len(x.ev.Argv) > 1 {
@@ -325,7 +194,7 @@ func (x *evalCtx) joinedArgs() string {
 	return x.args
 }
 
-func (x *evalCtx) ancestry() []Process {
+func (x *Exec) ancestry() []Process {
 	if !x.ancDone {
 		x.ancDone = true
 		if x.e.procs != nil && x.ev.PPID > 0 {
@@ -335,7 +204,7 @@ func (x *evalCtx) ancestry() []Process {
 	return x.anc
 }
 
-func (x *evalCtx) payload() *payloadInfo {
+func (x *Exec) payload() *payloadInfo {
 	if !x.payDone {
 		x.payDone = true
 		x.pay = inspect(x.ev.Argv, x.exeBase, x.argv0Base)
@@ -345,7 +214,7 @@ func (x *evalCtx) payload() *payloadInfo {
 
 // identity finds the executed file among the known encoders: by device and
 // inode of a PATH record, else by content hash through the engine's Files.
-func (x *evalCtx) identity() *EncoderIdentity {
+func (x *Exec) identity() *EncoderIdentity {
 	if x.idDone {
 		return x.id
 	}
@@ -370,7 +239,7 @@ func (x *evalCtx) identity() *EncoderIdentity {
 }
 
 // mode is what an encoder tool was asked to do; tool names it.
-func (x *evalCtx) mode() (tool, mode, why string) {
+func (x *Exec) mode() (tool, mode, why string) {
 	if id := x.identity(); id != nil {
 		if m, w := toolMode(id.Name, x.ev.Argv); m != "" {
 			return id.Name, m, w
@@ -385,4 +254,12 @@ func (x *evalCtx) mode() (tool, mode, why string) {
 		}
 	}
 	return "", "", ""
+}
+
+// parent is the exec's parent, nil when unknown.
+func (x *Exec) parent() *Process {
+	if anc := x.ancestry(); len(anc) > 0 {
+		return &anc[0]
+	}
+	return nil
 }

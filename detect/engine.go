@@ -62,6 +62,10 @@ type Engine struct {
 	// held counts, per signature name, alerts throttled since the last one
 	// that passed.
 	held map[string]uint64
+	// x is the Exec of the event being evaluated, reused: predicates are
+	// called through func values, so one on the stack would escape and
+	// cost an allocation per event.
+	x Exec
 
 	alerts, suppressed, throttled sync.Map // string → *atomic.Uint64
 }
@@ -150,7 +154,8 @@ func (e *Engine) Evaluate(ev *audit.Event) []Alert {
 		return nil
 	}
 	p := e.policy.Load()
-	x := evalCtx{e: e, p: p, ev: ev}
+	x := &e.x
+	*x = Exec{e: e, p: p, ev: ev}
 	if applet := appletView(ev); applet != nil {
 		x.ev, x.orig = applet, ev
 		ev = applet
@@ -207,7 +212,7 @@ func (e *Engine) Evaluate(ev *audit.Event) []Alert {
 	if hi < 0 {
 		return nil
 	}
-	return e.evaluate(&x, lo, hi)
+	return e.evaluate(x, lo, hi)
 }
 
 func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
@@ -314,9 +319,6 @@ func (s *signature) actionsFor(mode, env string) []string {
 func (e *Engine) allowed(x *evalCtx, s *signature) *allow {
 	for _, a := range x.p.allows {
 		if a.sigs != nil && !a.sigs[s.info.Name] {
-			continue
-		}
-		if len(a.c.exes) > 0 && len(a.c.exeMatch(x)) == 0 {
 			continue
 		}
 		if _, ok := a.c.match(x, nil); ok {

@@ -17,7 +17,7 @@ var encoderSpec = SignatureSpec{
 	Method:      "Command and Scripting Interpreter",
 	Importance:  High,
 	MITRE:       []string{"T1059", "T1027", "T1132"},
-	Conditions: Conditions{Executables: []string{"base16", "base32", "base32hex", "base32plain", "base58", "base64",
+	Conditions: Conditions{"executables": []string{"base16", "base32", "base32hex", "base32plain", "base58", "base64",
 		"base64mime", "base64pem", "base64plain", "base64url", "basez", "ascii85",
 		"urlencode", "uuencode", "uudecode", "basenc"}},
 }
@@ -187,9 +187,9 @@ func TestEvaluateNodeAndZeroTime(t *testing.T) {
 
 func TestEvaluateSeveralSignatures(t *testing.T) {
 	p := mustCompile(t, PolicySpec{Signatures: []SignatureSpec{
-		{Name: "first", Importance: Low, Conditions: Conditions{Executables: []string{"xxd"}}},
-		{Name: "second", Importance: Medium, Conditions: Conditions{Executables: []string{"base64", "base64"}}},
-		{Name: "third", Importance: Critical, Conditions: Conditions{Executables: []string{"base64"}}},
+		{Name: "first", Importance: Low, Conditions: Conditions{"executables": []string{"xxd"}}},
+		{Name: "second", Importance: Medium, Conditions: Conditions{"executables": []string{"base64", "base64"}}},
+		{Name: "third", Importance: Critical, Conditions: Conditions{"executables": []string{"base64"}}},
 	}})
 	// exe matches second and third, argv[0] matches first: policy order wins.
 	got := NewEngine(p, "h", fixedNow).Evaluate(execEvent("/usr/bin/base64", "xxd"))
@@ -211,7 +211,7 @@ func TestEvaluateSeveralSignatures(t *testing.T) {
 func TestSwap(t *testing.T) {
 	base64Only := mustCompile(t, PolicySpec{Environment: "ci", Signatures: []SignatureSpec{encoderSpec}})
 	xxdOnly := mustCompile(t, PolicySpec{Environment: "staging", Signatures: []SignatureSpec{
-		{Name: "xxd_exec", Importance: Medium, Conditions: Conditions{Executables: []string{"xxd"}}},
+		{Name: "xxd_exec", Importance: Medium, Conditions: Conditions{"executables": []string{"xxd"}}},
 	}})
 	e := NewEngine(base64Only, "h", fixedNow)
 	b64, xxd := execEvent("/usr/bin/base64", "base64"), execEvent("/usr/bin/xxd", "xxd", "-r")
@@ -247,14 +247,14 @@ func TestCompileErrors(t *testing.T) {
 		sigs []SignatureSpec
 		want string
 	}{
-		{"empty name", []SignatureSpec{{Conditions: Conditions{Executables: []string{"a"}}}}, `signature "": empty name`},
+		{"empty name", []SignatureSpec{{Conditions: Conditions{"executables": []string{"a"}}}}, `signature "": empty name`},
 		{"duplicate", []SignatureSpec{
-			{Name: "a", Conditions: Conditions{Executables: []string{"a"}}},
-			{Name: "a", Conditions: Conditions{Executables: []string{"b"}}},
+			{Name: "a", Conditions: Conditions{"executables": []string{"a"}}},
+			{Name: "a", Conditions: Conditions{"executables": []string{"b"}}},
 		}, `signature "a": defined twice`},
 		{"no executables", []SignatureSpec{{Name: "a"}}, `signature "a": no executables: the signature could never match`},
-		{"path", []SignatureSpec{{Name: "a", Conditions: Conditions{Executables: []string{"/bin/a"}}}}, `signature "a": executable "/bin/a" is not a file name`},
-		{"importance", []SignatureSpec{{Name: "a", Importance: 9, Conditions: Conditions{Executables: []string{"a"}}}}, `signature "a": importance 9 out of range`},
+		{"path", []SignatureSpec{{Name: "a", Conditions: Conditions{"executables": []string{"/bin/a"}}}}, `signature "a": executable "/bin/a" is not a file name`},
+		{"importance", []SignatureSpec{{Name: "a", Importance: 9, Conditions: Conditions{"executables": []string{"a"}}}}, `signature "a": importance 9 out of range`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,8 +88,8 @@ func seqPolicy(t *testing.T, ordered bool) *Policy {
 	return mustCompile(t, PolicySpec{Signatures: []SignatureSpec{{
 		Name: "pipe", Importance: Critical,
 		Sequence: &SequenceSpec{By: "parent", Within: 3 * time.Second, Ordered: ordered, Steps: []StepSpec{
-			{Name: "decoder", Conditions: Conditions{Executables: []string{"base64"}, Mode: "decode"}},
-			{Name: "shell", Conditions: Conditions{Executables: []string{"sh"}, MaxArgs: new(int)}},
+			{Name: "decoder", Conditions: Conditions{"executables": []string{"base64"}, "mode": "decode"}},
+			{Name: "shell", Conditions: Conditions{"executables": []string{"sh"}, "max_args": 0}},
 		}},
 	}}})
 }
@@ -134,7 +134,7 @@ func TestSequence(t *testing.T) {
 func TestAllowCountsReason(t *testing.T) {
 	p := mustCompile(t, PolicySpec{
 		Signatures: []SignatureSpec{encoderSpec},
-		Allows:     []AllowSpec{{Name: "ci", Reason: "CI decodes its secrets", Conditions: Conditions{UIDs: []uint32{1001}}}},
+		Allows:     []AllowSpec{{Name: "ci", Reason: "CI decodes its secrets", Conditions: Conditions{"uid": []uint32{1001}}}},
 	})
 	e := NewEngine(p, "h", fixedNow)
 	ev := execEvent("/usr/bin/base64", "base64", "-d")
@@ -149,7 +149,7 @@ func TestAllowCountsReason(t *testing.T) {
 	if st := e.Stats(); st.Suppressed["CI decodes its secrets"] != 1 {
 		t.Errorf("Stats.Suppressed = %v, want 1 for the reason", st.Suppressed)
 	}
-	if _, err := Compile(PolicySpec{Allows: []AllowSpec{{Name: "x", Conditions: Conditions{UIDs: []uint32{0}}}}}); err == nil {
+	if _, err := Compile(PolicySpec{Allows: []AllowSpec{{Name: "x", Conditions: Conditions{"uid": []uint32{0}}}}}); err == nil {
 		t.Error("Compile accepted an allow without a reason")
 	}
 }
@@ -160,7 +160,7 @@ func (f fakeFiles) Hash(path string, sizes []int64) (string, bool) { s, ok := f[
 
 func TestRenamedEncoder(t *testing.T) {
 	p := mustCompile(t, PolicySpec{
-		Signatures: []SignatureSpec{encoderSpec, {Name: "renamed", Importance: High, Conditions: Conditions{RenamedEncoder: true}}},
+		Signatures: []SignatureSpec{encoderSpec, {Name: "renamed", Importance: High, Conditions: Conditions{"renamed_encoder": true}}},
 		Encoders:   []EncoderIdentity{{Name: "base64", Path: "/usr/bin/base64", Dev: "fe:01", Inode: 77, Size: 10, SHA256: "abc"}},
 	})
 	e := NewEngine(p, "h", fixedNow)

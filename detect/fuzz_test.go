@@ -44,8 +44,8 @@ func FuzzArgvMatch(f *testing.F) {
 	f.Add("sh\x00-c")
 	p := mustCompile(f, PolicySpec{Signatures: []SignatureSpec{
 		encoderSpec,
-		{Name: "dec", Importance: High, Conditions: Conditions{Executables: []string{"base64", "xxd", "openssl"}, Mode: "decode", ArgsRegex: `.`}},
-		{Name: "inline", Importance: High, Conditions: Conditions{Executables: []string{"sh", "bash", "python"}, DecodeCalls: []string{"any"}, Payload: PayloadKinds}},
+		{Name: "dec", Importance: High, Conditions: Conditions{"executables": []string{"base64", "xxd", "openssl"}, "mode": "decode", "args_regex": `.`}},
+		{Name: "inline", Importance: High, Conditions: Conditions{"executables": []string{"sh", "bash", "python"}, "decode_calls": []string{"any"}, "payload": PayloadKinds}},
 	}})
 	f.Fuzz(func(t *testing.T, joined string) {
 		argv := strings.Split(joined, "\x00")

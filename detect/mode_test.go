@@ -69,7 +69,8 @@ func TestToolModeSpellings(t *testing.T) {
 // when its flags do not say; one on another process carries none.
 func TestAlertMode(t *testing.T) {
 	spec := encoderSpec
-	spec.Executables = append(spec.Executables[:len(spec.Executables):len(spec.Executables)], "sh")
+	exes := encoderSpec.Conditions["executables"].([]string)
+	spec.Conditions = Conditions{"executables": append(exes[:len(exes):len(exes)], "sh")}
 	e := NewEngine(mustCompile(t, PolicySpec{Signatures: []SignatureSpec{spec}}), "h", fixedNow)
 	tests := []struct {
 		argv []string

@@ -3,92 +3,10 @@ package detect
 import (
 	"errors"
 	"fmt"
-	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 )
-
-// Conditions is what an exec must look like for a signature, a sequence step
-// or an allow block to apply. Every condition that is set must hold; a list
-// holds when any of its entries does. The zero value matches every exec.
-type Conditions struct {
-	// Executables are basenames ("base64"): the basename of the executed
-	// file, of argv[0], or of the file named in the execve call. A name also
-	// matches its versioned forms: "python" matches python3 and python3.12.
-	Executables []string
-	// Paths are glob patterns (path.Match) over the executed file's full
-	// path: the kernel's exe and the file named in the call, which differ for
-	// a script run through its shebang.
-	Paths []string
-	// ExeRegex is a regular expression over the same paths.
-	ExeRegex string
-
-	// AnyFlags holds when one of the flags is present, AllFlags when all are,
-	// NoFlags when none is. "-d" also matches inside a cluster of short
-	// flags ("-di"); "--decode" also matches "--decode=x". Arguments after
-	// "--" are not flags.
-	AnyFlags, AllFlags, NoFlags []string
-	// ArgsRegex is a regular expression over argv[1:] joined by spaces.
-	ArgsRegex string
-	// MinArgs and MaxArgs bound the number of arguments after argv[0].
-	MinArgs int
-	MaxArgs *int
-	// Mode is "decode" or "encode": what an encoder tool was asked to do,
-	// read from its tool-specific flags (base64 -d, xxd -r, openssl enc -d
-	// -a, uudecode, ...). A tool that is not an encoder has no mode.
-	Mode string
-
-	// ParentExecutables are basenames of the parent's executable;
-	// ParentRegex is a regular expression over the parent's command line.
-	ParentExecutables []string
-	ParentRegex       string
-	// AncestorExecutables are basenames of any ancestor up to
-	// AncestorDepth generations (0: the policy's ancestry depth).
-	AncestorExecutables []string
-	AncestorDepth       int
-
-	UIDs  []uint32
-	AUIDs []uint32
-	// Login, when set, requires the exec to be (true) or not be (false) in
-	// a login session: an audit uid is set.
-	Login *bool
-	// TTYs are glob patterns over the tty ("pts*"); "none" matches an exec
-	// without one.
-	TTYs []string
-	// Cwd are glob patterns over the working directory.
-	Cwd []string
-	// Success, when set, requires the exec to have succeeded or failed.
-	Success *bool
-
-	// Payload are kinds ("shebang", "elf", "shell", "blob", "text",
-	// "binary") an inline blob of the command line must decode to;
-	// PayloadEncodings restricts the blob's encoding ("base64", "base32",
-	// "hex").
-	Payload          []string
-	PayloadEncodings []string
-	// DecodeCalls are encodings ("base64", "base32", "hex", or "any") of a
-	// decode call that an interpreter's inline code makes (b64decode,
-	// fromhex, pack("H*", ...), ...).
-	DecodeCalls []string
-	// RenamedEncoder holds when the executed file is a known encoder binary
-	// (by device and inode, or by content hash) under another name.
-	RenamedEncoder bool
-	// Argv0Mismatch holds when argv[0]'s basename differs from the
-	// executed file's.
-	Argv0Mismatch bool
-}
-
-// empty reports whether c sets no condition.
-func (c *Conditions) empty() bool {
-	return len(c.Executables) == 0 && len(c.Paths) == 0 && c.ExeRegex == "" &&
-		len(c.AnyFlags) == 0 && len(c.AllFlags) == 0 && len(c.NoFlags) == 0 && c.ArgsRegex == "" &&
-		c.MinArgs == 0 && c.MaxArgs == nil && c.Mode == "" &&
-		len(c.ParentExecutables) == 0 && c.ParentRegex == "" && len(c.AncestorExecutables) == 0 &&
-		len(c.UIDs) == 0 && len(c.AUIDs) == 0 && c.Login == nil && len(c.TTYs) == 0 && len(c.Cwd) == 0 &&
-		c.Success == nil && len(c.Payload) == 0 && len(c.DecodeCalls) == 0 && !c.RenamedEncoder && !c.Argv0Mismatch
-}
 
 // ThrottleSpec caps a signature's alerts: at most Max per Per key in each
 // Window.
@@ -181,6 +99,9 @@ type PolicySpec struct {
 	// AlertCap is the safety cap on new alerts per host and minute (0:
 	// DefaultAlertCap); see throttle.go.
 	AlertCap int
+	// Table is the table of conditions the signatures and allow blocks
+	// use; nil means Builtin.
+	Table Table
 }
 
 // DefaultAncestryDepth is the ancestry an alert carries when the policy does
@@ -284,10 +205,14 @@ func Compile(spec PolicySpec) (*Policy, error) {
 	if p.depth <= 0 {
 		p.depth = DefaultAncestryDepth
 	}
+	t := spec.Table
+	if t == nil {
+		t = builtin
+	}
 	var errs []error
 	seen := make(map[string]bool, len(spec.Signatures))
 	for i, s := range spec.Signatures {
-		sig, err := compileSignature(s, seen)
+		sig, err := t.compileSignature(s, seen)
 		if err != nil {
 			errs = append(errs, &SignatureError{Index: i, Name: s.Name, Err: err})
 			continue
@@ -298,7 +223,7 @@ func Compile(spec PolicySpec) (*Policy, error) {
 		p.index(sig)
 	}
 	for i, a := range spec.Allows {
-		al, err := compileAllow(a, seen)
+		al, err := t.compileAllow(a, seen)
 		if err != nil {
 			errs = append(errs, &AllowError{Index: i, Name: a.Name, Err: err})
 			continue
@@ -361,7 +286,7 @@ func (p *Policy) index(sig *signature) {
 	}
 }
 
-func compileSignature(s SignatureSpec, seen map[string]bool) (*signature, error) {
+func (t Table) compileSignature(s SignatureSpec, seen map[string]bool) (*signature, error) {
 	switch {
 	case s.Name == "":
 		return nil, errors.New("empty name")
@@ -396,58 +321,75 @@ func compileSignature(s SignatureSpec, seen map[string]bool) (*signature, error)
 			return nil, fmt.Errorf("throttle per %s: max must be 0 or more and window positive", t.Per)
 		}
 	}
-	if q := s.Sequence; q != nil {
-		if !s.Conditions.empty() || len(s.Any) > 0 {
+	var err error
+	if s.Sequence != nil {
+		if !t.Empty(s.Conditions) || len(s.Any) > 0 {
 			return nil, errors.New("a sequence signature takes its conditions in its steps")
 		}
-		if len(q.Steps) != 2 {
-			return nil, fmt.Errorf("a sequence has 2 steps, got %d", len(q.Steps))
-		}
-		if q.By != "parent" && q.By != "session" {
-			return nil, fmt.Errorf("sequence by %q: want parent or session", q.By)
-		}
-		if q.Within <= 0 {
-			return nil, errors.New("sequence within must be positive")
-		}
-		sig.seq = &sequence{by: q.By, within: q.Within, ordered: q.Ordered}
-		for i, st := range q.Steps {
-			if st.Conditions.empty() {
-				return nil, fmt.Errorf("step %d (%q) has no conditions", i+1, st.Name)
-			}
-			c, err := compileCond(st.Conditions)
-			if err != nil {
-				return nil, fmt.Errorf("step %q: %w", st.Name, err)
-			}
-			sig.seq.steps[i], sig.seq.names[i] = c, st.Name
-		}
 		sig.all = &cond{}
-		return sig, nil
+		sig.seq, err = t.compileSequence(s.Sequence)
+	} else {
+		sig.all, sig.any, err = t.compileAlternatives(s.Conditions, s.Any)
 	}
-	if s.Conditions.empty() && len(s.Any) == 0 {
-		return nil, errors.New("no executables: the signature could never match")
-	}
-	var err error
-	if sig.all, err = compileCond(s.Conditions); err != nil {
+	if err != nil {
 		return nil, err
-	}
-	for i, c := range s.Any {
-		if c.empty() {
-			return nil, fmt.Errorf("alternative %d has no conditions", i+1)
-		}
-		cc, err := compileCond(c)
-		if err != nil {
-			return nil, fmt.Errorf("alternative %d: %w", i+1, err)
-		}
-		sig.any = append(sig.any, cc)
 	}
 	return sig, nil
 }
 
-func compileAllow(a AllowSpec, sigs map[string]bool) (*allow, error) {
+func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
+	if len(q.Steps) != 2 {
+		return nil, fmt.Errorf("a sequence has 2 steps, got %d", len(q.Steps))
+	}
+	if q.By != "parent" && q.By != "session" {
+		return nil, fmt.Errorf("sequence by %q: want parent or session", q.By)
+	}
+	if q.Within <= 0 {
+		return nil, errors.New("sequence within must be positive")
+	}
+	seq := &sequence{by: q.By, within: q.Within, ordered: q.Ordered}
+	for i, st := range q.Steps {
+		if t.Empty(st.Conditions) {
+			return nil, fmt.Errorf("step %d (%q) has no conditions", i+1, st.Name)
+		}
+		c, err := t.compileCond(st.Conditions)
+		if err != nil {
+			return nil, fmt.Errorf("step %q: %w", st.Name, err)
+		}
+		seq.steps[i], seq.names[i] = c, st.Name
+	}
+	return seq, nil
+}
+
+// compileAlternatives compiles a signature's conditions and its
+// alternatives (match blocks).
+func (t Table) compileAlternatives(all Conditions, alts []Conditions) (*cond, []*cond, error) {
+	if t.Empty(all) && len(alts) == 0 {
+		return nil, nil, errors.New("no executables: the signature could never match")
+	}
+	c, err := t.compileCond(all)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []*cond
+	for i, alt := range alts {
+		if t.Empty(alt) {
+			return nil, nil, fmt.Errorf("alternative %d has no conditions", i+1)
+		}
+		cc, err := t.compileCond(alt)
+		if err != nil {
+			return nil, nil, fmt.Errorf("alternative %d: %w", i+1, err)
+		}
+		out = append(out, cc)
+	}
+	return c, out, nil
+}
+
+func (t Table) compileAllow(a AllowSpec, sigs map[string]bool) (*allow, error) {
 	switch {
 	case a.Reason == "":
 		return nil, errors.New("no reason: every suppression must say why")
-	case a.Conditions.empty():
+	case t.Empty(a.Conditions):
 		return nil, errors.New("no conditions: it would suppress every alert")
 	}
 	al := &allow{name: a.Name, reason: a.Reason}
@@ -461,67 +403,20 @@ func compileAllow(a AllowSpec, sigs map[string]bool) (*allow, error) {
 		}
 	}
 	var err error
-	al.c, err = compileCond(a.Conditions)
+	al.c, err = t.compileCond(a.Conditions)
 	return al, err
 }
 
-// Payload kinds, decode-call encodings and modes the conditions accept.
-var (
-	PayloadKinds  = []string{"shebang", "elf", "shell", "blob", "text", "binary"}
-	Encodings     = []string{"base64", "base32", "hex"}
-	DecodeCallEnc = []string{"base64", "base32", "hex", "any"}
-	Modes         = []string{"decode", "encode"}
-)
-
-func compileCond(c Conditions) (*cond, error) {
-	cc := &cond{src: c}
-	for _, exe := range c.Executables {
-		if exe == "" || exe == "." || exe == ".." || strings.ContainsAny(exe, "/\x00") {
-			return nil, fmt.Errorf("executable %q is not a file name", exe)
-		}
+// compileCond compiles one block of conditions; an error names the first
+// condition at fault.
+func (t Table) compileCond(c Conditions) (*cond, error) {
+	cc, errs := t.compile(c)
+	if len(errs) > 0 {
+		return nil, errs[0]
 	}
-	cc.exes = slices.Clone(c.Executables)
-	for _, list := range [][]string{c.Paths, c.TTYs, c.Cwd} {
-		for _, g := range list {
-			if _, err := path.Match(g, ""); err != nil {
-				return nil, fmt.Errorf("bad glob %q: %w", g, err)
-			}
-		}
-	}
-	var err error
-	for _, r := range []struct {
-		src string
-		dst **regexp.Regexp
-	}{{c.ExeRegex, &cc.exeRe}, {c.ArgsRegex, &cc.argsRe}, {c.ParentRegex, &cc.parentRe}} {
-		if r.src == "" {
-			continue
-		}
-		if *r.dst, err = regexp.Compile(r.src); err != nil {
-			return nil, fmt.Errorf("bad regular expression %q: %w", r.src, err)
-		}
-	}
-	if c.Mode != "" && !slices.Contains(Modes, c.Mode) {
-		return nil, fmt.Errorf("mode %q: want decode or encode", c.Mode)
-	}
-	if c.MaxArgs != nil && *c.MaxArgs < c.MinArgs {
-		return nil, errors.New("max_args is less than min_args")
-	}
-	for _, k := range c.Payload {
-		if !slices.Contains(PayloadKinds, k) {
-			return nil, fmt.Errorf("payload kind %q: want one of %s", k, strings.Join(PayloadKinds, ", "))
-		}
-	}
-	for _, k := range c.PayloadEncodings {
-		if !slices.Contains(Encodings, k) {
-			return nil, fmt.Errorf("payload encoding %q: want one of %s", k, strings.Join(Encodings, ", "))
-		}
-	}
-	for _, k := range c.DecodeCalls {
-		if !slices.Contains(DecodeCallEnc, k) {
-			return nil, fmt.Errorf("decode call %q: want one of %s", k, strings.Join(DecodeCallEnc, ", "))
-		}
-	}
-	cc.renamed = c.RenamedEncoder
+	cc.exes, _ = c[attrExecutables].([]string)
+	cc.exes = slices.Clone(cc.exes)
+	cc.renamed, _ = c[attrRenamedEncoder].(bool)
 	return cc, nil
 }
 

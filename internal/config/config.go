@@ -164,14 +164,14 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		}
 		files = append(files, source{name: name, src: src})
 	}
-	return load(path, files, true)
+	return load(path, files, true, nil)
 }
 
 // Parse loads a policy from src alone, as if read from filename, without
 // conf.d and without permission checks: for tests, fuzzing and checking a
 // policy piped in on standard input.
 func Parse(filename string, src []byte) (*Config, error) {
-	return load(filename, []source{{name: filename, src: src}}, false)
+	return load(filename, []source{{name: filename, src: src}}, false, nil)
 }
 
 // Error is a policy that failed to load: the diagnostics say what and where.

@@ -88,16 +88,18 @@ func (b *body) str(name string, dst *string) (hcl.Range, bool) {
 	return a.Expr.Range(), true
 }
 
-func (b *body) boolean(name string, dst *bool) {
+// boolean decodes a bool attribute into dst and reports whether it was set.
+func (b *body) boolean(name string, dst *bool) bool {
 	a, v, ok := b.value(name)
 	if !ok {
-		return
+		return false
 	}
 	if v.Type() != cty.Bool {
 		b.d.errorf(a.Expr.Range(), "%s must be a bool, got %s", name, v.Type().FriendlyName())
-		return
+		return false
 	}
 	*dst = v.True()
+	return true
 }
 
 // integer decodes a whole number within [lo, hi].

@@ -3,8 +3,6 @@ package config
 import (
 	"fmt"
 	"math"
-	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -32,78 +30,78 @@ type PolicyTest struct {
 	expectRanges []hcl.Range
 }
 
-// conditionAttrs are the attributes every condition body (signature, match,
-// step, allow) takes; known so that a misspelling gets a suggestion.
-var conditionAttrs = []string{
-	"executables", "paths", "exe_regex", "any_flags", "all_flags", "no_flags", "args_regex",
-	"min_args", "max_args", "mode", "parent_executables", "parent_regex", "ancestor_executables",
-	"ancestor_depth", "uid", "auid", "login", "tty", "cwd", "success", "payload", "payload_encodings",
-	"decode_calls", "renamed_encoder", "argv0_mismatch",
-}
-
-// conditions decodes the condition attributes of b into c.
-func (b *body) conditions(c *detect.Conditions) {
-	d := b.d
-	if ranges, set := b.strings("executables", &c.Executables); set {
-		if len(c.Executables) == 0 {
-			d.errorf(b.b.Attributes["executables"].Expr.Range(), "executables is empty: the signature could never match")
-		}
-		for i, rng := range ranges {
-			exe := c.Executables[i]
-			if exe == "" || exe == "." || exe == ".." || strings.ContainsAny(exe, "/\x00") {
-				d.errorf(rng, "executable %q must be a file name without a directory, e.g. \"base64\"", exe)
-			}
+// conditions decodes the condition attributes of b, as the table t declares
+// them, and checks them with t: what this accepts, detect compiles. ok is
+// false when something was reported.
+func (b *body) conditions(t detect.Table) (c detect.Conditions, ok bool) {
+	before := len(b.d.diags)
+	c = detect.Conditions{}
+	elems := make(map[string][]hcl.Range)
+	for i := range t {
+		if v, rngs, set := b.condition(&t[i]); set {
+			c[t[i].Attr], elems[t[i].Attr] = v, rngs
 		}
 	}
-	b.globs("paths", &c.Paths)
-	b.regex("exe_regex", &c.ExeRegex)
-	b.strings("any_flags", &c.AnyFlags)
-	b.strings("all_flags", &c.AllFlags)
-	b.strings("no_flags", &c.NoFlags)
-	b.regex("args_regex", &c.ArgsRegex)
-	if n, ok := b.integer("min_args", 0, math.MaxInt32); ok {
-		c.MinArgs = int(n)
-	}
-	if n, ok := b.integer("max_args", 0, math.MaxInt32); ok {
-		m := int(n)
-		c.MaxArgs = &m
-	}
-	b.oneOf("mode", &c.Mode, detect.Modes)
-	b.strings("parent_executables", &c.ParentExecutables)
-	b.regex("parent_regex", &c.ParentRegex)
-	b.strings("ancestor_executables", &c.AncestorExecutables)
-	if n, ok := b.integer("ancestor_depth", 1, 64); ok {
-		c.AncestorDepth = int(n)
-	}
-	b.uint32s("uid", &c.UIDs)
-	b.uint32s("auid", &c.AUIDs)
-	b.optBool("login", &c.Login)
-	b.strings("tty", &c.TTYs)
-	b.globs("cwd", &c.Cwd)
-	b.optBool("success", &c.Success)
-	b.listOf("payload", &c.Payload, detect.PayloadKinds)
-	b.listOf("payload_encodings", &c.PayloadEncodings, detect.Encodings)
-	b.listOf("decode_calls", &c.DecodeCalls, detect.DecodeCallEnc)
-	b.boolean("renamed_encoder", &c.RenamedEncoder)
-	b.boolean("argv0_mismatch", &c.Argv0Mismatch)
-}
-
-func (b *body) regex(name string, dst *string) {
-	rng, ok := b.str(name, dst)
-	if !ok {
-		return
-	}
-	if _, err := regexp.Compile(*dst); err != nil {
-		b.d.errorf(rng, "%s: bad regular expression: %v", name, err)
-	}
-}
-
-func (b *body) globs(name string, dst *[]string) {
-	ranges, _ := b.strings(name, dst)
-	for i, rng := range ranges {
-		if _, err := pathMatch((*dst)[i]); err != nil {
-			b.d.errorf(rng, "%s: bad glob %q: %v", name, (*dst)[i], err)
+	for _, err := range t.Check(c) {
+		// A condition whose Needs failed to decode was reported already.
+		if cond, ok := t.Lookup(err.Attr); ok && cond.Needs != "" && b.b.Attributes[cond.Needs] != nil && c[cond.Needs] == nil {
+			continue
 		}
+		b.conditionError(t, err, elems[err.Attr])
+	}
+	return c, len(b.d.diags) == before
+}
+
+// condition decodes the attribute of cond by its type; rngs are the ranges
+// of a list's elements.
+func (b *body) condition(cond *detect.Condition) (v any, rngs []hcl.Range, set bool) {
+	name := cond.Attr
+	switch cond.Type {
+	case detect.Strings:
+		var list []string
+		if rngs, set = b.strings(name, &list); set && cond.NonEmpty && len(list) == 0 {
+			b.d.errorf(b.b.Attributes[name].Expr.Range(), "%s is empty: the signature could never match", name)
+		}
+		return list, rngs, set
+	case detect.String:
+		var s string
+		rng, set := b.str(name, &s)
+		return s, []hcl.Range{rng}, set
+	case detect.Int:
+		n, set := b.integer(name, int64(cond.Min), int64(cond.Max))
+		return int(n), nil, set
+	case detect.Bool:
+		var v bool
+		return v, nil, b.boolean(name, &v)
+	case detect.Uint32s:
+		var ids []uint32
+		set := b.uint32s(name, &ids)
+		return ids, nil, set
+	}
+	panic("config: condition " + name + " has an unknown value type")
+}
+
+// conditionError reports err at the value (or element of it) at fault.
+func (b *body) conditionError(t detect.Table, err *detect.ConditionError, elems []hcl.Range) {
+	rng := b.def
+	if a, ok := b.b.Attributes[err.Attr]; ok {
+		rng = a.Expr.Range()
+	}
+	if err.Index >= 0 && err.Index < len(elems) {
+		rng = elems[err.Index]
+	}
+	cond, _ := t.Lookup(err.Attr)
+	switch err.Check {
+	case detect.FileName:
+		b.d.errorf(rng, "%s %q must be a file name without a directory, e.g. \"base64\"", cond.Noun, err.Value)
+	case detect.Glob:
+		b.d.errorf(rng, "%s: bad glob %q: %v", err.Attr, err.Value, err.Err)
+	case detect.Regex:
+		b.d.errorf(rng, "%s: bad regular expression: %v", err.Attr, err.Err)
+	case detect.OneOf:
+		b.d.errorf(rng, "unknown %s %q%s", err.Attr, err.Value, didYouMean(err.Value, cond.Allowed, "use "+strings.Join(cond.Allowed, ", ")))
+	default:
+		b.d.errorf(rng, "%v", err)
 	}
 }
 
@@ -113,50 +111,32 @@ func (b *body) oneOf(name string, dst *string, allowed []string) {
 	}
 }
 
-func (b *body) listOf(name string, dst *[]string, allowed []string) {
-	ranges, _ := b.strings(name, dst)
-	for i, rng := range ranges {
-		if v := (*dst)[i]; !contains(allowed, v) {
-			b.d.errorf(rng, "unknown %s %q%s", name, v, didYouMean(v, allowed, "use "+strings.Join(allowed, ", ")))
-		}
-	}
-}
-
-func (b *body) optBool(name string, dst **bool) {
-	if _, present := b.b.Attributes[name]; !present {
-		b.known = append(b.known, name)
-		return
-	}
-	var v bool
-	b.boolean(name, &v)
-	*dst = &v
-}
-
 // uint32s decodes a list of whole numbers (uids).
-func (b *body) uint32s(name string, dst *[]uint32) {
+func (b *body) uint32s(name string, dst *[]uint32) bool {
 	a, v, ok := b.value(name)
 	if !ok {
-		return
+		return false
 	}
 	t := v.Type()
 	if !t.IsTupleType() && !t.IsListType() {
 		b.d.errorf(a.Expr.Range(), "%s must be a list of numbers, e.g. [0, 1000]", name)
-		return
+		return false
 	}
 	for it := v.ElementIterator(); it.Next(); {
 		_, ev := it.Element()
 		if ev.IsNull() || ev.Type() != cty.Number {
 			b.d.errorf(a.Expr.Range(), "%s must be a list of numbers, e.g. [0, 1000]", name)
-			return
+			return false
 		}
 		f := ev.AsBigFloat()
 		n, acc := f.Int64()
 		if !f.IsInt() || acc != 0 || n < 0 || n > math.MaxUint32 {
 			b.d.errorf(a.Expr.Range(), "%s must hold whole numbers from 0 to 4294967295", name)
-			return
+			return false
 		}
 		*dst = append(*dst, uint32(n))
 	}
+	return true
 }
 
 // signatureBlocks are the blocks a signature body holds.
@@ -179,6 +159,20 @@ func (st *state) signature(blk *hclsyntax.Block) {
 	what := fmt.Sprintf("signature %q", name)
 	b := st.d.body(blk, what)
 	spec := detect.SignatureSpec{Name: name}
+	st.signatureInfo(b, &spec)
+	var condsOK bool
+	spec.Conditions, condsOK = b.conditions(st.table)
+	st.signatureBlocks(blk, &spec, what)
+	b.done(signatureBlocks...)
+	if condsOK && st.table.Empty(spec.Conditions) && len(spec.Any) == 0 && spec.Sequence == nil {
+		st.d.errorf(blk.TypeRange, "%s has no conditions: give executables, paths, exe_regex, match blocks or a sequence", what)
+	}
+	st.sigs = append(st.sigs, spec)
+	st.sigRanges = append(st.sigRanges, blk.LabelRanges[0])
+}
+
+// signatureInfo decodes what a signature says about itself.
+func (st *state) signatureInfo(b *body, spec *detect.SignatureSpec) {
 	b.str("description", &spec.Description)
 	b.str("category", &spec.Category)
 	b.str("method", &spec.Method)
@@ -197,13 +191,11 @@ func (st *state) signature(blk *hclsyntax.Block) {
 			st.d.errorf(rng, "MITRE ATT&CK id %q must look like T1027 or T1027.010", spec.MITRE[i])
 		}
 	}
-	b.conditions(&spec.Conditions)
-	hasConds := false
-	for _, a := range conditionAttrs {
-		if _, ok := blk.Body.Attributes[a]; ok {
-			hasConds = true
-		}
-	}
+}
+
+// signatureBlocks decodes the blocks of a signature (signatureBlocks).
+func (st *state) signatureBlocks(blk *hclsyntax.Block, spec *detect.SignatureSpec, what string) {
+	hasConds := hasAnyAttr(blk.Body, st.table.Attrs())
 	seqs := 0
 	for _, inner := range blk.Body.Blocks {
 		switch inner.Type {
@@ -211,11 +203,7 @@ func (st *state) signature(blk *hclsyntax.Block) {
 			if !st.d.labels(inner) {
 				continue
 			}
-			mb := st.d.body(inner, "match block of "+what)
-			var c detect.Conditions
-			mb.conditions(&c)
-			mb.done()
-			spec.Any = append(spec.Any, c)
+			spec.Any = append(spec.Any, st.conditionBlock(inner, "match block of "+what))
 		case "sequence":
 			if seqs++; seqs > 1 {
 				st.d.errorf(inner.TypeRange, "%s has more than one sequence block", what)
@@ -230,15 +218,21 @@ func (st *state) signature(blk *hclsyntax.Block) {
 				spec.Throttles = append(spec.Throttles, th)
 			}
 		case "actions":
-			st.signatureActions(inner, &spec)
+			st.signatureActions(inner, spec)
 		}
 	}
-	b.done(signatureBlocks...)
-	if !hasConds && len(spec.Any) == 0 && spec.Sequence == nil {
-		st.d.errorf(blk.TypeRange, "%s has no conditions: give executables, paths, exe_regex, match blocks or a sequence", what)
+}
+
+// conditionBlock decodes a block that holds only conditions (match, step);
+// what names it in messages.
+func (st *state) conditionBlock(blk *hclsyntax.Block, what string) detect.Conditions {
+	b := st.d.body(blk, what)
+	c, ok := b.conditions(st.table)
+	b.done()
+	if ok && st.table.Empty(c) {
+		st.d.errorf(blk.TypeRange, "%s has no conditions", what)
 	}
-	st.sigs = append(st.sigs, spec)
-	st.sigRanges = append(st.sigRanges, blk.LabelRanges[0])
+	return c
 }
 
 func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpec {
@@ -254,10 +248,8 @@ func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpe
 		if inner.Type != "step" || !st.d.labels(inner, "name") {
 			continue
 		}
-		sb := st.d.body(inner, fmt.Sprintf("step %q of %s", inner.Labels[0], what))
 		step := detect.StepSpec{Name: inner.Labels[0]}
-		sb.conditions(&step.Conditions)
-		sb.done()
+		step.Conditions = st.conditionBlock(inner, fmt.Sprintf("step %q of %s", inner.Labels[0], what))
 		q.Steps = append(q.Steps, step)
 	}
 	b.done("step")
@@ -353,9 +345,10 @@ func (st *state) allow(blk *hclsyntax.Block) {
 		st.d.errorf(rng, "reason must say why the exec is allowed")
 	}
 	sigRanges, _ := b.strings("signatures", &spec.Signatures)
-	b.conditions(&spec.Conditions)
+	var condsOK bool
+	spec.Conditions, condsOK = b.conditions(st.table)
 	b.done()
-	if spec.Conditions.Executables == nil && !hasAnyAttr(blk.Body, conditionAttrs) {
+	if condsOK && st.table.Empty(spec.Conditions) {
 		st.d.errorf(blk.TypeRange, "%s has no conditions: it would suppress every alert", what)
 	}
 	st.allows = append(st.allows, spec)
@@ -447,5 +440,3 @@ func (st *state) checkTests() {
 		}
 	}
 }
-
-func pathMatch(glob string) (bool, error) { return path.Match(glob, "") }

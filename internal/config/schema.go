@@ -39,9 +39,16 @@ type state struct {
 	// when the caller does no I/O (Parse).
 	encoders []detect.EncoderIdentity
 	identify bool
+	// table is the table of conditions signatures and allow blocks use.
+	table detect.Table
 }
 
-func load(path string, files []source, identify bool) (*Config, error) {
+// load decodes files as one policy whose conditions are those of table
+// (nil: detect.Builtin()).
+func load(path string, files []source, identify bool, table detect.Table) (*Config, error) {
+	if table == nil {
+		table = detect.Builtin()
+	}
 	st := &state{
 		cfg: Config{
 			Path:     path,
@@ -62,6 +69,7 @@ func load(path string, files []source, identify bool) (*Config, error) {
 		sinkAt:   make(map[string]hcl.Range),
 		allowAt:  make(map[string]hcl.Range),
 		identify: identify,
+		table:    table,
 	}
 	var bodies []*hclsyntax.Body
 	for _, f := range files {
@@ -302,6 +310,7 @@ func (st *state) finish() {
 		Signatures:    st.sigs,
 		Allows:        st.allows,
 		Encoders:      cfg.Encoders,
+		Table:         st.table,
 	})
 	if err != nil {
 		// The checks above should have caught it; say where anyway.

@@ -1,0 +1,372 @@
+package detect
+
+import (
+	"errors"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/encwatch/encwatch/audit"
+)
+
+// Payload kinds, decode-call encodings and modes the conditions accept.
+var (
+	PayloadKinds  = []string{"shebang", "elf", "shell", "blob", "text", "binary"}
+	Encodings     = []string{"base64", "base32", "hex"}
+	DecodeCallEnc = []string{"base64", "base32", "hex", "any"}
+	Modes         = []string{"decode", "encode"}
+)
+
+// The conditions the policy index reads beside their predicates.
+const (
+	attrExecutables    = "executables"
+	attrRenamedEncoder = "renamed_encoder"
+)
+
+// builtin is the table of conditions; docs/policy.md documents each. Its
+// order is the order of an alert's match reasons. Never written after init:
+// Builtin hands out copies.
+var builtin = Table{
+	{Attr: attrRenamedEncoder, Type: Bool, Cost: CostIdentity, Compile: renamedEncoder},
+	{Attr: attrExecutables, Noun: "executable", Type: Strings, Check: FileName, NonEmpty: true, Cost: CostScan, Compile: executables},
+	{Attr: "paths", Type: Strings, Check: Glob, Cost: CostScan, Compile: paths},
+	{Attr: "exe_regex", Type: String, Check: Regex, Cost: CostRegex, Compile: exeRegex},
+	{Attr: "argv0_mismatch", Type: Bool, Cost: CostCompare, Compile: argv0Mismatch},
+	{Attr: "min_args", Type: Int, Max: math.MaxInt32, Cost: CostCompare, Compile: minArgs},
+	{Attr: "max_args", Type: Int, Max: math.MaxInt32, Cost: CostCompare, Compile: maxArgs},
+	{Attr: "any_flags", Type: Strings, Cost: CostScan, Compile: anyFlags},
+	{Attr: "all_flags", Type: Strings, Cost: CostScan, Compile: allFlags},
+	{Attr: "no_flags", Type: Strings, Cost: CostScan, Compile: noFlags},
+	{Attr: "args_regex", Type: String, Check: Regex, Cost: CostRegex, Compile: argsRegex},
+	{Attr: "mode", Noun: "mode", Type: String, Check: OneOf, Allowed: Modes, Cost: CostIdentity, Compile: mode},
+	{Attr: "uid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.UID })},
+	{Attr: "auid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.AUID })},
+	{Attr: "login", Type: Bool, Cost: CostCompare, Compile: login},
+	{Attr: "tty", Type: Strings, Check: Glob, Cost: CostScan, Compile: tty},
+	{Attr: "cwd", Type: Strings, Check: Glob, Cost: CostScan, Compile: cwd},
+	{Attr: "success", Type: Bool, Cost: CostCompare, Compile: success},
+	{Attr: "parent_executables", Type: Strings, Cost: CostAncestry, Compile: parentExecutables},
+	{Attr: "parent_regex", Type: String, Check: Regex, Cost: CostAncestry, Compile: parentRegex},
+	{Attr: "ancestor_executables", Type: Strings, Cost: CostAncestry, Compile: ancestorExecutables},
+	{Attr: "ancestor_depth", Type: Int, Min: 1, Max: 64, Needs: "ancestor_executables"},
+	{Attr: "decode_calls", Noun: "decode call", Type: Strings, Check: OneOf, Allowed: DecodeCallEnc, Cost: CostPayload, Compile: decodeCalls},
+	{Attr: "payload", Noun: "payload kind", Type: Strings, Check: OneOf, Allowed: PayloadKinds, Cost: CostPayload, Compile: payload},
+	{Attr: "payload_encodings", Noun: "payload encoding", Type: Strings, Check: OneOf, Allowed: Encodings, Needs: "payload"},
+}
+
+// The Compile functions of the table, in its order. Each receives a value
+// that Table.check has vetted, so its type assertion cannot fail.
+
+func renamedEncoder(v any, _ Conditions) (*Predicate, error) {
+	if !v.(bool) {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			id := x.identity()
+			return id != nil && x.exeBase != id.Name && x.ev.Success
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			id := x.identity()
+			return append(ms, Match{Field: "exe", Value: x.ev.Exe,
+				Reason: "renamed copy of the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
+		},
+	}, nil
+}
+
+func executables(v any, _ Conditions) (*Predicate, error) {
+	exes := slices.Clone(v.([]string))
+	if len(exes) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds:   func(x *Exec) bool { return x.exeListed(exes) },
+		Explain: func(x *Exec, ms []Match) []Match { return x.exeMatch(exes, ms) },
+	}, nil
+}
+
+func paths(v any, _ Conditions) (*Predicate, error) {
+	globs := slices.Clone(v.([]string))
+	if len(globs) == 0 {
+		return nil, nil
+	}
+	reason := "executed path matches " + strconv.Quote(strings.Join(globs, " "))
+	return &Predicate{
+		Holds: func(x *Exec) bool { _, ok := x.pathMatch(globs); return ok },
+		Explain: func(x *Exec, ms []Match) []Match {
+			p, _ := x.pathMatch(globs)
+			return append(ms, Match{Field: "path", Value: p, Reason: reason})
+		},
+	}, nil
+}
+
+func exeRegex(v any, _ Conditions) (*Predicate, error) {
+	re, err := compileRegex(v)
+	if re == nil {
+		return nil, err
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			return x.ev.Success && re.MatchString(x.ev.Exe) || x.filePath != "" && re.MatchString(x.filePath)
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			if x.ev.Success && re.MatchString(x.ev.Exe) {
+				return append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable matches /" + re.String() + "/"})
+			}
+			return append(ms, Match{Field: "path", Value: x.filePath, Reason: "executed path matches /" + re.String() + "/"})
+		},
+	}, nil
+}
+
+func argv0Mismatch(v any, _ Conditions) (*Predicate, error) {
+	if !v.(bool) {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			return x.argv0Base != "" && x.exeBase != "" && x.argv0Base != x.exeBase && x.ev.Success
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			return append(ms, Match{Field: "argv[0]", Value: x.ev.Argv[0], Reason: "argv[0] disagrees with the executable " + strconv.Quote(x.ev.Exe)})
+		},
+	}, nil
+}
+
+// nargs is the number of arguments after argv[0].
+func nargs(ev *audit.Event) int { return max(len(ev.Argv)-1, 0) }
+
+func minArgs(v any, _ Conditions) (*Predicate, error) {
+	n := v.(int)
+	if n <= 0 {
+		return nil, nil
+	}
+	return &Predicate{Holds: func(x *Exec) bool { return nargs(x.ev) >= n }}, nil
+}
+
+func maxArgs(v any, c Conditions) (*Predicate, error) {
+	n := v.(int)
+	if lo, ok := c["min_args"].(int); ok && n < lo {
+		return nil, errors.New("is less than min_args")
+	}
+	return &Predicate{Holds: func(x *Exec) bool { return nargs(x.ev) <= n }}, nil
+}
+
+func anyFlags(v any, _ Conditions) (*Predicate, error) {
+	flags := slices.Clone(v.([]string))
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool { _, ok := anyFlag(x.ev.Argv, flags); return ok },
+		Explain: func(x *Exec, ms []Match) []Match {
+			f, _ := anyFlag(x.ev.Argv, flags)
+			return append(ms, Match{Field: "argv", Value: f, Reason: "flag " + f + " is listed"})
+		},
+	}, nil
+}
+
+func allFlags(v any, _ Conditions) (*Predicate, error) {
+	flags := slices.Clone(v.([]string))
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	return &Predicate{Holds: func(x *Exec) bool {
+		for _, f := range flags {
+			if !hasFlag(x.ev.Argv, f) {
+				return false
+			}
+		}
+		return true
+	}}, nil
+}
+
+func noFlags(v any, _ Conditions) (*Predicate, error) {
+	flags := slices.Clone(v.([]string))
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	return &Predicate{Holds: func(x *Exec) bool { _, ok := anyFlag(x.ev.Argv, flags); return !ok }}, nil
+}
+
+func argsRegex(v any, _ Conditions) (*Predicate, error) {
+	re, err := compileRegex(v)
+	if re == nil {
+		return nil, err
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool { return re.MatchString(x.joinedArgs()) },
+		Explain: func(x *Exec, ms []Match) []Match {
+			a := x.joinedArgs()
+			loc := re.FindStringIndex(a)
+			return append(ms, Match{Field: "argv", Value: a[loc[0]:loc[1]], Reason: "arguments match /" + re.String() + "/"})
+		},
+	}, nil
+}
+
+func mode(v any, _ Conditions) (*Predicate, error) {
+	want := v.(string)
+	if want == "" {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool { _, m, _ := x.mode(); return m == want },
+		Explain: func(x *Exec, ms []Match) []Match {
+			tool, m, why := x.mode()
+			return append(ms, Match{Field: "mode", Value: m, Reason: tool + " " + why})
+		},
+	}, nil
+}
+
+// ids compiles a list of user ids compared with the field field returns.
+func ids(field func(*audit.Event) uint32) func(any, Conditions) (*Predicate, error) {
+	return func(v any, _ Conditions) (*Predicate, error) {
+		list := slices.Clone(v.([]uint32))
+		if len(list) == 0 {
+			return nil, nil
+		}
+		return &Predicate{Holds: func(x *Exec) bool { return slices.Contains(list, field(x.Event())) }}, nil
+	}
+}
+
+func login(v any, _ Conditions) (*Predicate, error) {
+	want := v.(bool)
+	return &Predicate{Holds: func(x *Exec) bool { return want == (x.Event().AUID != audit.Unset) }}, nil
+}
+
+func tty(v any, _ Conditions) (*Predicate, error) {
+	globs := slices.Clone(v.([]string))
+	if len(globs) == 0 {
+		return nil, nil
+	}
+	return &Predicate{Holds: func(x *Exec) bool { return ttyMatch(globs, x.Event().TTY) }}, nil
+}
+
+func cwd(v any, _ Conditions) (*Predicate, error) {
+	globs := slices.Clone(v.([]string))
+	if len(globs) == 0 {
+		return nil, nil
+	}
+	return &Predicate{Holds: func(x *Exec) bool { return globAny(globs, x.Event().Cwd) }}, nil
+}
+
+func success(v any, _ Conditions) (*Predicate, error) {
+	want := v.(bool)
+	return &Predicate{Holds: func(x *Exec) bool { return want == x.Event().Success }}, nil
+}
+
+func parentExecutables(v any, _ Conditions) (*Predicate, error) {
+	names := slices.Clone(v.([]string))
+	if len(names) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			par := x.parent()
+			return par != nil && (nameListed(names, basename(par.Exe)) || len(par.Argv) > 0 && nameListed(names, basename(par.Argv[0])))
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			return append(ms, Match{Field: "parent.exe", Value: x.parent().Exe, Reason: "parent executable is listed"})
+		},
+	}, nil
+}
+
+func parentRegex(v any, _ Conditions) (*Predicate, error) {
+	re, err := compileRegex(v)
+	if re == nil {
+		return nil, err
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			par := x.parent()
+			return par != nil && re.MatchString(strings.Join(par.Argv, " "))
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			cl := strings.Join(x.parent().Argv, " ")
+			return append(ms, Match{Field: "parent.argv", Value: cl, Reason: "parent command line matches /" + re.String() + "/"})
+		},
+	}, nil
+}
+
+func ancestorExecutables(v any, c Conditions) (*Predicate, error) {
+	names := slices.Clone(v.([]string))
+	if len(names) == 0 {
+		return nil, nil
+	}
+	depth, _ := c["ancestor_depth"].(int)
+	// found is the nearest listed ancestor, -1 for none.
+	found := func(x *Exec) int {
+		anc := x.ancestry()
+		d := depth
+		if d <= 0 || d > len(anc) {
+			d = len(anc)
+		}
+		for i := range d {
+			if nameListed(names, basename(anc[i].Exe)) {
+				return i
+			}
+		}
+		return -1
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool { return found(x) >= 0 },
+		Explain: func(x *Exec, ms []Match) []Match {
+			i := found(x)
+			return append(ms, Match{Field: "ancestor.exe", Value: x.ancestry()[i].Exe,
+				Reason: "ancestor " + strconv.Itoa(i+1) + " generation(s) up is listed"})
+		},
+	}, nil
+}
+
+func decodeCalls(v any, _ Conditions) (*Predicate, error) {
+	encs := slices.Clone(v.([]string))
+	if len(encs) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			pi := x.payload()
+			if pi == nil {
+				return false
+			}
+			_, ok := pi.call(encs)
+			return ok
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			call, _ := x.payload().call(encs)
+			return append(ms, Match{Field: "argv", Value: call.text, Reason: "inline code calls a " + call.encoding + " decoder"})
+		},
+	}, nil
+}
+
+func payload(v any, c Conditions) (*Predicate, error) {
+	kinds := slices.Clone(v.([]string))
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	encs, _ := c["payload_encodings"].([]string)
+	encs = slices.Clone(encs)
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			pi := x.payload()
+			if pi == nil {
+				return false
+			}
+			_, ok := pi.blob(kinds, encs)
+			return ok
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			b, _ := x.payload().blob(kinds, encs)
+			return append(ms, Match{Field: "argv", Value: preview([]byte(b.raw), 64), Reason: b.encoding + " blob decodes to " + b.kind})
+		},
+	}, nil
+}
+
+// compileRegex compiles a regular expression value; nil for "".
+func compileRegex(v any) (*regexp.Regexp, error) {
+	if v.(string) == "" {
+		return nil, nil
+	}
+	return regexp.Compile(v.(string))
+}

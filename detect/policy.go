@@ -68,7 +68,8 @@ type Conditions struct {
 	// "hex").
 	Payload          []string
 	PayloadEncodings []string
-	// DecodeCalls are encodings ("base64", "base32", "hex", or "any") of a
+	// DecodeCalls are encodings ("base64", "base32", "hex", "base85", "uu",
+	// "qp", "rot13", "compressed", or "any") of a
 	// decode call that an interpreter's inline code makes (b64decode,
 	// fromhex, pack("H*", ...), ...).
 	DecodeCalls []string
@@ -457,7 +458,7 @@ func compileAllow(a AllowSpec, sigs map[string]bool) (*allow, error) {
 var (
 	PayloadKinds  = []string{"shebang", "elf", "shell", "blob", "text", "binary"}
 	Encodings     = []string{"base64", "base32", "hex"}
-	DecodeCallEnc = []string{"base64", "base32", "hex", "any"}
+	DecodeCallEnc = []string{"base64", "base32", "hex", "base85", "uu", "qp", "rot13", "compressed", "any"}
 	Modes         = []string{"decode", "encode"}
 )
 

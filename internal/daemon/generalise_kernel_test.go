@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,11 @@ func TestKernelEncoderReachedIndirectly(t *testing.T) {
 		{"filter between", "echo " + script + " | base64 -d | cat | /usr/bin/env bash", "decoder_piped_to_interpreter", ""},
 		{"perl -", "echo " + base64.StdEncoding.EncodeToString([]byte("print qq(x\\n);\n")) + " | base64 -d | perl -", "decoder_piped_to_interpreter", "/usr/bin/perl"},
 		{"tr rot13", "echo 'rpub rapjngpu' | tr 'A-Za-z' 'N-ZA-Mn-za-m' | sh", "rot13_piped_to_interpreter", ""},
+		{"pyenv shim python3 -", "echo " + base64.StdEncoding.EncodeToString([]byte("print(1)\n")) + " | base64 -d | python3 -", "decoder_piped_to_interpreter", "python3"},
+		{"env python3 -", "echo " + base64.StdEncoding.EncodeToString([]byte("print(2)\n")) + " | base64 -d | /usr/bin/env python3 -", "decoder_piped_to_interpreter", "python3"},
+		{"busybox applet link", "ln -s /bin/busybox " + dir + "/base64 && " + dir + "/base64 -d " + b64, "data_encoder_exec", "/bin/busybox"},
+		{"deleted file through /proc/self/fd", "cp /bin/true " + dir + "/gone && exec 3<" + dir + "/gone && rm " + dir + "/gone && /proc/self/fd/3", "fileless_exec", ""},
+		{"/dev/fd/N", "exec 4</bin/true && /dev/fd/4", "fileless_exec", ""},
 		{"memfd", "python3 -c 'import os;fd=os.memfd_create(\"stage2\");os.write(fd,open(\"/bin/true\",\"rb\").read());os.execve(fd,[\"x\"],{})'", "fileless_exec", "python3"},
 	}
 	d := startDaemon(t, defaultPolicy(t))
@@ -85,14 +91,47 @@ func TestKernelEncoderReachedIndirectly(t *testing.T) {
 		}
 		return len(missing) == 0
 	})
+	raw := rawAlerts(t, d.alerts)
 	for _, s := range done {
-		for _, a := range got {
+		for i, a := range got {
 			if a.Signature.Name == s.sig && underPID(a, s.pid) {
-				t.Logf("%s: %s on exe %q argv %q", s.name, s.sig, a.Process.Exe, strings.Join(a.Process.Args, " "))
+				t.Logf("%s: %s on exe %q argv %q paths %+v; why %+v", s.name, s.sig, a.Process.Exe,
+					strings.Join(a.Process.Args, " "), raw[i].Audit.Paths, raw[i].Matches)
 				break
 			}
 		}
 	}
+}
+
+// rawAlert is what the test logs of an alert beyond the shared alert type:
+// the kernel's PATH records and the reasons.
+type rawAlert struct {
+	Matches []struct {
+		Field, Value, Reason string
+	} `json:"matches"`
+	Audit struct {
+		Paths []struct {
+			Name  string `json:"name"`
+			Inode uint64 `json:"inode"`
+		} `json:"paths"`
+	} `json:"audit"`
+}
+
+func rawAlerts(t *testing.T, path string) []rawAlert {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rawAlert
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var a rawAlert
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("alert line is not JSON: %v", err)
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func underPID(a alert, pid int) bool {

@@ -396,8 +396,84 @@ func decodeBlob(raw string, depth int) (blobInfo, bool) {
 }
 
 // shellWords are commands and constructs that make decoded text a shell
-// command line.
-var shellRe = regexp.MustCompile(`(?:^|[\s;|&(` + "`" + `])(?:curl|wget|bash|sh|nc|ncat|socat|chmod|rm|python[0-9.]*|perl|ruby|php|exec|eval|mkfifo|crontab|base64|whoami|uname|id|cat|echo|export|nohup|kill|useradd|iptables|dd)(?:\s|$|;)|/dev/tcp/|\$\(|\|\s*(?:ba)?sh\b`)
+// command line when one stands as a word: after the start or a separator
+// (whitespace ; | & ( `), before whitespace, ';' or the end. "python"
+// also takes a version ("python3.12").
+var shellWords = map[string]bool{
+	"curl": true, "wget": true, "bash": true, "sh": true, "nc": true, "ncat": true, "socat": true,
+	"chmod": true, "rm": true, "python": true, "perl": true, "ruby": true, "php": true, "exec": true,
+	"eval": true, "mkfifo": true, "crontab": true, "base64": true, "whoami": true, "uname": true,
+	"id": true, "cat": true, "echo": true, "export": true, "nohup": true, "kill": true,
+	"useradd": true, "iptables": true, "dd": true,
+}
+
+// maxShellWord is the length of the longest of shellWords.
+const maxShellWord = 8
+
+// shellLike reports whether decoded text t reads as a shell command line: a
+// shell word, /dev/tcp/, a command substitution "$(" or a pipe into sh or
+// bash. It looks at each byte a bounded number of times, so that classifying
+// every blob of a long argv stays linear in its length (a regular expression
+// with this many alternatives was the most costly step of inspection).
+func shellLike(t string) bool {
+	if strings.Contains(t, "/dev/tcp/") || strings.Contains(t, "$(") {
+		return true
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] == '|' && pipesToShell(t[i+1:]) {
+			return true
+		}
+		if i > 0 && !isShellSep(t[i-1]) {
+			continue
+		}
+		j := i
+		for j < len(t) && j-i <= maxShellWord && t[j] >= 'a' && t[j] <= 'z' {
+			j++
+		}
+		w := t[i:j]
+		if !shellWords[w] {
+			continue
+		}
+		if w == "python" {
+			for j < len(t) && (t[j] >= '0' && t[j] <= '9' || t[j] == '.') {
+				j++
+			}
+		}
+		if j == len(t) || isSpace(t[j]) || t[j] == ';' {
+			return true
+		}
+	}
+	return false
+}
+
+// pipesToShell reports whether t, which follows a '|', starts with sh or
+// bash as a word after optional whitespace.
+func pipesToShell(t string) bool {
+	i := 0
+	for i < len(t) && isSpace(t[i]) {
+		i++
+	}
+	t = t[i:]
+	for _, sh := range [...]string{"sh", "bash"} {
+		if strings.HasPrefix(t, sh) && (len(t) == len(sh) || !isWordByte(t[len(sh)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSpace is regexp's \s: tab, newline, form feed, carriage return, space.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+func isShellSep(c byte) bool {
+	return isSpace(c) || c == ';' || c == '|' || c == '&' || c == '(' || c == '`'
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
 
 func classifyBlob(encoding, raw string, dec []byte, depth int) blobInfo {
 	b := blobInfo{encoding: encoding, raw: raw, decoded: dec}
@@ -416,7 +492,7 @@ func classifyBlob(encoding, raw string, dec []byte, depth int) blobInfo {
 				return b
 			}
 		}
-		if shellRe.MatchString(t) {
+		if shellLike(t) {
 			b.kind = "shell"
 		} else {
 			b.kind = "text"

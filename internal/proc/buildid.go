@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ELF constants, from include/uapi/linux/elf.h and the System V gABI.
@@ -165,15 +167,32 @@ func (h *Hasher) BuildID(path string) (string, bool) {
 	if r, hit := h.ids[k]; hit {
 		return r.sum, r.ok
 	}
-	var r hashResult
-	if f, err := os.Open(path); err == nil {
-		id, err := ReadBuildID(f)
-		f.Close()
-		r = hashResult{sum: id, ok: err == nil}
-	}
+	r := readBuildIDAt(path, k)
 	if len(h.ids) >= maxHashEntries {
 		clear(h.ids)
 	}
 	h.ids[k] = r
 	return r.sum, r.ok
+}
+
+// readBuildIDAt opens path without following a final symbolic link and
+// without blocking (a FIFO swapped in after the stat must not stall
+// detection), and reads the build id only if the descriptor is the regular
+// file k describes.
+func readBuildIDAt(path string, k fileKey) hashResult {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return hashResult{}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return hashResult{}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Dev != k.dev || st.Ino != k.ino {
+		return hashResult{}
+	}
+	id, err := ReadBuildID(f)
+	return hashResult{sum: id, ok: err == nil}
 }

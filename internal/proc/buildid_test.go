@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -118,4 +119,24 @@ func FuzzReadBuildID(f *testing.F) {
 			t.Fatalf("ReadBuildID = %q, want bounded lowercase hex", id)
 		}
 	})
+}
+
+// TestBuildIDRefusesSwappable: a FIFO is not read (it would block) and a
+// final symbolic link is not followed (it could be swapped between calls).
+func TestBuildIDRefusesSwappable(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("/usr/bin/base64", link); err != nil {
+		t.Fatal(err)
+	}
+	h := NewHasher()
+	for _, p := range []string{fifo, link, filepath.Join(dir, "missing")} {
+		if id, ok := h.BuildID(p); ok {
+			t.Errorf("BuildID(%s) = %q, want none", p, id)
+		}
+	}
 }

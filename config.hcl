@@ -112,8 +112,13 @@ signature "decoder_piped_to_interpreter" {
       mode        = "decode"
     }
     step "interpreter" {
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "perl", "ruby", "php", "node"]
-      # Reading the script from stdin or a file, not running inline code.
+      # Any interpreter, however reached: a version-manager shim or
+      # /usr/bin/env execs the real one in the same process, under the same
+      # parent; filters between decoder and interpreter (gunzip, tr, rev)
+      # are siblings too and do not break the correlation.
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
+      # Reading the script from stdin (sh, sh -s, python3 -, perl -) or a
+      # file, not running inline code.
       no_flags = ["-c", "-e", "-E", "-r", "--version", "--help"]
     }
   }
@@ -153,9 +158,12 @@ signature "interpreter_inline_decode" {
   method      = "Obfuscated Files or Information"
   importance  = "high"
   mitre       = ["T1027", "T1140", "T1059"]
-  executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs"]
+  executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua"]
+  # Every decoder of the interpreters' standard libraries: base64, base32,
+  # hex, base85, uu, quoted-printable, and rot13 or decompression when the
+  # code also runs something.
   match {
-    decode_calls = ["base64", "base32"]
+    decode_calls = ["base64", "base32", "base85", "uu", "qp", "rot13", "compressed"]
   }
   match {
     payload = ["shell", "blob", "elf", "shebang"]
@@ -256,6 +264,70 @@ signature "renamed_encoder" {
   }
 }
 
+signature "inline_decoder_piped_to_interpreter" {
+  description = "Inline-code decoder fed to a shell or interpreter"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "critical"
+  mitre       = ["T1140", "T1027", "T1059"]
+  # python3 -c 'print(base64.b64decode(...))' | sh, perl -MMIME::Base64 -e
+  # ... | bash: the decoder is an interpreter's standard library, not a tool.
+  sequence {
+    by     = "parent"
+    within = "3s"
+    step "decoder" {
+      executables  = ["python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua"]
+      decode_calls = ["any"]
+    }
+    step "interpreter" {
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
+      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+    }
+  }
+  actions {
+    default = ["Treat as hands-on-keyboard or dropper activity", "Capture the decoded script"]
+  }
+}
+
+signature "rot13_piped_to_interpreter" {
+  description = "Character-rotated or reversed text fed to a shell or interpreter"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "high"
+  mitre       = ["T1140", "T1027"]
+  # echo ... | tr 'A-Za-z' 'N-ZA-Mn-za-m' | sh, echo ... | rev | bash
+  sequence {
+    by     = "parent"
+    within = "3s"
+    step "filter" {
+      executables = ["tr", "rev"]
+      args_regex  = "^$|N-ZA-M|n-za-m|P-~!-O"
+    }
+    step "interpreter" {
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "python", "perl", "ruby", "php", "node", "nodejs", "tclsh"]
+      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+    }
+  }
+  actions {
+    default = ["Capture the script the filter produced", "Find what started the pipeline"]
+  }
+}
+
+signature "fileless_exec" {
+  description = "Program executed without a regular file (memfd, deleted file, file descriptor)"
+  category    = "Defense Evasion"
+  method      = "Reflective Code Loading"
+  importance  = "critical"
+  mitre       = ["T1620", "T1027", "T1140"]
+  # Decoded content run straight from memory: memfd_create + execveat shows
+  # exe "/memfd:NAME (deleted)"; a file deleted before or right after its
+  # exec "... (deleted)"; fexecve and execveat(fd, "") name "/dev/fd/N".
+  exe_regex = "^/memfd:| \\(deleted\\)$|^/dev/fd/[0-9]+$|^/proc/(self|thread-self|[0-9]+)/fd/[0-9]+$"
+  actions {
+    default = ["Dump the process memory before it exits", "Find who created the descriptor (parent, ancestry)", "Isolate the host"]
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Suppressions. Each is counted by its reason in the metrics.
 
@@ -272,7 +344,9 @@ allow "help_and_version" {
 allow "busybox_applets" {
   reason      = "multi-call binaries (busybox, toybox) run their applets under the applet's name"
   signatures  = ["renamed_encoder"]
-  executables = ["busybox", "toybox"]
+  # busybox runs its applets under any name that starts with its own
+  # ("busybox-static base64"); the applet itself still raises its alerts.
+  exe_regex   = "/(busybox|toybox)[^/]*$"
 }
 
 # ---------------------------------------------------------------------------

@@ -228,6 +228,10 @@ func (x *Exec) identity() *EncoderIdentity {
 			}
 		}
 	}
+	if id := x.buildIDIdentity(); id != nil {
+		x.id, x.idHow = id, "build id"
+		return id
+	}
 	if x.e.files != nil && len(x.p.byHash) > 0 && x.ev.Success && x.ev.Exe != "" {
 		if sum, ok := x.e.files.Hash(x.ev.Exe, x.p.sizes); ok {
 			if id, ok := x.p.byHash[sum]; ok {

@@ -15,7 +15,7 @@ import (
 var (
 	PayloadKinds  = []string{"shebang", "elf", "shell", "blob", "text", "binary"}
 	Encodings     = []string{"base64", "base32", "hex"}
-	DecodeCallEnc = []string{"base64", "base32", "hex", "any"}
+	DecodeCallEnc = []string{"base64", "base32", "hex", "base85", "uu", "qp", "rot13", "compressed", "any"}
 	Modes         = []string{"decode", "encode"}
 )
 
@@ -51,7 +51,7 @@ var builtin = Table{
 	{Attr: "parent_regex", Type: String, Check: Regex, Cost: CostAncestry, Compile: parentRegex},
 	{Attr: "ancestor_executables", Type: Strings, Cost: CostAncestry, Compile: ancestorExecutables},
 	{Attr: "ancestor_depth", Type: Int, Min: 1, Max: 64, Needs: "ancestor_executables"},
-	{Attr: "decode_calls", Noun: "decode call", Type: Strings, Check: OneOf, Allowed: DecodeCallEnc, Cost: CostPayload, Compile: decodeCalls},
+	{Attr: "decode_calls", Noun: "decode call", Type: Strings, Check: OneOf, Allowed: DecodeCallEnc, Cost: CostPayload, Compile: decodeCallsCond},
 	{Attr: "payload", Noun: "payload kind", Type: Strings, Check: OneOf, Allowed: PayloadKinds, Cost: CostPayload, Compile: payload},
 	{Attr: "payload_encodings", Noun: "payload encoding", Type: Strings, Check: OneOf, Allowed: Encodings, Needs: "payload"},
 }
@@ -319,7 +319,7 @@ func ancestorExecutables(v any, c Conditions) (*Predicate, error) {
 	}, nil
 }
 
-func decodeCalls(v any, _ Conditions) (*Predicate, error) {
+func decodeCallsCond(v any, _ Conditions) (*Predicate, error) {
 	encs := slices.Clone(v.([]string))
 	if len(encs) == 0 {
 		return nil, nil

@@ -156,7 +156,7 @@ func (e *Engine) Evaluate(ev *audit.Event) []Alert {
 	p := e.policy.Load()
 	x := &e.x
 	*x = Exec{e: e, p: p, ev: ev}
-	if applet := appletView(ev); applet != nil {
+	if applet := launcherView(ev); applet != nil {
 		x.ev, x.orig = applet, ev
 		ev = applet
 	}
@@ -470,28 +470,4 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
-}
-
-// multiCall are binaries that run the applet named by their first argument
-// when called under their own name (busybox base64 -d, toybox base64 -d).
-var multiCall = map[string]bool{"busybox": true, "toybox": true}
-
-// appletView returns ev as the applet it runs when ev execs a multi-call
-// binary under its own name with an applet argument: argv shifted by one, so
-// that argv[0] names the applet and its flags are where the tool's own would
-// be. It returns nil for every other event, the common case, without
-// allocating.
-func appletView(ev *audit.Event) *audit.Event {
-	if len(ev.Argv) < 2 || ev.Argv[1] == "" || ev.Argv[1][0] == '-' || !multiCall[basename(ev.Argv[0])] {
-		return nil
-	}
-	if ev.Success && ev.Exe != "" && !multiCall[basename(ev.Exe)] {
-		return nil
-	}
-	v := *ev
-	v.Argv = ev.Argv[1:]
-	if v.Argc > 0 {
-		v.Argc--
-	}
-	return &v
 }

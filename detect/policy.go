@@ -84,6 +84,8 @@ type EncoderIdentity struct {
 	Inode  uint64
 	Size   int64
 	SHA256 string // hex
+	// BuildID is the hex GNU build id of the file, "" when it has none.
+	BuildID string
 }
 
 // PolicySpec is everything Compile needs to build a Policy.

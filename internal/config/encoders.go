@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/proc"
 )
 
 // DefaultEncoderBinaries are the encoder tools identified when the policy
@@ -50,7 +51,8 @@ func identifyEncoders(paths []string) ([]detect.EncoderIdentity, []string) {
 	shared := map[string]bool{}
 	for i := range ids {
 		for j := range ids {
-			if ids[i].Name != ids[j].Name && (ids[i].SHA256 == ids[j].SHA256 || ids[i].Dev == ids[j].Dev && ids[i].Inode == ids[j].Inode) {
+			if ids[i].Name != ids[j].Name && (ids[i].SHA256 == ids[j].SHA256 || ids[i].Dev == ids[j].Dev && ids[i].Inode == ids[j].Inode ||
+				ids[i].BuildID != "" && ids[i].BuildID == ids[j].BuildID) {
 				shared[ids[i].Path] = true
 			}
 		}
@@ -94,13 +96,15 @@ func identify(path string) (detect.EncoderIdentity, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return detect.EncoderIdentity{}, err
 	}
+	buildID, _ := proc.ReadBuildID(f) // "" for a file without one
 	return detect.EncoderIdentity{
-		Name:   filepath.Base(path),
-		Path:   path,
-		Dev:    AuditDev(st.Dev),
-		Inode:  st.Ino,
-		Size:   fi.Size(),
-		SHA256: hex.EncodeToString(h.Sum(nil)),
+		Name:    filepath.Base(path),
+		Path:    path,
+		Dev:     AuditDev(st.Dev),
+		Inode:   st.Ino,
+		Size:    fi.Size(),
+		SHA256:  hex.EncodeToString(h.Sum(nil)),
+		BuildID: buildID,
 	}, nil
 }
 

@@ -20,6 +20,7 @@ const maxHashEntries = 8192
 // by one goroutine, the detection stage.
 type Hasher struct {
 	cache map[fileKey]hashResult
+	ids   map[fileKey]hashResult // build ids, see BuildID
 }
 
 type fileKey struct {
@@ -33,10 +34,15 @@ type hashResult struct {
 	ok  bool
 }
 
-var _ detect.Files = (*Hasher)(nil)
+var (
+	_ detect.Files    = (*Hasher)(nil)
+	_ detect.BuildIDs = (*Hasher)(nil)
+)
 
 // NewHasher returns a Hasher with an empty cache.
-func NewHasher() *Hasher { return &Hasher{cache: make(map[fileKey]hashResult)} }
+func NewHasher() *Hasher {
+	return &Hasher{cache: make(map[fileKey]hashResult), ids: make(map[fileKey]hashResult)}
+}
 
 // Hash returns the hex SHA-256 of the regular file at path if its size is
 // one of sizes.

@@ -66,11 +66,24 @@ signature "data_encoder_exec" {
   mitre       = ["T1059", "T1027", "T1132"]
   # Matched against the basename of the executed file and of argv[0], so a
   # busybox applet or a renamed copy is caught too.
-  executables = [
-    "base16", "base32", "base32hex", "base32plain", "base58", "base64",
-    "base64mime", "base64pem", "base64plain", "base64url", "basez", "ascii85",
-    "urlencode", "uuencode", "uudecode", "basenc", "xxd",
-  ]
+  match {
+    executables = [
+      "base16", "base32", "base32hex", "base32plain", "base58", "base64",
+      "base64mime", "base64pem", "base64plain", "base64url", "basez", "ascii85",
+      "urlencode", "uuencode", "uudecode", "basenc", "xxd",
+    ]
+  }
+  # openssl is an encoder only when asked to be: "openssl base64",
+  # "openssl enc -a", a cipher with -a. openssl x509, s_client and friends
+  # have no mode and stay quiet.
+  match {
+    executables = ["openssl"]
+    mode        = "encode"
+  }
+  match {
+    executables = ["openssl"]
+    mode        = "decode"
+  }
   # Every run alerts, encoding and decoding alike: decoding hides a
   # payload, encoding is how data leaves a host (T1132). The alert's
   # process.mode says which ("encode", "decode", "unknown"). Quiet a known
@@ -433,6 +446,21 @@ test "xxd_revert" {
 test "xxd_dump_is_quiet" {
   command    = "xxd -p /dev/urandom"
   expect_not = ["hex_payload_decode"]
+}
+
+test "openssl_base64_encode_alerts" {
+  command = "openssl base64 -in /etc/shadow"
+  expect  = ["data_encoder_exec"]
+}
+
+test "openssl_enc_decode_alerts" {
+  command = "openssl enc -d -a -in payload.b64"
+  expect  = ["data_encoder_exec"]
+}
+
+test "openssl_x509_is_quiet" {
+  command    = "openssl x509 -in cert.pem -noout -text"
+  expect_not = ["data_encoder_exec"]
 }
 
 test "exfiltration" {

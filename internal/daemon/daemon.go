@@ -26,7 +26,9 @@ func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []
 		// writer.
 		Router: newRouter(log, sinks, true),
 	})
-	return p.run(ctx, replayInput{files: files, log: log}.Run)
+	var in input = replayInput{files: files, log: log}
+	defer in.Close()
+	return p.run(ctx, in.Run)
 }
 
 // pipelineOptions are everything a pipeline is built from; newPipeline sets

@@ -155,9 +155,9 @@ func applyReloaders(rs []reloader, old, cfg *config.Config, log *logrus.Entry) e
 
 // reload loads the policy again, runs its tests and applies it through rs.
 // A policy that fails to load leaves the running one in place; a reloader
-// that fails leaves its own part on the previous policy. Either way the
-// reload counts as failed, is logged with the reason and raised as a
-// policy_reload_failed alert.
+// that fails leaves its own part as far as it got, while the others apply
+// the new policy. Either way the reload counts as failed, is logged with
+// the reason and raised as a policy_reload_failed alert.
 func (d *daemon) reload(ctx context.Context, trigger string, rs []reloader) {
 	start := time.Now()
 	var ts unix.Timespec

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
@@ -137,7 +139,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode, Version: version})
+	// SIGHUP reloads the policy; SIGINT and SIGTERM, caught in main, end
+	// the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode, Reload: hup, Version: version})
 }
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/audit"
@@ -18,50 +19,89 @@ import (
 // Run and writes the alerts as JSON lines to out. It needs no privileges.
 func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []string, out io.Writer) error {
 	sinks := []sink.Sink{sink.NewStdout("replay", out, nil)}
-	// Forensic output must be complete: detection waits for the writer.
-	p := newPipeline(cfg, log, newRouter(log, sinks, true), fromLog)
-	p.asm = audit.NewAssembler(assemblerConfig(cfg, false))
-	return p.run(ctx, replayInput{files: files, log: log}.Run)
+	p := newPipeline(pipelineOptions{
+		Config: cfg,
+		Log:    log,
+		// Forensic output must be complete: detection waits for the
+		// writer.
+		Router: newRouter(log, sinks, true),
+	})
+	var in input = replayInput{files: files, log: log}
+	defer in.Close()
+	return p.run(ctx, in.Run)
 }
 
-// source kinds for newPipeline.
-const (
-	// fromKernel: this machine's live stream, where a full stage drops and
-	// counts rather than stall the kernel reader.
-	fromKernel = iota
-	// fromAudisp: this machine's events through auditd's dispatcher, which
-	// queues for us: stages wait rather than drop.
-	fromAudisp
-	// fromLog: replayed logs, from another time or host: nothing is looked
-	// up on this machine (no /proc ancestry, no file hashes).
-	fromLog
-)
+// pipelineOptions are everything a pipeline is built from; newPipeline sets
+// every field of the pipeline from them and nobody changes one afterwards.
+type pipelineOptions struct {
+	// Config supplies the policy, the host name and the assembler's
+	// limits.
+	Config *config.Config
+	Log    *logrus.Entry
+	// Router is where alerts go; a reload may swap it (swapRouter).
+	Router *sink.Router
 
-// newPipeline wires detection to router for a source of the given kind.
-// The caller adds the assembler, whose configuration depends on the source.
-func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, kind int) *pipeline {
-	procs := proc.New(proc.Options{Offline: kind == fromLog})
+	// Live says the events are this machine's, as they happen: ancestry
+	// comes from /proc, executed files are hashed, alerts are enriched with
+	// users and containers, and an event whose closing record never comes
+	// completes on a wall-clock timer. Otherwise (replayed logs, from
+	// another time or host) nothing is looked up on this machine and
+	// events complete on the stream alone.
+	Live bool
+	// Lossy says a full stage drops and counts rather than waits: the
+	// kernel's reader must never wait on a later stage. Inputs that queue
+	// for us (audisp, replay) are not lossy.
+	Lossy bool
+
+	// OtherRecord, if set, sees every non-syscall record in the assembler
+	// goroutine.
+	OtherRecord func(*audit.ParsedRecord)
+	// Latency observes, per alert, the time from the event's kernel
+	// timestamp to its delivery to the router; nil observes nothing.
+	Latency prometheus.Observer
+}
+
+// newPipeline builds reader → assembler → detection → enrichment → router
+// from o.
+func newPipeline(o pipelineOptions) *pipeline {
+	cfg := o.Config
+	procs := proc.New(proc.Options{Offline: !o.Live})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	if kind != fromLog {
+	if o.Live {
 		engine.SetFiles(proc.NewHasher())
 	}
-	for _, problem := range cfg.EncoderProblems {
-		log.WithField("problem", problem).Warn("encoder binary not identified")
+	logEncoderProblems(cfg, o.Log)
+	acfg := assemblerConfig(cfg, o.Live)
+	acfg.Other = o.OtherRecord
+	latency := o.Latency
+	if latency == nil {
+		latency = prometheus.ObserverFunc(func(float64) {})
 	}
 	p := &pipeline{
-		log:        log,
+		log:        o.Log,
+		asm:        audit.NewAssembler(acfg),
 		engine:     engine,
 		procs:      procs,
+		enrichment: newEnrichment(o.Live),
 		now:        time.Now,
 		swaps:      make(chan *sink.Router),
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
-		lossy:      kind == fromKernel,
-		expire:     kind == fromKernel,
+		latency:    latency,
+		lossy:      o.Lossy,
+		expire:     o.Live,
 	}
-	p.router.Store(router)
+	p.router.Store(o.Router)
 	return p
+}
+
+// logEncoderProblems warns of the listed encoder binaries the policy could
+// not identify on this machine.
+func logEncoderProblems(cfg *config.Config, log *logrus.Entry) {
+	for _, problem := range cfg.EncoderProblems {
+		log.WithField("problem", problem).Warn("encoder binary not identified")
+	}
 }
 
 // newRouter returns the router for sinks. The daemon's never waits on a sink

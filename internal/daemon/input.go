@@ -57,8 +57,11 @@ type settingsOwner interface {
 	Register() error
 }
 
-// reconfigurer is an input that applies a reloaded audit block.
+// reconfigurer is an input that applies a reloaded audit block. It is a
+// kernelWatcher: the kernel supervisor, which only such an input has,
+// applies the block.
 type reconfigurer interface {
+	kernelWatcher
 	Reconfigure(config.Audit) error
 }
 

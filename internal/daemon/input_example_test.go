@@ -73,8 +73,7 @@ func TestAddingAnInput(t *testing.T) {
 	l.SetOutput(io.Discard)
 	log := logrus.NewEntry(l)
 	var out bytes.Buffer
-	p := newPipeline(cfg, log, newRouter(log, []sink.Sink{sink.NewStdout("test", &out, nil)}, true), fromLog)
-	p.asm = audit.NewAssembler(assemblerConfig(cfg, true))
+	p := newPipeline(pipelineOptions{Config: cfg, Log: log, Router: newRouter(log, []sink.Sink{sink.NewStdout("test", &out, nil)}, true)})
 	if err := p.run(context.Background(), in.Run); err != nil {
 		t.Fatalf("pipeline run: %v", err)
 	}

@@ -75,8 +75,7 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prep
 	dir := t.TempDir()
 	d := &testDaemon{found: found, alerts: filepath.Join(dir, "alerts.jsonl"), done: make(chan error, 1), logs: &syncBuffer{}}
 	d.dir = dir
-	src := fmt.Sprintf("%s\naudit {\n  rule_key = %q\n%s\n}\nmetrics {\n  address = \"\"\n}\nsink \"file\" \"test\" {\n  path = %q\n}\n",
-		policy, audittest.Key(), auditAttrs, d.alerts)
+	src := d.source(policy, audittest.Key(), auditAttrs)
 	path := filepath.Join(dir, "config.hcl")
 	d.path = path
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
@@ -126,6 +125,13 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prep
 		return st.PID == os.Getpid(), nil
 	})
 	return d
+}
+
+// source is the daemon's policy file: policy with an audit block keyed
+// key and holding auditAttrs, no metrics endpoint and the file sink.
+func (d *testDaemon) source(policy, key, auditAttrs string) string {
+	return fmt.Sprintf("%s\naudit {\n  rule_key = %q\n%s\n}\nmetrics {\n  address = \"\"\n}\nsink \"file\" \"test\" {\n  path = %q\n}\n",
+		policy, key, auditAttrs, d.alerts)
 }
 
 // stop cancels the daemon and returns how long Run took to come back.

@@ -34,17 +34,18 @@ const (
 // not close out; the pipeline does.
 type source func(ctx context.Context, out chan<- []audit.Record) error
 
-// pipeline is one run of reader → assembler → detection → sinks. Each stage is
-// a goroutine that owns its state; values pass through bounded channels.
+// pipeline is one run of reader → assembler → detection → enrichment →
+// sinks. Each stage is a goroutine that owns its state (enrichment runs in
+// detection's); values pass through bounded channels. newPipeline builds it
+// from pipelineOptions.
 type pipeline struct {
 	log    *logrus.Entry
 	asm    *audit.Assembler
 	engine *detect.Engine
 	procs  *proc.Cache
-	// users names uids in alerts; nil in replay, whose events come from
-	// another time or host than this machine's passwd file and /proc.
-	users *proc.Users
-	now   func() time.Time
+	// enrichment completes each alert of detection before the router.
+	enrichment enrichment
+	now        func() time.Time
 
 	// router is where detection delivers. Only the detection stage changes
 	// it (a reload hands it a new one through swaps); others only read it,
@@ -67,7 +68,7 @@ type pipeline struct {
 	// marker.
 	canary atomic.Pointer[canary]
 	// latency observes, per alert, the time from the event's kernel
-	// timestamp to its delivery to the router; nil for none.
+	// timestamp to its delivery to the router.
 	latency prometheus.Observer
 
 	// lossy is true for the live kernel stream: a full stage drops and counts
@@ -90,24 +91,6 @@ type pipeline struct {
 	serialLost atomic.Uint64
 	// bySignature counts delivered alerts by alertKey.
 	bySignature sync.Map // alertKey → *atomic.Uint64
-}
-
-// enrich adds to an alert of this machine's own events what detection,
-// doing no I/O, leaves out: the user names and the container. The process
-// has usually exited by now (an encoder run lasts milliseconds), so its
-// parent stands in for the container lookup.
-func (p *pipeline) enrich(a *detect.Alert) {
-	ev := a.Event
-	if p.users == nil || ev == nil {
-		return
-	}
-	a.User = p.users.Name(ev.UID)
-	if ev.AUID != audit.Unset {
-		a.LoginUser = p.users.Name(ev.AUID)
-	}
-	if a.ContainerID = proc.ContainerID("/proc", ev.PID); a.ContainerID == "" {
-		a.ContainerID = proc.ContainerID("/proc", ev.PPID)
-	}
 }
 
 // alive reports whether the detection stage has gone round its loop
@@ -206,7 +189,7 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 				c.check(ev, p.now())
 			}
 			for _, a := range p.engine.Evaluate(ev) {
-				p.enrich(&a)
+				p.enrichment.enrich(&a)
 				p.deliver(a)
 			}
 		case a := <-p.synth:
@@ -224,7 +207,7 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 // deliverAll enriches and delivers alerts raised outside Evaluate.
 func (p *pipeline) deliverAll(as []detect.Alert) {
 	for i := range as {
-		p.enrich(&as[i])
+		p.enrichment.enrich(&as[i])
 		p.deliver(as[i])
 	}
 }
@@ -238,7 +221,7 @@ func (p *pipeline) deliver(a detect.Alert) {
 		c, _ = p.bySignature.LoadOrStore(k, new(atomic.Uint64))
 	}
 	c.(*atomic.Uint64).Add(1)
-	if p.latency != nil && a.Event != nil && !a.Event.Time.IsZero() {
+	if a.Event != nil && !a.Event.Time.IsZero() {
 		p.latency.Observe(p.now().Sub(a.Event.Time).Seconds())
 	}
 	p.router.Load().Deliver(a)

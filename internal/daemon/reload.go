@@ -2,12 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"reflect"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -42,25 +40,20 @@ func (d *daemon) newWatcher() *fsnotify.Watcher {
 // manager's run touches several files in quick succession.
 const reloadDebounce = 250 * time.Millisecond
 
-// watchConfig reloads the policy on SIGHUP and whenever a file in the
-// policy's directory or its conf.d changes. It watches the directories, not
-// the files: editors and configuration managers replace a file by renaming
-// a new one over it, and a Kubernetes ConfigMap swaps a ..data symlink, and
-// a watch on the old file would see neither.
-func (d *daemon) watchConfig(ctx context.Context, w *fsnotify.Watcher) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
+// watchConfig reloads the policy on every value of opts.Reload (SIGHUP) and
+// whenever a file in the policy's directory or its conf.d changes. It
+// watches the directories, not the files: editors and configuration
+// managers replace a file by renaming a new one over it, and a Kubernetes
+// ConfigMap swaps a ..data symlink, and a watch on the old file would see
+// neither.
+func (d *daemon) watchConfig(ctx context.Context, w *fsnotify.Watcher, rs []reloader) error {
 	path := d.cfg.Load().Path
 	dir := filepath.Dir(path)
 	confd := filepath.Join(dir, "conf.d")
-	if w != nil {
-		defer w.Close()
-	}
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if w != nil {
+		defer w.Close()
 		events, errs = w.Events, w.Errors
 	}
 	debounce := d.opts.debounce
@@ -73,9 +66,9 @@ func (d *daemon) watchConfig(ctx context.Context, w *fsnotify.Watcher) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
+		case <-d.opts.Reload:
 			d.log.Info("SIGHUP: reloading policy")
-			d.reload(ctx, "sighup")
+			d.reload(ctx, "sighup", rs)
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -95,7 +88,7 @@ func (d *daemon) watchConfig(ctx context.Context, w *fsnotify.Watcher) error {
 			}
 			d.log.WithError(err).Warn("policy file watch error")
 		case <-timer.C:
-			d.reload(ctx, "file change")
+			d.reload(ctx, "file change", rs)
 		}
 	}
 }
@@ -118,10 +111,54 @@ func relevant(ev fsnotify.Event, dir, confd string) bool {
 	return false
 }
 
-// reload loads the policy again, runs its tests, and swaps it in. A policy
-// that fails leaves the running one in place: the failure is logged with its
-// diagnostics, counted and raised as a policy_reload_failed alert.
-func (d *daemon) reload(ctx context.Context, trigger string) {
+// reloader applies a reloaded policy to one part of the running daemon, the
+// way Prometheus's reloaders do: apply brings its part from old to new (it
+// decides itself whether anything changed for it) and says why it could
+// not. name says which part in logs and errors.
+type reloader struct {
+	name  string
+	apply func(old, new *config.Config) error
+}
+
+// reloaders are the parts of the daemon a reload applies a new policy to,
+// in order. Adding a part that follows the policy is adding an entry here
+// (docs/development-lifecycle.md). ctx bounds the hand-offs to the stages
+// that own the state.
+func (d *daemon) reloaders(ctx context.Context) []reloader {
+	rs := []reloader{
+		{name: "detection", apply: d.reloadDetection},
+		{name: "sinks", apply: func(old, cfg *config.Config) error { return d.reloadSinks(ctx, old, cfg) }},
+	}
+	if r, ok := d.in.(reconfigurer); ok {
+		rs = append(rs, d.auditReloader(ctx, r))
+	}
+	return append(rs, reloader{name: "restart_only", apply: d.reloadRestartOnly})
+}
+
+// applyReloaders runs every reloader, in order, and returns their failures
+// joined, each named by its reloader. Like Prometheus it goes on after a
+// failure: a sink that cannot be built does not hold back the new
+// signatures.
+func applyReloaders(rs []reloader, old, cfg *config.Config, log *logrus.Entry) error {
+	var errs []error
+	took := logrus.Fields{}
+	for _, r := range rs {
+		start := time.Now()
+		if err := r.apply(old, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.name, err))
+		}
+		took[r.name] = time.Since(start).Seconds()
+	}
+	log.WithFields(took).Debug("reloaders took")
+	return errors.Join(errs...)
+}
+
+// reload loads the policy again, runs its tests and applies it through rs.
+// A policy that fails to load leaves the running one in place; a reloader
+// that fails leaves its own part as far as it got, while the others apply
+// the new policy. Either way the reload counts as failed, is logged with
+// the reason and raised as a policy_reload_failed alert.
+func (d *daemon) reload(ctx context.Context, trigger string, rs []reloader) {
 	start := time.Now()
 	var ts unix.Timespec
 	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
@@ -132,46 +169,36 @@ func (d *daemon) reload(ctx context.Context, trigger string) {
 	log := d.log.WithFields(logrus.Fields{"config": old.Path, "trigger": trigger})
 	cfg, err := d.loadPolicy(old.Path)
 	if err != nil {
-		d.m.reloads.WithLabelValues("failed").Inc()
 		log.WithError(err).Error("policy reload failed; keeping the running policy")
-		d.raise(d.syntheticAlert(sigReloadFailed, "A changed policy was rejected; the previous policy stays in force",
-			detect.Medium, []detect.Match{{Field: "policy.error", Value: truncate(err.Error(), 2048), Reason: "the new policy did not load or its tests failed"}},
-			[]string{"Fix the policy (encwatch validate shows the problems) or revert the change", "Check who changed the policy files"}))
+		d.reloadFailed(err, "A changed policy was rejected; the previous policy stays in force",
+			"the new policy did not load or its tests failed")
 		return
 	}
-	if cfg.Audit.Mode != old.Audit.Mode && d.opts.Mode == "" {
-		log.WithFields(logrus.Fields{"running": d.mode, "policy": cfg.Audit.Mode}).Warn("audit mode change takes effect on restart")
-	}
-	d.p.engine.Swap(cfg.Policy)
 	d.cfg.Store(cfg)
-	if err := d.reloadSinks(ctx, old, cfg); err != nil {
-		log.WithError(err).Error("sinks not rebuilt; keeping the running sinks")
-	}
-	if _, ok := d.in.(reconfigurer); ok && !reflect.DeepEqual(old.Audit, cfg.Audit) {
-		select {
-		case d.kernelChanges <- cfg.Audit:
-		default:
-			// A change not yet applied: replace it with this newer one.
-			select {
-			case <-d.kernelChanges:
-			default:
-			}
-			d.kernelChanges <- cfg.Audit
+	if err := applyReloaders(rs, old, cfg, log); err != nil {
+		if ctx.Err() != nil {
+			return // shutting down: what was not applied no longer matters
 		}
-	}
-	if old.Metrics != cfg.Metrics {
-		log.Warn("metrics address change takes effect on restart")
+		log.WithError(err).Error("policy reload failed; the parts named in the error keep the previous policy")
+		d.reloadFailed(err, "A changed policy was only partly applied; the parts named in policy.error keep the previous policy",
+			"a part of the running daemon refused the new policy")
+		return
 	}
 	d.m.reloads.WithLabelValues("ok").Inc()
-	for _, problem := range cfg.EncoderProblems {
-		log.WithField("problem", problem).Warn("encoder binary not identified")
-	}
 	log.WithFields(logrus.Fields{
 		"signatures": len(cfg.Policy.Signatures()),
 		"tests":      len(cfg.Tests),
 		"sinks":      len(cfg.Sinks),
 		"took":       time.Since(start).Seconds(),
 	}).Info("policy reloaded")
+}
+
+// reloadFailed counts a failed reload and raises policy_reload_failed.
+func (d *daemon) reloadFailed(err error, description, reason string) {
+	d.m.reloads.WithLabelValues("failed").Inc()
+	d.raise(d.syntheticAlert(sigReloadFailed, description, detect.Medium,
+		[]detect.Match{{Field: "policy.error", Value: truncate(err.Error(), 2048), Reason: reason}},
+		[]string{"Fix the policy (encwatch validate shows the problems) or revert the change", "Check who changed the policy files"}))
 }
 
 // loadPolicy loads and tests the policy at path as the daemon requires.
@@ -186,11 +213,23 @@ func (d *daemon) loadPolicy(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// reloadDetection swaps the new signatures into the detection engine.
+func (d *daemon) reloadDetection(_, cfg *config.Config) error {
+	d.p.engine.Swap(cfg.Policy)
+	logEncoderProblems(cfg, d.log)
+	return nil
+}
+
 // reloadSinks leaves the running router alone when the sink blocks did not
 // change; otherwise it builds the new sinks and hands a router for them to
 // the detection stage, which switches to it and closes the old one: the old
 // router delivers what it had queued before closing its sinks.
 func (d *daemon) reloadSinks(ctx context.Context, old, cfg *config.Config) error {
+	// A sink block decodes into the sink package's own description
+	// (nested TLS options, header maps), which grows with every sink
+	// type; it is compared whole so that no field is ever missed.
+	// Rebuilding unchanged sinks is not harmless: it reconnects and hands
+	// the spool from one router to the next.
 	if reflect.DeepEqual(sinkSpecs(old), sinkSpecs(cfg)) {
 		return nil
 	}
@@ -200,6 +239,42 @@ func (d *daemon) reloadSinks(ctx context.Context, old, cfg *config.Config) error
 	}
 	d.p.swapRouter(context.WithoutCancel(ctx), newRouter(d.log, sinks, false))
 	d.log.WithField("sinks", len(sinks)).Info("sinks rebuilt")
+	return nil
+}
+
+// auditReloader applies a changed audit block to the kernel through the
+// supervisor. A block the kernel refused is applied again at the next
+// reload even if unchanged, so that a reload counts as ok only once the
+// kernel has taken the policy's block.
+func (d *daemon) auditReloader(ctx context.Context, r reconfigurer) reloader {
+	refused := false // reloads run one at a time, in watchConfig
+	return reloader{name: "audit", apply: func(old, cfg *config.Config) error {
+		if sameAudit(old.Audit, cfg.Audit) && !refused {
+			return nil
+		}
+		err := d.onKernel(ctx, func(s *supervisor) error { return s.reconfigure(r, cfg.Audit) })
+		refused = err != nil
+		return err
+	}}
+}
+
+// sameAudit reports whether two audit blocks say the same: BacklogWaitTime
+// is compared by value, every other field with ==.
+func sameAudit(a, b config.Audit) bool {
+	aw, bw := a.BacklogWaitTime, b.BacklogWaitTime
+	a.BacklogWaitTime, b.BacklogWaitTime = nil, nil
+	sameWait := aw == nil && bw == nil || aw != nil && bw != nil && *aw == *bw
+	return a == b && sameWait
+}
+
+// reloadRestartOnly warns of the changes that only a restart applies.
+func (d *daemon) reloadRestartOnly(old, cfg *config.Config) error {
+	if cfg.Audit.Mode != old.Audit.Mode && d.opts.Mode == "" {
+		d.log.WithFields(logrus.Fields{"running": d.mode, "policy": cfg.Audit.Mode}).Warn("audit mode change takes effect on restart")
+	}
+	if old.Metrics != cfg.Metrics {
+		d.log.Warn("metrics address change takes effect on restart")
+	}
 	return nil
 }
 

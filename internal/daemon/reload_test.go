@@ -30,8 +30,9 @@ type audispDaemon struct {
 }
 
 // startAudisp writes policy (with a file sink) into a fresh directory and
-// runs the daemon in audisp mode on a pipe.
-func startAudisp(t *testing.T, policy string) *audispDaemon {
+// runs the daemon in audisp mode on a pipe. Each of with may change the
+// options before the daemon starts.
+func startAudisp(t *testing.T, policy string, with ...func(*Options)) *audispDaemon {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the daemon refuses a policy not owned by root; run as root")
@@ -57,6 +58,9 @@ func startAudisp(t *testing.T, policy string) *audispDaemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	opts := Options{Mode: config.ModeAudisp, Stdin: pr, metricsListener: ln, debounce: 50 * time.Millisecond}
+	for _, f := range with {
+		f(&opts)
+	}
 	go func() { d.done <- Run(ctx, cfg, logrus.NewEntry(l), opts) }()
 	t.Cleanup(func() {
 		cancel()

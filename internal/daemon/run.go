@@ -16,7 +16,6 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
-	"github.com/encwatch/encwatch/internal/proc"
 )
 
 // synthQueue bounds the alerts raised outside detection that wait for the
@@ -33,8 +32,13 @@ type Options struct {
 	// Version is the product version the sinks report (CEF and LEEF
 	// headers, ECS and OCSF fields, the HTTP User-Agent); "" is "dev".
 	Version string
+	// Reload asks for a policy reload with every value received: cmd
+	// passes the channel it gets SIGHUP on. nil asks for none; the daemon
+	// still reloads when the policy files change.
+	Reload <-chan os.Signal
 
 	// Test hooks.
+	input           input         // instead of opening the input of the mode
 	metricsListener net.Listener  // instead of listening on the policy's address
 	debounce        time.Duration // reload debounce; 0 is reloadDebounce
 	notify          *notifier     // instead of NOTIFY_SOCKET
@@ -42,7 +46,8 @@ type Options struct {
 }
 
 // daemon is one Run: the pipeline, the kernel side, the reload watcher, the
-// metrics endpoint and the service manager notifications.
+// metrics endpoint and the service manager notifications. Its fields are set
+// before its goroutines start, apart from the atomics.
 type daemon struct {
 	log    *logrus.Entry
 	opts   Options
@@ -53,9 +58,9 @@ type daemon struct {
 	m      *metrics
 	notify *notifier
 
-	// kernelChanges carries a reloaded audit block to the kernel
-	// supervisor, the only goroutine that talks to the kernel after start.
-	kernelChanges chan config.Audit
+	// kernelCalls hands work to the kernel supervisor, the only goroutine
+	// that talks to the kernel after start (see onKernel).
+	kernelCalls chan kernelCall
 	// configChanges carries CONFIG_CHANGE records from the assembler to the
 	// supervisor, for an immediate check.
 	configChanges chan string
@@ -68,8 +73,8 @@ type daemon struct {
 // (or opts.Mode): as the registered audit daemon ("owner"), installing the
 // execve rules; beside auditd on the readlog multicast group ("multicast");
 // or as an audisp plugin reading stdin ("audisp"). It runs the pipeline into
-// the configured sinks, reloads the policy on SIGHUP and on changes to its
-// files, watches the kernel side for tampering, serves /metrics and
+// the configured sinks, reloads the policy on opts.Reload and on changes to
+// its files, watches the kernel side for tampering, serves /metrics and
 // /healthz, and on the way out removes its rules and restores the kernel
 // state it found.
 func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Options) error {
@@ -77,7 +82,7 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 		log:           log,
 		opts:          opts,
 		mode:          cfg.Audit.Mode,
-		kernelChanges: make(chan config.Audit, 1),
+		kernelCalls:   make(chan kernelCall),
 		configChanges: make(chan string, 16),
 		notify:        opts.notify,
 	}
@@ -91,37 +96,43 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 		d.notify = notifierFromEnv()
 	}
 	d.cfg.Store(cfg)
+	if err := d.open(cfg); err != nil {
+		return err
+	}
 	return d.run(ctx, cfg)
 }
 
-func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
-	log := d.log
-	sinks, err := buildSinks(cfg, log, d.opts.Version)
+// open opens the sinks and the input and builds the pipeline between them.
+func (d *daemon) open(cfg *config.Config) error {
+	sinks, err := buildSinks(cfg, d.log, d.opts.Version)
 	if err != nil {
 		return err
 	}
-	if d.in, err = openInput(d.mode, cfg, d.opts, log); err != nil {
-		closeSinks(sinks, log)
-		return err
+	d.in = d.opts.input
+	if d.in == nil {
+		if d.in, err = openInput(d.mode, cfg, d.opts, d.log); err != nil {
+			closeSinks(sinks, d.log)
+			return err
+		}
 	}
-	// The live kernel stream drops rather than stall its reader; auditd's
-	// dispatcher queues for us.
-	kind := fromAudisp
-	if _, ok := d.in.(kernelWatcher); ok {
-		kind = fromKernel
-	}
-	d.p = newPipeline(cfg, log, newRouter(log, sinks, false), kind)
-	d.p.users = proc.NewUsers("")
-	// audisp: auditd's dispatcher queues for us, so wait rather than drop;
-	// events still complete on a timer when no EOE follows them.
-	d.p.expire = true
-	acfg := assemblerConfig(cfg, true)
-	acfg.Other = d.otherRecord
-	d.p.asm = audit.NewAssembler(acfg)
+	// The metrics read the pipeline only when scraped, after Run has
+	// built it.
 	d.m = newMetrics(d)
-	d.p.latency = d.m.latency
-
-	log.WithFields(logrus.Fields{
+	_, kernel := d.in.(kernelWatcher)
+	d.p = newPipeline(pipelineOptions{
+		Config: cfg,
+		Log:    d.log,
+		Router: newRouter(d.log, sinks, false),
+		// Every input of Run reads this machine as it runs; events
+		// without EOE (audisp) still complete on a timer.
+		Live: true,
+		// The live kernel stream drops rather than stall its reader;
+		// auditd's dispatcher queues for us.
+		Lossy:       kernel,
+		OtherRecord: d.otherRecord,
+		Latency:     d.m.latency,
+	})
+	d.log.WithFields(logrus.Fields{
 		"config":      cfg.Path,
 		"mode":        d.mode,
 		"environment": cfg.Settings.Environment,
@@ -129,13 +140,19 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		"sinks":       len(sinks),
 		"rule_key":    cfg.Audit.RuleKey,
 	}).Info("encwatch running")
+	return nil
+}
 
+// run starts the daemon's goroutines and returns once all have stopped and
+// the input is closed.
+func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 	// The watch is in place before anything reports the daemon up, so that
 	// no change made after that is missed.
 	w := d.newWatcher()
 	pctx, stopPipeline := context.WithCancel(ctx)
 	defer stopPipeline()
 	g, gctx := errgroup.WithContext(pctx)
+	reloaders := d.reloaders(gctx)
 	g.Go(func() error {
 		// The pipeline ending (stdin closed in audisp mode) ends the
 		// daemon.
@@ -145,17 +162,17 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		return d.p.run(pctx, d.in.Run)
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
-	g.Go(func() error { return d.watchConfig(gctx, w) })
+	g.Go(func() error { return d.watchConfig(gctx, w, reloaders) })
 	g.Go(func() error {
 		d.start(gctx)
 		if kw, ok := d.in.(kernelWatcher); ok {
-			return d.supervise(gctx, kw)
+			return newSupervisor(d, kw, cfg.Audit.TamperInterval).run(gctx)
 		}
 		return nil
 	})
 	g.Go(func() error { return d.notify.watchdog(gctx, d.p.alive) })
 
-	err = g.Wait()
+	err := g.Wait()
 	d.notify.send("STOPPING=1")
 	d.logStopping()
 	if cerr := d.in.Close(); cerr != nil {

@@ -33,52 +33,84 @@ type kernelView struct {
 	droppedEvents    uint64 // the pipeline's
 }
 
-// supervise is the only goroutine that talks to the kernel once the daemon
+// supervisor is the only goroutine that talks to the kernel once the daemon
 // runs: it checks the audit status and encwatch's rules every
 // tamper_interval and whenever a CONFIG_CHANGE record says something moved,
-// repairs what it can, raises audit_tamper and audit_loss alerts, and
-// applies reloaded audit settings.
-func (d *daemon) supervise(ctx context.Context, k kernelWatcher) error {
-	v := kernelView{lost: k.Found().Lost}
-	d.check(k, &v, "start")
-	interval := d.cfg.Load().Audit.TamperInterval
+// repairs what it can, raises audit_tamper and audit_loss alerts, and runs
+// the kernel calls of other goroutines (a reload's new audit block) handed
+// to it through daemon.kernelCalls.
+type supervisor struct {
+	d        *daemon
+	k        kernelWatcher
+	view     kernelView
+	interval time.Duration
+	ticker   *time.Ticker
+}
+
+// kernelCall is work for the supervisor: fn runs in its goroutine and its
+// error comes back on done.
+type kernelCall struct {
+	fn   func(*supervisor) error
+	done chan error
+}
+
+func newSupervisor(d *daemon, k kernelWatcher, interval time.Duration) *supervisor {
 	if interval <= 0 {
 		interval = config.DefaultTamperInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	return &supervisor{d: d, k: k, view: kernelView{lost: k.Found().Lost}, interval: interval}
+}
+
+// run checks the kernel until ctx ends.
+func (s *supervisor) run(ctx context.Context) error {
+	s.check("start")
+	s.ticker = time.NewTicker(s.interval)
+	defer s.ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			d.check(k, &v, "timer")
-		case what := <-d.configChanges:
-			d.check(k, &v, "config_change "+what)
-		case a := <-d.kernelChanges:
-			d.reconfigure(a)
-			if a.TamperInterval > 0 && a.TamperInterval != interval {
-				interval = a.TamperInterval
-				t.Reset(interval)
-			}
-			d.check(k, &v, "reload")
+		case <-s.ticker.C:
+			s.check("timer")
+		case what := <-s.d.configChanges:
+			s.check("config_change " + what)
+		case c := <-s.d.kernelCalls:
+			c.done <- c.fn(s)
 		}
 	}
 }
 
-// reconfigure applies a reloaded audit block to the kernel, if the input
-// takes one.
-func (d *daemon) reconfigure(a config.Audit) {
-	r, ok := d.in.(reconfigurer)
-	if !ok {
-		return
+// onKernel runs fn in the supervisor's goroutine and returns its error, or
+// ctx's if ctx ends before the supervisor takes it (it starts once the
+// canary is through). Only a daemon whose input is a kernelWatcher has a
+// supervisor.
+func (d *daemon) onKernel(ctx context.Context, fn func(*supervisor) error) error {
+	c := kernelCall{fn: fn, done: make(chan error, 1)}
+	select {
+	case d.kernelCalls <- c:
+		return <-c.done
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if err := r.Reconfigure(a); err != nil {
-		d.log.WithError(err).Error("apply reloaded audit settings")
-		return
-	}
-	d.log.WithFields(logrus.Fields{"rule_key": a.RuleKey, "backlog_limit": a.BacklogLimit}).Info("audit settings applied")
 }
+
+// reconfigure applies a reloaded audit block to the kernel through the
+// input, takes on its tamper interval and checks the kernel at once.
+func (s *supervisor) reconfigure(r reconfigurer, a config.Audit) error {
+	err := r.Reconfigure(a)
+	if err == nil {
+		s.d.log.WithFields(logrus.Fields{"rule_key": a.RuleKey, "backlog_limit": a.BacklogLimit}).Info("audit settings applied")
+	}
+	if a.TamperInterval > 0 && a.TamperInterval != s.interval {
+		s.interval = a.TamperInterval
+		s.ticker.Reset(s.interval)
+	}
+	s.check("reload")
+	return err
+}
+
+// check runs daemon.check with the supervisor's view of the kernel.
+func (s *supervisor) check(trigger string) { s.d.check(s.k, &s.view, trigger) }
 
 // findings is what one check found changed (tamper), repaired and
 // matched, for the audit_tamper alert.

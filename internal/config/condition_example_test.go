@@ -1,8 +1,7 @@
 package config
 
 import (
-	"bytes"
-	"os"
+	"github.com/encwatch/encwatch/internal/doctest"
 	"slices"
 	"strconv"
 	"testing"
@@ -12,7 +11,7 @@ import (
 	"github.com/encwatch/encwatch/detect"
 )
 
-// comm is the worked example of docs/development-conditions.md: a condition
+// comm is the worked example of docs/development.md ("Adding a condition"): a condition
 // on the kernel's name for the process (comm, 15 characters at most). In
 // encwatch itself the entry goes into detect's table (detect/conditions.go)
 // and its Compile function beside it; here it extends a copy of the table.
@@ -70,31 +69,8 @@ signature "renamed_b64" {
 	}
 }
 
-// TestDevelopmentDocQuotesTheExample keeps the worked example in the
-// development docs the test above, verbatim. The section lives in
-// docs/development-conditions.md until it is merged into docs/development.md.
+// TestDevelopmentDocQuotesTheExample keeps the worked example of "Adding a
+// condition" in docs/development.md this file, verbatim.
 func TestDevelopmentDocQuotesTheExample(t *testing.T) {
-	var doc []byte
-	var err error
-	for _, name := range []string{"../../docs/development-conditions.md", "../../docs/development.md"} {
-		if doc, err = os.ReadFile(name); err == nil && bytes.Contains(doc, []byte("Worked example: `comm`")) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.ReadFile("condition_example_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := bytes.Cut(doc, []byte("Worked example: `comm`"))
-	_, quoted, ok2 := bytes.Cut(section, []byte("```go\n"))
-	quoted, _, ok3 := bytes.Cut(quoted, []byte("```"))
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("the development docs hold no worked example of adding a condition")
-	}
-	if !bytes.Contains(self, quoted) {
-		t.Errorf("the worked example in the docs is not condition_example_test.go verbatim:\n%s", quoted)
-	}
+	doctest.Quoted(t, "Adding a condition", "condition_example_test.go", "../../detect/condition.go")
 }

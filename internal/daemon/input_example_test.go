@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"github.com/encwatch/encwatch/internal/doctest"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -16,7 +17,7 @@ import (
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// recordsInput is the worked example of docs/development-inputs.md: an
+// recordsInput is the worked example of docs/development.md ("Adding an input"): an
 // input that feeds records it was given, one batch per event. It has the
 // two methods every input has, plus one optional capability (readerStats),
 // which the daemon finds with a type assertion.
@@ -91,4 +92,11 @@ func TestAddingAnInput(t *testing.T) {
 	if _, ok := i.(kernelWatcher); ok {
 		t.Error("recordsInput is a kernelWatcher, want no tamper checks for it")
 	}
+}
+
+// TestDevelopmentDocQuotesTheInputExample: the Go blocks of "Adding an
+// input" in docs/development.md are verbatim from the input code and this
+// example.
+func TestDevelopmentDocQuotesTheInputExample(t *testing.T) {
+	doctest.Quoted(t, "Adding an input", "input.go", "input_example_test.go")
 }

@@ -122,7 +122,7 @@ type reloader struct {
 
 // reloaders are the parts of the daemon a reload applies a new policy to,
 // in order. Adding a part that follows the policy is adding an entry here
-// (docs/development-lifecycle.md). ctx bounds the hand-offs to the stages
+// (docs/development.md). ctx bounds the hand-offs to the stages
 // that own the state.
 func (d *daemon) reloaders(ctx context.Context) []reloader {
 	rs := []reloader{

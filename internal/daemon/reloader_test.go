@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"github.com/encwatch/encwatch/internal/doctest"
 	"io"
 	"os"
 	"strings"
@@ -125,7 +126,7 @@ func TestSameAudit(t *testing.T) {
 }
 
 // environmentReloader is the worked example of
-// docs/development-lifecycle.md: a part of the daemon that follows the
+// docs/development.md: a part of the daemon that follows the
 // policy's settings.environment. apply decides itself whether its part
 // changed, and returns why it could not follow, never logs it: the reload
 // does, and counts the failure.
@@ -165,4 +166,11 @@ func TestAddingAReloader(t *testing.T) {
 	if env.current != "production" {
 		t.Errorf("environment after reload = %q, want production", env.current)
 	}
+}
+
+// TestDevelopmentDocQuotesTheReloaderExample: the Go blocks of the lifecycle
+// section of docs/development.md are verbatim from the reload code and its
+// example test.
+func TestDevelopmentDocQuotesTheReloaderExample(t *testing.T) {
+	doctest.Quoted(t, "The daemon's lifecycle, and adding a reloader", "reload.go", "reloader_test.go")
 }

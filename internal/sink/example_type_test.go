@@ -1,12 +1,12 @@
 package sink_test
 
-// This file is the worked example of docs/development-sinks.md, "Adding a
-// sink type": the doc quotes it, and go test runs it.
+// This file is the worked example of docs/development.md, "Adding a sink
+// type": the doc quotes it, and go test runs it.
 
 import (
 	"context"
+	"github.com/encwatch/encwatch/internal/doctest"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -156,25 +156,8 @@ func TestAddingASinkTypeDiagnostics(t *testing.T) {
 	}
 }
 
-// TestDevelopmentDocQuotesTheExample: every Go block of
-// docs/development-sinks.md is quoted verbatim from this file.
+// TestDevelopmentDocQuotesTheExample: every Go block of "Adding a sink
+// type" in docs/development.md is quoted verbatim from this file.
 func TestDevelopmentDocQuotesTheExample(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/development-sinks.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile("example_type_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks := strings.Split(string(doc), "```go\n")[1:]
-	if len(blocks) == 0 {
-		t.Fatal("docs/development-sinks.md quotes no Go code")
-	}
-	for i, b := range blocks {
-		quote, _, _ := strings.Cut(b, "```")
-		if !strings.Contains(string(src), quote) {
-			t.Errorf("Go block %d of docs/development-sinks.md is not in example_type_test.go:\n%s", i+1, quote)
-		}
-	}
+	doctest.Quoted(t, "Adding a sink type", "example_type_test.go")
 }

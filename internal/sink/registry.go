@@ -19,7 +19,7 @@ import (
 // block, how its block decodes into settings S, and how a sink is made of
 // them. A type registers itself with Register from an init function in the
 // file that implements it; nothing else in the program lists sink types.
-// docs/development-sinks.md walks through adding one.
+// docs/development.md ("Adding a sink type") walks through adding one.
 type Kind[S any] struct {
 	// Name is the block's first label, e.g. "syslog".
 	Name string

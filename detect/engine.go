@@ -53,6 +53,8 @@ type Engine struct {
 	now    func() time.Time
 	procs  Processes
 	files  Files
+	// uncapped turns the per-host safety cap off (Uncap).
+	uncapped bool
 
 	// Owned by the Evaluate goroutine.
 	mark    []uint32 // mark[i] == gen: signature i is a candidate for this event
@@ -103,6 +105,12 @@ func (e *Engine) SetProcesses(p Processes) { e.procs = p }
 // a renamed copy is recognised by device and inode only (a hard link or the
 // file itself moved).
 func (e *Engine) SetFiles(f Files) { e.files = f }
+
+// Uncap turns off the per-host safety cap on new alerts, for a forensic
+// replay: there no sink is flooded in real time, and every command not seen
+// before must be an alert of its own. Identical repeats still coalesce.
+// Call it before the first Evaluate.
+func (e *Engine) Uncap() { e.uncapped = true }
 
 // Swap makes p the policy for every later Evaluate. p must not be nil.
 func (e *Engine) Swap(p *Policy) {

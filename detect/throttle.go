@@ -128,7 +128,7 @@ func (e *Engine) admit(x *evalCtx, s *signature, host string, t time.Time) bool 
 		}
 		c.start, c.n = t, 0
 	}
-	if c.n >= x.p.alertCap() {
+	if !e.uncapped && c.n >= x.p.alertCap() {
 		k := groupKey{sig: s.info.Name, rule: -1, hash: maphash.String(th.seed, host)}
 		g := th.groups[k]
 		if g == nil {

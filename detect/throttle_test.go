@@ -195,3 +195,27 @@ func TestActionsByMode(t *testing.T) {
 		t.Errorf("Compile with actions for mode %q = nil error, want one", "decrypt")
 	}
 }
+
+// TestUncapRaisesEveryNewCommand: with the safety cap off (replay), distinct
+// commands past the cap are all raised, none held.
+func TestUncapRaisesEveryNewCommand(t *testing.T) {
+	p := mustCompile(t, PolicySpec{Signatures: []SignatureSpec{encoderSpec}, AlertCap: 5})
+	for _, uncap := range []bool{false, true} {
+		e := NewEngine(p, "h", fixedNow)
+		if uncap {
+			e.Uncap()
+		}
+		raised := 0
+		for i := range 20 {
+			ev := execEvent("/usr/bin/base64", "base64", "-d", fmt.Sprintf("payload%d.b64", i))
+			raised += len(e.Evaluate(ev))
+		}
+		want := 5
+		if uncap {
+			want = 20
+		}
+		if raised != want {
+			t.Errorf("uncapped %v: %d alerts from 20 distinct decodes, want %d", uncap, raised, want)
+		}
+	}
+}

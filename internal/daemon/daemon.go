@@ -70,6 +70,9 @@ func newPipeline(o pipelineOptions) *pipeline {
 	engine.SetProcesses(procs)
 	if o.Live {
 		engine.SetFiles(proc.NewHasher())
+	} else {
+		// A replay reports every new command: no real-time flood to cap.
+		engine.Uncap()
 	}
 	logEncoderProblems(cfg, o.Log)
 	acfg := assemblerConfig(cfg, o.Live)

@@ -5,12 +5,13 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/encwatch
 RUNDIR  := bin/run
 
-.PHONY: help build run test test-deps vet bench fuzz clean
+.PHONY: help build run test test-deps vet lint bench fuzz clean
 
 help:
 	@echo "make build      build $(BIN)"
 	@echo "make run        build and start the daemon with ./config.hcl (root)"
-	@echo "make test       install test dependencies, vet, and run every test (root: kernel tests)"
+	@echo "make test       install test dependencies, lint, and run every test (root: kernel tests)"
+	@echo "make lint       go vet, staticcheck and deadcode"
 	@echo "make bench      parser, assembler and engine benchmarks"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
@@ -28,8 +29,7 @@ run: build
 	install -m 0600 config.hcl $(RUNDIR)/config.hcl
 	./$(BIN) run --config $(RUNDIR)/config.hcl
 
-test: test-deps
-	$(GO) vet ./...
+test: test-deps lint
 	$(GO) test -count=1 -timeout 8m ./...
 
 # Debian packages the tests need. Installing never starts their services:
@@ -45,8 +45,16 @@ test-deps:
 vet:
 	$(GO) vet ./...
 
+# go vet, staticcheck and deadcode (tests count as callers), at pinned
+# versions from the module proxy so that they stay out of go.mod.
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+DEADCODE    := $(GO) run golang.org/x/tools/cmd/deadcode@v0.52.0
+lint: vet
+	$(STATICCHECK) ./...
+	@out=$$($(DEADCODE) -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions"; exit 1; fi
+
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./audit/ ./detect/ ./internal/sink/
+	$(GO) test -run '^$$' -bench . -benchmem ./audit/... ./detect/ ./internal/sink/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -422,8 +422,6 @@ var hexVal = func() (t [256]byte) {
 	return t
 }()
 
-func unhex(c byte) byte { return hexVal[c] }
-
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

@@ -73,6 +73,9 @@ func TestThrottleReportsHeldBack(t *testing.T) {
 	ev := execEvent("/usr/bin/base64", "base64", "-d")
 	ev.Time = evTime.Add(61 * time.Second)
 	a := e.Evaluate(ev)
+	if want := []uint64{0, 0}; !reflect.DeepEqual(throttled, want) {
+		t.Errorf("Throttled of the first two alerts = %v, want %v: nothing held before them", throttled, want)
+	}
 	if want := []int{1, 1, 0, 0, 0}; !reflect.DeepEqual(got, want) || len(a) != 2 || a[1].Throttled != 3 {
 		t.Errorf("alerts per event = %v then %d (throttled %+v), want %v then a summary and 1 with Throttled 3", got, len(a), a, want)
 	}

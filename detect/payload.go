@@ -243,10 +243,6 @@ func inspect(argv []string, names ...string) *payloadInfo {
 	return pi
 }
 
-// inspectCode is inspect for inline code on its own.
-func inspectCode(code string) *payloadInfo {
-	return &payloadInfo{code: code, calls: decodeCalls(code), blobs: findBlobs(code, 1)}
-}
 
 // decodeCalls returns the first decode call of each kind in code. A call
 // that decompresses or rotates (zlib, gzinflate, rot13) counts only when the

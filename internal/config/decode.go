@@ -281,11 +281,6 @@ func sortedAttrs(b *hclsyntax.Body) []*hclsyntax.Attribute {
 	return attrs
 }
 
-func sortStrings(s []string) []string {
-	slices.Sort(s)
-	return s
-}
-
 // checkAbsPath returns a message when s is not an absolute path, else "".
 func checkAbsPath(s string) string {
 	if !filepath.IsAbs(s) || strings.ContainsRune(s, 0) {

@@ -35,9 +35,6 @@ type state struct {
 	allowRanges    []hcl.Range
 	allowSigRanges [][]hcl.Range
 	allowAt        map[string]hcl.Range
-	// encoders are the known encoder binaries found on this machine; nil
-	// when the caller does no I/O (Parse).
-	encoders []detect.EncoderIdentity
 	identify bool
 	// table is the table of conditions signatures and allow blocks use.
 	table detect.Table

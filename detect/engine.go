@@ -239,24 +239,7 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			continue
 		}
 		s := p.sigs[i]
-		var ms []Match
-		var ok bool
-		var first *seqHit
-		if s.seq != nil {
-			ms, first, ok = e.sequence(x, s, t)
-		} else {
-			ms, ok = s.all.match(x, nil)
-			if ok && len(s.any) > 0 {
-				ok = false
-				for _, c := range s.any {
-					var m2 []Match
-					if m2, ok = c.match(x, ms); ok {
-						ms = m2
-						break
-					}
-				}
-			}
-		}
+		ms, first, ok := e.matchSig(x, s, t)
 		if !ok {
 			continue
 		}
@@ -478,4 +461,22 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// matchSig reports whether the event meets signature s at time t, with the
+// reasons, and for a sequence the first step it completes.
+func (e *Engine) matchSig(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
+	if s.seq != nil {
+		return e.sequence(x, s, t)
+	}
+	ms, ok := s.all.match(x, nil)
+	if !ok || len(s.any) == 0 {
+		return ms, nil, ok
+	}
+	for _, c := range s.any {
+		if m2, ok := c.match(x, ms); ok {
+			return m2, nil, true
+		}
+	}
+	return nil, nil, false
 }

@@ -131,35 +131,7 @@ func InlineCode(tool string, argv []string) (code string, ok bool) {
 	}
 	args := argv[1:]
 	if shellNames[tool] {
-		// sh [-abefhmnuvx] [-o opt] -c CODE [name [args]]: options come in
-		// clusters, the script is the first operand after them.
-		sawC := false
-		for i := 0; i < len(args); i++ {
-			a := args[i]
-			if a == "--" {
-				if sawC && i+1 < len(args) {
-					return args[i+1], true
-				}
-				return "", false
-			}
-			if len(a) > 1 && (a[0] == '-' || a[0] == '+') && a[1] != '-' {
-				if strings.IndexByte(a, 'c') > 0 {
-					sawC = true
-				}
-				if strings.IndexByte(a, 'o') > 0 || strings.IndexByte(a, 'O') > 0 {
-					i++ // -o option
-				}
-				continue
-			}
-			if strings.HasPrefix(a, "--") {
-				continue // --norc, --login, ...
-			}
-			if sawC {
-				return a, true
-			}
-			return "", false
-		}
-		return "", false
+		return shellInlineCode(args)
 	}
 	var parts []string
 	for i := 0; i < len(args); i++ {
@@ -242,7 +214,6 @@ func inspect(argv []string, names ...string) *payloadInfo {
 	pi.blobs = findBlobs(args, 1)
 	return pi
 }
-
 
 // decodeCalls returns the first decode call of each kind in code. A call
 // that decompresses or rotates (zlib, gzinflate, rot13) counts only when the
@@ -542,4 +513,37 @@ func preview(b []byte, n int) string {
 		sb.WriteString("...")
 	}
 	return sb.String()
+}
+
+// shellInlineCode returns the script of "sh [-abefhmnuvx] [-o opt] -c CODE
+// [name [args]]": options come in clusters, the script is the first operand
+// after them.
+func shellInlineCode(args []string) (string, bool) {
+	sawC := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			if sawC && i+1 < len(args) {
+				return args[i+1], true
+			}
+			return "", false
+		}
+		if len(a) > 1 && (a[0] == '-' || a[0] == '+') && a[1] != '-' {
+			if strings.IndexByte(a, 'c') > 0 {
+				sawC = true
+			}
+			if strings.IndexByte(a, 'o') > 0 || strings.IndexByte(a, 'O') > 0 {
+				i++ // -o option
+			}
+			continue
+		}
+		if strings.HasPrefix(a, "--") {
+			continue // --norc, --login, ...
+		}
+		if sawC {
+			return a, true
+		}
+		return "", false
+	}
+	return "", false
 }

@@ -178,6 +178,9 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	default:
 		return nil, fmt.Errorf("spool: when_full %q: want \"block\" or \"drop_newest\"", opts.WhenFull)
 	}
+	if err := refuseSymlink(opts.Dir); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}

@@ -63,9 +63,8 @@ func scanFrames(data []byte) (frames, damaged []span) {
 }
 
 // lostRecords estimates how many records a damaged region held, at least
-// one: it follows the length fields from its start while they stay inside
-// the region (a flipped payload byte leaves them intact), and counts one
-// more for whatever is left.
+// one: when the length fields from its start chain exactly to its end (a
+// flipped payload or CRC byte leaves them intact), one per link; else one.
 func lostRecords(region []byte) int {
 	n, off := 0, 0
 	for len(region)-off >= frameHeader {
@@ -76,8 +75,8 @@ func lostRecords(region []byte) int {
 		off += frameHeader + int(size)
 		n++
 	}
-	if off < len(region) || n == 0 {
-		n++
+	if off != len(region) || n == 0 {
+		return 1
 	}
 	return n
 }
@@ -232,19 +231,23 @@ func openSpoolFile(name string, flag int) (*os.File, error) {
 // checkSpoolDir refuses a spool directory that someone other than root
 // could change: a symbolic link, or one failing CheckTrustedPath.
 func checkSpoolDir(dir string) error {
-	fi, err := os.Lstat(dir)
-	if err != nil {
+	if err := refuseSymlink(dir); err != nil {
 		return err
 	}
-	if fi.Mode()&os.ModeSymlink != 0 {
-		return &UntrustedError{Path: dir, Reason: "is a symbolic link; refusing to use it"}
-	}
-	_, fi, err = CheckTrustedPath(dir)
+	_, fi, err := CheckTrustedPath(dir)
 	if err != nil {
 		return err
 	}
 	if !fi.IsDir() {
 		return &UntrustedError{Path: dir, Reason: "is not a directory"}
+	}
+	return nil
+}
+
+// refuseSymlink fails if path exists and is a symbolic link.
+func refuseSymlink(path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return &UntrustedError{Path: path, Reason: "is a symbolic link; refusing to use it"}
 	}
 	return nil
 }

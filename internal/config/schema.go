@@ -39,9 +39,12 @@ type state struct {
 	// when the caller does no I/O (Parse).
 	encoders []detect.EncoderIdentity
 	identify bool
+	// requireSignatures refuses a policy without signatures (the daemon's
+	// strict load).
+	requireSignatures bool
 }
 
-func load(path string, files []source, identify bool) (*Config, error) {
+func load(path string, files []source, identify, requireSignatures bool) (*Config, error) {
 	st := &state{
 		cfg: Config{
 			Path:     path,
@@ -58,13 +61,18 @@ func load(path string, files []source, identify bool) (*Config, error) {
 			},
 			Metrics: Metrics{Address: DefaultMetricsAddress},
 		},
-		sigAt:    make(map[string]hcl.Range),
-		sinkAt:   make(map[string]hcl.Range),
-		allowAt:  make(map[string]hcl.Range),
-		identify: identify,
+		sigAt:             make(map[string]hcl.Range),
+		sinkAt:            make(map[string]hcl.Range),
+		allowAt:           make(map[string]hcl.Range),
+		identify:          identify,
+		requireSignatures: requireSignatures,
 	}
 	var bodies []*hclsyntax.Body
 	for _, f := range files {
+		if d := checkNesting(f.name, f.src); d != nil {
+			st.d.diags = append(st.d.diags, d)
+			continue
+		}
 		file, diags := hclsyntax.ParseConfig(f.src, f.name, hcl.InitialPos)
 		st.d.diags = append(st.d.diags, diags...)
 		if diags.HasErrors() || file == nil {
@@ -287,6 +295,16 @@ func (st *state) finish() {
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
 		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}
+	}
+	if len(st.sigs) == 0 && st.requireSignatures {
+		// An empty policy (or one swapped for an empty file) would run,
+		// report healthy and detect nothing.
+		st.d.diags = append(st.d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "the policy has no signature blocks: it would detect nothing; refusing it",
+			Subject:  &hcl.Range{Filename: cfg.Path},
+		})
+		return
 	}
 	st.checkTests()
 	if st.d.diags.HasErrors() {

@@ -244,6 +244,16 @@ func TestSpoolDiskFullAsRoot(t *testing.T) {
 	r := NewRouter(discardLog(), []Sink{WithDelivery(g, Delivery{Spool: sp})},
 		RouterOptions{BatchSize: 64, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond})
 	done := start(r, t.Context())
+	var stopOnce sync.Once
+	var stopErr error
+	stop := func() error {
+		stopOnce.Do(func() {
+			r.Close()
+			stopErr = <-done
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() }) // before the unmount, even after a t.Fatal
 
 	n := 0
 	deliver := func(k int) {
@@ -280,8 +290,7 @@ func TestSpoolDiskFullAsRoot(t *testing.T) {
 	}
 	deliver(100)
 	waitFor(t, func() bool { _, got := g.state(); return uint64(len(got)) >= r.Stats()[0].Queued })
-	r.Close()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	sends, got := g.state()

@@ -777,6 +777,9 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	close(s.space)
+	if s.full.attempt > 0 {
+		s.opts.Log.WithField("alerts_lost", s.full.lost).Warn("spool closed during a disk-full episode")
+	}
 	errs := []error{s.persistAck()}
 	if s.w != nil {
 		errs = append(errs, s.w.Sync())

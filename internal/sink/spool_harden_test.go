@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,4 +415,58 @@ func TestOutputPathsAsRoot(t *testing.T) {
 			t.Errorf("victim file now holds %q", b)
 		}
 	})
+}
+
+// TestSpoolDiskFullBackoffAsRoot: after ENOSPC, Append fails at once for
+// its backoff even when the disk has room again (no I/O per alert), then
+// tries the disk again; the waits double, jittered, up to diskFullMax.
+func TestSpoolDiskFullBackoffAsRoot(t *testing.T) {
+	mnt := mountTmpfs(t, "64k")
+	now := time.Unix(1700000000, 0)
+	sp, err := OpenSpool(SpoolOptions{Dir: filepath.Join(mnt, "spool"), MaxBytes: 64 << 20, SegmentBytes: 1 << 20,
+		now: func() time.Time { return now }, rand: func() float64 { return 0.5 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	filler := filepath.Join(mnt, "filler")
+	if err := os.WriteFile(filler, make([]byte, 32<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err2 error
+	for i := 0; err2 == nil && i < 10000; i++ {
+		a := hostileAlert()
+		err2 = sp.Append(&a)
+	}
+	if !errors.Is(err2, ErrSpoolDiskFull) || !errors.Is(err2, syscall.ENOSPC) {
+		t.Fatalf("Append on a full tmpfs = %v, want ErrSpoolDiskFull wrapping ENOSPC", err2)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	a := alertN(1)
+	if err := sp.Append(&a); err != ErrSpoolDiskFull {
+		t.Errorf("Append during the backoff = %v, want ErrSpoolDiskFull without touching the disk", err)
+	}
+	now = now.Add(diskFullMin)
+	if err := sp.Append(&a); err != nil {
+		t.Errorf("Append after the backoff, with room = %v, want nil", err)
+	}
+
+	var d diskFull
+	o := SpoolOptions{Log: discardLog(), now: func() time.Time { return now }, rand: func() float64 { return 0.999 }}
+	var waits []time.Duration
+	for range 10 {
+		d.enter(o, syscall.ENOSPC)
+		waits = append(waits, d.until.Sub(now))
+	}
+	for i, w := range waits {
+		if w > diskFullMax || (i > 0 && w < waits[i-1]) || w < diskFullMin/2 {
+			t.Errorf("backoff waits %v: want non-decreasing, within [%v, %v]", waits, diskFullMin/2, diskFullMax)
+			break
+		}
+	}
+	if d.lost != 10 {
+		t.Errorf("lost = %d after 10 refused appends, want 10", d.lost)
+	}
 }

@@ -94,8 +94,13 @@ type Cursor struct {
 // "ack", holding the cursor of the first unacknowledged record, with its own
 // CRC. Opening a spool resumes after the persisted cursor, so every alert
 // not acknowledged before a crash is read again: delivery is at least once,
-// and the alert id lets the receiver drop the duplicate. A torn record at
-// the end of the last segment (a crash in the middle of a write) is cut off.
+// and the alert id lets the receiver drop the duplicate. A damaged record
+// (a torn tail after a power loss, a flipped byte, a bad length) costs
+// only itself: the spool resynchronises on the next intact frame, and logs,
+// counts (Corrupt) and quarantines the damaged bytes. On a full disk it
+// keeps delivering, reclaims acknowledged space at once and backs off
+// (see Append and Ack). The directory and its files are checked so that no
+// one but root can swap them (see checkSpoolDir, openSpoolFile).
 //
 // Concurrency: Append may be called from any goroutine; Read and Ack from
 // one goroutine, the sink's worker; Close after both have stopped.

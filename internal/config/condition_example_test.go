@@ -43,7 +43,7 @@ signature "renamed_b64" {
   mode       = "decode"
 }
 `)
-	cfg, err := load("p.hcl", []source{{name: "p.hcl", src: src}}, false, table)
+	cfg, err := load("p.hcl", []source{{name: "p.hcl", src: src}}, false, false, table)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

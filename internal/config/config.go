@@ -130,10 +130,15 @@ const (
 
 // LoadOptions says how strict Load is about the files it reads.
 type LoadOptions struct {
-	// RequireRootOwned refuses a policy file, conf.d directory or conf.d
-	// entry that is not owned by root or is writable by group or others:
-	// whoever can write the policy can switch detection off. The daemon sets
-	// it; tests and a replay of one's own copy do not.
+	// RequireRootOwned is the daemon's strict load. Like sshd's
+	// StrictModes, it refuses a policy file, conf.d entry, conf.d directory,
+	// any directory on their paths up to / or any symbolic link on the way
+	// (its target is checked too) that is not owned by root or is writable
+	// by group or others (a sticky directory such as /tmp is accepted on
+	// the way): whoever can write the policy, or swap it, can switch
+	// detection off. It also refuses a policy with no signature, which
+	// would run, report healthy and detect nothing. The daemon sets it
+	// (start and reload); tests and a replay of one's own copy do not.
 	RequireRootOwned bool
 }
 
@@ -164,14 +169,14 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		}
 		files = append(files, source{name: name, src: src})
 	}
-	return load(path, files, true, nil)
+	return load(path, files, true, opts.RequireRootOwned, nil)
 }
 
 // Parse loads a policy from src alone, as if read from filename, without
 // conf.d and without permission checks: for tests, fuzzing and checking a
 // policy piped in on standard input.
 func Parse(filename string, src []byte) (*Config, error) {
-	return load(filename, []source{{name: filename, src: src}}, false, nil)
+	return load(filename, []source{{name: filename, src: src}}, false, false, nil)
 }
 
 // Error is a policy that failed to load: the diagnostics say what and where.

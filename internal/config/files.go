@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // source is one policy file's bytes and the name diagnostics give it.
@@ -19,11 +22,21 @@ type source struct {
 	src  []byte
 }
 
-// readPolicyFile reads a policy file. The checks run on the opened file, so
-// the bytes read are those of the file checked even if the path is swapped
-// underneath.
+// readPolicyFile reads a policy file. With requireRoot, the path is first
+// checked like sshd's StrictModes (trustedPath), the resolved file is
+// opened without following a link or blocking on a FIFO, and the checks run
+// on the opened file, so the bytes read are those of the file checked.
 func readPolicyFile(path string, requireRoot bool) ([]byte, error) {
-	f, err := os.Open(path)
+	open := path
+	flag := os.O_RDONLY
+	if requireRoot {
+		real, err := trustedPath(path, "policy file")
+		if err != nil {
+			return nil, err
+		}
+		open, flag = real, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY
+	}
+	f, err := os.OpenFile(open, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -50,6 +63,27 @@ func readPolicyFile(path string, requireRoot bool) ([]byte, error) {
 	return src, nil
 }
 
+// trustedPath checks that no one but root can change what path names: every
+// directory from / down, every symbolic link on the way and its target (see
+// sink.CheckTrustedPath). It returns the resolved path.
+func trustedPath(path, what string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("config: %w", err)
+	}
+	real, _, err := sink.CheckTrustedPath(abs)
+	var ue *sink.UntrustedError
+	switch {
+	case err == nil:
+		return real, nil
+	case errors.As(err, &ue) && ue.Path == abs:
+		return "", fileError(path, fmt.Sprintf("%s %s; refusing to load it", what, ue.Reason))
+	case errors.As(err, &ue):
+		return "", fileError(ue.Path, fmt.Sprintf("on the way to %s %s: %s; refusing to load it", what, path, ue.Reason))
+	}
+	return "", fmt.Errorf("config: %w", err)
+}
+
 // confDir lists the *.hcl files of dir in lexical order; none if dir does
 // not exist.
 func confDir(dir string, requireRoot bool) ([]string, error) {
@@ -65,7 +99,7 @@ func confDir(dir string, requireRoot bool) ([]string, error) {
 	}
 	if requireRoot {
 		// Whoever can add a file to conf.d can add an allow-everything policy.
-		if err := checkOwner(dir, "conf.d directory", fi); err != nil {
+		if _, err := trustedPath(dir, "conf.d directory"); err != nil {
 			return nil, err
 		}
 	}
@@ -107,4 +141,194 @@ func fileError(path, msg string) *Error {
 		Summary:  msg,
 		Subject:  &hcl.Range{Filename: path},
 	}}}
+}
+
+// maxNesting bounds how deeply a policy file nests brackets, braces,
+// parentheses, strings with template interpolations and runs of unary
+// operators. hclsyntax parses each level recursively: 100,000 levels (a
+// few hundred KB) overflow its goroutine's 1 GB stack, which kills the
+// process, and a reload must never kill the daemon. A real policy nests a
+// handful of levels.
+const maxNesting = 100
+
+// nestScanner follows just enough of the HCL native syntax to measure
+// nesting without recursion: comments, quoted strings with escapes and
+// interpolations, heredocs, brackets.
+type nestScanner struct {
+	src       []byte
+	i         int
+	pos       hcl.Pos
+	stack     []byte   // '{', '[', '(', 'i' (interpolation), 's' (string), 'h' (heredoc)
+	heredocs  []string // the terminators of the open heredocs
+	unary     int      // the current run of '!' and '-'
+	deepest   hcl.Pos
+	exceeded  bool
+	lineStart bool
+}
+
+// checkNesting returns an error diagnostic at the first place src nests
+// deeper than maxNesting, or nil. It runs before hclsyntax.ParseConfig.
+func checkNesting(name string, src []byte) *hcl.Diagnostic {
+	s := &nestScanner{src: src, pos: hcl.InitialPos, lineStart: true}
+	for s.i < len(s.src) && !s.exceeded {
+		var top byte
+		if len(s.stack) > 0 {
+			top = s.stack[len(s.stack)-1]
+		}
+		switch top {
+		case 's':
+			s.inString()
+		case 'h':
+			s.inHeredoc()
+		default:
+			s.inCode()
+		}
+	}
+	if !s.exceeded {
+		return nil
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("nested more than %d levels deep; refusing to parse the file", maxNesting),
+		Subject:  &hcl.Range{Filename: name, Start: s.deepest, End: s.deepest},
+	}
+}
+
+// advance moves n bytes on, keeping the position.
+func (s *nestScanner) advance(n int) {
+	for ; n > 0 && s.i < len(s.src); n-- {
+		c := s.src[s.i]
+		s.i++
+		s.pos.Byte++
+		s.lineStart = c == '\n'
+		if c == '\n' {
+			s.pos.Line++
+			s.pos.Column = 1
+		} else if c < 0x80 || c >= 0xc0 { // count runes, not UTF-8 continuation bytes
+			s.pos.Column++
+		}
+	}
+}
+
+func (s *nestScanner) has(prefix string) bool { return bytes.HasPrefix(s.src[s.i:], []byte(prefix)) }
+
+func (s *nestScanner) push(kind byte) {
+	s.stack = append(s.stack, kind)
+	s.check()
+}
+
+func (s *nestScanner) pop() {
+	if len(s.stack) > 0 {
+		if s.stack[len(s.stack)-1] == 'h' {
+			s.heredocs = s.heredocs[:len(s.heredocs)-1]
+		}
+		s.stack = s.stack[:len(s.stack)-1]
+	}
+}
+
+func (s *nestScanner) check() {
+	if len(s.stack)+s.unary > maxNesting {
+		s.exceeded, s.deepest = true, s.pos
+	}
+}
+
+// inCode scans one token's worth of expression or structure.
+func (s *nestScanner) inCode() {
+	c := s.src[s.i]
+	switch {
+	case c == '#' || s.has("//"):
+		for s.i < len(s.src) && s.src[s.i] != '\n' {
+			s.advance(1)
+		}
+		return
+	case s.has("/*"):
+		s.advance(2)
+		for s.i < len(s.src) && !s.has("*/") {
+			s.advance(1)
+		}
+		s.advance(2)
+		return
+	case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		s.advance(1)
+		return
+	case c == '!' || c == '-':
+		s.unary++
+		s.check()
+		s.advance(1)
+		return
+	}
+	s.unary = 0
+	switch {
+	case c == '"':
+		s.push('s')
+	case s.has("<<"):
+		s.heredoc()
+		return
+	case c == '{' || c == '[' || c == '(':
+		s.push(c)
+	case c == '}' || c == ']' || c == ')':
+		s.pop()
+	}
+	s.advance(1)
+}
+
+// heredoc opens <<ID or <<-ID: its body runs from the next line to a line
+// holding only ID.
+func (s *nestScanner) heredoc() {
+	s.advance(2)
+	if s.has("-") {
+		s.advance(1)
+	}
+	start := s.i
+	for s.i < len(s.src) && s.src[s.i] != '\n' && s.src[s.i] != '\r' {
+		s.advance(1)
+	}
+	s.heredocs = append(s.heredocs, strings.TrimSpace(string(s.src[start:s.i])))
+	s.push('h')
+	s.advance(1) // the newline: the body starts on the next line
+}
+
+// interpolation opens ${ or %{ (a $${ or %%{ is a literal); it reports
+// whether it consumed anything.
+func (s *nestScanner) interpolation() bool {
+	switch {
+	case s.has("$${") || s.has("%%{"):
+		s.advance(3)
+	case s.has("${") || s.has("%{"):
+		s.push('i')
+		s.advance(2)
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *nestScanner) inString() {
+	switch c := s.src[s.i]; {
+	case c == '\\':
+		s.advance(2)
+	case c == '"' || c == '\n':
+		s.pop()
+		s.advance(1)
+	case s.interpolation():
+	default:
+		s.advance(1)
+	}
+}
+
+func (s *nestScanner) inHeredoc() {
+	if s.lineStart {
+		end := bytes.IndexByte(s.src[s.i:], '\n')
+		if end < 0 {
+			end = len(s.src) - s.i
+		}
+		if strings.TrimSpace(string(s.src[s.i:s.i+end])) == s.heredocs[len(s.heredocs)-1] {
+			s.pop()
+			s.advance(end)
+			return
+		}
+	}
+	if !s.interpolation() {
+		s.advance(1)
+	}
 }

@@ -36,13 +36,16 @@ type state struct {
 	allowSigRanges [][]hcl.Range
 	allowAt        map[string]hcl.Range
 	identify bool
+	// requireSignatures refuses a policy without signatures (the daemon's
+	// strict load).
+	requireSignatures bool
 	// table is the table of conditions signatures and allow blocks use.
 	table detect.Table
 }
 
 // load decodes files as one policy whose conditions are those of table
 // (nil: detect.Builtin()).
-func load(path string, files []source, identify bool, table detect.Table) (*Config, error) {
+func load(path string, files []source, identify, requireSignatures bool, table detect.Table) (*Config, error) {
 	if table == nil {
 		table = detect.Builtin()
 	}
@@ -62,14 +65,19 @@ func load(path string, files []source, identify bool, table detect.Table) (*Conf
 			},
 			Metrics: Metrics{Address: DefaultMetricsAddress},
 		},
-		sigAt:    make(map[string]hcl.Range),
-		sinkAt:   make(map[string]hcl.Range),
-		allowAt:  make(map[string]hcl.Range),
-		identify: identify,
-		table:    table,
+		sigAt:             make(map[string]hcl.Range),
+		sinkAt:            make(map[string]hcl.Range),
+		allowAt:           make(map[string]hcl.Range),
+		identify:          identify,
+		requireSignatures: requireSignatures,
+		table:             table,
 	}
 	var bodies []*hclsyntax.Body
 	for _, f := range files {
+		if d := checkNesting(f.name, f.src); d != nil {
+			st.d.diags = append(st.d.diags, d)
+			continue
+		}
 		file, diags := hclsyntax.ParseConfig(f.src, f.name, hcl.InitialPos)
 		st.d.diags = append(st.d.diags, diags...)
 		if diags.HasErrors() || file == nil {
@@ -292,6 +300,16 @@ func (st *state) finish() {
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
 		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}
+	}
+	if len(st.sigs) == 0 && st.requireSignatures {
+		// An empty policy (or one swapped for an empty file) would run,
+		// report healthy and detect nothing.
+		st.d.diags = append(st.d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "the policy has no signature blocks: it would detect nothing; refusing it",
+			Subject:  &hcl.Range{Filename: cfg.Path},
+		})
+		return
 	}
 	st.checkTests()
 	if st.d.diags.HasErrors() {

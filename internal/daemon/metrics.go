@@ -66,7 +66,7 @@ func newMetrics(d *daemon) *metrics {
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	m.reg.MustRegister(m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
-		&collector{d: d},
+		&collector{d: d}, sink.NewSpoolCollector(func() *sink.Router { return d.p.router.Load() }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

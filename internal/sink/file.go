@@ -111,6 +111,9 @@ func NewFile(log *logrus.Entry, name, path string, opts FileOptions) (*File, err
 	if opts.Mode == 0 {
 		opts.Mode = 0o600
 	}
+	if opts.Mode.Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("sink %q: mode %04o is writable by group or others", name, opts.Mode.Perm())
+	}
 	if opts.Format == nil {
 		opts.Format = AppendJSON
 	}
@@ -123,16 +126,54 @@ func NewFile(log *logrus.Entry, name, path string, opts FileOptions) (*File, err
 	return s, nil
 }
 
+// open opens the file for appending. No one but root may be able to change
+// where the alerts go: the directory chain must pass CheckTrustedPath, the
+// file itself must not be a symbolic link (O_NOFOLLOW: a link planted
+// there would make root append to, or create, any file), and must be a
+// regular file owned by root and not writable by group or others, or a
+// character device (which only root can create, such as /dev/null).
 func (s *File) open() (*os.File, error) {
 	// 0750: the directory of an alert log is no one else's business either.
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("sink %q: %w", s.name, err)
 	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, s.opts.Mode)
+	real, fi, err := CheckTrustedPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sink %q: directory: %w", s.name, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("sink %q: %w", s.name, &UntrustedError{Path: dir, Reason: "is not a directory"})
+	}
+	f, err := os.OpenFile(filepath.Join(real, filepath.Base(s.path)),
+		os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, s.opts.Mode)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("sink %q: %w", s.name, &UntrustedError{Path: s.path, Reason: "is a symbolic link; refusing to write through it"})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sink %q: %w", s.name, err)
 	}
+	if err := checkOutputFile(s.path, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sink %q: %w", s.name, err)
+	}
 	return f, nil
+}
+
+// checkOutputFile checks an opened output file: a regular file owned by
+// root and not writable by group or others, or a character device.
+func checkOutputFile(path string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		return CheckOwnedFile(path, fi, false)
+	case fi.Mode()&os.ModeCharDevice != 0:
+		return nil
+	}
+	return &UntrustedError{Path: path, Reason: fmt.Sprintf("is not a regular file (%v)", fi.Mode().Type())}
 }
 
 // Name returns the sink's configured name.

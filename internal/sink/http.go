@@ -71,15 +71,26 @@ func newHTTPTransport(opts HTTPOptions, defaultScheme string) (*httpTransport, *
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // alerts go where configured, not through an environment proxy
 	tr.TLSClientConfig = tc
-	t.client = &http.Client{Transport: tr, Timeout: opts.Timeout}
+	t.client = &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: noRedirect}
 	return t, u, nil
 }
+
+// noRedirect makes the client hand a 3xx back instead of following it:
+// following would re-send the token and the alerts wherever the peer says
+// (a 307 from https to http sends both in clear text), and a 301/302/303
+// turns the POST into a GET whose 200 would count as delivered.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // close closes idle connections.
 func (t *httpTransport) close() { t.client.CloseIdleConnections() }
 
+// retryable says whether an answer with status is worth sending again. A
+// redirect is: it is never followed (see noRedirect), but it is often a
+// receiver being moved or a proxy misconfigured for a while, so the batch
+// waits with backoff, counted as a failed send, rather than being lost.
 func retryable(status int) bool {
-	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
+		(status >= 300 && status < 400) || status >= 500
 }
 
 // post sends one request and returns the body of a 2xx response (at most
@@ -114,6 +125,9 @@ func (t *httpTransport) post(ctx context.Context, target, ctype string, body []b
 		return out, nil
 	}
 	msg := snippet(out)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		msg = "redirect to " + snippet([]byte(resp.Header.Get("Location"))) + " not followed"
+	}
 	if t.token != "" {
 		msg = strings.ReplaceAll(msg, t.token, "[redacted]") // an echoing proxy
 	}
@@ -133,12 +147,15 @@ func snippet(b []byte) string {
 }
 
 // readToken reads a secret from a file (trimmed) or an environment variable.
+// The file must be a regular file owned by root, readable by no one else,
+// and small (see readTrustedFile): whoever can write it can redirect the
+// receiver's trust, whoever can read it can forge alerts.
 func readToken(file, env string) (string, error) {
 	switch {
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := readTrustedFile(file, "token file", true)
 		if err != nil {
-			return "", fmt.Errorf("token file: %w", err)
+			return "", err
 		}
 		return strings.TrimSpace(string(b)), nil
 	case env != "":

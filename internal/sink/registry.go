@@ -270,7 +270,7 @@ func build(c Config, name string, opts BuildOptions) (Sink, error) {
 	if sp := c.Spool; sp != nil {
 		d.Spool, err = OpenSpool(SpoolOptions{
 			Dir: sp.Dir, MaxBytes: sp.MaxBytes, FsyncInterval: sp.FsyncInterval,
-			WhenFull: sp.WhenFull, BlockTimeout: sp.BlockTimeout,
+			WhenFull: sp.WhenFull, BlockTimeout: sp.BlockTimeout, Log: env.Log,
 		})
 		if err != nil {
 			_ = s.Close()

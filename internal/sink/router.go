@@ -71,7 +71,11 @@ type Stats struct {
 	Pending  int    // alerts in the queue or spool now
 	// SpoolBytes is the size of the sink's spool on disk; 0 without one.
 	SpoolBytes int64
-	Dropped    Dropped
+	// SpoolCorrupt counts the alerts lost to damaged spool records (see
+	// Spool.Corrupt), apart from Dropped: they were queued, then their
+	// bytes on disk were damaged.
+	SpoolCorrupt uint64
+	Dropped      Dropped
 }
 
 // Dropped counts a sink's alerts that were never delivered, by cause.
@@ -80,7 +84,7 @@ type Dropped struct {
 	Closed     uint64 // the alert arrived after Close
 	Shutdown   uint64 // still queued or in a failing batch when the drain deadline passed
 	SpoolFull  uint64 // the spool was full (when_full = drop_newest, or block timed out)
-	SpoolError uint64 // the spool could not write the alert, or read it back (damaged)
+	SpoolError uint64 // the spool could not write the alert (its disk full, too), or decode it
 }
 
 // Total is the number of dropped alerts, whatever the cause. Rejected and
@@ -254,6 +258,10 @@ func (q *queue) appendSpool(a *detect.Alert) {
 		q.droppedSpoolFull.Add(1)
 	case errors.Is(err, ErrSpoolClosed):
 		q.droppedClosed.Add(1)
+	case errors.Is(err, ErrSpoolDiskFull):
+		// Counted here, logged by the spool once per disk-full episode
+		// with its total, not once per alert.
+		q.droppedSpoolError.Add(1)
 	default:
 		q.droppedSpoolError.Add(1)
 		q.log.WithError(err).Error("spool append failed; alert dropped")
@@ -334,19 +342,20 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) Stats() []Stats {
 	st := make([]Stats, len(r.queues))
 	for i, q := range r.queues {
-		pending, spoolBytes := len(q.ch), int64(0)
+		pending, spoolBytes, corrupt := len(q.ch), int64(0), uint64(0)
 		if q.spool != nil {
-			pending, spoolBytes = q.spool.Pending(), q.spool.Bytes()
+			pending, spoolBytes, corrupt = q.spool.Pending(), q.spool.Bytes(), q.spool.Corrupt()
 		}
 		st[i] = Stats{
-			Sink:       q.sink.Name(),
-			Queued:     q.queued.Load(),
-			Sent:       q.sent.Load(),
-			Failed:     q.failed.Load(),
-			Rejected:   q.rejected.Load(),
-			Filtered:   q.filtered.Load(),
-			Pending:    pending,
-			SpoolBytes: spoolBytes,
+			Sink:         q.sink.Name(),
+			Queued:       q.queued.Load(),
+			Sent:         q.sent.Load(),
+			Failed:       q.failed.Load(),
+			Rejected:     q.rejected.Load(),
+			Filtered:     q.filtered.Load(),
+			Pending:      pending,
+			SpoolBytes:   spoolBytes,
+			SpoolCorrupt: corrupt,
 			Dropped: Dropped{
 				QueueFull:  q.droppedFull.Load(),
 				Closed:     q.droppedClosed.Load(),
@@ -401,54 +410,80 @@ func (q *queue) run(ctx context.Context, opts RouterOptions) {
 // dropped.
 func (q *queue) runSpool(ctx context.Context, opts RouterOptions) {
 	batch := make([]detect.Alert, 0, opts.BatchSize)
-	closed := false
+	closed, ackFailing, readFailures := false, false, 0
 	idle := time.NewTimer(time.Hour)
-	idle.Stop() // armed while idle with unsynced writes
+	idle.Stop() // armed while idle with unsynced writes, or to back off
 	defer idle.Stop()
 	for ctx.Err() == nil {
-		var (
-			next    Cursor
-			skipped int
-			err     error
-		)
-		batch, next, skipped, err = q.spool.Read(batch[:0], opts.BatchSize)
+		from := q.spool.cursor()
+		batch, next, skipped, err := q.spool.Read(batch[:0], opts.BatchSize)
 		if skipped > 0 {
 			q.droppedSpoolError.Add(uint64(skipped))
-			q.log.WithField("records", skipped).Error("damaged spool records skipped")
+			q.log.WithField("records", skipped).Error("undecodable spool records skipped")
 		}
-		if err != nil {
-			q.log.WithError(err).Error("spool read failed")
-		}
-		if len(batch) == 0 && skipped == 0 {
-			if closed || err != nil {
-				// Closed and empty; or unreadable, which a restart may cure
-				// (the torn tail is cut on open).
-				return
+		if len(batch) == 0 && skipped == 0 && next == from {
+			if err == nil {
+				readFailures = 0
 			}
-			// Idle: wait for more, and meanwhile make what the last
-			// appends left in the page cache durable.
-			if q.spool.Unsynced() {
-				idle.Reset(q.spool.opts.FsyncInterval)
+			if closed {
+				return // closed and empty (or unreadable): what is left stays on disk
 			}
-			select {
-			case _, ok := <-q.notify:
-				closed = !ok
-			case <-idle.C:
-				if err := q.spool.Sync(); err != nil {
-					q.log.WithError(err).Error("spool fsync failed")
-				}
+			wait := time.Duration(0)
+			if err != nil {
+				// Unreadable now (an I/O error): try again after a capped,
+				// jittered backoff, never in a tight loop.
+				wait = backoff(readFailures, opts.RetryMin, opts.RetryMax, rand.Float64())
+				readFailures++
+				q.log.WithError(err).WithField("retry_in", wait.Seconds()).Error("spool read failed")
 			}
+			closed = q.idle(idle, wait)
 			continue
 		}
+		readFailures = 0
 		if len(batch) > 0 && !q.send(ctx, batch, opts) {
 			clear(batch)
 			return // the drain deadline: the batch stays spooled
 		}
 		clear(batch)
-		if err := q.spool.Ack(next, len(batch)+skipped); err != nil {
-			q.log.WithError(err).Error("spool ack failed")
+		// Ack moves the cursor even when the ack file cannot be written
+		// (a full disk), so nothing delivered is sent again; say so once
+		// per episode, not per batch.
+		switch err := q.spool.Ack(next, len(batch)+skipped); {
+		case err != nil && !ackFailing:
+			q.log.WithError(err).Error("spool ack failed; delivery goes on, a restart before it is written would resend")
+			ackFailing = true
+		case err == nil && ackFailing:
+			q.log.Info("spool ack written again")
+			ackFailing = false
 		}
 	}
+}
+
+// idle waits for a wake-up (or, when wait > 0, for wait to pass: a
+// backoff), meanwhile making what the last appends left in the page cache
+// durable. It reports whether the queue was closed.
+func (q *queue) idle(timer *time.Timer, wait time.Duration) (closed bool) {
+	sync := wait == 0 && q.spool.Unsynced()
+	switch {
+	case wait > 0:
+		timer.Reset(wait)
+	case sync:
+		timer.Reset(q.spool.opts.FsyncInterval)
+	}
+	select {
+	case _, ok := <-q.notify:
+		if wait > 0 || sync {
+			timer.Stop()
+		}
+		return !ok
+	case <-timer.C:
+		if sync {
+			if err := q.spool.Sync(); err != nil {
+				q.log.WithError(err).Error("spool fsync failed")
+			}
+		}
+	}
+	return false
 }
 
 // send retries batch with backoff until the sink takes it, or refuses it for

@@ -7,14 +7,19 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/encwatch/encwatch/detect"
 )
@@ -26,6 +31,10 @@ var (
 	ErrSpoolFull = errors.New("spool full")
 	// ErrSpoolClosed: Append after Close.
 	ErrSpoolClosed = errors.New("spool closed")
+	// ErrSpoolDiskFull: the file system under the spool is full (ENOSPC or
+	// EDQUOT), now or at the last attempt: Append then fails at once until
+	// its backoff has passed, without touching the disk.
+	ErrSpoolDiskFull = errors.New("spool disk full")
 )
 
 // SpoolOptions configure a Spool. Zero values take the defaults.
@@ -50,9 +59,23 @@ type SpoolOptions struct {
 	// MaxBytes/8, between 64 KiB and 8 MiB). Fully acknowledged segments
 	// are deleted.
 	SegmentBytes int64
+	// Log receives what the spool cannot return to a caller: damaged
+	// records found and quarantined, a disk-full episode and how many
+	// alerts it cost (nil: discarded).
+	Log *logrus.Entry
 
-	now func() time.Time
+	now  func() time.Time
+	rand func() float64 // jitter for the disk-full backoff, in [0, 1)
 }
+
+// Disk-full backoff: after ENOSPC, Append fails at once for a wait that
+// doubles from diskFullMin up to diskFullMax (jittered), so a full disk
+// costs the detection path no syscall per alert; the first Append after
+// the wait tries the disk again.
+const (
+	diskFullMin = 100 * time.Millisecond
+	diskFullMax = 5 * time.Second
+)
 
 // Cursor is a position in the spool: a segment and an offset in it.
 type Cursor struct {
@@ -71,8 +94,13 @@ type Cursor struct {
 // "ack", holding the cursor of the first unacknowledged record, with its own
 // CRC. Opening a spool resumes after the persisted cursor, so every alert
 // not acknowledged before a crash is read again: delivery is at least once,
-// and the alert id lets the receiver drop the duplicate. A torn record at
-// the end of the last segment (a crash in the middle of a write) is cut off.
+// and the alert id lets the receiver drop the duplicate. A damaged record
+// (a torn tail after a power loss, a flipped byte, a bad length) costs
+// only itself: the spool resynchronises on the next intact frame, and logs,
+// counts (Corrupt) and quarantines the damaged bytes. On a full disk it
+// keeps delivering, reclaims acknowledged space at once and backs off
+// (see Append and Ack). The directory and its files are checked so that no
+// one but root can swap them (see checkSpoolDir, openSpoolFile).
 //
 // Concurrency: Append may be called from any goroutine; Read and Ack from
 // one goroutine, the sink's worker; Close after both have stopped.
@@ -91,12 +119,13 @@ type Spool struct {
 	lastSync  time.Time
 	closed    bool
 	space     chan struct{} // closed and replaced when Ack frees space
+	persisted Cursor        // the cursor last written to the ack file
+	full      diskFull
 
-	// The reader's state, owned by the worker goroutine.
-	r     *os.File
-	rseg  uint64
+	corrupt atomic.Uint64 // alerts lost to damaged records, since open
+
 	ackf  *os.File
-	frame []byte
+	frame []byte       // Read's buffer, owned by the worker goroutine
 	buf   bytes.Buffer // Append's encoding buffer, under mu
 }
 
@@ -129,6 +158,14 @@ func (o SpoolOptions) withDefaults() SpoolOptions {
 	if o.now == nil {
 		o.now = time.Now
 	}
+	if o.rand == nil {
+		o.rand = rand.Float64
+	}
+	if o.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		o.Log = logrus.NewEntry(l)
+	}
 	return o
 }
 
@@ -146,10 +183,18 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	default:
 		return nil, fmt.Errorf("spool: when_full %q: want \"block\" or \"drop_newest\"", opts.WhenFull)
 	}
+	if err := refuseSymlink(opts.Dir); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(opts.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	// Root writes here: no one else may be able to swap the directory or
+	// plant a link in it.
+	if err := checkSpoolDir(opts.Dir); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	lock, err := openSpoolFile(filepath.Join(opts.Dir, "lock"), os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -166,10 +211,11 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 }
 
 // recover reads the ack cursor, deletes acknowledged segments, counts the
-// pending records and cuts a torn tail off the last segment.
+// pending records and removes damaged records (see recoverSegment), so
+// that appends follow whole records.
 func (s *Spool) recover() error {
 	var err error
-	s.ackf, err = os.OpenFile(filepath.Join(s.opts.Dir, ackFileName), os.O_RDWR|os.O_CREATE, 0o600)
+	s.ackf, err = openSpoolFile(filepath.Join(s.opts.Dir, ackFileName), os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return err
 	}
@@ -206,7 +252,7 @@ func (s *Spool) recover() error {
 		s.ack.Off = 0
 	}
 	for i, seg := range segs {
-		f, err := os.OpenFile(filepath.Join(s.opts.Dir, segName(seg)), os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := openSpoolFile(filepath.Join(s.opts.Dir, segName(seg)), os.O_RDWR|os.O_CREATE)
 		if err != nil {
 			return err
 		}
@@ -214,7 +260,7 @@ func (s *Spool) recover() error {
 		if seg == s.ack.Seg {
 			start = s.ack.Off
 		}
-		n, end, err := scanSegment(f, start)
+		n, end, err := s.recoverSegment(f, seg, start)
 		if err != nil {
 			f.Close()
 			return err
@@ -222,11 +268,6 @@ func (s *Spool) recover() error {
 		s.pending += n
 		last := i == len(segs)-1
 		if last {
-			// Cut a torn or damaged tail so that appends follow whole records.
-			if err := f.Truncate(end); err != nil {
-				f.Close()
-				return err
-			}
 			if _, err := f.Seek(end, io.SeekStart); err != nil {
 				f.Close()
 				return err
@@ -243,6 +284,12 @@ func (s *Spool) recover() error {
 	}
 	if s.ack.Seg == s.wseg && s.ack.Off > s.woff {
 		s.ack.Off = s.woff
+	}
+	// Write the cursor now, so that the ack file holds its block before a
+	// disk can fill up: later writes rewrite it in place.
+	s.persisted = Cursor{Seg: ^uint64(0)}
+	if err := s.persistAck(); err != nil {
+		s.opts.Log.WithError(err).Warn("spool: cannot write the ack file yet")
 	}
 	return nil
 }
@@ -269,44 +316,21 @@ func (s *Spool) segments() ([]uint64, error) {
 	return segs, nil
 }
 
-// scanSegment counts the whole, intact records of f from off on and returns
-// the offset just past the last of them.
-func scanSegment(f *os.File, off int64) (n int, end int64, err error) {
-	var hdr [frameHeader]byte
-	var payload []byte
-	for {
-		if _, err := f.ReadAt(hdr[:], off); err != nil {
-			if errors.Is(err, io.EOF) {
-				return n, off, nil
-			}
-			return n, off, err
-		}
-		size := binary.LittleEndian.Uint32(hdr[0:])
-		if size == 0 || size > maxRecord {
-			return n, off, nil
-		}
-		payload = slices.Grow(payload[:0], int(size))[:size]
-		if _, err := f.ReadAt(payload, off+frameHeader); err != nil {
-			if errors.Is(err, io.EOF) {
-				return n, off, nil
-			}
-			return n, off, err
-		}
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
-			return n, off, nil
-		}
-		n++
-		off += frameHeader + int64(size)
-	}
-}
-
 // Append writes a to the spool. With WhenFull "block" it may wait up to
 // BlockTimeout for space; otherwise it never waits on anything but the disk.
+// When the file system is full it reclaims what is acknowledged at once
+// (whatever MaxBytes says) and tries once more; failing that it returns
+// ErrSpoolDiskFull, and keeps returning it without I/O for a capped,
+// jittered backoff (see diskFull).
 func (s *Spool) Append(a *detect.Alert) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrSpoolClosed
+	}
+	if s.full.waiting(s.opts.now()) {
+		s.full.lost++
+		return ErrSpoolDiskFull
 	}
 	s.buf.Reset()
 	s.buf.Write(make([]byte, frameHeader))
@@ -316,14 +340,35 @@ func (s *Spool) Append(a *detect.Alert) error {
 	rec := s.buf.Bytes()
 	binary.LittleEndian.PutUint32(rec[0:], uint32(len(rec)-frameHeader))
 	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[frameHeader:], castagnoli))
-	size := int64(len(rec))
+	if err := s.makeRoom(int64(len(rec))); err != nil {
+		return err
+	}
+	err := s.write(rec)
+	if isDiskFull(err) {
+		if rerr := s.reclaimAcked(); rerr == nil {
+			err = s.write(rec)
+		}
+	}
+	if isDiskFull(err) {
+		s.full.enter(s.opts, err)
+		return fmt.Errorf("spool: %w: %w", ErrSpoolDiskFull, err)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.full.leave(s.opts.Log)
+	return s.maybeSync()
+}
 
+// makeRoom waits, or fails, until size more bytes fit within MaxBytes.
+// Called with mu held.
+func (s *Spool) makeRoom(size int64) error {
 	var deadline <-chan time.Time
 	for s.diskBytes+size > s.opts.MaxBytes {
-		if s.pending == 0 && s.woff > 0 {
+		if s.allAcked() {
 			// Everything on disk is acknowledged: start a fresh segment
 			// and delete the old ones.
-			if err := s.reclaim(); err != nil {
+			if err := s.restart(); err != nil {
 				return fmt.Errorf("spool: %w", err)
 			}
 			continue
@@ -349,22 +394,100 @@ func (s *Spool) Append(a *detect.Alert) error {
 			return ErrSpoolClosed
 		}
 	}
+	return nil
+}
+
+// write appends one framed record, starting a new segment first if it
+// would overflow this one. Called with mu held.
+func (s *Spool) write(rec []byte) error {
+	size := int64(len(rec))
 	if s.woff > 0 && s.woff+size > s.opts.SegmentBytes {
 		if err := s.rotate(); err != nil {
-			return fmt.Errorf("spool: %w", err)
+			return err
 		}
 	}
 	if _, err := s.w.Write(rec); err != nil {
-		// A short write leaves a torn record: cut it so later records stay readable.
+		// A short write leaves a torn record: cut it so later records stay
+		// readable (truncating frees space, so this works on a full disk).
 		_ = s.w.Truncate(s.woff)
 		_, _ = s.w.Seek(s.woff, io.SeekStart)
-		return fmt.Errorf("spool: write: %w", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	s.woff += size
 	s.diskBytes += size
 	s.pending++
 	s.dirty = true
-	return s.maybeSync()
+	return nil
+}
+
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// diskFull is the state of a disk-full episode: how many attempts failed,
+// when Append may touch the disk again, and how many alerts it refused.
+type diskFull struct {
+	attempt int
+	until   time.Time
+	lost    uint64
+}
+
+func (d *diskFull) waiting(now time.Time) bool { return d.attempt > 0 && now.Before(d.until) }
+
+// enter records a failed attempt and sets the next wait.
+func (d *diskFull) enter(o SpoolOptions, err error) {
+	if d.attempt == 0 {
+		o.Log.WithError(err).WithField("dir", o.Dir).Error("spool disk full: new alerts for this sink are dropped and counted until it has room; spooled ones are still delivered")
+	}
+	d.until = o.now().Add(backoff(d.attempt, diskFullMin, diskFullMax, o.rand()))
+	d.attempt++
+	d.lost++
+}
+
+// leave ends an episode once an Append succeeded again, saying what it cost.
+func (d *diskFull) leave(log *logrus.Entry) {
+	if d.attempt == 0 {
+		return
+	}
+	log.WithField("alerts_lost", d.lost).Warn("spool disk has room again")
+	*d = diskFull{}
+}
+
+// reclaimAcked frees the disk space of acknowledged records at once: with
+// nothing pending the segment appended to is replaced by a fresh one;
+// otherwise its acknowledged start is punched out (FALLOC_FL_PUNCH_HOLE:
+// the offsets stay valid), but only up to the cursor the ack file holds,
+// which is where a restart would read from. Called with mu held.
+func (s *Spool) reclaimAcked() error {
+	if s.allAcked() {
+		return s.restart()
+	}
+	const block = 4096 // punch whole file-system blocks only
+	if s.persisted.Seg != s.wseg || s.persisted.Off < block {
+		return nil
+	}
+	return unix.Fallocate(int(s.w.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, s.persisted.Off&^(block-1))
+}
+
+// allAcked reports whether the segment appended to holds records and all
+// of them are acknowledged (the cursor, not the pending count, which
+// damage estimates may have made low, decides). Called with mu held.
+func (s *Spool) allAcked() bool {
+	return s.woff > 0 && s.ack == Cursor{Seg: s.wseg, Off: s.woff}
+}
+
+// restart replaces the segment appended to, wholly acknowledged, with a
+// fresh one and deletes the old ones. It needs no fsync and no free block
+// but one for the ack file, which is rewritten in place: it works on a
+// full disk. Called with mu held.
+func (s *Spool) restart() error {
+	f, err := openSpoolFile(filepath.Join(s.opts.Dir, segName(s.wseg+1)), os.O_RDWR|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	s.w.Close()
+	s.w, s.wseg, s.woff = f, s.wseg+1, 0
+	return s.moveCursor(Cursor{Seg: s.wseg}, 0)
 }
 
 // maybeSync fsyncs the segment and the ack file when FsyncInterval has
@@ -419,7 +542,7 @@ func (s *Spool) rotate() error {
 	if err := s.w.Close(); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.opts.Dir, segName(s.wseg+1)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := openSpoolFile(filepath.Join(s.opts.Dir, segName(s.wseg+1)), os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return err
 	}
@@ -440,6 +563,13 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// cursor is the position of the first unacknowledged record.
+func (s *Spool) cursor() Cursor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ack
+}
+
 // Pending is the number of alerts appended and not yet acknowledged.
 func (s *Spool) Pending() int {
 	s.mu.Lock()
@@ -457,50 +587,52 @@ func (s *Spool) Bytes() int64 {
 // Read decodes up to max alerts from the first unacknowledged one on,
 // appending them to dst. It returns the cursor to Ack once they are
 // delivered, and the number of records it skipped as undecodable (counted
-// as dropped by the caller; they are acknowledged with the rest).
+// as dropped by the caller; they are acknowledged with the rest). A damaged
+// frame (bad length or CRC) is not trusted for its length: Read
+// resynchronises on the next intact frame, and the damaged bytes are
+// logged, counted (Corrupt) and quarantined.
 func (s *Spool) Read(dst []detect.Alert, max int) (_ []detect.Alert, next Cursor, skipped int, err error) {
 	s.mu.Lock()
 	cur, wseg, woff := s.ack, s.wseg, s.woff
 	s.mu.Unlock()
+	// The segment is opened per call, not kept: a segment deleted by Ack or
+	// by Append's reclaim then frees its blocks at once.
+	var r segReader
+	defer r.close()
 	for len(dst) < max {
 		if cur.Seg == wseg && cur.Off >= woff {
 			break
 		}
-		if s.r == nil || s.rseg != cur.Seg {
-			if s.r != nil {
-				s.r.Close()
-				s.r = nil
-			}
-			f, err := os.Open(filepath.Join(s.opts.Dir, segName(cur.Seg)))
-			if err != nil {
-				return dst, cur, skipped, fmt.Errorf("spool: %w", err)
-			}
-			s.r, s.rseg = f, cur.Seg
+		end, err := r.open(s.opts.Dir, cur.Seg)
+		if err != nil {
+			return dst, cur, skipped, fmt.Errorf("spool: %w", err)
 		}
-		end := int64(-1) // the segment's end, if it is not the one appended to
 		if cur.Seg == wseg {
 			end = woff
 		}
-		var hdr [frameHeader]byte
-		_, err := s.r.ReadAt(hdr[:], cur.Off)
-		size := binary.LittleEndian.Uint32(hdr[0:])
-		if err != nil || size == 0 || size > maxRecord || (end >= 0 && cur.Off+frameHeader+int64(size) > end) {
-			if cur.Seg < wseg {
-				// The end (or a damaged rest) of a finished segment.
-				cur = Cursor{Seg: cur.Seg + 1}
-				continue
-			}
-			return dst, cur, skipped, fmt.Errorf("spool: damaged record at %s:%d", segName(cur.Seg), cur.Off)
-		}
-		s.frame = slices.Grow(s.frame[:0], int(size))[:size]
-		if _, err := s.r.ReadAt(s.frame, cur.Off+frameHeader); err != nil {
-			return dst, cur, skipped, fmt.Errorf("spool: read: %w", err)
-		}
-		cur.Off += frameHeader + int64(size)
-		if crc32.Checksum(s.frame, castagnoli) != binary.LittleEndian.Uint32(hdr[4:]) {
-			skipped++
+		if cur.Off >= end {
+			cur = Cursor{Seg: cur.Seg + 1} // the end of a finished segment
 			continue
 		}
+		var hdr [frameHeader]byte
+		_, err = r.f.ReadAt(hdr[:], cur.Off)
+		size := int64(binary.LittleEndian.Uint32(hdr[0:]))
+		ok := err == nil && size > 0 && size <= maxRecord && cur.Off+frameHeader+size <= end
+		if ok {
+			s.frame = slices.Grow(s.frame[:0], int(size))[:size]
+			_, err = r.f.ReadAt(s.frame, cur.Off+frameHeader)
+			ok = err == nil && crc32.Checksum(s.frame, castagnoli) == binary.LittleEndian.Uint32(hdr[4:])
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return dst, cur, skipped, fmt.Errorf("spool: read: %w", err)
+		}
+		if !ok {
+			if cur.Off, err = s.resync(r.f, cur, end); err != nil {
+				return dst, cur, skipped, fmt.Errorf("spool: read: %w", err)
+			}
+			continue
+		}
+		cur.Off += frameHeader + size
 		a, err := decodeAlert(s.frame)
 		if err != nil {
 			skipped++
@@ -511,65 +643,133 @@ func (s *Spool) Read(dst []detect.Alert, max int) (_ []detect.Alert, next Cursor
 	return dst, cur, skipped, nil
 }
 
-// Ack records that every alert before c was delivered (n of them), deletes
-// the segments wholly before it and wakes a blocked Append.
-func (s *Spool) Ack(c Cursor, n int) error {
-	var rec [ackRecordSize]byte
-	binary.LittleEndian.PutUint64(rec[0:], c.Seg)
-	binary.LittleEndian.PutUint64(rec[8:], uint64(c.Off))
-	binary.LittleEndian.PutUint32(rec[16:], crc32.Checksum(rec[:16], castagnoli))
-	// One 20-byte pwrite: it lands whole or not at all in practice, and a
-	// damaged cursor (checked by its CRC) only means a resend.
-	if _, err := s.ackf.WriteAt(rec[:], 0); err != nil {
-		return fmt.Errorf("spool: write ack: %w", err)
+// segReader is the segment Read is in.
+type segReader struct {
+	f   *os.File
+	seg uint64
+}
+
+// open makes f the segment seg and returns its size.
+func (r *segReader) open(dir string, seg uint64) (int64, error) {
+	if r.f == nil || r.seg != seg {
+		r.close()
+		f, err := openSpoolFile(filepath.Join(dir, segName(seg)), os.O_RDONLY)
+		if err != nil {
+			return 0, err
+		}
+		r.f, r.seg = f, seg
 	}
+	fi, err := r.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+func (r *segReader) close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// resync handles damage met at cur while reading (the file changed after
+// it was opened and checked): it finds the next intact frame before end,
+// accounts for the damaged bytes and returns the offset to go on from.
+func (s *Spool) resync(f *os.File, cur Cursor, end int64) (int64, error) {
+	data := make([]byte, end-cur.Off)
+	n, err := f.ReadAt(data, cur.Off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return cur.Off, err
+	}
+	data = data[:n]
+	_, damaged := scanFrames(data)
+	skip := len(data)
+	if len(damaged) > 0 && damaged[0].Off == 0 {
+		skip = damaged[0].End
+	}
+	if n == 0 {
+		skip = int(end - cur.Off) // cut short underneath: nothing left to read
+	}
+	lost := s.damage(cur.Seg, cur.Off, data[:min(skip, len(data))], "damaged spool records skipped; alerts lost")
+	s.mu.Lock()
+	s.pending = max(s.pending-lost, 0)
+	s.mu.Unlock()
+	return cur.Off + int64(skip), nil
+}
+
+// Corrupt is the number of alerts lost to damaged spool records since the
+// spool was opened: found when it was opened or while reading, each logged
+// and its bytes quarantined. It is an estimate from the damaged bytes'
+// length fields, at least one per damaged region.
+func (s *Spool) Corrupt() uint64 { return s.corrupt.Load() }
+
+// Ack records that every alert before c was delivered (n of them), deletes
+// the segments wholly before it and wakes a blocked Append. The cursor
+// moves in memory whatever happens on disk, so delivered alerts are never
+// sent again by this process; if the ack file cannot be written (a full
+// disk), the error is returned and the next Ack writes it again, and only
+// a crash before then would re-send (at-least-once). During a disk-full
+// episode Ack also frees the acknowledged space at once.
+func (s *Spool) Ack(c Cursor, n int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	err := s.moveCursor(c, n)
+	switch {
+	case s.allAcked() && (s.woff >= s.opts.SegmentBytes/2 || s.full.attempt > 0):
+		// Everything is delivered: start afresh rather than keep a large,
+		// wholly acknowledged segment counted against MaxBytes (or
+		// filling a full disk).
+		err = errors.Join(err, s.restart())
+	case s.full.attempt > 0:
+		err = errors.Join(err, s.reclaimAcked())
+	}
+	close(s.space)
+	s.space = make(chan struct{})
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return s.maybeSync()
+}
+
+// moveCursor sets the cursor to c with n fewer records pending, deletes the
+// segments wholly before it (delivered: safe to delete even before the ack
+// file says so, as a restart then starts at the first segment left) and
+// writes the ack file. Called with mu held.
+func (s *Spool) moveCursor(c Cursor, n int) error {
 	old := s.ack.Seg
 	s.ack = c
-	s.pending -= n
+	s.pending = max(s.pending-n, 0)
+	var errs []error
 	for seg := old; seg < c.Seg; seg++ {
 		name := filepath.Join(s.opts.Dir, segName(seg))
 		if fi, err := os.Stat(name); err == nil {
 			s.diskBytes -= fi.Size()
 		}
 		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("spool: %w", err)
-		}
-		if s.r != nil && s.rseg == seg {
-			s.r.Close()
-			s.r = nil
+			errs = append(errs, err)
 		}
 	}
-	if c.Seg == s.wseg && c.Off == s.woff && s.woff >= s.opts.SegmentBytes/2 {
-		// Everything is delivered: start afresh rather than keep a large,
-		// wholly acknowledged segment counted against MaxBytes.
-		if err := s.rotate(); err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		return s.ackLocked(Cursor{Seg: s.wseg})
-	}
-	close(s.space)
-	s.space = make(chan struct{})
-	return s.maybeSync()
+	return errors.Join(append(errs, s.persistAck())...)
 }
 
-// reclaim starts a new segment and deletes every older one, when nothing is
-// pending (so no batch is in flight). Called with mu held.
-func (s *Spool) reclaim() error {
-	if err := s.rotate(); err != nil {
-		return err
+// persistAck writes the cursor to the ack file if it moved since the last
+// write. One 20-byte pwrite in place: it lands whole or not at all in
+// practice, needs no new block, and a damaged cursor (checked by its CRC)
+// only means a resend. Called with mu held.
+func (s *Spool) persistAck() error {
+	if s.ack == s.persisted {
+		return nil
 	}
-	return s.ackLocked(Cursor{Seg: s.wseg})
-}
-
-// ackLocked moves the cursor to c at the start of a fresh segment and
-// deletes the older ones. Called with mu held.
-func (s *Spool) ackLocked(c Cursor) error {
-	s.mu.Unlock()
-	err := s.Ack(c, 0)
-	s.mu.Lock()
-	return err
+	var rec [ackRecordSize]byte
+	binary.LittleEndian.PutUint64(rec[0:], s.ack.Seg)
+	binary.LittleEndian.PutUint64(rec[8:], uint64(s.ack.Off))
+	binary.LittleEndian.PutUint32(rec[16:], crc32.Checksum(rec[:16], castagnoli))
+	if _, err := s.ackf.WriteAt(rec[:], 0); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	s.persisted = s.ack
+	return nil
 }
 
 // Close fsyncs and closes the spool's files and releases its lock. What is
@@ -582,7 +782,10 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	close(s.space)
-	var errs []error
+	if s.full.attempt > 0 {
+		s.opts.Log.WithField("alerts_lost", s.full.lost).Warn("spool closed during a disk-full episode")
+	}
+	errs := []error{s.persistAck()}
 	if s.w != nil {
 		errs = append(errs, s.w.Sync())
 	}
@@ -598,11 +801,11 @@ func (s *Spool) Close() error {
 
 func (s *Spool) closeFiles() error {
 	var errs []error
-	for _, f := range []*os.File{s.w, s.r, s.ackf, s.lock} {
+	for _, f := range []*os.File{s.w, s.ackf, s.lock} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
 	}
-	s.w, s.r, s.ackf = nil, nil, nil
+	s.w, s.ackf = nil, nil
 	return errors.Join(errs...)
 }

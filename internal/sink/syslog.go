@@ -42,9 +42,9 @@ func (o TLSOptions) config(defaultServerName string) (*tls.Config, error) {
 		c.ServerName = defaultServerName
 	}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, err := readTrustedFile(o.CAFile, "tls: ca file", false)
 		if err != nil {
-			return nil, fmt.Errorf("tls: ca file: %w", err)
+			return nil, err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
@@ -53,10 +53,18 @@ func (o TLSOptions) config(defaultServerName string) (*tls.Config, error) {
 		c.RootCAs = pool
 	}
 	if o.CertFile != "" || o.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		certPEM, err := readTrustedFile(o.CertFile, "tls: cert file", false)
 		if err != nil {
-			// The error names the files, never their content.
-			return nil, fmt.Errorf("tls: client certificate: %w", err)
+			return nil, err
+		}
+		keyPEM, err := readTrustedFile(o.KeyFile, "tls: key file", true)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			// The error names the files; crypto/tls's never quote their content.
+			return nil, fmt.Errorf("tls: client certificate %s, key %s: %w", o.CertFile, o.KeyFile, err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}

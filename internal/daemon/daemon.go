@@ -43,9 +43,8 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, kin
 	procs := proc.New(proc.Options{Offline: kind == fromLog})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	if kind != fromLog {
-		engine.SetFiles(proc.NewHasher())
-	}
+	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: kind == fromLog})
+	engine.SetFiles(files)
 	for _, problem := range cfg.EncoderProblems {
 		log.WithField("problem", problem).Warn("encoder binary not identified")
 	}
@@ -53,6 +52,7 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, kin
 		log:        log,
 		engine:     engine,
 		procs:      procs,
+		files:      files,
 		now:        time.Now,
 		swaps:      make(chan *sink.Router),
 		synth:      make(chan detect.Alert, synthQueue),

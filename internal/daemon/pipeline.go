@@ -41,6 +41,8 @@ type pipeline struct {
 	asm    *audit.Assembler
 	engine *detect.Engine
 	procs  *proc.Cache
+	// files identifies executed files off the detection path (identify.go).
+	files *proc.Identifier
 	// users names uids in alerts; nil in replay, whose events come from
 	// another time or host than this machine's passwd file and /proc.
 	users *proc.Users
@@ -144,6 +146,7 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 		p.detect(context.WithoutCancel(ctx), events)
 		return nil
 	})
+	g.Go(func() error { return p.runFiles(gctx) })
 	err := g.Wait()
 	p.routers.Wait()
 	p.routerMu.Lock()
@@ -211,6 +214,8 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 			}
 		case a := <-p.synth:
 			p.deliver(a)
+		case j := <-p.files.Done():
+			p.reidentify(j)
 		case r := <-p.swaps:
 			old := p.router.Load()
 			p.startRouter(ctx, r)

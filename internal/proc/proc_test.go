@@ -184,7 +184,7 @@ func TestParseCgroupContainerID(t *testing.T) {
 	}
 }
 
-func TestHasher(t *testing.T) {
+func TestReadFileID(t *testing.T) {
 	dir := t.TempDir()
 	data := []byte("#!/bin/sh\necho not really base64\n")
 	p := filepath.Join(dir, "x")
@@ -193,23 +193,27 @@ func TestHasher(t *testing.T) {
 	}
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
-	h := NewHasher()
-	if got, ok := h.Hash(p, []int64{1, int64(len(data))}); !ok || got != want {
-		t.Errorf("Hash = %q, %v, want %q", got, ok, want)
+	if got := fileID(t, p, []int64{1, int64(len(data))}).SHA256; got != want {
+		t.Errorf("SHA256 = %q, want %q", got, want)
 	}
-	if _, ok := h.Hash(p, []int64{5}); ok {
-		t.Error("Hash of a file of another size succeeded")
+	if got := fileID(t, p, []int64{5}).SHA256; got != "" {
+		t.Errorf("SHA256 of a file of another size = %q, want none", got)
 	}
-	if _, ok := h.Hash(filepath.Join(dir, "missing"), []int64{int64(len(data))}); ok {
-		t.Error("Hash of a missing file succeeded")
-	}
-	// Rewritten in place: same inode, new size and mtime, new hash.
+	// Rewritten in place: same inode, new size, new hash.
 	data2 := []byte("#!/bin/sh\necho changed contents here\n")
 	if err := os.WriteFile(p, data2, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	sum2 := sha256.Sum256(data2)
-	if got, ok := h.Hash(p, []int64{int64(len(data)), int64(len(data2))}); !ok || got != hex.EncodeToString(sum2[:]) {
-		t.Errorf("Hash after rewrite = %q, %v, want the new sum", got, ok)
+	if got := fileID(t, p, []int64{int64(len(data)), int64(len(data2))}).SHA256; got != hex.EncodeToString(sum2[:]) {
+		t.Errorf("SHA256 after rewrite = %q, want the new sum", got)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := readFileID(f, int64(len(data2)), []int64{int64(len(data2))}, time.Now().Add(-time.Second)); err != errDeadline {
+		t.Errorf("readFileID past its deadline: %v, want errDeadline", err)
 	}
 }

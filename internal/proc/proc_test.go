@@ -217,3 +217,48 @@ func TestReadFileID(t *testing.T) {
 		t.Errorf("readFileID past its deadline: %v, want errDeadline", err)
 	}
 }
+
+// TestArgvBoundedByBytes: an exec with megabytes of arguments costs the
+// cache a few KiB, and the cache as a whole stays within its byte budget.
+func TestArgvBoundedByBytes(t *testing.T) {
+	big := strings.Repeat("A", 1<<20)
+	c := New(Options{Offline: true, MaxArgvBytes: 4096, MaxBytes: 64 << 10})
+	for pid := 100; pid < 200; pid++ {
+		c.Observe(execEv(pid, 1, "/usr/bin/true", "true", big, big))
+	}
+	st := c.Stats()
+	if st.Bytes > 64<<10 {
+		t.Errorf("Stats.Bytes = %d, want at most %d", st.Bytes, 64<<10)
+	}
+	if st.Entries == 0 || st.Evictions == 0 {
+		t.Errorf("Stats = %+v, want some entries kept and some evicted", st)
+	}
+	p, ok := c.Process(199)
+	if !ok {
+		t.Fatal("Process(199) not found, want the latest exec")
+	}
+	n := 0
+	for _, a := range p.Argv {
+		n += len(a)
+	}
+	if n > 4096 || len(p.Argv) != 2 || p.Argv[0] != "true" {
+		t.Errorf("argv kept %d bytes in %d args (argv[0] %q), want at most 4096 in 2 starting with true", n, len(p.Argv), p.Argv[0])
+	}
+}
+
+func TestClipArgv(t *testing.T) {
+	for _, tt := range []struct {
+		argv []string
+		max  int
+		want []string
+	}{
+		{nil, 10, nil},
+		{[]string{"a", "bc"}, 10, []string{"a", "bc"}},
+		{[]string{"abcdef", "gh"}, 4, []string{"abcd"}},
+		{[]string{"ab", "", "cdef"}, 4, []string{"ab", "", "cd"}},
+	} {
+		if got := ClipArgv(tt.argv, tt.max); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ClipArgv(%q, %d) = %q, want %q", tt.argv, tt.max, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package abuse
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// runHelper runs one attacker helper; the test binary runs it as nobody.
+func runHelper(name string, args []string) error {
+	switch name {
+	case "swap":
+		return swapFIFO(args)
+	case "bigexec":
+		return bigExec(args)
+	case "lease":
+		return holdLease(args)
+	}
+	return fmt.Errorf("unknown helper %q", name)
+}
+
+// copyFile copies src to dst, executable.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// swapFIFO (dir, seconds): a copy of base64 at dir/x, swapped with a FIFO
+// by atomic renames as fast as it goes, while another goroutine execs
+// dir/x --version (no alert: not a decode) whenever it is the file.
+func swapFIFO(args []string) error {
+	dir := args[0]
+	secs, err := strconv.ParseFloat(args[1], 64)
+	if err != nil {
+		return err
+	}
+	file, fifo, x := filepath.Join(dir, "file"), filepath.Join(dir, "fifo"), filepath.Join(dir, "x")
+	if err := copyFile("/usr/bin/base64", file); err != nil {
+		return err
+	}
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		return err
+	}
+	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	var swaps, execs atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tmp := filepath.Join(dir, "t")
+		for time.Now().Before(end) {
+			for _, src := range [...]string{file, fifo} {
+				os.Remove(tmp)
+				if os.Link(src, tmp) == nil && os.Rename(tmp, x) == nil {
+					swaps.Add(1)
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		for time.Now().Before(end) {
+			if exec.Command(x, "--version").Run() == nil {
+				execs.Add(1)
+			}
+		}
+	})
+	wg.Wait()
+	fmt.Printf("%d swaps, %d execs of the copy\n", swaps.Load(), execs.Load())
+	return nil
+}
+
+// bigExec (count, bytes): runs /bin/true count times with bytes of
+// arguments, in arguments of 120 KiB (MAX_ARG_STRLEN is 128 KiB).
+func bigExec(args []string) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	size, err := strconv.Atoi(args[1])
+	if err != nil {
+		return err
+	}
+	const chunk = 120 << 10
+	var argv []string
+	for left := size; left > 0; left -= chunk {
+		argv = append(argv, strings.Repeat("A", min(left, chunk)))
+	}
+	for i := range n {
+		if err := exec.Command("/bin/true", argv...).Run(); err != nil {
+			return fmt.Errorf("exec %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// holdLease (path, marker, seconds): copies base64 to path, runs it as a
+// decoder, then takes a write lease on it at once (before the daemon can
+// read it) and holds it, ignoring the SIGIO of a lease break, for seconds.
+func holdLease(args []string) error {
+	path, marker := args[0], args[1]
+	secs, err := strconv.ParseFloat(args[2], 64)
+	if err != nil {
+		return err
+	}
+	if err := copyFile("/usr/bin/base64", path); err != nil {
+		return err
+	}
+	signal.Ignore(syscall.SIGIO)
+	exec.Command(path, "-d", "/nonexistent-"+marker).Run()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, _, e := unix.Syscall(unix.SYS_FCNTL, f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); e == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("write lease: %w", e)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("leased")
+	time.Sleep(time.Duration(secs * float64(time.Second)))
+	return nil
+}

@@ -5,7 +5,8 @@
 // base64 -d still alerts, once, and that memory stays within its budget.
 //
 // The daemon runs with the shipped unit's view of the system where it
-// matters: in a mount namespace of its own with a private tmpfs on /tmp (as
+// matters: in a mount namespace of its own with private tmpfs on /tmp and
+// /var/tmp (as
 // PrivateTmp=yes gives it), and with the unit's capability bounding set.
 // The attacks are the ones issue 10 lists: FIFOs swapped under an encoder
 // copy's path, execs with megabytes of arguments, a renamed copy in /tmp,

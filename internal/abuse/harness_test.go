@@ -74,8 +74,8 @@ func shippedUnit(t *testing.T) unit {
 }
 
 // fixture is what every test shares: the daemon binary, the helper binary
-// that nobody can run, and the directory in the host's /tmp where the
-// attacker works.
+// that nobody can run, and the directory in /dev/shm where the attacker
+// works.
 type fixture struct {
 	daemonBin string
 	helperBin string
@@ -108,7 +108,10 @@ func newFixture() (fixture, error) {
 	if f.stateDir, err = os.MkdirTemp("/run", "encwatch-abuse-"); err != nil {
 		return f, err
 	}
-	if f.attackDir, err = os.MkdirTemp("/tmp", "encwatch-abuse-"); err != nil {
+	// The attacker works where both it and the daemon see the same files
+	// (PrivateTmp hides /tmp and /var/tmp, not /dev/shm), so that an
+	// attack on how the daemon opens them reaches it.
+	if f.attackDir, err = os.MkdirTemp("/dev/shm", "encwatch-abuse-"); err != nil {
 		return f, err
 	}
 	if err := os.Chmod(f.attackDir, 0o755); err != nil {
@@ -178,7 +181,7 @@ sink "file" "alerts" {
 `
 
 // startDaemon runs the daemon as the shipped unit would see the system: a
-// private tmpfs on /tmp when the unit sets PrivateTmp=yes, the unit's
+// private tmpfs on /tmp and /var/tmp when the unit sets PrivateTmp=yes, the unit's
 // capability bounding set, no new privileges. It waits for the canary, and
 // stops the daemon and restores the kernel's audit state when t ends.
 func startDaemon(t *testing.T, f fixture) *daemon {
@@ -197,7 +200,7 @@ func startDaemon(t *testing.T, f fixture) *daemon {
 	}
 	tmp := "true"
 	if u.privateTmp {
-		tmp = "mount -t tmpfs -o mode=1777 tmpfs /tmp"
+		tmp = "mount -t tmpfs -o mode=1777 tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /var/tmp"
 	}
 	d.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", tmp+` && exec "$@"`, "sh",
 		"setpriv", "--bounding-set", "-all,+"+strings.Join(u.caps, ",+"), "--no-new-privs",

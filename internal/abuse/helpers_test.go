@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,45 +46,46 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
-// swapFIFO (dir, seconds): a copy of base64 at dir/x, swapped with a FIFO
-// by atomic renames as fast as it goes, while another goroutine execs
-// dir/x --version (no alert: not a decode) whenever it is the file.
+// swapFIFO (dir, seconds): a copy of base64 at dir/x, run (x --version:
+// no alert, not a decode), then swapped with a FIFO by atomic renames as
+// fast as it goes for a while, when the daemon looks at the file the exec
+// record names; over and over. Swapping during the exec itself would
+// leave the record naming "x (deleted)".
 func swapFIFO(args []string) error {
 	dir := args[0]
 	secs, err := strconv.ParseFloat(args[1], 64)
 	if err != nil {
 		return err
 	}
-	file, fifo, x := filepath.Join(dir, "file"), filepath.Join(dir, "fifo"), filepath.Join(dir, "x")
+	file, fifo, x, tmp := filepath.Join(dir, "file"), filepath.Join(dir, "fifo"), filepath.Join(dir, "x"), filepath.Join(dir, "t")
 	if err := copyFile("/usr/bin/base64", file); err != nil {
 		return err
 	}
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		return err
 	}
+	swapTo := func(src string) bool {
+		os.Remove(tmp)
+		return os.Link(src, tmp) == nil && os.Rename(tmp, x) == nil
+	}
 	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
-	var swaps, execs atomic.Uint64
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tmp := filepath.Join(dir, "t")
-		for time.Now().Before(end) {
-			for _, src := range [...]string{file, fifo} {
-				os.Remove(tmp)
-				if os.Link(src, tmp) == nil && os.Rename(tmp, x) == nil {
-					swaps.Add(1)
+	swaps, execs := 0, 0
+	for time.Now().Before(end) {
+		if !swapTo(file) {
+			return fmt.Errorf("swap %s back in", file)
+		}
+		if exec.Command(x, "--version").Run() == nil {
+			execs++
+		}
+		for phase := time.Now().Add(60 * time.Millisecond); time.Now().Before(phase); {
+			for _, src := range [...]string{fifo, file} {
+				if swapTo(src) {
+					swaps++
 				}
 			}
 		}
-	})
-	wg.Go(func() {
-		for time.Now().Before(end) {
-			if exec.Command(x, "--version").Run() == nil {
-				execs.Add(1)
-			}
-		}
-	})
-	wg.Wait()
-	fmt.Printf("%d swaps, %d execs of the copy\n", swaps.Load(), execs.Load())
+	}
+	fmt.Printf("%d swaps, %d execs of the copy\n", swaps, execs)
 	return nil
 }
 

@@ -58,6 +58,7 @@ func newPipeline(cfg *config.Config, log *logrus.Entry, router *sink.Router, kin
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
 		lossy:      kind == fromKernel,
+		recordGate: recordGate{max: maxQueuedRecordBytes},
 		expire:     kind == fromKernel,
 	}
 	p.router.Store(router)

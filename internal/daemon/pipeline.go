@@ -43,6 +43,8 @@ type pipeline struct {
 	procs  *proc.Cache
 	// files identifies executed files off the detection path (identify.go).
 	files *proc.Identifier
+	// recordGate bounds the bytes waiting for the assembler (budget.go).
+	recordGate recordGate
 	// users names uids in alerts; nil in replay, whose events come from
 	// another time or host than this machine's passwd file and /proc.
 	users *proc.Users
@@ -133,6 +135,9 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 	// shutdown began, bounded by their own drain timeout.
 	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
 
+	if p.lossy {
+		src = p.recordGate.gate(src) // budget.go
+	}
 	g.Go(func() error {
 		defer close(records)
 		return src(gctx, records)

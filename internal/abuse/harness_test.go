@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 type unit struct {
 	caps       []string // CapabilityBoundingSet=, as setpriv names them
 	privateTmp bool
+	env        []string // Environment=
 }
 
 // shippedUnit reads packaging/encwatch.service.
@@ -65,6 +66,8 @@ func shippedUnit(t *testing.T) unit {
 			}
 		case k == "PrivateTmp":
 			u.privateTmp = v == "yes" || v == "true"
+		case k == "Environment":
+			u.env = append(u.env, strings.Fields(v)...)
 		}
 	}
 	if len(u.caps) == 0 {
@@ -181,9 +184,10 @@ sink "file" "alerts" {
 `
 
 // startDaemon runs the daemon as the shipped unit would see the system: a
-// private tmpfs on /tmp and /var/tmp when the unit sets PrivateTmp=yes, the unit's
-// capability bounding set, no new privileges. It waits for the canary, and
-// stops the daemon and restores the kernel's audit state when t ends.
+// private tmpfs on /tmp and /var/tmp when the unit sets PrivateTmp=yes, the
+// unit's capability bounding set and Environment=, no new privileges. It
+// waits for the canary, and stops the daemon and restores the kernel's
+// audit state when t ends.
 func startDaemon(t *testing.T, f fixture) *daemon {
 	t.Helper()
 	audittest.Setup(t)
@@ -205,6 +209,7 @@ func startDaemon(t *testing.T, f fixture) *daemon {
 	d.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", tmp+` && exec "$@"`, "sh",
 		"setpriv", "--bounding-set", "-all,+"+strings.Join(u.caps, ",+"), "--no-new-privs",
 		f.daemonBin, "run", "--config", conf, "--log-format", "json")
+	d.cmd.Env = append(os.Environ(), u.env...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -113,33 +113,36 @@ func bigExec(args []string) error {
 	return nil
 }
 
-// holdLease (path, marker, seconds): copies base64 to path, runs it as a
-// decoder, then takes a write lease on it at once (before the daemon can
-// read it) and holds it, ignoring the SIGIO of a lease break, for seconds.
+// holdLease (path, marker, seconds): runs a copy of base64 at path as a
+// decoder, then renames over path a second copy on which it holds a write
+// lease, ignoring the SIGIO of a lease break, for seconds. A daemon that
+// opens the path after the exec meets the lease (the rename is done long
+// before it looks; taking the lease on the executed copy itself would race
+// with it).
 func holdLease(args []string) error {
 	path, marker := args[0], args[1]
 	secs, err := strconv.ParseFloat(args[2], 64)
 	if err != nil {
 		return err
 	}
-	if err := copyFile("/usr/bin/base64", path); err != nil {
-		return err
+	leased := path + ".leased"
+	for _, p := range []string{path, leased} {
+		if err := copyFile("/usr/bin/base64", p); err != nil {
+			return err
+		}
 	}
 	signal.Ignore(syscall.SIGIO)
-	exec.Command(path, "-d", "/nonexistent-"+marker).Run()
-	f, err := os.Open(path)
+	f, err := os.Open(leased)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	deadline := time.Now().Add(time.Second)
-	for {
-		if _, _, e := unix.Syscall(unix.SYS_FCNTL, f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); e == 0 {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("write lease: %w", e)
-		}
-		time.Sleep(time.Millisecond)
+	if _, _, e := unix.Syscall(unix.SYS_FCNTL, f.Fd(), unix.F_SETLEASE, unix.F_WRLCK); e != 0 {
+		return fmt.Errorf("write lease: %w", e)
+	}
+	exec.Command(path, "-d", "/nonexistent-"+marker).Run()
+	if err := os.Rename(leased, path); err != nil {
+		return err
 	}
 	fmt.Println("leased")
 	time.Sleep(time.Duration(secs * float64(time.Second)))

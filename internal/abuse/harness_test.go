@@ -95,8 +95,12 @@ var (
 // nobodyUID is the unprivileged attacker.
 const nobodyUID = 65534
 
+// setup takes the kernel test lock (audittest.Setup: kernel tests of other
+// packages wait, and the daemon build's load does not disturb their
+// timing), then builds the fixture once.
 func setup(t *testing.T) fixture {
 	t.Helper()
+	audittest.Setup(t)
 	fixtureOnce.Do(func() { shared, fixtureErr = newFixture() })
 	if fixtureErr != nil {
 		t.Fatalf("abuse fixture: %v", fixtureErr)
@@ -186,11 +190,10 @@ sink "file" "alerts" {
 // startDaemon runs the daemon as the shipped unit would see the system: a
 // private tmpfs on /tmp and /var/tmp when the unit sets PrivateTmp=yes, the
 // unit's capability bounding set and Environment=, no new privileges. It
-// waits for the canary, and stops the daemon and restores the kernel's
-// audit state when t ends.
+// waits for the canary and stops the daemon when t ends; setup took the
+// snapshot that restores the kernel's audit state.
 func startDaemon(t *testing.T, f fixture) *daemon {
 	t.Helper()
-	audittest.Setup(t)
 	u := shippedUnit(t)
 	dir, err := os.MkdirTemp(f.stateDir, t.Name()+"-")
 	if err != nil {

@@ -324,24 +324,7 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 		if len(e.skip) > 0 && slices.Contains(e.skip, s.info.Name) {
 			continue
 		}
-		var ms []Match
-		var ok bool
-		var first *seqHit
-		if s.seq != nil {
-			ms, first, ok = e.sequence(x, s, t)
-		} else {
-			ms, ok = s.all.match(x, nil)
-			if ok && len(s.any) > 0 {
-				ok = false
-				for _, c := range s.any {
-					var m2 []Match
-					if m2, ok = c.match(x, ms); ok {
-						ms = m2
-						break
-					}
-				}
-			}
-		}
+		ms, first, ok := e.match(x, s, t)
 		if !ok {
 			continue
 		}
@@ -389,6 +372,24 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 		e.thr.due = nil
 	}
 	return out
+}
+
+// match reports whether s matches x's event, with the reasons, and for a
+// sequence the step it completes.
+func (e *Engine) match(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
+	if s.seq != nil {
+		return e.sequence(x, s, t)
+	}
+	ms, ok := s.all.match(x, nil)
+	if !ok || len(s.any) == 0 {
+		return ms, nil, ok
+	}
+	for _, c := range s.any {
+		if m2, ok := c.match(x, ms); ok {
+			return m2, nil, true
+		}
+	}
+	return nil, nil, false
 }
 
 // actionsFor returns the actions for an alert of the given process mode in

@@ -29,6 +29,11 @@ const (
 	// DefaultIdentifyEntries bounds the files known by device and inode
 	// (about 200 bytes each: a key, two hex ids).
 	DefaultIdentifyEntries = 16384
+	// DefaultIdentifyBytes bounds the argv of the events waiting for a
+	// lookup: a user can run their own binary with 2 MB of arguments over
+	// and over, and each lookup holds its event until detection takes it
+	// back.
+	DefaultIdentifyBytes = 16 << 20
 )
 
 // IdentifierOptions configure an Identifier.
@@ -38,11 +43,12 @@ type IdentifierOptions struct {
 	// Offline answers every lookup Unknown: for replay, whose pids and
 	// files belong to another time or host.
 	Offline bool
-	// Workers, Queue, Timeout and MaxEntries: see the defaults.
+	// Workers, Queue, Timeout, MaxEntries and MaxBytes: see the defaults.
 	Workers    int
 	Queue      int
 	Timeout    time.Duration
 	MaxEntries int
+	MaxBytes   int64
 }
 
 // Identifier identifies the files exec events ran (detect.Files), by the
@@ -77,6 +83,8 @@ type Identifier struct {
 	known map[fileKey]detect.FileID
 	fresh *Job
 	buf   []detect.FileID
+	// waiting is the argv bytes of the events whose lookup is not back.
+	waiting, maxBytes int64
 
 	jobs chan *Job
 	done chan *Job
@@ -113,6 +121,7 @@ type Job struct {
 	sizes     []int64
 	refs      []fileRef
 	results   []fileResult
+	bytes     int64 // what ev holds, counted in Identifier.waiting
 }
 
 // fileRef is a file to read: from a PATH record (key set) or a path alone
@@ -131,7 +140,7 @@ type fileResult struct {
 // NewIdentifier returns an Identifier with an empty cache. Run starts its
 // workers.
 func NewIdentifier(o IdentifierOptions) *Identifier {
-	i := &Identifier{root: o.Root, offline: o.Offline, workers: o.Workers, timeout: o.Timeout, maxEntries: o.MaxEntries}
+	i := &Identifier{root: o.Root, offline: o.Offline, workers: o.Workers, timeout: o.Timeout, maxEntries: o.MaxEntries, maxBytes: o.MaxBytes}
 	if i.root == "" {
 		i.root = "/proc"
 	}
@@ -143,6 +152,9 @@ func NewIdentifier(o IdentifierOptions) *Identifier {
 	}
 	if i.maxEntries <= 0 {
 		i.maxEntries = DefaultIdentifyEntries
+	}
+	if i.maxBytes <= 0 {
+		i.maxBytes = DefaultIdentifyBytes
 	}
 	queue := o.Queue
 	if queue <= 0 {
@@ -187,15 +199,30 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 	if len(missing) == 0 {
 		return i.buf, detect.Known
 	}
-	j := &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing}
+	j := &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
+	if i.waiting+j.bytes > i.maxBytes {
+		i.dropped.Add(1)
+		return i.buf, detect.Unknown
+	}
 	select {
 	case i.jobs <- j:
 		i.queued.Add(1)
+		i.waiting += j.bytes
 		return i.buf, detect.Pending
 	default:
 		i.dropped.Add(1)
 		return i.buf, detect.Unknown
 	}
+}
+
+// eventBytes approximates what an event holds in memory: its arguments
+// dominate.
+func eventBytes(ev *audit.Event) int64 {
+	n := int64(1024 + len(ev.Proctitle))
+	for _, a := range ev.Argv {
+		n += int64(len(a)) + 16
+	}
+	return n
 }
 
 func (i *Identifier) add(id detect.FileID) {
@@ -227,6 +254,7 @@ func (i *Identifier) Done() <-chan *Job { return i.done }
 // the caller re-evaluates (detect.Engine.Reevaluate) before the next
 // Identify. It is called from the detection goroutine only.
 func (i *Identifier) Learn(j *Job) *audit.Event {
+	i.waiting -= j.bytes
 	for _, r := range j.results {
 		if !r.stable || r.key.ino == 0 {
 			continue
@@ -278,16 +306,15 @@ func (i *Identifier) work(ctx context.Context) {
 
 // IdentifierStats are an Identifier's counters.
 type IdentifierStats struct {
-	Entries int
-	// Queued lookups went to a worker; Dropped found the queue full.
+	// Queued lookups went to a worker; Dropped found the queue or the
+	// byte budget full.
 	Queued, Dropped uint64
 	// Read counts files read; Failed, those that could not be opened,
 	// verified or read in time; TimedOut, those past the deadline.
 	Read, Failed, TimedOut uint64
 }
 
-// Stats returns the counters. Entries is read without a lock and only
-// meaningful from the detection goroutine; the rest is safe anywhere.
+// Stats returns the counters. It is safe from any goroutine.
 func (i *Identifier) Stats() IdentifierStats {
 	return IdentifierStats{Queued: i.queued.Load(), Dropped: i.dropped.Load(),
 		Read: i.read.Load(), Failed: i.failed.Load(), TimedOut: i.timedOut.Load()}

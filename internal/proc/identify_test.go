@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -143,5 +144,26 @@ func TestIdentifierQueueFull(t *testing.T) {
 	offline := NewIdentifier(IdentifierOptions{Offline: true})
 	if _, l := offline.Identify(ev, nil); l != detect.Unknown {
 		t.Errorf("offline Identify = %v, want Unknown", l)
+	}
+}
+
+// TestIdentifierByteBudget: lookups hold their events, so past the byte
+// budget a lookup is dropped, and Learn gives the budget back.
+func TestIdentifierByteBudget(t *testing.T) {
+	i := NewIdentifier(IdentifierOptions{MaxBytes: 3 << 20})
+	big := execEventFor(t, os.Getpid(), "/usr/bin/base64")
+	big.Argv = append(big.Argv, strings.Repeat("A", 2<<20))
+	if _, l := i.Identify(big, nil); l != detect.Pending {
+		t.Fatalf("first Identify = %v, want Pending", l)
+	}
+	if _, l := i.Identify(big, nil); l != detect.Unknown {
+		t.Fatalf("Identify past the byte budget = %v, want Unknown", l)
+	}
+	j := <-i.jobs // as a worker would, without reading
+	i.Learn(j)
+	again := execEventFor(t, os.Getpid(), "/usr/bin/base64")
+	again.Argv = big.Argv
+	if _, l := i.Identify(again, nil); l != detect.Pending {
+		t.Errorf("Identify after Learn = %v, want Pending", l)
 	}
 }

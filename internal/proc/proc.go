@@ -1,7 +1,8 @@
 // Package proc keeps what the daemon knows about processes: an ancestry
-// cache fed from the execs it observes, with /proc as fallback, a content
-// hasher for executed files, and uid to user name lookups. It implements
-// detect.Processes and detect.Files.
+// cache fed from the execs it observes, with /proc as fallback, bounded in
+// bytes; the identity of executed files, read off the detection path
+// through the process's own view of the filesystem (identify.go); and uid
+// to user name lookups. It implements detect.Processes and detect.Files.
 package proc
 
 import (

@@ -171,10 +171,11 @@ func NewIdentifier(o IdentifierOptions) *Identifier {
 // goroutine only.
 func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, detect.Lookup) {
 	i.buf = i.buf[:0]
-	if j := i.fresh; j != nil && j.ev == ev {
+	j := i.fresh
+	i.fresh = nil // kept for the next call only, whatever it asks
+	if j != nil && j.ev == ev {
 		// The re-evaluation of a finished lookup: its results, trusted
 		// or not, are the answer.
-		i.fresh = nil
 		for _, r := range j.results {
 			i.add(r.id)
 		}
@@ -199,7 +200,7 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 	if len(missing) == 0 {
 		return i.buf, detect.Known
 	}
-	j := &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
+	j = &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
 	if i.waiting+j.bytes > i.maxBytes {
 		i.dropped.Add(1)
 		return i.buf, detect.Unknown

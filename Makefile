@@ -5,13 +5,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/encwatch
 RUNDIR  := bin/run
 
-.PHONY: help build run test test-deps vet lint bench fuzz clean
+.PHONY: help build run test test-deps test-abuse vet lint bench fuzz clean
 
 help:
 	@echo "make build      build $(BIN)"
 	@echo "make run        build and start the daemon with ./config.hcl (root)"
 	@echo "make test       install test dependencies, lint, and run every test (root: kernel tests)"
 	@echo "make lint       go vet, staticcheck and deadcode"
+	@echo "make test-abuse the abuse suite alone: attacks as nobody on the built daemon (root, kernel audit)"
 	@echo "make bench      parser, assembler and engine benchmarks"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
@@ -31,6 +32,13 @@ run: build
 
 test: test-deps lint
 	$(GO) test -count=1 -timeout 8m ./...
+
+# The abuse suite (internal/abuse, also part of `make test`): builds the
+# daemon, runs it on the live kernel with the shipped unit's /tmp and
+# capabilities, and attacks it as nobody. ENCWATCH_ABUSE_BIN=path runs it
+# against another build (to see a test fail on old code).
+test-abuse:
+	$(GO) test -count=1 -timeout 5m -v ./internal/abuse/
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.

@@ -64,6 +64,9 @@ type Exec struct {
 	id     *EncoderIdentity
 	idHow  string // "inode" or "sha256"
 	idDone bool
+	// idPending: Files is still reading the file; the engine waits for
+	// it to hand the event back.
+	idPending bool
 }
 
 // Event returns the exec's event: for a multi-call binary running an applet,
@@ -213,7 +216,8 @@ func (x *Exec) payload() *payloadInfo {
 }
 
 // identity finds the executed file among the known encoders: by device and
-// inode of a PATH record, else by content hash through the engine's Files.
+// inode of a PATH record, else by content (build id, SHA-256) through the
+// engine's Files, which answers without blocking.
 func (x *Exec) identity() *EncoderIdentity {
 	if x.idDone {
 		return x.id
@@ -228,17 +232,7 @@ func (x *Exec) identity() *EncoderIdentity {
 			}
 		}
 	}
-	if id := x.buildIDIdentity(); id != nil {
-		x.id, x.idHow = id, "build id"
-		return id
-	}
-	if x.e.files != nil && len(x.p.byHash) > 0 && x.ev.Success && x.ev.Exe != "" {
-		if sum, ok := x.e.files.Hash(x.ev.Exe, x.p.sizes); ok {
-			if id, ok := x.p.byHash[sum]; ok {
-				x.id, x.idHow = id, "SHA-256"
-			}
-		}
-	}
+	x.id, x.idHow = x.contentIdentity()
 	return x.id
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,14 +22,41 @@ type Processes interface {
 	Ancestry(pid int, max int) []Process
 }
 
-// Files identifies an executed file by content, for the renamed-encoder
-// check: a copy of /usr/bin/base64 has a new inode but the same bytes.
+// FileID is what reading an executed file found out about its content.
+type FileID struct {
+	// SHA256 is the lowercase hex SHA-256 of the file, "" when it was not
+	// hashed (its size is that of no known encoder).
+	SHA256 string
+	// BuildID is the lowercase hex GNU build id, "" when it has none.
+	BuildID string
+}
+
+// Lookup says how far Files got with an event's files.
+type Lookup int
+
+// The answers of Files.Identify.
+const (
+	// Known: every file of the event is identified; the ids are final.
+	Known Lookup = iota
+	// Pending: a file needs reading. The lookup is queued, and the event
+	// Identify was given will be handed back to Engine.Reevaluate.
+	Pending
+	// Unknown: the files cannot be identified (no process to read them
+	// through, or the lookup queue was full); nothing will follow.
+	Unknown
+)
+
+// Files identifies the files an exec event ran, by content, for the
+// renamed-encoder check: a copy of /usr/bin/base64 has a new inode but the
+// same bytes or build id. internal/proc implements it.
 type Files interface {
-	// Hash returns the lowercase hex SHA-256 of the regular file at path
-	// when its size is one of sizes (sorted); ok is false otherwise and on
-	// any error. Implementations cache by device, inode and mtime: the
-	// engine calls it on the detection path.
-	Hash(path string, sizes []int64) (sum string, ok bool)
+	// Identify returns the content ids of ev's executed files that have
+	// any (ids is valid until the next call). It never blocks and does no
+	// I/O when the files are known by device and inode; for an unknown
+	// one it queues the read and answers Pending at once. sizes (sorted)
+	// are the sizes of known encoders: only a file of one of them is
+	// hashed.
+	Identify(ev *audit.Event, sizes []int64) (ids []FileID, l Lookup)
 }
 
 // Stats are the engine's counters since it started.
@@ -68,6 +96,15 @@ type Engine struct {
 	// called through func values, so one on the stack would escape and
 	// cost an allocation per event.
 	x Exec
+	// deferred are the events whose file identity was Pending, by the
+	// event handed to Files, until Reevaluate.
+	deferred map[*audit.Event]deferredEval
+	// matched collects the signatures an evaluation found matching,
+	// reused.
+	matched []string
+	// skip are the signatures Reevaluate leaves out: they matched before.
+	skip     []string
+	retrying bool
 
 	alerts, suppressed, throttled sync.Map // string → *atomic.Uint64
 }
@@ -77,6 +114,9 @@ type Engine struct {
 const (
 	maxThrottleKeys = 16384
 	maxPending      = 16384
+	// maxDeferred bounds the events waiting for a file identity; Files
+	// bounds its own queue well below it.
+	maxDeferred = 4096
 )
 
 // NewEngine returns an Engine that evaluates against p. host names this
@@ -87,11 +127,12 @@ func NewEngine(p *Policy, host string, now func() time.Time) *Engine {
 		panic("detect: NewEngine with nil policy")
 	}
 	e := &Engine{
-		host:    host,
-		now:     now,
-		thr:     newThrottles(),
-		pending: make(map[seqKey]*seqState),
-		held:    make(map[string]uint64),
+		host:     host,
+		now:      now,
+		thr:      newThrottles(),
+		pending:  make(map[seqKey]*seqState),
+		held:     make(map[string]uint64),
+		deferred: make(map[*audit.Event]deferredEval),
 	}
 	e.policy.Store(p)
 	return e
@@ -101,9 +142,9 @@ func NewEngine(p *Policy, host string, now func() time.Time) *Engine {
 // and parent conditions never hold.
 func (e *Engine) SetProcesses(p Processes) { e.procs = p }
 
-// SetFiles sets the content hasher for the renamed-encoder check; without it
-// a renamed copy is recognised by device and inode only (a hard link or the
-// file itself moved).
+// SetFiles sets the content identifier for the renamed-encoder check;
+// without it a renamed copy is recognised by device and inode only (a hard
+// link or the file itself moved).
 func (e *Engine) SetFiles(f Files) { e.files = f }
 
 // Uncap turns off the per-host safety cap on new alerts, for a forensic
@@ -161,12 +202,57 @@ func (e *Engine) Evaluate(ev *audit.Event) []Alert {
 	if ev == nil || !ev.IsExec() {
 		return nil
 	}
+	return e.evaluateView(ev, launcherView(ev))
+}
+
+// Reevaluate evaluates again an event whose file identity Files answered
+// Pending, when Files hands it back (the pointer it was given): only the
+// signatures that did not match the first time, so that nothing is raised
+// twice. It returns nil for an event it was not waiting for.
+func (e *Engine) Reevaluate(ev *audit.Event) []Alert {
+	d, ok := e.deferred[ev]
+	if !ok {
+		return nil
+	}
+	delete(e.deferred, ev)
+	e.skip, e.retrying = d.matched, true
+	out := e.evaluateView(d.orig, d.view)
+	e.skip, e.retrying = nil, false
+	return out
+}
+
+// deferredEval is an evaluation waiting for a file identity.
+type deferredEval struct {
+	orig, view *audit.Event
+	matched    []string
+}
+
+// deferEval remembers x's event for Reevaluate, with the signatures that
+// matched it already. A second Pending on a retry is not waited for.
+func (e *Engine) deferEval(x *Exec) {
+	if e.retrying {
+		return
+	}
+	if len(e.deferred) >= maxDeferred {
+		clear(e.deferred)
+	}
+	d := deferredEval{orig: x.ev, matched: slices.Clone(e.matched)}
+	if x.orig != nil {
+		d.orig, d.view = x.orig, x.ev
+	}
+	e.deferred[x.ev] = d
+}
+
+// evaluateView evaluates ev, seen as view when a launcher runs another
+// program in its process (nil otherwise).
+func (e *Engine) evaluateView(ev, view *audit.Event) []Alert {
 	p := e.policy.Load()
 	x := &e.x
 	*x = Exec{e: e, p: p, ev: ev}
-	if applet := launcherView(ev); applet != nil {
-		x.ev, x.orig = applet, ev
-		ev = applet
+	e.matched = e.matched[:0]
+	if view != nil {
+		x.ev, x.orig = view, ev
+		ev = view
 	}
 	if ev.Success && ev.Exe != "" {
 		x.exeBase = basename(ev.Exe)
@@ -217,10 +303,14 @@ func (e *Engine) Evaluate(ev *audit.Event) []Alert {
 			mark(p.renamed)
 		}
 	}
-	if hi < 0 {
-		return nil
+	var out []Alert
+	if hi >= 0 {
+		out = e.evaluate(x, lo, hi)
 	}
-	return e.evaluate(x, lo, hi)
+	if x.idPending {
+		e.deferEval(x)
+	}
+	return out
 }
 
 func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
@@ -239,10 +329,14 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			continue
 		}
 		s := p.sigs[i]
-		ms, first, ok := e.matchSig(x, s, t)
+		if len(e.skip) > 0 && slices.Contains(e.skip, s.info.Name) {
+			continue
+		}
+		ms, first, ok := e.match(x, s, t)
 		if !ok {
 			continue
 		}
+		e.matched = append(e.matched, s.info.Name)
 		if a := e.allowed(x, s); a != nil {
 			count(&e.suppressed, a.reason)
 			continue
@@ -286,6 +380,24 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 		e.thr.due = nil
 	}
 	return out
+}
+
+// match reports whether s matches x's event, with the reasons, and for a
+// sequence the step it completes.
+func (e *Engine) match(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
+	if s.seq != nil {
+		return e.sequence(x, s, t)
+	}
+	ms, ok := s.all.match(x, nil)
+	if !ok || len(s.any) == 0 {
+		return ms, nil, ok
+	}
+	for _, c := range s.any {
+		if m2, ok := c.match(x, ms); ok {
+			return m2, nil, true
+		}
+	}
+	return nil, nil, false
 }
 
 // actionsFor returns the actions for an alert of the given process mode in
@@ -461,22 +573,4 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
-}
-
-// matchSig reports whether the event meets signature s at time t, with the
-// reasons, and for a sequence the first step it completes.
-func (e *Engine) matchSig(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
-	if s.seq != nil {
-		return e.sequence(x, s, t)
-	}
-	ms, ok := s.all.match(x, nil)
-	if !ok || len(s.any) == 0 {
-		return ms, nil, ok
-	}
-	for _, c := range s.any {
-		if m2, ok := c.match(x, ms); ok {
-			return m2, nil, true
-		}
-	}
-	return nil, nil, false
 }

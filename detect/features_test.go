@@ -157,9 +157,15 @@ func TestAllowCountsReason(t *testing.T) {
 	}
 }
 
+// fakeFiles knows SHA-256 sums by executable path.
 type fakeFiles map[string]string
 
-func (f fakeFiles) Hash(path string, sizes []int64) (string, bool) { s, ok := f[path]; return s, ok }
+func (f fakeFiles) Identify(ev *audit.Event, sizes []int64) ([]FileID, Lookup) {
+	if s, ok := f[ev.Exe]; ok {
+		return []FileID{{SHA256: s}}, Known
+	}
+	return nil, Known
+}
 
 func TestRenamedEncoder(t *testing.T) {
 	p := mustCompile(t, PolicySpec{

@@ -6,43 +6,39 @@ import (
 	"github.com/encwatch/encwatch/audit"
 )
 
-// BuildIDs reads the GNU build id of an executed file: the ELF note the
-// linker writes, which survives renaming, copying and bytes appended to the
-// file. A Files that also implements BuildIDs lets the renamed-encoder check
-// recognise a copy of an encoder whatever its size; internal/proc's Hasher
-// does.
-type BuildIDs interface {
-	// BuildID returns the lowercase hex build id of the regular ELF file
-	// at path; ok is false otherwise and on any error. Implementations
-	// cache by device, inode and mtime: the engine calls it on the
-	// detection path.
-	BuildID(path string) (id string, ok bool)
-}
-
-// buildIDIdentity finds the executed file among the known encoders by its
-// build id, when the engine's Files can read one.
-func (x *evalCtx) buildIDIdentity() *EncoderIdentity {
-	b, ok := x.e.files.(BuildIDs)
-	if !ok || !x.ev.Success || x.ev.Exe == "" {
-		return nil
+// contentIdentity finds the executed file among the known encoders by what
+// the engine's Files read of it: its build id (which survives renaming,
+// copying and bytes appended), else its SHA-256. A lookup still pending
+// marks x so that the engine evaluates the event again once it is done.
+func (x *evalCtx) contentIdentity() (*EncoderIdentity, string) {
+	if x.e.files == nil || len(x.p.byInode)+len(x.p.byHash) == 0 || !x.ev.Success {
+		return nil, ""
 	}
-	id, ok := b.BuildID(x.ev.Exe)
-	if !ok {
-		return nil
-	}
-	for _, m := range [...]map[inodeKey]*EncoderIdentity{x.p.byInode} {
-		for _, e := range m {
-			if e.BuildID == id {
-				return e
+	ids, l := x.e.files.Identify(x.ev, x.p.sizes)
+	x.idPending = l == Pending
+	for _, f := range ids {
+		if f.BuildID == "" {
+			continue
+		}
+		for _, m := range [...]map[inodeKey]*EncoderIdentity{x.p.byInode} {
+			for _, e := range m {
+				if e.BuildID == f.BuildID {
+					return e, "build id"
+				}
+			}
+		}
+		for _, e := range x.p.byHash {
+			if e.BuildID == f.BuildID {
+				return e, "build id"
 			}
 		}
 	}
-	for _, e := range x.p.byHash {
-		if e.BuildID == id {
-			return e
+	for _, f := range ids {
+		if id, ok := x.p.byHash[f.SHA256]; ok && f.SHA256 != "" {
+			return id, "SHA-256"
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // launcherView returns ev as the program it really runs when ev execs a

@@ -12,11 +12,11 @@ import (
 // buildIDFiles is a Files that knows build ids by path and no hashes.
 type buildIDFiles map[string]string
 
-func (f buildIDFiles) Hash(string, []int64) (string, bool) { return "", false }
-
-func (f buildIDFiles) BuildID(path string) (string, bool) {
-	id, ok := f[path]
-	return id, ok
+func (f buildIDFiles) Identify(ev *audit.Event, sizes []int64) ([]FileID, Lookup) {
+	if id, ok := f[ev.Exe]; ok {
+		return []FileID{{BuildID: id}}, Known
+	}
+	return nil, Known
 }
 
 // kernelEvent is an exec event shaped as the kernel reports it: exe the
@@ -152,6 +152,56 @@ func BenchmarkInspectDecoys(b *testing.B) {
 		pi := inspect(argv, "echo")
 		if _, ok := pi.blob([]string{"shebang"}, nil); !ok {
 			b.Fatal("payload behind the decoys not found")
+		}
+	}
+}
+
+// pendingFiles answers Pending for a file until it is marked read, then
+// its SHA-256.
+type pendingFiles struct {
+	sums map[string]string
+	read map[*audit.Event]bool
+}
+
+func (f *pendingFiles) Identify(ev *audit.Event, sizes []int64) ([]FileID, Lookup) {
+	s, ok := f.sums[ev.Exe]
+	if !ok {
+		return nil, Known
+	}
+	if !f.read[ev] {
+		return nil, Pending
+	}
+	return []FileID{{SHA256: s}}, Known
+}
+
+// TestReevaluate: an event whose file identity is pending raises what its
+// names give at once, and what its identity gives when Files hands it back,
+// each alert once.
+func TestReevaluate(t *testing.T) {
+	p := mustCompile(t, PolicySpec{
+		Signatures: []SignatureSpec{encoderSpec, {Name: "renamed", Importance: High, Conditions: Conditions{attrRenamedEncoder: true}}},
+		Encoders:   []EncoderIdentity{{Name: "base64", Path: "/usr/bin/base64", Dev: "fe:01", Inode: 77, Size: 10, SHA256: "abc"}},
+	})
+	files := &pendingFiles{sums: map[string]string{"/tmp/x": "abc", "/usr/bin/base64": "abc"}, read: map[*audit.Event]bool{}}
+	e := NewEngine(p, "h", fixedNow)
+	e.SetFiles(files)
+	for _, tt := range []struct {
+		ev          *audit.Event
+		first, then []string
+	}{
+		{execEvent("/tmp/x", "x", "-d"), nil, []string{"data_encoder_exec", "renamed"}},
+		{execEvent("/usr/bin/base64", "base64", "-d"), []string{"data_encoder_exec"}, nil},
+		{execEvent("/usr/bin/ls", "ls"), nil, nil},
+	} {
+		if got := names(e.Evaluate(tt.ev)); !reflect.DeepEqual(got, tt.first) {
+			t.Errorf("Evaluate(%s) = %v, want %v", tt.ev.Exe, got, tt.first)
+		}
+		files.read[tt.ev] = true
+		if got := names(e.Reevaluate(tt.ev)); !reflect.DeepEqual(got, tt.then) {
+			t.Errorf("Reevaluate(%s) = %v, want %v", tt.ev.Exe, got, tt.then)
+		}
+		if got := e.Reevaluate(tt.ev); got != nil {
+			t.Errorf("second Reevaluate(%s) = %v, want nil", tt.ev.Exe, names(got))
 		}
 	}
 }

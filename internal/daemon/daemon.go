@@ -68,9 +68,9 @@ func newPipeline(o pipelineOptions) *pipeline {
 	procs := proc.New(proc.Options{Offline: !o.Live})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	if o.Live {
-		engine.SetFiles(proc.NewHasher())
-	} else {
+	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: !o.Live})
+	engine.SetFiles(files)
+	if !o.Live {
 		// A replay reports every new command: no real-time flood to cap.
 		engine.Uncap()
 	}
@@ -87,12 +87,14 @@ func newPipeline(o pipelineOptions) *pipeline {
 		engine:     engine,
 		procs:      procs,
 		enrichment: newEnrichment(o.Live),
+		files:      files,
 		now:        time.Now,
 		swaps:      make(chan *sink.Router),
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
 		latency:    latency,
 		lossy:      o.Lossy,
+		recordGate: recordGate{max: maxQueuedRecordBytes},
 		expire:     o.Live,
 	}
 	p.router.Store(o.Router)

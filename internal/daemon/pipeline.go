@@ -45,6 +45,10 @@ type pipeline struct {
 	procs  *proc.Cache
 	// enrichment completes each alert of detection before the router.
 	enrichment enrichment
+	// files identifies executed files off the detection path (identify.go).
+	files *proc.Identifier
+	// recordGate bounds the bytes waiting for the assembler (budget.go).
+	recordGate recordGate
 	now        func() time.Time
 
 	// router is where detection delivers. Only the detection stage changes
@@ -114,6 +118,9 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 	// shutdown began, bounded by their own drain timeout.
 	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
 
+	if p.lossy {
+		src = p.recordGate.gate(src) // budget.go
+	}
 	g.Go(func() error {
 		defer close(records)
 		return src(gctx, records)
@@ -127,6 +134,7 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 		p.detect(context.WithoutCancel(ctx), events)
 		return nil
 	})
+	g.Go(func() error { return p.runFiles(gctx) })
 	err := g.Wait()
 	p.routers.Wait()
 	p.routerMu.Lock()
@@ -194,6 +202,8 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 			}
 		case a := <-p.synth:
 			p.deliver(a)
+		case j := <-p.files.Done():
+			p.reidentify(j)
 		case r := <-p.swaps:
 			old := p.router.Load()
 			p.startRouter(ctx, r)

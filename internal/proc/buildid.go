@@ -5,10 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"os"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // ELF constants, from include/uapi/linux/elf.h and the System V gABI.
@@ -149,50 +145,3 @@ func parseBuildIDNotes(b []byte, order binary.ByteOrder) (string, bool) {
 }
 
 func align4(n uint64) uint64 { return (n + 3) &^ 3 }
-
-// BuildID returns the GNU build id of the regular ELF file at path, cached
-// by device, inode, size and modification time; ok is false for anything
-// else and on any error. With it the renamed-encoder check recognises a
-// copy of an encoder whatever its size (detect.BuildIDs).
-func (h *Hasher) BuildID(path string) (string, bool) {
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() {
-		return "", false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", false
-	}
-	k := fileKey{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtimeNanos: fi.ModTime().UnixNano()}
-	if r, hit := h.ids[k]; hit {
-		return r.sum, r.ok
-	}
-	r := readBuildIDAt(path, k)
-	if len(h.ids) >= maxHashEntries {
-		clear(h.ids)
-	}
-	h.ids[k] = r
-	return r.sum, r.ok
-}
-
-// readBuildIDAt opens path without following a final symbolic link and
-// without blocking (a FIFO swapped in after the stat must not stall
-// detection), and reads the build id only if the descriptor is the regular
-// file k describes.
-func readBuildIDAt(path string, k fileKey) hashResult {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return hashResult{}
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
-		return hashResult{}
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Dev != k.dev || st.Ino != k.ino {
-		return hashResult{}
-	}
-	id, err := ReadBuildID(f)
-	return hashResult{sum: id, ok: err == nil}
-}

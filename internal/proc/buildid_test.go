@@ -1,8 +1,13 @@
 package proc
 
 import (
+	"time"
+
+	"golang.org/x/sys/unix"
+
 	"bytes"
 	"encoding/binary"
+	"github.com/encwatch/encwatch/detect"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,17 +97,31 @@ func TestBuildIDSurvivesCopy(t *testing.T) {
 	if err := os.WriteFile(copyPath, append(b, 0), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h := NewHasher()
-	want, ok := h.BuildID(orig)
-	if !ok || len(want) < 32 || strings.Trim(want, "0123456789abcdef") != "" {
-		t.Fatalf("BuildID(%s) = %q, %v, want a hex build id", orig, want, ok)
+	want := fileID(t, orig, nil).BuildID
+	if len(want) < 32 || strings.Trim(want, "0123456789abcdef") != "" {
+		t.Fatalf("build id of %s = %q, want a hex build id", orig, want)
 	}
-	if got, ok := h.BuildID(copyPath); !ok || got != want {
-		t.Errorf("BuildID(copy with a byte appended) = %q, %v, want %q", got, ok, want)
+	if got := fileID(t, copyPath, nil).BuildID; got != want {
+		t.Errorf("build id of a copy with a byte appended = %q, want %q", got, want)
 	}
-	if got, ok := h.BuildID("/etc/passwd"); ok {
-		t.Errorf("BuildID(/etc/passwd) = %q, want none", got)
+	if got := fileID(t, "/etc/passwd", nil).BuildID; got != "" {
+		t.Errorf("build id of /etc/passwd = %q, want none", got)
 	}
+}
+
+// fileID opens path as a worker does (any regular file) and reads its ids.
+func fileID(t *testing.T, path string, sizes []int64) detect.FileID {
+	t.Helper()
+	f, st, err := openVerified(unix.AT_FDCWD, path, openFlags|unix.O_NOFOLLOW, 0, fileKey{})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	defer f.Close()
+	id, err := readFileID(f, st.Size, sizes, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return id
 }
 
 // FuzzReadBuildID feeds arbitrary bytes as an executable: the parser must not
@@ -121,9 +140,11 @@ func FuzzReadBuildID(f *testing.F) {
 	})
 }
 
-// TestBuildIDRefusesSwappable: a FIFO is not read (it would block) and a
-// final symbolic link is not followed (it could be swapped between calls).
-func TestBuildIDRefusesSwappable(t *testing.T) {
+// TestOpenRefusesSwappable: a FIFO is not opened for reading (it would
+// block), a final symbolic link is not followed (it could be swapped between
+// calls), and a regular file with another inode than the record's is not
+// read.
+func TestOpenRefusesSwappable(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -133,10 +154,32 @@ func TestBuildIDRefusesSwappable(t *testing.T) {
 	if err := os.Symlink("/usr/bin/base64", link); err != nil {
 		t.Fatal(err)
 	}
-	h := NewHasher()
-	for _, p := range []string{fifo, link, filepath.Join(dir, "missing")} {
-		if id, ok := h.BuildID(p); ok {
-			t.Errorf("BuildID(%s) = %q, want none", p, id)
+	var st unix.Stat_t
+	if err := unix.Stat("/usr/bin/base64", &st); err != nil {
+		t.Skipf("no /usr/bin/base64: %v", err)
+	}
+	other := fileKey{dev: AuditDev(st.Dev), ino: st.Ino + 1}
+	for _, tt := range []struct {
+		path string
+		key  fileKey
+	}{
+		{fifo, fileKey{}}, {link, fileKey{}}, {filepath.Join(dir, "missing"), fileKey{}}, {"/usr/bin/base64", other},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			f, _, err := openVerified(unix.AT_FDCWD, tt.path, openFlags|unix.O_NOFOLLOW, 0, tt.key)
+			if err == nil {
+				f.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("openVerified(%s, %+v) succeeded, want refused", tt.path, tt.key)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("openVerified(%s) blocked", tt.path)
 		}
 	}
 }

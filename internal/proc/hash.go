@@ -3,87 +3,153 @@ package proc
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"slices"
-	"syscall"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/encwatch/encwatch/detect"
 )
 
-// maxHashEntries bounds the Hasher's cache; past it the cache starts over.
-const maxHashEntries = 8192
-
-// Hasher hashes executed files for the renamed-encoder check. It implements
-// detect.Files: a file is hashed only when its size is that of a known
-// encoder, once per device, inode, size and modification time. It is owned
-// by one goroutine, the detection stage.
-type Hasher struct {
-	cache map[fileKey]hashResult
-	ids   map[fileKey]hashResult // build ids, see BuildID
-}
-
-type fileKey struct {
-	dev, ino   uint64
-	size       int64
-	mtimeNanos int64
-}
-
-type hashResult struct {
-	sum string
-	ok  bool
-}
-
+// Errors of a lookup; counted, never returned to detection.
 var (
-	_ detect.Files    = (*Hasher)(nil)
-	_ detect.BuildIDs = (*Hasher)(nil)
+	errDeadline   = errors.New("file read past its deadline")
+	errNotTheFile = errors.New("not the regular file the record names")
 )
 
-// NewHasher returns a Hasher with an empty cache.
-func NewHasher() *Hasher {
-	return &Hasher{cache: make(map[fileKey]hashResult), ids: make(map[fileKey]hashResult)}
-}
+// openFlags open a file the daemon reads on an event's behalf: read only;
+// O_NONBLOCK so that a FIFO swapped in does not wait for a writer and a
+// lease does not stall the open for lease-break-time (fs/locks.c answers
+// EWOULDBLOCK instead); O_NOCTTY so that a terminal never becomes ours.
+const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEXEC
 
-// Hash returns the hex SHA-256 of the regular file at path if its size is
-// one of sizes.
-func (h *Hasher) Hash(path string, sizes []int64) (string, bool) {
-	if len(sizes) == 0 {
-		return "", false
-	}
-	fi, err := os.Stat(path)
-	if err != nil || !fi.Mode().IsRegular() {
-		return "", false
-	}
-	if _, found := slices.BinarySearch(sizes, fi.Size()); !found {
-		return "", false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "", false
-	}
-	k := fileKey{dev: st.Dev, ino: st.Ino, size: fi.Size(), mtimeNanos: fi.ModTime().UnixNano()}
-	r, hit := h.cache[k]
-	if hit {
-		return r.sum, r.ok
-	}
-	r = hashFile(path, fi.Size())
-	if len(h.cache) >= maxHashEntries {
-		clear(h.cache)
-	}
-	h.cache[k] = r
-	return r.sum, r.ok
-}
+// hashChunk is what one read hashes between deadline checks.
+const hashChunk = 256 << 10
 
-func hashFile(path string, size int64) hashResult {
-	f, err := os.Open(path)
+// identify reads ref for job j: through /proc/PID/exe when that is the
+// file, else by its path under the process's root, then its parent's (the
+// process has often exited: an encoder run lasts milliseconds).
+func (i *Identifier) identify(j *Job, ref fileRef, deadline time.Time) (fileResult, error) {
+	r := fileResult{key: ref.key}
+	f, st, err := i.open(j, ref)
 	if err != nil {
-		return hashResult{}
+		return r, err
 	}
 	defer f.Close()
-	s := sha256.New()
-	// The size was checked; a file growing meanwhile is cut at it.
-	if _, err := io.Copy(s, io.LimitReader(f, size)); err != nil {
-		return hashResult{}
+	r.stable = st.Uid == 0 && st.Mode&0o022 == 0
+	ck := contentKey{dev: st.Dev, ino: st.Ino, size: st.Size, ctime: st.Ctim.Nano()}
+	i.mu.Lock()
+	id, hit := i.content[ck]
+	i.mu.Unlock()
+	if hit {
+		r.id = id
+		return r, nil
 	}
-	return hashResult{sum: hex.EncodeToString(s.Sum(nil)), ok: true}
+	if r.id, err = readFileID(f, st.Size, j.sizes, deadline); err != nil {
+		return r, err
+	}
+	i.read.Add(1)
+	i.mu.Lock()
+	if len(i.content) >= i.maxEntries {
+		clear(i.content)
+	}
+	i.content[ck] = r.id
+	i.mu.Unlock()
+	return r, nil
+}
+
+// open returns ref opened read-only and verified: a regular file, with the
+// record's device and inode when it has them.
+func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
+	if ref.key.ino != 0 {
+		// A magic link: O_NOFOLLOW would refuse it (ELOOP), and it needs
+		// none, since no path is walked.
+		if f, st, err := openVerified(unix.AT_FDCWD, i.procPath(j.pid, "exe"), openFlags, 0, ref.key); err == nil {
+			return f, st, nil
+		}
+	}
+	names := []string{ref.path}
+	if ref.key.ino != 0 && j.exe != "" && j.exe != ref.path {
+		names = append(names, j.exe) // exe is the resolved name, without symbolic links
+	}
+	err := errNotTheFile
+	for _, pid := range [...]int{j.pid, j.ppid} {
+		if pid <= 0 {
+			continue
+		}
+		for _, name := range names {
+			var f *os.File
+			var st *unix.Stat_t
+			if f, st, err = i.openInRoot(pid, name, ref.key); err == nil {
+				return f, st, nil
+			}
+		}
+	}
+	return nil, nil, err
+}
+
+// openInRoot opens name as process pid sees it: resolved inside
+// /proc/PID/root (RESOLVE_IN_ROOT: an absolute symbolic link stays in the
+// process's root), no magic links, no final symbolic link.
+func (i *Identifier) openInRoot(pid int, name string, key fileKey) (*os.File, *unix.Stat_t, error) {
+	if !strings.HasPrefix(name, "/") {
+		return nil, nil, errNotTheFile
+	}
+	root, err := unix.Open(i.procPath(pid, "root"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unix.Close(root)
+	return openVerified(root, strings.TrimLeft(name, "/"), openFlags|unix.O_NOFOLLOW,
+		unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS, key)
+}
+
+// openVerified opens path (relative to dir) with flags and resolve
+// (openat2), and keeps the descriptor only when fstat shows a regular file
+// with key's device and inode (any regular file when key has no inode).
+func openVerified(dir int, path string, flags int, resolve uint64, key fileKey) (*os.File, *unix.Stat_t, error) {
+	fd, err := unix.Openat2(dir, path, &unix.OpenHow{Flags: uint64(flags), Resolve: resolve})
+	if err != nil {
+		return nil, nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || key.ino != 0 && (st.Ino != key.ino || AuditDev(st.Dev) != key.dev) {
+		unix.Close(fd)
+		return nil, nil, errNotTheFile
+	}
+	return os.NewFile(uintptr(fd), path), &st, nil
+}
+
+// readFileID reads the build id of f and, when its size is one of sizes
+// (sorted), its SHA-256, giving up at deadline.
+func readFileID(f *os.File, size int64, sizes []int64, deadline time.Time) (detect.FileID, error) {
+	var id detect.FileID
+	id.BuildID, _ = ReadBuildID(f) // "" for a file without one
+	if _, found := slices.BinarySearch(sizes, size); !found {
+		return id, nil
+	}
+	s := sha256.New()
+	buf := make([]byte, hashChunk)
+	// The size was checked; a file growing meanwhile is cut at it.
+	for off := int64(0); off < size; {
+		if time.Now().After(deadline) {
+			return detect.FileID{}, errDeadline
+		}
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		s.Write(buf[:n])
+		off += int64(n)
+		if err == io.EOF && off < size || err != nil && err != io.EOF {
+			return detect.FileID{}, errNotTheFile
+		}
+	}
+	id.SHA256 = hex.EncodeToString(s.Sum(nil))
+	return id, nil
 }

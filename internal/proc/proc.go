@@ -1,7 +1,8 @@
 // Package proc keeps what the daemon knows about processes: an ancestry
-// cache fed from the execs it observes, with /proc as fallback, a content
-// hasher for executed files, and uid to user name lookups. It implements
-// detect.Processes and detect.Files.
+// cache fed from the execs it observes, with /proc as fallback, bounded in
+// bytes; the identity of executed files, read off the detection path
+// through the process's own view of the filesystem (identify.go); and uid
+// to user name lookups. It implements detect.Processes and detect.Files.
 package proc
 
 import (
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/encwatch/encwatch/audit"
@@ -23,6 +25,26 @@ import (
 const (
 	DefaultMaxEntries = 32768
 	DefaultTTL        = 10 * time.Minute
+	// DefaultMaxArgvBytes is the argv a process keeps: enough for the
+	// command lines ancestry shows and parent conditions match, while an
+	// exec with megabytes of arguments (ARG_MAX is a quarter of the stack
+	// limit) costs the cache no more than any other.
+	DefaultMaxArgvBytes = 4 << 10
+	// DefaultMaxBytes is the cache's budget: at DefaultMaxEntries
+	// processes of DefaultMaxArgvBytes each it would hold 128 MiB, so
+	// bytes, not entries, bound it against execs with big arguments.
+	DefaultMaxBytes = 32 << 20
+	// DefaultReadTimeout bounds one process read from /proc. A read of
+	// /proc/PID/cmdline takes the process's mmap lock, which its owner can
+	// hold (a userfaultfd or FUSE-backed mapping); detection gives up and
+	// goes on without the process.
+	DefaultReadTimeout = 100 * time.Millisecond
+	// maxStuckReads bounds the /proc reads left blocked past their
+	// timeout; with that many, further misses are not read at all.
+	maxStuckReads = 4
+	// entryOverhead approximates an entry's bytes beyond its strings: the
+	// entry, its list element, map slot and string headers.
+	entryOverhead = 256
 )
 
 // Options configure a Cache.
@@ -38,6 +60,13 @@ type Options struct {
 	// TTL is how long an entry is trusted after it was last observed or
 	// read: an exited process ages out, and a reused pid is read afresh.
 	TTL time.Duration
+	// MaxArgvBytes bounds the argv kept per process; the rest is cut.
+	MaxArgvBytes int
+	// MaxBytes bounds the cache's memory (argv, exe and per-entry
+	// overhead); the least recently used go first.
+	MaxBytes int64
+	// ReadTimeout bounds a read of one process from Root.
+	ReadTimeout time.Duration
 	// Now stands in for the clock.
 	Now func() time.Time
 }
@@ -46,34 +75,54 @@ type Options struct {
 // detection stage, and takes no lock on that per-event path; only Stats may
 // be called from another goroutine.
 type Cache struct {
-	root    string
-	offline bool
-	max     int
-	ttl     time.Duration
-	now     func() time.Time
+	root        string
+	offline     bool
+	max         int
+	maxArgv     int
+	maxBytes    int64
+	ttl         time.Duration
+	readTimeout time.Duration
+	now         func() time.Time
 
 	entries map[int]*list.Element // of *entry
 	lru     list.List             // front: most recently used
+	bytes   int64                 // sum of the entries' cost
+	// stuck holds a token per /proc read still running past its timeout.
+	stuck chan struct{}
 	// Counters, read with Stats from any goroutine.
 	size                           atomic.Int64
+	memory                         atomic.Int64
 	hits, misses, reads, evictions atomic.Uint64
+	timeouts                       atomic.Uint64
 }
 
 type entry struct {
 	p    detect.Process
 	seen time.Time
+	cost int64
 }
 
 var _ detect.Processes = (*Cache)(nil)
 
 // New returns an empty Cache.
 func New(o Options) *Cache {
-	c := &Cache{root: o.Root, offline: o.Offline, max: o.MaxEntries, ttl: o.TTL, now: o.Now, entries: make(map[int]*list.Element)}
+	c := &Cache{root: o.Root, offline: o.Offline, max: o.MaxEntries, maxArgv: o.MaxArgvBytes, maxBytes: o.MaxBytes,
+		ttl: o.TTL, readTimeout: o.ReadTimeout, now: o.Now, entries: make(map[int]*list.Element),
+		stuck: make(chan struct{}, maxStuckReads)}
 	if c.root == "" {
 		c.root = "/proc"
 	}
 	if c.max <= 0 {
 		c.max = DefaultMaxEntries
+	}
+	if c.maxArgv <= 0 {
+		c.maxArgv = DefaultMaxArgvBytes
+	}
+	if c.maxBytes <= 0 {
+		c.maxBytes = DefaultMaxBytes
+	}
+	if c.readTimeout <= 0 {
+		c.readTimeout = DefaultReadTimeout
 	}
 	if c.ttl <= 0 {
 		c.ttl = DefaultTTL
@@ -94,20 +143,56 @@ func (c *Cache) Observe(ev *audit.Event) {
 	c.put(detect.Process{PID: ev.PID, PPID: ev.PPID, Exe: ev.Exe, Argv: ev.Argv, UID: ev.UID})
 }
 
+// put remembers p, its argv cut to the cache's bound and copied, so that
+// the cache never keeps an event's full arguments alive.
 func (c *Cache) put(p detect.Process) {
-	if el, ok := c.entries[p.PID]; ok {
-		el.Value = &entry{p: p, seen: c.now()}
-		c.lru.MoveToFront(el)
-		return
+	p.Argv = ClipArgv(p.Argv, c.maxArgv)
+	p.Exe = strings.Clone(p.Exe)
+	e := &entry{p: p, seen: c.now(), cost: entryOverhead + int64(len(p.Exe))}
+	for _, a := range p.Argv {
+		e.cost += int64(len(a)) + 16
 	}
-	c.entries[p.PID] = c.lru.PushFront(&entry{p: p, seen: c.now()})
-	for c.lru.Len() > c.max {
-		old := c.lru.Back()
-		c.lru.Remove(old)
-		delete(c.entries, old.Value.(*entry).p.PID)
+	if el, ok := c.entries[p.PID]; ok {
+		c.bytes -= el.Value.(*entry).cost
+		el.Value = e
+		c.lru.MoveToFront(el)
+	} else {
+		c.entries[p.PID] = c.lru.PushFront(e)
+	}
+	c.bytes += e.cost
+	for c.lru.Len() > c.max || c.bytes > c.maxBytes && c.lru.Len() > 1 {
+		c.evict(c.lru.Back())
 		c.evictions.Add(1)
 	}
 	c.size.Store(int64(c.lru.Len()))
+	c.memory.Store(c.bytes)
+}
+
+func (c *Cache) evict(el *list.Element) {
+	e := el.Value.(*entry)
+	c.lru.Remove(el)
+	delete(c.entries, e.p.PID)
+	c.bytes -= e.cost
+}
+
+// ClipArgv returns a copy of argv holding at most max bytes of it: the
+// arguments that fit, the last one cut. The copy shares no memory with
+// argv.
+func ClipArgv(argv []string, max int) []string {
+	if argv == nil {
+		return nil
+	}
+	out := make([]string, 0, min(len(argv), max/8+1))
+	for _, a := range argv {
+		if len(a) > max {
+			a = a[:max]
+		}
+		out = append(out, strings.Clone(a))
+		if max -= len(a); max <= 0 {
+			break
+		}
+	}
+	return out
 }
 
 // Process returns what is known of pid: from the cache while fresh, else
@@ -123,15 +208,15 @@ func (c *Cache) Process(pid int) (detect.Process, bool) {
 			c.hits.Add(1)
 			return e.p, true
 		}
-		c.lru.Remove(el)
-		delete(c.entries, pid)
+		c.evict(el)
 		c.size.Store(int64(c.lru.Len()))
+		c.memory.Store(c.bytes)
 	}
 	c.misses.Add(1)
 	if c.offline {
 		return detect.Process{}, false
 	}
-	p, err := Read(c.root, pid)
+	p, err := c.read(pid)
 	if err != nil {
 		return detect.Process{}, false
 	}
@@ -147,18 +232,63 @@ func (c *Cache) Ancestry(pid int, max int) []detect.Process {
 
 // Stats are the cache's counters.
 type Stats struct {
-	Entries                        int
+	Entries int
+	// Bytes is the cache's estimated memory, within Options.MaxBytes.
+	Bytes                          int64
 	Hits, Misses, Reads, Evictions uint64
+	// Timeouts counts /proc reads given up on (or not started because
+	// too many were stuck).
+	Timeouts uint64
 }
 
 // Stats returns the cache's counters. It is safe from any goroutine.
 func (c *Cache) Stats() Stats {
-	return Stats{Entries: int(c.size.Load()), Hits: c.hits.Load(), Misses: c.misses.Load(),
-		Reads: c.reads.Load(), Evictions: c.evictions.Load()}
+	return Stats{Entries: int(c.size.Load()), Bytes: c.memory.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Reads: c.reads.Load(), Evictions: c.evictions.Load(), Timeouts: c.timeouts.Load()}
 }
 
-// maxCmdline bounds what is read of /proc/PID/cmdline.
-const maxCmdline = 64 << 10
+var errReadTimeout = errors.New("proc: read timed out")
+
+// read reads pid from /proc within the read timeout. A read still blocked
+// then (a syscall cannot be cancelled) is left to finish on its own
+// goroutine, which holds a stuck token until it does; with every token
+// held, the cache reads nothing more, so at most maxStuckReads goroutines
+// are ever blocked and detection never is.
+func (c *Cache) read(pid int) (detect.Process, error) {
+	select {
+	case c.stuck <- struct{}{}:
+	default:
+		c.timeouts.Add(1)
+		return detect.Process{}, errReadTimeout
+	}
+	type result struct {
+		p   detect.Process
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() { <-c.stuck }()
+		p, err := Read(c.root, pid)
+		done <- result{p, err}
+	}()
+	t := time.NewTimer(c.readTimeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.p, r.err
+	case <-t.C:
+		c.timeouts.Add(1)
+		return detect.Process{}, errReadTimeout
+	}
+}
+
+// Bounds on what is read of /proc/PID files: cmdline as the cache keeps
+// argv; stat and status are a few hundred bytes to a few KiB (proc(5)).
+const (
+	maxCmdline = DefaultMaxArgvBytes
+	maxStat    = 4 << 10
+	maxStatus  = 16 << 10
+)
 
 // Read reads process pid from the proc filesystem at root: the parent pid
 // from stat, argv from cmdline, the executable from the exe link (empty when
@@ -166,7 +296,7 @@ const maxCmdline = 64 << 10
 // real uid from status.
 func Read(root string, pid int) (detect.Process, error) {
 	dir := filepath.Join(root, strconv.Itoa(pid))
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	stat, err := readBounded(filepath.Join(dir, "stat"), maxStat)
 	if err != nil {
 		return detect.Process{}, err
 	}
@@ -181,7 +311,7 @@ func Read(root string, pid int) (detect.Process, error) {
 	if exe, err := os.Readlink(filepath.Join(dir, "exe")); err == nil {
 		p.Exe = strings.TrimSuffix(exe, " (deleted)")
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "status")); err == nil {
+	if b, err := readBounded(filepath.Join(dir, "status"), maxStatus); err == nil {
 		if uid, ok := ParseStatusUID(b); ok {
 			p.UID = uid
 		}
@@ -189,8 +319,10 @@ func Read(root string, pid int) (detect.Process, error) {
 	return p, nil
 }
 
+// readBounded reads at most n bytes of path, opened without following a
+// final symbolic link and without blocking.
 func readBounded(path string, n int64) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}

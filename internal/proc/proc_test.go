@@ -184,7 +184,7 @@ func TestParseCgroupContainerID(t *testing.T) {
 	}
 }
 
-func TestHasher(t *testing.T) {
+func TestReadFileID(t *testing.T) {
 	dir := t.TempDir()
 	data := []byte("#!/bin/sh\necho not really base64\n")
 	p := filepath.Join(dir, "x")
@@ -193,23 +193,72 @@ func TestHasher(t *testing.T) {
 	}
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
-	h := NewHasher()
-	if got, ok := h.Hash(p, []int64{1, int64(len(data))}); !ok || got != want {
-		t.Errorf("Hash = %q, %v, want %q", got, ok, want)
+	if got := fileID(t, p, []int64{1, int64(len(data))}).SHA256; got != want {
+		t.Errorf("SHA256 = %q, want %q", got, want)
 	}
-	if _, ok := h.Hash(p, []int64{5}); ok {
-		t.Error("Hash of a file of another size succeeded")
+	if got := fileID(t, p, []int64{5}).SHA256; got != "" {
+		t.Errorf("SHA256 of a file of another size = %q, want none", got)
 	}
-	if _, ok := h.Hash(filepath.Join(dir, "missing"), []int64{int64(len(data))}); ok {
-		t.Error("Hash of a missing file succeeded")
-	}
-	// Rewritten in place: same inode, new size and mtime, new hash.
+	// Rewritten in place: same inode, new size, new hash.
 	data2 := []byte("#!/bin/sh\necho changed contents here\n")
 	if err := os.WriteFile(p, data2, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	sum2 := sha256.Sum256(data2)
-	if got, ok := h.Hash(p, []int64{int64(len(data)), int64(len(data2))}); !ok || got != hex.EncodeToString(sum2[:]) {
-		t.Errorf("Hash after rewrite = %q, %v, want the new sum", got, ok)
+	if got := fileID(t, p, []int64{int64(len(data)), int64(len(data2))}).SHA256; got != hex.EncodeToString(sum2[:]) {
+		t.Errorf("SHA256 after rewrite = %q, want the new sum", got)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := readFileID(f, int64(len(data2)), []int64{int64(len(data2))}, time.Now().Add(-time.Second)); err != errDeadline {
+		t.Errorf("readFileID past its deadline: %v, want errDeadline", err)
+	}
+}
+
+// TestArgvBoundedByBytes: an exec with megabytes of arguments costs the
+// cache a few KiB, and the cache as a whole stays within its byte budget.
+func TestArgvBoundedByBytes(t *testing.T) {
+	big := strings.Repeat("A", 1<<20)
+	c := New(Options{Offline: true, MaxArgvBytes: 4096, MaxBytes: 64 << 10})
+	for pid := 100; pid < 200; pid++ {
+		c.Observe(execEv(pid, 1, "/usr/bin/true", "true", big, big))
+	}
+	st := c.Stats()
+	if st.Bytes > 64<<10 {
+		t.Errorf("Stats.Bytes = %d, want at most %d", st.Bytes, 64<<10)
+	}
+	if st.Entries == 0 || st.Evictions == 0 {
+		t.Errorf("Stats = %+v, want some entries kept and some evicted", st)
+	}
+	p, ok := c.Process(199)
+	if !ok {
+		t.Fatal("Process(199) not found, want the latest exec")
+	}
+	n := 0
+	for _, a := range p.Argv {
+		n += len(a)
+	}
+	if n > 4096 || len(p.Argv) != 2 || p.Argv[0] != "true" {
+		t.Errorf("argv kept %d bytes in %d args (argv[0] %q), want at most 4096 in 2 starting with true", n, len(p.Argv), p.Argv[0])
+	}
+}
+
+func TestClipArgv(t *testing.T) {
+	for _, tt := range []struct {
+		argv []string
+		max  int
+		want []string
+	}{
+		{nil, 10, nil},
+		{[]string{"a", "bc"}, 10, []string{"a", "bc"}},
+		{[]string{"abcdef", "gh"}, 4, []string{"abcd"}},
+		{[]string{"ab", "", "cdef"}, 4, []string{"ab", "", "cd"}},
+	} {
+		if got := ClipArgv(tt.argv, tt.max); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ClipArgv(%q, %d) = %q, want %q", tt.argv, tt.max, got, tt.want)
+		}
 	}
 }

@@ -1,0 +1,333 @@
+package proc
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/detect"
+)
+
+// Defaults for IdentifierOptions left zero.
+const (
+	// DefaultIdentifyWorkers read files in parallel; two keep one slow
+	// file from holding up every other lookup.
+	DefaultIdentifyWorkers = 2
+	// DefaultIdentifyQueue bounds the lookups waiting for a worker. Each
+	// holds its event, so the bound is also one on memory.
+	DefaultIdentifyQueue = 256
+	// DefaultIdentifyTimeout is the deadline of one lookup: a file bigger
+	// than what reads in it is not identified.
+	DefaultIdentifyTimeout = 2 * time.Second
+	// DefaultIdentifyEntries bounds the files known by device and inode
+	// (about 200 bytes each: a key, two hex ids).
+	DefaultIdentifyEntries = 16384
+	// DefaultIdentifyBytes bounds the argv of the events waiting for a
+	// lookup: a user can run their own binary with 2 MB of arguments over
+	// and over, and each lookup holds its event until detection takes it
+	// back.
+	DefaultIdentifyBytes = 16 << 20
+)
+
+// IdentifierOptions configure an Identifier.
+type IdentifierOptions struct {
+	// Root is the proc filesystem, "/proc" unless a test says otherwise.
+	Root string
+	// Offline answers every lookup Unknown: for replay, whose pids and
+	// files belong to another time or host.
+	Offline bool
+	// Workers, Queue, Timeout, MaxEntries and MaxBytes: see the defaults.
+	Workers    int
+	Queue      int
+	Timeout    time.Duration
+	MaxEntries int
+	MaxBytes   int64
+}
+
+// Identifier identifies the files exec events ran (detect.Files), by the
+// rule for every file the daemon touches on an event's behalf: never by a
+// path a user can swap, never blocking detection.
+//
+// Identify, on the detection goroutine, answers from a cache keyed by the
+// PATH records' device and inode, with no system call. A file it does not
+// know is queued for a worker (a full queue drops the lookup and counts
+// it), and Identify answers Pending at once. A worker opens the file
+// through the process's own view of the filesystem (/proc/PID/exe, else
+// the path under /proc/PID/root or its parent's), without following a
+// final symbolic link and without blocking, checks that the descriptor is a
+// regular file with the record's device and inode, and reads its build id
+// and, when its size is an encoder's, its SHA-256, within a deadline. The
+// finished Job comes back on Done; the detection goroutine passes it to
+// Learn and re-evaluates the event Learn returns.
+//
+// Only files that no untrusted user can change (owned by root, not group
+// or world writable) are cached by device and inode; any other is looked
+// at again on each exec, by a worker that re-reads it only when its size
+// or change time differ: a user who rewrites their own file in place keeps
+// its inode.
+type Identifier struct {
+	root       string
+	offline    bool
+	workers    int
+	timeout    time.Duration
+	maxEntries int
+
+	// Owned by the detection goroutine.
+	known map[fileKey]detect.FileID
+	fresh *Job
+	buf   []detect.FileID
+	// waiting is the argv bytes of the events whose lookup is not back.
+	waiting, maxBytes int64
+
+	jobs chan *Job
+	done chan *Job
+
+	// Shared by the workers.
+	mu      sync.Mutex
+	content map[contentKey]detect.FileID
+
+	queued, dropped, read, failed, timedOut atomic.Uint64
+}
+
+var _ detect.Files = (*Identifier)(nil)
+
+// fileKey is a file as an audit PATH record names it.
+type fileKey struct {
+	dev string // "fe:00", as the kernel prints it
+	ino uint64
+}
+
+// contentKey is a file's content as far as fstat tells: a write changes
+// the change time, which no unprivileged user can set.
+type contentKey struct {
+	dev, ino uint64
+	size     int64
+	ctime    int64
+}
+
+// Job is one queued lookup: the event Identify was asked about and the
+// files of it that were not known. A worker fills in the results.
+type Job struct {
+	ev        *audit.Event
+	pid, ppid int
+	exe       string
+	sizes     []int64
+	refs      []fileRef
+	results   []fileResult
+	bytes     int64 // what ev holds, counted in Identifier.waiting
+}
+
+// fileRef is a file to read: from a PATH record (key set) or a path alone
+// (key.ino 0: the program a dynamic loader runs, which no record names).
+type fileRef struct {
+	key  fileKey
+	path string // absolute, in the process's view
+}
+
+type fileResult struct {
+	key    fileKey
+	id     detect.FileID
+	stable bool // no untrusted user can change the file
+}
+
+// NewIdentifier returns an Identifier with an empty cache. Run starts its
+// workers.
+func NewIdentifier(o IdentifierOptions) *Identifier {
+	i := &Identifier{root: o.Root, offline: o.Offline, workers: o.Workers, timeout: o.Timeout, maxEntries: o.MaxEntries, maxBytes: o.MaxBytes}
+	if i.root == "" {
+		i.root = "/proc"
+	}
+	if i.workers <= 0 {
+		i.workers = DefaultIdentifyWorkers
+	}
+	if i.timeout <= 0 {
+		i.timeout = DefaultIdentifyTimeout
+	}
+	if i.maxEntries <= 0 {
+		i.maxEntries = DefaultIdentifyEntries
+	}
+	if i.maxBytes <= 0 {
+		i.maxBytes = DefaultIdentifyBytes
+	}
+	queue := o.Queue
+	if queue <= 0 {
+		queue = DefaultIdentifyQueue
+	}
+	i.known = make(map[fileKey]detect.FileID)
+	i.content = make(map[contentKey]detect.FileID)
+	i.jobs = make(chan *Job, queue)
+	i.done = make(chan *Job, queue)
+	return i
+}
+
+// Identify implements detect.Files. It is called from the detection
+// goroutine only.
+func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, detect.Lookup) {
+	i.buf = i.buf[:0]
+	j := i.fresh
+	i.fresh = nil // kept for the next call only, whatever it asks
+	if j != nil && j.ev == ev {
+		// The re-evaluation of a finished lookup: its results, trusted
+		// or not, are the answer.
+		for _, r := range j.results {
+			i.add(r.id)
+		}
+		return i.buf, detect.Known
+	}
+	if i.offline || ev.PID <= 0 {
+		return nil, detect.Unknown
+	}
+	var missing []fileRef
+	for k := range ev.Paths {
+		pa := &ev.Paths[k]
+		if !execPath(pa) {
+			continue
+		}
+		ref := fileRef{key: fileKey{pa.Dev, pa.Inode}, path: absPath(pa.Name, ev.Cwd)}
+		if id, ok := i.known[ref.key]; ok && pa.Inode != 0 {
+			i.add(id)
+			continue
+		}
+		missing = append(missing, ref)
+	}
+	if len(missing) == 0 {
+		return i.buf, detect.Known
+	}
+	j = &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
+	if i.waiting+j.bytes > i.maxBytes {
+		i.dropped.Add(1)
+		return i.buf, detect.Unknown
+	}
+	select {
+	case i.jobs <- j:
+		i.queued.Add(1)
+		i.waiting += j.bytes
+		return i.buf, detect.Pending
+	default:
+		i.dropped.Add(1)
+		return i.buf, detect.Unknown
+	}
+}
+
+// eventBytes approximates what an event holds in memory: its arguments
+// dominate.
+func eventBytes(ev *audit.Event) int64 {
+	n := int64(1024 + len(ev.Proctitle))
+	for _, a := range ev.Argv {
+		n += int64(len(a)) + 16
+	}
+	return n
+}
+
+func (i *Identifier) add(id detect.FileID) {
+	if id != (detect.FileID{}) {
+		i.buf = append(i.buf, id)
+	}
+}
+
+// execPath reports whether a PATH record of an exec names a file the
+// kernel ran: the program, its script interpreter or its ELF interpreter.
+func execPath(pa *audit.Path) bool {
+	const sIFMT, sIFREG = 0o170000, 0o100000 // st_mode, include/uapi/linux/stat.h
+	return (pa.Nametype == "NORMAL" || pa.Nametype == "") && (pa.Mode == 0 || pa.Mode&sIFMT == sIFREG) && pa.Name != ""
+}
+
+// absPath makes a record's name absolute against the cwd.
+func absPath(name, cwd string) string {
+	if strings.HasPrefix(name, "/") || cwd == "" {
+		return name
+	}
+	return strings.TrimSuffix(cwd, "/") + "/" + name
+}
+
+// Done delivers finished lookups, for the detection goroutine to pass to
+// Learn.
+func (i *Identifier) Done() <-chan *Job { return i.done }
+
+// Learn records what a finished lookup found and returns its event, which
+// the caller re-evaluates (detect.Engine.Reevaluate) before the next
+// Identify. It is called from the detection goroutine only.
+func (i *Identifier) Learn(j *Job) *audit.Event {
+	i.waiting -= j.bytes
+	for _, r := range j.results {
+		if !r.stable || r.key.ino == 0 {
+			continue
+		}
+		if len(i.known) >= i.maxEntries {
+			clear(i.known)
+		}
+		i.known[r.key] = r.id
+	}
+	i.fresh = j
+	return j.ev
+}
+
+// Run runs the workers until ctx ends.
+func (i *Identifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range i.workers {
+		wg.Go(func() { i.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (i *Identifier) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-i.jobs:
+			deadline := time.Now().Add(i.timeout)
+			for _, ref := range j.refs {
+				r, err := i.identify(j, ref, deadline)
+				if err != nil {
+					i.failed.Add(1)
+					if err == errDeadline {
+						i.timedOut.Add(1)
+					}
+				}
+				j.results = append(j.results, r)
+			}
+			select {
+			case i.done <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// IdentifierStats are an Identifier's counters.
+type IdentifierStats struct {
+	// Queued lookups went to a worker; Dropped found the queue or the
+	// byte budget full.
+	Queued, Dropped uint64
+	// Read counts files read; Failed, those that could not be opened,
+	// verified or read in time; TimedOut, those past the deadline.
+	Read, Failed, TimedOut uint64
+}
+
+// Stats returns the counters. It is safe from any goroutine.
+func (i *Identifier) Stats() IdentifierStats {
+	return IdentifierStats{Queued: i.queued.Load(), Dropped: i.dropped.Load(),
+		Read: i.read.Load(), Failed: i.failed.Load(), TimedOut: i.timedOut.Load()}
+}
+
+// procPath is root/PID/name.
+func (i *Identifier) procPath(pid int, name string) string {
+	return i.root + "/" + strconv.Itoa(pid) + "/" + name
+}
+
+// AuditDev formats a device number as audit PATH records print it
+// ("dev=%02x:%02x", MAJOR and MINOR, kernel/audit.c audit_log_name).
+func AuditDev(dev uint64) string {
+	return fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
+}

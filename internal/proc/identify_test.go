@@ -1,0 +1,169 @@
+package proc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/detect"
+)
+
+// execEventFor is the exec event of pid running path, with the PATH record
+// the kernel writes for it.
+func execEventFor(t *testing.T, pid int, path string) *audit.Event {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &audit.Event{Syscall: 59, Success: true, PID: pid, PPID: os.Getpid(), Exe: path, Argv: []string{path},
+		Paths: []audit.Path{{Name: path, Dev: AuditDev(st.Dev), Inode: st.Ino, Mode: st.Mode, Nametype: "NORMAL"}}}
+}
+
+// waitJob waits for the identifier's next finished lookup.
+func waitJob(t *testing.T, i *Identifier) *Job {
+	t.Helper()
+	select {
+	case j := <-i.Done():
+		return j
+	case <-time.After(10 * time.Second):
+		t.Fatal("no lookup finished within 10 s")
+		return nil
+	}
+}
+
+// TestIdentifierRenamedCopy: a running renamed copy of base64 is read
+// through the process, off the caller's goroutine; a root-owned file is then
+// known by device and inode, a world-writable one is read again each time.
+func TestIdentifierRenamedCopy(t *testing.T) {
+	b, err := os.ReadFile("/usr/bin/base64")
+	if err != nil {
+		t.Skipf("no /usr/bin/base64: %v", err)
+	}
+	want := fileID(t, "/usr/bin/base64", nil).BuildID
+	for _, tt := range []struct {
+		name   string
+		mode   os.FileMode
+		cached bool
+	}{
+		{"root-owned", 0o755, true},
+		{"world-writable", 0o777, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "innocent")
+			if err := os.WriteFile(path, append(b, 0), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(path, "-d")
+			stdin, err := cmd.StdinPipe() // base64 -d waits on it
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { stdin.Close(); cmd.Wait() }()
+
+			i := NewIdentifier(IdentifierOptions{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go i.Run(ctx)
+			ev := execEventFor(t, cmd.Process.Pid, path)
+			if _, l := i.Identify(ev, nil); l != detect.Pending {
+				t.Fatalf("first Identify = %v, want Pending", l)
+			}
+			if got := i.Learn(waitJob(t, i)); got != ev {
+				t.Fatalf("Learn returned %p, want the event asked about %p", got, ev)
+			}
+			ids, l := i.Identify(ev, nil)
+			if l != detect.Known || len(ids) != 1 || ids[0].BuildID != want {
+				t.Fatalf("Identify after Learn = %+v, %v, want build id %s, Known", ids, l, want)
+			}
+			again := execEventFor(t, cmd.Process.Pid, path)
+			ids, l = i.Identify(again, nil)
+			if got := l == detect.Known; got != tt.cached {
+				t.Fatalf("second exec answered %v (%+v), want known from the cache: %v", l, ids, tt.cached)
+			}
+			if tt.cached && (len(ids) != 1 || ids[0].BuildID != want) {
+				t.Errorf("second exec ids = %+v, want build id %s", ids, want)
+			}
+		})
+	}
+}
+
+// TestIdentifierFIFO: a FIFO under the executed path, as a user swaps it in,
+// is refused at once rather than waited on.
+func TestIdentifierFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "x")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	i := NewIdentifier(IdentifierOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go i.Run(ctx)
+	ev := execEventFor(t, os.Getpid(), fifo)
+	ev.Paths[0].Mode = 0o100755 // as recorded when it was a regular file
+	if _, l := i.Identify(ev, []int64{1}); l != detect.Pending {
+		t.Fatalf("Identify = %v, want Pending", l)
+	}
+	i.Learn(waitJob(t, i))
+	if ids, l := i.Identify(ev, nil); l != detect.Known || len(ids) != 0 {
+		t.Errorf("Identify of a FIFO = %+v, %v, want no ids, Known", ids, l)
+	}
+	if st := i.Stats(); st.Failed != 1 {
+		t.Errorf("Stats.Failed = %d, want 1", st.Failed)
+	}
+}
+
+// TestIdentifierQueueFull: with no worker free, a lookup is dropped and
+// counted, and answered Unknown at once.
+func TestIdentifierQueueFull(t *testing.T) {
+	i := NewIdentifier(IdentifierOptions{Queue: 1})
+	ev := execEventFor(t, os.Getpid(), "/usr/bin/base64")
+	if _, l := i.Identify(ev, nil); l != detect.Pending {
+		t.Fatalf("first Identify = %v, want Pending", l)
+	}
+	if _, l := i.Identify(ev, nil); l != detect.Unknown {
+		t.Fatalf("Identify with a full queue = %v, want Unknown", l)
+	}
+	if st := i.Stats(); st.Dropped != 1 || st.Queued != 1 {
+		t.Errorf("Stats = %+v, want 1 queued, 1 dropped", st)
+	}
+	offline := NewIdentifier(IdentifierOptions{Offline: true})
+	if _, l := offline.Identify(ev, nil); l != detect.Unknown {
+		t.Errorf("offline Identify = %v, want Unknown", l)
+	}
+}
+
+// TestIdentifierByteBudget: lookups hold their events, so past the byte
+// budget a lookup is dropped, and Learn gives the budget back.
+func TestIdentifierByteBudget(t *testing.T) {
+	i := NewIdentifier(IdentifierOptions{MaxBytes: 3 << 20})
+	big := execEventFor(t, os.Getpid(), "/usr/bin/base64")
+	big.Argv = append(big.Argv, strings.Repeat("A", 2<<20))
+	if _, l := i.Identify(big, nil); l != detect.Pending {
+		t.Fatalf("first Identify = %v, want Pending", l)
+	}
+	if _, l := i.Identify(big, nil); l != detect.Unknown {
+		t.Fatalf("Identify past the byte budget = %v, want Unknown", l)
+	}
+	j := <-i.jobs // as a worker would, without reading
+	i.Learn(j)
+	again := execEventFor(t, os.Getpid(), "/usr/bin/base64")
+	again.Argv = big.Argv
+	if _, l := i.Identify(again, nil); l != detect.Pending {
+		t.Errorf("Identify after Learn = %v, want Pending", l)
+	}
+}

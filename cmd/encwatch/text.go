@@ -99,7 +99,7 @@ func (t *textWriter) alert(a *detect.Alert) {
 		}
 		t.field("process", "pid "+strconv.Itoa(e.PID)+", ppid "+strconv.Itoa(e.PPID)+", audit serial "+strconv.FormatUint(e.Serial, 10))
 	}
-	t.ancestry(a.Ancestry)
+	t.ancestry(a.Ancestry, a.Event)
 	if p := a.Payload; p != nil {
 		t.field("decoded", printable(p.Encoding)+", "+strconv.Itoa(p.Length)+" bytes, "+printable(p.Kind)+": \""+printable(p.Preview)+"\"")
 	}
@@ -136,29 +136,32 @@ func idText(id uint32) string {
 	return strconv.FormatUint(uint64(id), 10)
 }
 
-// ancestry writes the chain as a tree, the oldest ancestor first and the
-// alerted process last, each child indented under its parent.
-func (t *textWriter) ancestry(chain []detect.Process) {
-	if len(chain) < 2 {
+// ancestry writes the chain (parent first) as a tree: the oldest ancestor
+// first, each child indented under its parent, and the alerted process last.
+func (t *textWriter) ancestry(chain []detect.Process, e *audit.Event) {
+	if len(chain) == 0 || e == nil {
 		return
 	}
-	for i := len(chain) - 1; i >= 0; i-- {
-		p := chain[i]
-		depth := len(chain) - 1 - i
-		line := strings.Repeat("   ", depth)
+	for depth := 0; depth <= len(chain); depth++ {
+		cmd, pid := "", e.PID
+		if depth < len(chain) {
+			p := chain[len(chain)-1-depth]
+			cmd, pid = shellQuote(p.Argv), p.PID
+			if cmd == "" {
+				cmd = printable(p.Exe)
+			}
+		} else {
+			cmd = shellQuote(e.Argv)
+		}
+		line := ""
 		if depth > 0 {
 			line = strings.Repeat("   ", depth-1) + "└─ "
 		}
-		cmd := shellQuote(p.Argv)
-		if cmd == "" {
-			cmd = printable(p.Exe)
-		}
-		line += cmd + "  (pid " + strconv.Itoa(p.PID) + ")"
 		name := ""
-		if i == len(chain)-1 {
+		if depth == 0 {
 			name = "ancestry"
 		}
-		t.field(name, line)
+		t.field(name, line+cmd+"  (pid "+strconv.Itoa(pid)+")")
 	}
 }
 

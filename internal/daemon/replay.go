@@ -483,8 +483,8 @@ func (t *tally) Close() error { return t.out.Close() }
 // parentOf names the alerted process's parent by its command line, or its
 // pid when the replay never saw it start.
 func parentOf(a *detect.Alert) string {
-	if len(a.Ancestry) > 1 {
-		p := a.Ancestry[1]
+	if len(a.Ancestry) > 0 {
+		p := a.Ancestry[0]
 		if len(p.Argv) > 0 {
 			return strings.Join(p.Argv, " ")
 		}

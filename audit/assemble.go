@@ -137,8 +137,8 @@ type Assembler struct {
 	inflight int // open events over all windows, for MaxInFlight
 	// prunedLost is the lost count of node windows pruned away.
 	prunedLost uint64
-	free     []*inflight
-	stats    AssemblerStats
+	free       []*inflight
+	stats      AssemblerStats
 }
 
 // window is one host's open events and serial sequence.

@@ -104,10 +104,13 @@ func (l *LogReader) ReadJournal(ctx context.Context, r io.Reader, out chan<- []R
 			return err
 		}
 		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			return fmt.Errorf("audit: read journal: %w", errJournalField)
-		}
 		if err != nil && err != io.EOF {
+			if serr := send(); serr != nil {
+				return serr
+			}
+			if err == bufio.ErrBufferFull {
+				err = errJournalField
+			}
 			return fmt.Errorf("audit: read journal: %w", err)
 		}
 		line = bytes.TrimSuffix(line, []byte{'\n'})
@@ -127,6 +130,9 @@ func (l *LogReader) ReadJournal(ctx context.Context, r io.Reader, out chan<- []R
 				// The value follows: read it even if it is not kept.
 				v, berr := readJournalBinary(br)
 				if berr != nil {
+					if serr := send(); serr != nil {
+						return serr
+					}
 					return fmt.Errorf("audit: read journal entry %d: %w", entry+1, berr)
 				}
 				val = v

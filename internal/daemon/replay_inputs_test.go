@@ -319,4 +319,3 @@ func TestReplayProgressReports(t *testing.T) {
 		t.Errorf("last progress = %+v, want done with every byte of the total read", last)
 	}
 }
-

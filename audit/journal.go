@@ -51,14 +51,41 @@ func IsJournalExport(r interface{ Peek(int) ([]byte, error) }) bool {
 	return i > 0 && i < len(head) && (head[i] == '=' || head[i] == '\n') && head[0] == '_'
 }
 
-// journalEntry gathers the fields of one export entry that make a record.
+// journalEntry gathers the fields of one export entry that make a record:
+// each kept value is copied into buf, at offs[slot] (see journalSlot).
 type journalEntry struct {
-	typ, id, srcTime, rtTime, message, host []byte
-	audit                                   bool
-	fields                                  int
+	buf    []byte
+	offs   [6][2]int
+	audit  bool // the entry has _AUDIT_TYPE
+	fields int
 }
 
-func (e *journalEntry) reset() { *e = journalEntry{} }
+// value returns the kept value of slot.
+func (e *journalEntry) value(slot int) []byte { return e.buf[e.offs[slot][0]:e.offs[slot][1]] }
+
+func (e *journalEntry) reset() { *e = journalEntry{buf: e.buf[:0]} }
+
+// field reads the field that starts with line (a text field KEY=value, or
+// a binary field's KEY, whose value br holds next).
+func (e *journalEntry) field(br *bufio.Reader, line []byte) error {
+	e.fields++
+	key, val, text := bytes.Cut(line, []byte{'='})
+	slot := journalSlot(key, e)
+	if !text {
+		// The value follows: read it even if it is not kept.
+		v, err := readJournalBinary(br)
+		if err != nil {
+			return err
+		}
+		val = v
+	}
+	if slot >= 0 {
+		e.offs[slot][0] = len(e.buf)
+		e.buf = append(e.buf, val...)
+		e.offs[slot][1] = len(e.buf)
+	}
+	return nil
+}
 
 // ReadJournal reads a journal export stream from r and sends the audit
 // records among its entries to out, as Read does for log lines: same
@@ -73,8 +100,6 @@ func (l *LogReader) ReadJournal(ctx context.Context, r io.Reader, out chan<- []R
 		batch []Record
 		e     journalEntry
 		entry int
-		buf   []byte // the entry's values, copied out of br
-		offs  [6][2]int
 	)
 	send := func() error {
 		if len(batch) == 0 {
@@ -91,58 +116,31 @@ func (l *LogReader) ReadJournal(ctx context.Context, r io.Reader, out chan<- []R
 	finish := func() {
 		if e.fields > 0 {
 			entry++
-			e.typ, e.id, e.srcTime = buf[offs[0][0]:offs[0][1]], buf[offs[1][0]:offs[1][1]], buf[offs[2][0]:offs[2][1]]
-			e.rtTime, e.message, e.host = buf[offs[3][0]:offs[3][1]], buf[offs[4][0]:offs[4][1]], buf[offs[5][0]:offs[5][1]]
 			if rec, ok := l.journalRecord(&e, entry); ok {
 				batch = append(batch, rec)
 			}
 		}
 		e.reset()
-		buf, offs = buf[:0], [6][2]int{}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		line, err := br.ReadSlice('\n')
+		if err == nil || err == io.EOF {
+			if line = bytes.TrimSuffix(line, []byte{'\n'}); len(line) == 0 {
+				finish()
+			} else if ferr := e.field(br, line); ferr != nil {
+				err = fmt.Errorf("entry %d: %w", entry+1, ferr)
+			}
+		} else if err == bufio.ErrBufferFull {
+			err = errJournalField
+		}
 		if err != nil && err != io.EOF {
 			if serr := send(); serr != nil {
 				return serr
 			}
-			if err == bufio.ErrBufferFull {
-				err = errJournalField
-			}
 			return fmt.Errorf("audit: read journal: %w", err)
-		}
-		line = bytes.TrimSuffix(line, []byte{'\n'})
-		switch {
-		case len(line) == 0:
-			finish()
-		default:
-			e.fields++
-			key, val, binary := line, []byte(nil), false
-			if i := bytes.IndexByte(line, '='); i >= 0 {
-				key, val = line[:i], line[i+1:]
-			} else {
-				binary = true
-			}
-			slot := journalSlot(key, &e)
-			if binary {
-				// The value follows: read it even if it is not kept.
-				v, berr := readJournalBinary(br)
-				if berr != nil {
-					if serr := send(); serr != nil {
-						return serr
-					}
-					return fmt.Errorf("audit: read journal entry %d: %w", entry+1, berr)
-				}
-				val = v
-			}
-			if slot >= 0 {
-				offs[slot][0] = len(buf)
-				buf = append(buf, val...)
-				offs[slot][1] = len(buf)
-			}
 		}
 		if len(batch) >= logBatch || br.Buffered() == 0 {
 			if serr := send(); serr != nil {
@@ -157,7 +155,7 @@ func (l *LogReader) ReadJournal(ctx context.Context, r io.Reader, out chan<- []R
 }
 
 // journalSlot returns where the value of key is kept (-1: not kept), and
-// notes _TRANSPORT=audit on e.
+// notes an audit record's _AUDIT_TYPE on e.
 func journalSlot(key []byte, e *journalEntry) int {
 	switch string(key) {
 	case "_AUDIT_TYPE":
@@ -225,26 +223,26 @@ func (l *LogReader) journalRecord(e *journalEntry, entry int) (Record, bool) {
 // appendJournalRecord rebuilds the record's Data from e's fields:
 // [node=HOST ]audit(SECONDS.MILLIS:ID): FIELDS.
 func appendJournalRecord(dst []byte, e *journalEntry) ([]byte, uint16, error) {
-	typ, ok := parseUint(e.typ, 10)
-	id, ok2 := parseUint(e.id, 10)
-	ts := e.srcTime
+	typ, ok := parseUint(e.value(0), 10)
+	id, ok2 := parseUint(e.value(1), 10)
+	ts := e.value(2)
 	if len(ts) == 0 {
-		ts = e.rtTime
+		ts = e.value(3)
 	}
 	usec, ok3 := parseUint(ts, 10)
 	if !ok || !ok2 || !ok3 || typ > 0xffff {
 		return dst, 0, errJournalAudit
 	}
 	// MESSAGE is the type's name, a space, then the fields.
-	body := e.message
+	body := e.value(4)
 	if i := bytes.IndexByte(body, ' '); i >= 0 {
 		body = body[i+1:]
 	} else {
 		body = nil
 	}
-	if len(e.host) > 0 && bytes.IndexByte(e.host, ' ') < 0 {
+	if host := e.value(5); len(host) > 0 && bytes.IndexByte(host, ' ') < 0 {
 		dst = append(dst, "node="...)
-		dst = append(dst, e.host...)
+		dst = append(dst, host...)
 		dst = append(dst, ' ')
 	}
 	dst = append(dst, "audit("...)

@@ -133,6 +133,7 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 	})
 	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl}
 	in.total = totalSize(files)
+	defer in.Close()
 	stopProgress := startProgress(o.Progress, in, p, tally, start)
 	err = p.run(ctx, in.Run)
 	s := ReplaySummary{Inputs: in.stats, Elapsed: time.Since(start)}

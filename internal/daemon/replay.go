@@ -307,6 +307,8 @@ func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error 
 		switch {
 		case err != nil:
 			r.errs = append(r.errs, err)
+		case name == JournalInput && st.AuditLines() == 0:
+			r.log.Warn("the journal holds no audit record: journald's audit transport is off, or auditd has them")
 		case st.Lines > 0 && st.AuditLines() == 0:
 			r.errs = append(r.errs, fmt.Errorf("replay: %s: not an audit log: none of its %d lines is an audit record", name, st.Lines))
 		}

@@ -116,13 +116,10 @@ func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []
 // ReplayLogs reads o.Inputs through the same pipeline as Run (not live:
 // nothing is looked up on this machine) and writes the alerts to o.Out.
 // Every input is read even when one fails; the error joins each input's
-// (unreadable, or holding lines but no audit record).
+// (missing, unreadable, or holding lines but no audit record).
 func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o ReplayOptions) (ReplaySummary, error) {
 	start := time.Now()
-	files, err := expandInputs(o.Inputs)
-	if err != nil {
-		return ReplaySummary{}, err
-	}
+	files, inputErrs := expandInputs(o.Inputs)
 	tally := newTally(sink.NewStdout("replay", o.Out, o.Format))
 	p := newPipeline(pipelineOptions{
 		Config: cfg,
@@ -135,7 +132,7 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 	in.total = totalSize(files)
 	defer in.Close()
 	stopProgress := startProgress(o.Progress, in, p, tally, start)
-	err = p.run(ctx, in.Run)
+	err := p.run(ctx, in.Run)
 	s := ReplaySummary{Inputs: in.stats, Elapsed: time.Since(start)}
 	stopProgress()
 	st := p.asm.Stats()
@@ -149,7 +146,7 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 			s.Last = i.Last
 		}
 	}
-	return s, errors.Join(err, errors.Join(in.errs...))
+	return s, errors.Join(err, errors.Join(inputErrs...), errors.Join(in.errs...))
 }
 
 // startProgress calls report every progressEvery until the returned stop is
@@ -190,12 +187,14 @@ func startProgress(report func(ReplayProgress), in *replayInput, p *pipeline, t 
 	}
 }
 
-// expandInputs turns directories and globs into files, in reading order.
-func expandInputs(inputs []string) ([]string, error) {
+// expandInputs turns directories and globs into files, in reading order,
+// with an error for each input that names no file.
+func expandInputs(inputs []string) ([]string, []error) {
 	if len(inputs) == 0 {
 		return []string{"-"}, nil
 	}
 	var out []string
+	var errs []error
 	for _, in := range inputs {
 		if in == "-" || in == JournalInput {
 			out = append(out, in)
@@ -206,7 +205,7 @@ func expandInputs(inputs []string) ([]string, error) {
 		case err == nil && fi.IsDir():
 			logs, err := rotatedLogs(in)
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
 			}
 			out = append(out, logs...)
 		case err == nil:
@@ -214,14 +213,14 @@ func expandInputs(inputs []string) ([]string, error) {
 		case strings.ContainsAny(in, "*?["):
 			m, gerr := filepath.Glob(in)
 			if gerr != nil || len(m) == 0 {
-				return nil, fmt.Errorf("replay: %s: no file matches", in)
+				errs = append(errs, fmt.Errorf("replay: %s: no file matches", in))
 			}
 			out = append(out, sortRotation(m)...)
 		default:
-			return nil, fmt.Errorf("replay: %w", err)
+			errs = append(errs, fmt.Errorf("replay: %w", err))
 		}
 	}
-	return out, nil
+	return out, errs
 }
 
 // rotatedLogs lists dir's audit.log* files in rotation order.

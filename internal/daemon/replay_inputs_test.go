@@ -286,11 +286,15 @@ func TestReplayGarbageFile(t *testing.T) {
 	}
 }
 
-// TestReplayMissingInput fails clearly on a path that does not exist.
+// TestReplayMissingInput fails clearly on a path that does not exist, after
+// reading the inputs that do.
 func TestReplayMissingInput(t *testing.T) {
-	_, _, _, err := replayForTest(t, "", ReplayOptions{Inputs: []string{"/nonexistent/audit.log"}})
+	alerts, _, _, err := replayForTest(t, "", ReplayOptions{Inputs: []string{"/nonexistent/audit.log", rotatedDir}})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/audit.log") {
 		t.Errorf("ReplayLogs error = %v, want one naming the path", err)
+	}
+	if len(alerts) == 0 {
+		t.Errorf("ReplayLogs gave no alert, want the other input still read")
 	}
 	_, _, _, err = replayForTest(t, "", ReplayOptions{Inputs: []string{"/nonexistent/*.log"}})
 	if err == nil || !strings.Contains(err.Error(), "no file matches") {

@@ -13,7 +13,7 @@ help:
 	@echo "make test       install test dependencies, lint, and run every test (root: kernel tests)"
 	@echo "make lint       go vet, staticcheck and deadcode"
 	@echo "make test-abuse the abuse suite alone: attacks as nobody on the built daemon (root, kernel audit)"
-	@echo "make bench      parser, assembler and engine benchmarks"
+	@echo "make bench      parser, assembler, engine and replay (50 MB log: plain, gzip, go-libaudit) benchmarks"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
 	@echo "make package-test  build both packages, install/remove the .deb, query the .rpm (root)"
@@ -61,8 +61,11 @@ lint: vet
 	$(STATICCHECK) ./...
 	@out=$$($(DEADCODE) -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions"; exit 1; fi
 
+# The replay benchmark generates a ~50 MB auditd log and replays it plain
+# and gzip'd, side by side with go-libaudit reading the same plain bytes.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./audit/... ./detect/ ./internal/sink/
+	$(GO) test -run '^$$' -bench BenchmarkReplayLog -benchtime 3x -benchmem ./internal/daemon/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -42,6 +42,10 @@ const (
 	DefaultMaxEventBytes = 8 << 20
 )
 
+// maxNodes is how many node windows an Assembler keeps before it forgets
+// those with no open event: far more hosts than one central auditd serves.
+const maxNodes = 4096
+
 // maxArgGap bounds how many missing arguments an EXECVE index may skip; the
 // kernel never skips any, and a forged log must not make argv grow to an
 // index it names.
@@ -117,14 +121,37 @@ type AssemblerStats struct {
 // non-empty Argv marks that fallback. Note that for a failed exec, the
 // proctitle is the calling process's command line, not the attempted one;
 // Paths[0].Name holds the attempted path.
+//
+// Events are keyed by node and serial: a log that aggregates several hosts
+// (auditd's node= prefix) holds one serial sequence per host, so each node
+// has its own window of open events, serial tracker and horizon. Records
+// without a node share one window, which is all a live stream has.
 type Assembler struct {
-	cfg      AssemblerConfig
+	cfg   AssemblerConfig
+	local window // records without node=
+	// nodes holds the windows of records with a node= prefix, by node.
+	nodes map[string]*window
+	// last is the window of the last record pushed: consecutive records
+	// of one host find it without a map lookup.
+	last     *window
+	inflight int // open events over all windows, for MaxInFlight
+	// prunedLost is the lost count of node windows pruned away.
+	prunedLost uint64
+	free       []*inflight
+	stats      AssemblerStats
+}
+
+// window is one host's open events and serial sequence.
+type window struct {
+	node     string
 	inflight map[uint64]*inflight
 	oldest   *inflight // age order: oldest first, linked through next
 	newest   *inflight
-	free     []*inflight
 	serials  serialTracker
-	stats    AssemblerStats
+}
+
+func newWindow(node string) *window {
+	return &window{node: node, inflight: make(map[uint64]*inflight, 64)}
 }
 
 // span is a slice of an in-flight arena, kept as offsets because the arena
@@ -142,6 +169,7 @@ type pathSpans struct {
 // its slices reach a steady size and assembling allocates nothing.
 type inflight struct {
 	serial     uint64
+	win        *window
 	hdr        rawHeader
 	first      time.Time // Push's now at the first record, for Timeout
 	prev, next *inflight
@@ -175,13 +203,18 @@ func NewAssembler(cfg AssemblerConfig) *Assembler {
 	if cfg.MaxEventBytes > math.MaxUint32/2 {
 		cfg.MaxEventBytes = math.MaxUint32 / 2
 	}
-	return &Assembler{cfg: cfg, inflight: make(map[uint64]*inflight, 64)}
+	a := &Assembler{cfg: cfg, local: window{inflight: make(map[uint64]*inflight, 64)}}
+	a.last = &a.local
+	return a
 }
 
 // Stats returns the counters so far.
 func (a *Assembler) Stats() AssemblerStats {
 	s := a.stats
-	s.Lost = a.serials.lost
+	s.Lost = a.local.serials.lost + a.prunedLost
+	for _, w := range a.nodes {
+		s.Lost += w.serials.lost
+	}
 	return s
 }
 
@@ -195,10 +228,11 @@ func (a *Assembler) Push(r Record, now time.Time, emit func(*Event)) {
 		a.stats.Malformed++
 		return
 	}
+	w := a.window(h.node)
 	if r.Type < RecFirstDaemon || r.Type > RecLastDaemon {
 		// auditd numbers its own DAEMON_* records from a counter of its own.
-		a.serials.observe(h.serial)
-		a.completeBehind(emit)
+		w.serials.observe(h.serial)
+		a.completeBehind(w, emit)
 	}
 
 	switch r.Type {
@@ -216,12 +250,12 @@ func (a *Assembler) Push(r Record, now time.Time, emit func(*Event)) {
 		return
 	}
 
-	f := a.inflight[h.serial]
+	f := w.inflight[h.serial]
 	if f == nil {
 		if r.Type == RecEOE {
 			return // the end of an event already emitted (or never seen)
 		}
-		f = a.open(h, now, emit)
+		f = a.open(w, h, now, emit)
 	}
 	f.records++
 	if !a.fold(f, r.Type, body) {
@@ -239,8 +273,54 @@ func (a *Assembler) Expire(now time.Time, emit func(*Event)) {
 	if a.cfg.Mode == ModeReplay {
 		return
 	}
-	for f := a.oldest; f != nil && now.Sub(f.first) >= a.cfg.Timeout; f = a.oldest {
-		a.complete(f, true, emit)
+	a.eachWindow(func(w *window) {
+		for f := w.oldest; f != nil && now.Sub(f.first) >= a.cfg.Timeout; f = w.oldest {
+			a.complete(f, true, emit)
+		}
+	})
+}
+
+// window returns the window of node, making it on first sight.
+func (a *Assembler) window(node []byte) *window {
+	if a.last.node == string(node) {
+		return a.last
+	}
+	w := &a.local
+	if len(node) > 0 {
+		w = a.nodes[string(node)]
+		if w == nil {
+			if a.nodes == nil {
+				a.nodes = make(map[string]*window)
+			}
+			if len(a.nodes) >= maxNodes {
+				a.pruneNodes()
+			}
+			w = newWindow(string(node))
+			a.nodes[w.node] = w
+		}
+	}
+	a.last = w
+	return w
+}
+
+// pruneNodes forgets the node windows holding no open event, keeping their
+// lost counts, so that a log naming endless hosts cannot grow the map
+// without bound.
+func (a *Assembler) pruneNodes() {
+	for node, w := range a.nodes {
+		if w.oldest == nil {
+			w.serials.settle()
+			a.prunedLost += w.serials.lost
+			delete(a.nodes, node)
+		}
+	}
+}
+
+// eachWindow calls fn for the local window, then every node's.
+func (a *Assembler) eachWindow(fn func(*window)) {
+	fn(&a.local)
+	for _, w := range a.nodes {
+		fn(w)
 	}
 }
 
@@ -248,17 +328,30 @@ func (a *Assembler) Expire(now time.Time, emit func(*Event)) {
 // are Incomplete, having missed their closing record. Serials still missing
 // below the highest one seen are counted as lost.
 func (a *Assembler) Flush(emit func(*Event)) {
-	for a.oldest != nil {
-		a.complete(a.oldest, true, emit)
-	}
-	a.serials.settle()
+	a.eachWindow(func(w *window) {
+		for w.oldest != nil {
+			a.complete(w.oldest, true, emit)
+		}
+		w.serials.settle()
+	})
 }
 
-// open starts an in-flight event, evicting the oldest at the bound.
-func (a *Assembler) open(h rawHeader, now time.Time, emit func(*Event)) *inflight {
-	if len(a.inflight) >= a.cfg.MaxInFlight && a.oldest != nil {
-		a.stats.Evicted++
-		a.complete(a.oldest, true, emit)
+// open starts an in-flight event in w, evicting the oldest at the bound:
+// w's own oldest, or, if w holds none, the oldest of another window.
+func (a *Assembler) open(w *window, h rawHeader, now time.Time, emit func(*Event)) *inflight {
+	if a.inflight >= a.cfg.MaxInFlight {
+		victim := w.oldest
+		if victim == nil {
+			a.eachWindow(func(o *window) {
+				if victim == nil || (o.oldest != nil && o.oldest.first.Before(victim.first)) {
+					victim = o.oldest
+				}
+			})
+		}
+		if victim != nil {
+			a.stats.Evicted++
+			a.complete(victim, true, emit)
+		}
 	}
 	var f *inflight
 	if n := len(a.free); n > 0 {
@@ -267,25 +360,27 @@ func (a *Assembler) open(h rawHeader, now time.Time, emit func(*Event)) *infligh
 	} else {
 		f = new(inflight)
 	}
-	f.serial, f.hdr, f.first = h.serial, h, now
+	f.serial, f.win, f.hdr, f.first = h.serial, w, h, now
 	f.hdr.node = nil
 	f.node = f.add(h.node, a.cfg.MaxEventBytes)
-	a.inflight[h.serial] = f
-	f.prev = a.newest
-	if a.newest != nil {
-		a.newest.next = f
+	w.inflight[h.serial] = f
+	a.inflight++
+	f.prev = w.newest
+	if w.newest != nil {
+		w.newest.next = f
 	} else {
-		a.oldest = f
+		w.oldest = f
 	}
-	a.newest = f
+	w.newest = f
 	return f
 }
 
-// completeBehind emits the open events the stream has moved Horizon past,
-// and those left on the far side of a restart of the serial sequence.
-func (a *Assembler) completeBehind(emit func(*Event)) {
-	for f := a.oldest; f != nil; f = a.oldest {
-		d, ahead := serialDistance(a.serials.max, f.serial)
+// completeBehind emits the open events of w that its stream has moved
+// Horizon past, and those left on the far side of a restart of the serial
+// sequence.
+func (a *Assembler) completeBehind(w *window, emit func(*Event)) {
+	for f := w.oldest; f != nil; f = w.oldest {
+		d, ahead := serialDistance(w.serials.max, f.serial)
 		if !(ahead && d > a.cfg.Horizon) && d <= resyncDistance {
 			// Events are opened in near-serial order: the first one not
 			// behind ends the scan, and later ones are caught on later pushes.
@@ -297,16 +392,18 @@ func (a *Assembler) completeBehind(emit func(*Event)) {
 
 // complete emits f's Event (if it is a syscall event) and recycles f.
 func (a *Assembler) complete(f *inflight, early bool, emit func(*Event)) {
-	delete(a.inflight, f.serial)
+	w := f.win
+	delete(w.inflight, f.serial)
+	a.inflight--
 	if f.prev != nil {
 		f.prev.next = f.next
 	} else {
-		a.oldest = f.next
+		w.oldest = f.next
 	}
 	if f.next != nil {
 		f.next.prev = f.prev
 	} else {
-		a.newest = f.prev
+		w.newest = f.prev
 	}
 	if f.hasSyscall {
 		e := f.event(early)

@@ -39,7 +39,7 @@ func isStringField(typ uint16, key string) bool {
 func parseLogLine(line []byte) (Record, error) {
 	// Data is never longer than line: "type=NAME msg=" is dropped and the
 	// node= prefix kept as it was.
-	typ, data, err := appendLogRecord(make([]byte, 0, len(line)), line)
+	typ, _, data, err := appendLogRecord(make([]byte, 0, len(line)), line)
 	if err != nil {
 		return Record{}, fmt.Errorf("audit: parse log line: %w", err)
 	}
@@ -57,4 +57,4 @@ func parseTypeName(name string) (uint16, error) {
 }
 
 // inFlight returns how many events a has open.
-func inFlight(a *Assembler) int { return len(a.inflight) }
+func inFlight(a *Assembler) int { return a.inflight }

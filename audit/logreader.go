@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // maxLogLine is the longest auditd log line ReadLog accepts (1 MiB). The
@@ -21,11 +22,26 @@ var (
 	errNoType   = errors.New("missing type=")
 	errNoMsg    = errors.New("missing msg=")
 	errLongLine = errors.New("line longer than 1 MiB")
+	// errSkip marks a line that is an audit record encwatch has no use for
+	// and cannot read (type=UNKNOWN[1329] msg=?): skipped, not malformed.
+	errSkip = errors.New("skipped record")
 )
 
+// concernsExec reports whether records of type typ are part of an exec's
+// syscall event: the records the Assembler folds into an Event.
+func concernsExec(typ uint16) bool {
+	switch typ {
+	case RecSyscall, RecExecve, RecCwd, RecPath, RecProctitle, RecEOE, RecBprmFcaps:
+		return true
+	}
+	return false
+}
+
 // appendLogRecord appends the Data of line's record to dst and returns the
-// record type and the grown dst: the record's Data is what was appended.
-func appendLogRecord(dst, line []byte) (uint16, []byte, error) {
+// record type, its header and the grown dst: the record's Data is what was
+// appended. A record of a known type that does not concern an exec and
+// has an unreadable header (type=UNKNOWN[1329] msg=?) returns errSkip.
+func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
 		line = line[:len(line)-1]
 	}
@@ -36,51 +52,97 @@ func appendLogRecord(dst, line []byte) (uint16, []byte, error) {
 			i++
 		}
 		if i == 5 || i == len(line) {
-			return 0, dst, errBadNode
+			return 0, rawHeader{}, dst, errBadNode
 		}
 		node, line = line[5:i], line[i+1:]
 	}
 	if !hasPrefix(line, "type=") {
-		return 0, dst, errNoType
+		return 0, rawHeader{}, dst, errNoType
 	}
 	line = line[5:]
 	i := 0
 	for i < len(line) && line[i] != ' ' {
 		i++
 	}
-	typ, err := typeFromName(line[:i])
-	if err != nil {
-		return 0, dst, err
-	}
+	typ, typErr := typeFromName(line[:i])
 	for i < len(line) && line[i] == ' ' {
 		i++
 	}
 	line = line[i:]
 	if !hasPrefix(line, "msg=") {
-		return 0, dst, errNoMsg
+		return 0, rawHeader{}, dst, errNoMsg
 	}
 	line = line[4:]
-	if _, _, err := parseHeader(line); err != nil {
-		return 0, dst, err
+	h, _, err := parseHeader(line)
+	switch {
+	case typErr != nil:
+		// The table names every type the kernel and auditd write; a name
+		// outside it is damage, not news.
+		return 0, h, dst, typErr
+	case err != nil && !concernsExec(typ):
+		return 0, h, dst, errSkip
+	case err != nil:
+		return 0, h, dst, err
 	}
+	h.node = node
 	if node != nil {
 		dst = append(dst, "node="...)
 		dst = append(dst, node...)
 		dst = append(dst, ' ')
 	}
 	dst = append(dst, line...)
-	return typ, dst, nil
+	return typ, h, dst, nil
 }
 
-// ReadLog reads auditd log lines from r and sends their records to out in
+// LogStats count what a LogReader has read.
+type LogStats struct {
+	Lines     uint64 // non-blank lines
+	Records   uint64 // records sent
+	Skipped   uint64 // records that concern no exec and have an unreadable header
+	Filtered  uint64 // records outside [Since, Until)
+	Malformed uint64 // lines that are not audit records, or are unreadable exec records
+	// First and Last are the earliest and latest record times sent.
+	First, Last time.Time
+}
+
+// AuditLines reports how many lines were audit records, used or not.
+func (s LogStats) AuditLines() uint64 { return s.Records + s.Skipped + s.Filtered }
+
+// LogReader reads auditd log lines into record batches. Its zero value
+// reads everything and reports nothing. A LogReader is used by one
+// goroutine; Stats is read after Read returns.
+type LogReader struct {
+	// Since and Until, when not zero, keep only records stamped at or
+	// after Since and before Until.
+	Since, Until time.Time
+	// OnMalformed, if set, is told of each malformed line with its
+	// 1-based line number.
+	OnMalformed func(line int, err error)
+
+	stats       LogStats
+	first, last rawHeader // of First and Last, compared without time.Time
+}
+
+// Stats returns the counts of everything Read has read so far.
+func (l *LogReader) Stats() LogStats { return l.stats }
+
+// ReadLog reads auditd log lines from r and sends their records to out, as
+// LogReader.Read does, with onErr told of each malformed line.
+func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(line int, err error)) error {
+	l := LogReader{OnMalformed: onErr}
+	return l.Read(ctx, r, out)
+}
+
+// Read reads auditd log lines from r and sends their records to out in
 // batches of at most logBatch, each a new slice the receiver owns, in file
 // order. A batch is sent when full, and also whenever r has no more input
 // ready, so that a slow stream (an audisp plugin's stdin) is not held back
-// waiting for a full batch. Empty lines are skipped; a malformed or
-// over-long line is reported to onErr (if not nil) with its 1-based line
-// number, and reading goes on. ReadLog returns nil at the end of r, ctx's
+// waiting for a full batch. Empty lines are skipped, and so are records
+// that concern no exec and cannot be read (type=UNKNOWN[1329] msg=?); a
+// malformed or over-long line is reported to OnMalformed with its 1-based
+// line number, and reading goes on. Read returns nil at the end of r, ctx's
 // error if ctx is done, or r's read error. It does not close out.
-func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(line int, err error)) error {
+func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
 		batch   []Record
@@ -132,25 +194,8 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 		}
 		if len(line) > 0 || tooLong {
 			lineN++
-			var perr error
-			switch {
-			case tooLong || len(line) > maxLogLine+1:
-				perr = errLongLine
-			case isBlank(line):
-			default:
-				if cap(arena)-len(arena) < len(line)+64 {
-					arena = make([]byte, 0, max(64<<10, len(line)+64))
-				}
-				var typ uint16
-				var grown []byte
-				typ, grown, perr = appendLogRecord(arena, line)
-				if perr == nil {
-					batch = append(batch, Record{Type: typ, Data: grown[len(arena):len(grown):len(grown)]})
-					arena = grown
-				}
-			}
-			if perr != nil && onErr != nil {
-				onErr(lineN, fmt.Errorf("audit: log line %d: %w", lineN, perr))
+			if r, ok := l.line(line, tooLong, lineN, &arena); ok {
+				batch = append(batch, r)
 			}
 		}
 		long, tooLong = long[:0], false
@@ -165,6 +210,65 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 		if rerr == io.EOF {
 			return send()
 		}
+	}
+}
+
+// line reads one line into a record carved from *arena, counting it.
+func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (Record, bool) {
+	if !tooLong && isBlank(line) {
+		return Record{}, false
+	}
+	l.stats.Lines++
+	var err error
+	if tooLong || len(line) > maxLogLine+1 {
+		err = errLongLine
+	} else {
+		if cap(*arena)-len(*arena) < len(line)+64 {
+			*arena = make([]byte, 0, max(64<<10, len(line)+64))
+		}
+		typ, h, grown, perr := appendLogRecord(*arena, line)
+		switch {
+		case perr == errSkip:
+			l.stats.Skipped++
+			return Record{}, false
+		case perr != nil:
+			err = perr
+		case !l.inRange(h):
+			l.stats.Filtered++
+			return Record{}, false
+		default:
+			rec := Record{Type: typ, Data: grown[len(*arena):len(grown):len(grown)]}
+			*arena = grown
+			l.stats.Records++
+			l.span(h)
+			return rec, true
+		}
+	}
+	l.stats.Malformed++
+	if l.OnMalformed != nil {
+		l.OnMalformed(lineN, fmt.Errorf("audit: log line %d: %w", lineN, err))
+	}
+	return Record{}, false
+}
+
+// inRange reports whether h's time lies within [Since, Until).
+func (l *LogReader) inRange(h rawHeader) bool {
+	if l.Since.IsZero() && l.Until.IsZero() {
+		return true
+	}
+	t := h.time()
+	return (l.Since.IsZero() || !t.Before(l.Since)) && (l.Until.IsZero() || t.Before(l.Until))
+}
+
+// span widens First..Last to h's time.
+func (l *LogReader) span(h rawHeader) {
+	if h.sec < l.first.sec || (h.sec == l.first.sec && h.nsec < l.first.nsec) || l.stats.Records == 1 {
+		l.first = h
+		l.stats.First = h.time()
+	}
+	if h.sec > l.last.sec || (h.sec == l.last.sec && h.nsec > l.last.nsec) || l.stats.Records == 1 {
+		l.last = h
+		l.stats.Last = h.time()
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 //
 //	[node=HOST ]audit(SECONDS.MILLIS:SERIAL): key=value key=value ...[\x1d KEY=value ...]
 //
+// Older auditd wrote its own DAEMON_* records without the colon after the
+// stamp ("audit(T:S) config changed, auid=0"); the parser takes either.
 // The node= prefix is not written by the kernel: ReadLog keeps it from a
 // forwarded auditd log line so that the Event can carry it. The \x1d group
 // separator starts auditd's ENRICHED fields (log_format = ENRICHED).
@@ -167,11 +169,21 @@ func parseHeader(data []byte) (h rawHeader, body []byte, err error) {
 	if !ok {
 		return h, nil, errBadSerial
 	}
-	if i+2 > len(data) || data[i] != ')' || data[i+1] != ':' {
+	if i >= len(data) || data[i] != ')' {
+		return h, nil, errBadHeader
+	}
+	i++
+	switch {
+	case i < len(data) && data[i] == ':':
+		i++
+	case i == len(data) || data[i] == ' ':
+		// auditd's own records (DAEMON_CONFIG in RHEL 7's audit-2.6)
+		// were written "audit(T:S) text": no colon after the stamp.
+	default:
 		return h, nil, errBadHeader
 	}
 	h.sec, h.nsec, h.serial = int64(sec), int64(frac), serial
-	return h, data[i+2:], nil
+	return h, data[i:], nil
 }
 
 // ParseRecord parses a record's header and all its fields, hex-decoding the
@@ -366,6 +378,11 @@ func (s *fieldScanner) value() bool {
 		return true
 	}
 	if !s.enriched && len(s.val) > 0 && isStringKey(s.typ, s.key) {
+		if n := len(s.val) - 1; !validHex(s.val) && s.val[n] == '"' && validHex(s.val[:n]) {
+			// A stray closing quote after a hex value, as in an Ubuntu
+			// 17.10 log (go-libaudit's auparse testdata): the hex is whole.
+			s.val = s.val[:n]
+		}
 		if !validHex(s.val) {
 			s.err = errBadHex
 			return false

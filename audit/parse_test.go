@@ -29,8 +29,10 @@ func TestParseHeader(t *testing.T) {
 		{"serial overflow", "audit(1.000:18446744073709551616): ", Header{}, "", errBadSerial},
 		{"no serial", "audit(1.000:): ", Header{}, "", errBadSerial},
 		{"no close", "audit(1.000:5 x=1", Header{}, "", errBadHeader},
-		{"no colon", "audit(1.000:5) x=1", Header{}, "", errBadHeader},
-		{"truncated", "audit(1.000:5)", Header{}, "", errBadHeader},
+		{"no colon (old auditd's DAEMON_*)", "audit(1.000:5) x=1", Header{Time: time.Unix(1, 0), Serial: 5}, " x=1", nil},
+		{"no colon, no body", "audit(1.000:5)", Header{Time: time.Unix(1, 0), Serial: 5}, "", nil},
+		{"junk after close", "audit(1.000:5)x=1", Header{}, "", errBadHeader},
+		{"junk after colon-less close", "audit(1.000:5);", Header{}, "", errBadHeader},
 		{"node without header", "node=x", Header{}, "", errBadNode},
 		{"empty node", "node= audit(1.000:5):", Header{}, "", errBadNode},
 	}

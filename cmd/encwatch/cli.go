@@ -36,7 +36,9 @@ Commands:
                                      watch execs and raise alerts (root); reloads on SIGHUP and on policy file changes
   status    [--config FILE] [--key KEY]
                                      print the kernel audit status, encwatch's rules and the daemon's health
-  replay    --config FILE [LOG...]   replay auditd log files ("-" for stdin) and print alerts as JSON lines
+  replay    --config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [LOG|DIR|GLOB...]
+                                     replay audit logs (rotated, .gz/.zst/.xz, "-" for stdin, journal exports)
+                                     and print the alerts; a summary goes to stderr
   validate  --config FILE | FILE     check a policy and run its test blocks; prints file:line:col diagnostics, exit 1 on error
   check     --config FILE [--parent CMDLINE] [--user UID] -- ARGV...
                                      print the alerts a command line would raise, without the kernel
@@ -145,28 +147,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	return daemon.Run(ctx, cfg, log, daemon.Options{Mode: *mode, Reload: hup, Version: version})
-}
-
-func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("replay", "--config FILE [LOG...]", stderr)
-	path := fs.String("config", defaultConfig, "policy file")
-	level := fs.String("log-level", "warning", "log level: debug, info, warning, error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger(*level, "text", stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path, config.LoadOptions{})
-	if err != nil {
-		return err
-	}
-	files := fs.Args()
-	if len(files) == 0 {
-		files = []string{"-"}
-	}
-	return daemon.Replay(ctx, cfg, log, files, stdout)
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) error {

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"io"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,22 +12,6 @@ import (
 	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
-
-// Replay reads auditd log files ("-" is stdin) through the same pipeline as
-// Run and writes the alerts as JSON lines to out. It needs no privileges.
-func Replay(ctx context.Context, cfg *config.Config, log *logrus.Entry, files []string, out io.Writer) error {
-	sinks := []sink.Sink{sink.NewStdout("replay", out, nil)}
-	p := newPipeline(pipelineOptions{
-		Config: cfg,
-		Log:    log,
-		// Forensic output must be complete: detection waits for the
-		// writer.
-		Router: newRouter(log, sinks, true),
-	})
-	var in input = replayInput{files: files, log: log}
-	defer in.Close()
-	return p.run(ctx, in.Run)
-}
 
 // pipelineOptions are everything a pipeline is built from; newPipeline sets
 // every field of the pipeline from them and nobody changes one afterwards.

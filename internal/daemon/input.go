@@ -138,7 +138,6 @@ var (
 	_ reconfigurer  = multicastInput{}
 	_ readerStats   = multicastInput{}
 	_ input         = (*audispInput)(nil)
-	_ input         = replayInput{}
 )
 
 // audispInput reads auditd's records from stdin (audisp mode): auditd's
@@ -189,41 +188,3 @@ func (a *audispInput) Run(ctx context.Context, out chan<- []audit.Record) error 
 
 // Close does nothing: stdin is not ours to close.
 func (a *audispInput) Close() error { return nil }
-
-// replayInput reads auditd log files, "-" being stdin, one after the other.
-type replayInput struct {
-	files []string
-	log   *logrus.Entry
-}
-
-// Run reads every file in turn.
-func (r replayInput) Run(ctx context.Context, out chan<- []audit.Record) error {
-	for _, name := range r.files {
-		if err := r.file(ctx, name, out); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (r replayInput) file(ctx context.Context, name string, out chan<- []audit.Record) error {
-	var in io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("replay: %w", err)
-		}
-		defer f.Close()
-		in = f
-	}
-	onErr := func(line int, err error) {
-		r.log.WithFields(logrus.Fields{"file": name, "line": line}).WithError(err).Warn("skipping malformed audit record")
-	}
-	if err := audit.ReadLog(ctx, in, out, onErr); err != nil {
-		return fmt.Errorf("replay %s: %w", name, err)
-	}
-	return nil
-}
-
-// Close does nothing: each file is closed when read.
-func (r replayInput) Close() error { return nil }

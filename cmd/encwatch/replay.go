@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/daemon"
+	"github.com/encwatch/encwatch/internal/sink"
+)
+
+const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [LOG|DIR|GLOB|-...]"
+
+// cmdReplay replays audit logs: alerts to stdout, warnings, the progress
+// line (on a terminal) and the summary to stderr.
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("replay", replaySynopsis, stderr)
+	path := fs.String("config", defaultConfig, "policy file")
+	level := fs.String("log-level", "warning", "log level: debug, info, warning, error")
+	format := fs.String("format", "json", "alert format: text (for people), json, ecs, ocsf, cef, leef")
+	since := fs.String("since", "", "only records at or after this time: RFC 3339, \"2006-01-02 15:04:05\" (local), a date, or @UNIX")
+	until := fs.String("until", "", "only records before this time (same forms as --since)")
+	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*level, "text", stderr)
+	if err != nil {
+		return err
+	}
+	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout}
+	if o.Since, err = parseWhen(*since); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if o.Until, err = parseWhen(*until); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	if *journal {
+		o.Inputs = append(o.Inputs, daemon.JournalInput)
+	}
+	if *format == "text" {
+		o.Format = textFormat(isTerminal(stdout))
+	} else if o.Format, err = sink.NewFormat(*format, version); err != nil {
+		return fmt.Errorf("--format: %w (or text)", err)
+	}
+	cfg, err := config.Load(*path, config.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	if isTerminal(stderr) {
+		o.Progress = progressLine(stderr)
+	}
+	sum, err := daemon.ReplayLogs(ctx, cfg, log, o)
+	if sum.Inputs != nil || sum.Records > 0 {
+		writeSummary(stderr, &sum)
+	}
+	return err
+}
+
+// parseWhen reads a --since/--until time; "" is no bound.
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, "@"); ok {
+		sec, err := strconv.ParseFloat(rest, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q: not @UNIX-SECONDS", s)
+		}
+		return time.Unix(0, int64(sec*1e9)), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q: want RFC 3339, \"2006-01-02 15:04:05\", 2006-01-02 or @UNIX", s)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressLine returns a progress reporter that redraws one line on w (a
+// terminal) and erases it when the replay is done.
+func progressLine(w io.Writer) func(daemon.ReplayProgress) {
+	return func(p daemon.ReplayProgress) {
+		if p.Done {
+			fmt.Fprint(w, "\r\x1b[K")
+			return
+		}
+		fmt.Fprint(w, "\r\x1b[K"+progressText(p))
+	}
+}
+
+// progressText is the progress line's text: bytes read of total, records,
+// alerts, rate and, when the total is known, ETA.
+func progressText(p daemon.ReplayProgress) string {
+	var b strings.Builder
+	secs := p.Elapsed.Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.BytesRead) / secs
+	}
+	fmt.Fprintf(&b, "replay: %s", sizeText(p.BytesRead))
+	if p.BytesTotal > 0 {
+		fmt.Fprintf(&b, " of %s (%d%%)", sizeText(p.BytesTotal), min(100, p.BytesRead*100/p.BytesTotal))
+	}
+	fmt.Fprintf(&b, ", %d records, %d alerts, %s/s", p.Records, p.Alert, sizeText(int64(rate)))
+	if p.BytesTotal > 0 && rate > 0 && p.BytesRead < p.BytesTotal {
+		eta := time.Duration(float64(p.BytesTotal-p.BytesRead) / rate * float64(time.Second))
+		fmt.Fprintf(&b, ", ETA %s", eta.Round(time.Second))
+	}
+	return b.String()
+}
+
+// sizeText writes n bytes as B, KB, MB or GB (powers of 1000).
+func sizeText(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// writeSummary writes the replay's summary: what was read, what was found,
+// where and under whom, what could not be read, and the time covered.
+func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replay summary (%.2f s)\n", s.Elapsed.Seconds())
+	fmt.Fprintf(&b, "  inputs      %d\n", len(s.Inputs))
+	fmt.Fprintf(&b, "  records     %d\n", s.Records)
+	fmt.Fprintf(&b, "  events      %d\n", s.Events)
+	fmt.Fprintf(&b, "  alerts      %d\n", s.Alerts)
+	if !s.First.IsZero() {
+		fmt.Fprintf(&b, "  time span   %s .. %s (%s)\n", s.First.UTC().Format(time.DateTime), s.Last.UTC().Format(time.DateTime+" MST"), s.Last.Sub(s.First).Round(time.Second))
+	}
+	counts := func(title string, cs []daemon.Count) {
+		for i, c := range cs {
+			if i == 0 {
+				fmt.Fprintf(&b, "  %-11s %6d  %s\n", title, c.N, printable(c.Name))
+			} else {
+				fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", c.N, printable(c.Name))
+			}
+		}
+	}
+	counts("signatures", s.BySignature)
+	counts("hosts", s.ByHost)
+	counts("top parents", s.TopParents)
+	fmt.Fprintf(&b, "  malformed   %d lines\n", s.Malformed())
+	for _, in := range s.Inputs {
+		if in.Malformed > 0 {
+			fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", in.Malformed, printable(in.Name))
+		}
+	}
+	io.WriteString(w, b.String())
+}

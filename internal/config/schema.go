@@ -18,7 +18,7 @@ import (
 )
 
 // Top-level block types.
-var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink"}
+var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink", "heartbeat", "collect"}
 
 // state accumulates the policy across the files of one Load.
 type state struct {
@@ -125,6 +125,8 @@ func (st *state) file(b *hclsyntax.Body) {
 			st.test(blk)
 		case "sink":
 			st.sink(blk)
+		case "heartbeat", "collect":
+			st.fleet(blk)
 		default:
 			d.unknownBlock(blk, "the top level", topBlocks, nil)
 		}

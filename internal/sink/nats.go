@@ -24,6 +24,11 @@ import (
 // format the body is in.
 const RecordHeader = "Encwatch-Record"
 
+// SignatureHeader names the alert's signature, so that a subscriber that
+// wants only some records (the collector's heartbeat watch) need not
+// decode the others.
+const SignatureHeader = "Encwatch-Signature"
+
 // NATSOptions configure a NATS sink.
 type NATSOptions struct {
 	Settings NATSSettings
@@ -45,11 +50,9 @@ type NATS struct {
 	format  Format
 	subject subjectTemplate
 
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	ready  bool // the stream is known to exist
-	body   []byte
-	record bytes.Buffer
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	ready bool // the stream is known to exist
 }
 
 var _ Sink = (*NATS)(nil)
@@ -106,7 +109,7 @@ func (n *NATS) Send(ctx context.Context, alerts []detect.Alert) error {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(alerts))
 	for i := range alerts {
-		msg, err := n.message(&alerts[i])
+		msg, err := NATSMessage(n.subject.render(&alerts[i]), &alerts[i], n.format)
 		if err != nil {
 			return Permanent(err)
 		}
@@ -132,16 +135,18 @@ func (n *NATS) Send(ctx context.Context, alerts []detect.Alert) error {
 	return nil
 }
 
-// message renders a into a NATS message: the body in the sink's format,
-// the versioned record in RecordHeader.
-func (n *NATS) message(a *detect.Alert) (*nats.Msg, error) {
-	n.record.Reset()
-	if err := encodeAlert(&n.record, a); err != nil {
-		return nil, fmt.Errorf("nats: encode alert: %w", err)
+// NATSMessage renders a into a NATS message on subject: the body in
+// format f, the versioned record in RecordHeader and the signature in
+// SignatureHeader.
+func NATSMessage(subject string, a *detect.Alert, f Format) (*nats.Msg, error) {
+	rec, err := EncodeRecord(a)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
 	}
-	msg := nats.NewMsg(n.subject.render(a))
-	msg.Data = n.format(nil, a)
-	msg.Header.Set(RecordHeader, strings.TrimRight(n.record.String(), "\n"))
+	msg := nats.NewMsg(subject)
+	msg.Data = f(nil, a)
+	msg.Header.Set(RecordHeader, string(rec))
+	msg.Header.Set(SignatureHeader, a.Signature.Name)
 	return msg, nil
 }
 
@@ -216,7 +221,8 @@ type NATSAuth struct {
 // DialNATS connects to the first reachable of urls (nats.go keeps trying
 // the others, and reconnects for ever), with TLS when tlsOpts says so or a
 // URL is tls://. Each secret file is checked by readSecretFile first.
-func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName string, log *logrus.Entry) (*nats.Conn, error) {
+// extra options come last, to add handlers of the caller's.
+func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName string, log *logrus.Entry, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(clientName),
 		nats.MaxReconnects(-1),
@@ -258,7 +264,7 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		}
 		opts = append(opts, nats.Token(strings.TrimSpace(string(tok))))
 	}
-	nc, err := nats.Connect(strings.Join(urls, ","), opts...)
+	nc, err := nats.Connect(strings.Join(urls, ","), append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect: %w", err)
 	}

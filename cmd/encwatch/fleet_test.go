@@ -143,11 +143,14 @@ sink "nats" "bus" {
   urls    = [%s]
   subject = "encwatch.alerts.{host}"
   stream  = "ENCWATCH"
+  spool {
+    dir = %q
+  }
 }
 sink "file" "local" {
   path = %q
 }
-`, host, interval, quoteList(urls), local)
+`, host, interval, quoteList(urls), local+".spool", local)
 }
 
 // collectorPolicy is a collector of the ENCWATCH stream writing to file.
@@ -219,7 +222,10 @@ func needRoot(t *testing.T) {
 // collector's file; duplicates are allowed only after the collector kill.
 func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	needRoot(t)
-	const agents, perAgent, chunks = 20, 5000, 20
+	agents, perAgent, chunks := 20, 5000, 20
+	if n := os.Getenv("ENCWATCH_FLEET_AGENTS"); n != "" { // a smaller run, to debug
+		fmt.Sscan(n, &agents)
+	}
 	bin := buildEncwatch(t)
 	natsBin := needNATSServer(t)
 	nodes := startNATSCluster(t, 3)
@@ -304,6 +310,7 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	// What the agents raised, from their own files.
 	want := map[string]bool{}
 	deadline := time.Now().Add(150 * time.Second)
+	t.Logf("%.1fs: fed; %s", time.Since(start).Seconds(), streamState(urls))
 	for len(want) < agents*perAgent && time.Now().Before(deadline) {
 		for _, l := range locals {
 			for _, a := range l.next(t) {
@@ -331,8 +338,8 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d alerts never reached a collector's file; collector 0 logs:\n%s\ncollector 1 logs:\n%s",
-				missing, len(want), cols[0].logs.String(), cols[1].logs.String())
+			t.Fatalf("%d of %d alerts never reached a collector's file (%s); collector 0 logs:\n%s\ncollector 1 logs:\n%s\nagent 0 logs:\n%s",
+				missing, len(want), streamState(urls), cols[0].logs.String(), cols[1].logs.String(), ags[0].logs.String())
 		}
 		time.Sleep(100 * time.Millisecond) // polling the collectors' files
 	}

@@ -151,3 +151,28 @@ func createStream(t *testing.T, urls []string, replicas int) {
 		t.Fatalf("create stream: %v", err)
 	}
 }
+
+// streamState says how many messages the stream holds and where the
+// collectors' consumer is, for failure messages.
+func streamState(urls []string) string {
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "ENCWATCH")
+	if err != nil {
+		return err.Error()
+	}
+	si := st.CachedInfo()
+	out := fmt.Sprintf("stream: %d messages", si.State.Msgs)
+	if c, err := st.Consumer(ctx, "siem"); err == nil {
+		ci := c.CachedInfo()
+		out += fmt.Sprintf("; consumer: pending %d, ack pending %d, redelivered %d, delivered %d, ack floor %d",
+			ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream)
+	}
+	return out
+}

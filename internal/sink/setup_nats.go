@@ -56,7 +56,7 @@ func decodeNATS(b *Body, s *NATSSettings) {
 			checkNATSURL(b, rng, s.URLs[i])
 		}
 	}
-	if len(s.URLs) == 0 {
+	if _, urls := b.b.Attributes["urls"]; !urls {
 		b.Require("url")
 	}
 	if rng, ok := b.String("subject", &s.Subject); ok {

@@ -5,13 +5,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/encwatch
 RUNDIR  := bin/run
 
-.PHONY: help build run test test-deps vet bench fuzz clean
+.PHONY: help build run test test-deps vet bench bench-fleet fuzz clean
 
 help:
 	@echo "make build      build $(BIN)"
 	@echo "make run        build and start the daemon with ./config.hcl (root)"
 	@echo "make test       install test dependencies, vet, and run every test (root: kernel tests)"
 	@echo "make bench      parser, assembler and engine benchmarks"
+	@echo "make bench-fleet  alerts/s: agent to NATS JetStream, syslog TCP beside it, stream through a collector"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
 	@echo "make package-test  build both packages, install/remove the .deb, query the .rpm (root)"
@@ -34,7 +35,7 @@ test: test-deps
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.
-TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox
+TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server
 test-deps:
 	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -47,6 +48,12 @@ vet:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./audit/ ./detect/ ./internal/sink/
+
+# The fleet's figures in docs/performance.md ("The fleet: NATS JetStream"):
+# one agent to a JetStream stream, the syslog TCP sink beside it, and the
+# stream through one collector, in one run (needs nats-server).
+bench-fleet: test-deps
+	$(GO) test -run '^$$' -bench BenchmarkFleet -benchtime 20000x ./internal/daemon/
 
 FUZZTIME ?= 30s
 fuzz:

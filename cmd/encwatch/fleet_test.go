@@ -276,33 +276,45 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 		}()
 	}
 
-	// The chaos: a cluster node dies and comes back, then a collector.
-	time.Sleep(time.Second)
-	nodes[1].kill()
-	t.Logf("%.1fs: kill -9 nats-server %s", time.Since(start).Seconds(), nodes[1].name)
-	time.Sleep(2 * time.Second)
-	nodes[1].start(t, natsBin)
-	t.Logf("%.1fs: restarted %s", time.Since(start).Seconds(), nodes[1].name)
-	time.Sleep(time.Second)
-
 	seen := map[string]int{}
 	beforeKill := map[string]int{}
-	read := func(into ...map[string]int) {
+	read := func(into map[string]int) {
 		for _, o := range outs {
 			for _, l := range o.next(t) {
-				if l.Signature.Name != "enc" {
-					continue
-				}
-				for _, m := range into {
-					m[l.ID]++
+				if l.Signature.Name == "enc" {
+					into[l.ID]++
 				}
 			}
 		}
 	}
+	// waitSeen waits until the collectors' files hold n alerts, so that
+	// the kills fall in the middle of the traffic.
+	waitSeen := func(n int) {
+		for deadline := time.Now().Add(120 * time.Second); len(seen) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s)", len(seen), n, streamState(urls))
+			}
+			time.Sleep(100 * time.Millisecond) // polling the collectors' files
+			read(seen)
+		}
+	}
+
+	// The chaos: a cluster node dies and comes back, then a collector.
+	total := agents * perAgent
+	waitSeen(total / 10)
+	nodes[1].kill()
+	t.Logf("%.1fs: kill -9 nats-server %s (%d alerts in the files)", time.Since(start).Seconds(), nodes[1].name, len(seen))
+	time.Sleep(3 * time.Second)
+	nodes[1].start(t, natsBin)
+	t.Logf("%.1fs: restarted %s", time.Since(start).Seconds(), nodes[1].name)
+	waitSeen(total * 3 / 10)
 	cols[0].kill()
-	read(seen, beforeKill)
+	read(seen)
+	for id, n := range seen {
+		beforeKill[id] = n
+	}
 	t.Logf("%.1fs: kill -9 collector 0 (%d alerts in the files)", time.Since(start).Seconds(), len(seen))
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	cols[0].start(t, bin)
 	t.Logf("%.1fs: restarted collector 0", time.Since(start).Seconds())
 	feed.Wait()

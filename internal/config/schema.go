@@ -18,7 +18,7 @@ import (
 )
 
 // Top-level block types.
-var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink", "heartbeat", "collect"}
+var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink"}
 
 // state accumulates the policy across the files of one Load.
 type state struct {

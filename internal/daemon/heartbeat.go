@@ -14,6 +14,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // Signatures of the fleet's records: an agent's heartbeat and clean stop
@@ -43,6 +44,7 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 	next := time.Duration(0)
 	timer := time.NewTimer(next)
 	defer timer.Stop()
+	var checked *config.Config
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,12 +52,29 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 		case <-timer.C:
 		}
 		cfg := d.cfg.Load()
+		if cfg != checked {
+			d.checkHeartbeatSinks(cfg)
+			checked = cfg
+		}
 		next = time.Minute // look again for a block a reload may add
 		if hb := cfg.Heartbeat; hb != nil {
 			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigHeartbeat, started))
 			next = hb.Interval
 		}
 		timer.Reset(next)
+	}
+}
+
+// checkHeartbeatSinks warns of a sink the heartbeat block names and the
+// policy lacks: its heartbeats would go nowhere.
+func (d *daemon) checkHeartbeatSinks(cfg *config.Config) {
+	if cfg.Heartbeat == nil {
+		return
+	}
+	for _, name := range cfg.Heartbeat.Sinks {
+		if !slices.ContainsFunc(cfg.Sinks, func(s sink.Config) bool { return s.Name == name }) {
+			d.log.WithField("sink", name).Warn("the heartbeat block names a sink the policy does not have")
+		}
 	}
 }
 

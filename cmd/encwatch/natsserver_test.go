@@ -176,3 +176,47 @@ func streamState(urls []string) string {
 	}
 	return out
 }
+
+// streamDuplicates counts the messages of the stream whose Nats-Msg-Id an
+// earlier message already had: duplicates stored by the stream itself, as
+// opposed to ones delivered twice by the consumer.
+func streamDuplicates(t *testing.T, urls []string) int {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "ENCWATCH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := st.CachedInfo().State.Msgs
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	dups := 0
+	for n := uint64(0); n < total; {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			n++
+			id := m.Headers().Get(jetstream.MsgIDHeader)
+			if ids[id] {
+				dups++
+			}
+			ids[id] = true
+		}
+		if ctx.Err() != nil {
+			t.Fatal(ctx.Err())
+		}
+	}
+	return dups
+}

@@ -101,6 +101,10 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	routerDone := make(chan error, 1)
 	// The router drains within its deadline once ctx ends.
 	go func() { routerDone <- col.router.Run(ctx) }()
+	var ackers sync.WaitGroup
+	for range ackWorkers {
+		ackers.Go(func() { col.acks.ackLoop(col.log) })
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return col.pull(gctx) })
 	g.Go(func() error { return col.watch(gctx, opts.Check) })
@@ -114,6 +118,8 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	// Whatever no sink took goes back to the stream at once, for another
 	// collector, rather than after the ack wait.
 	col.acks.nakAll()
+	close(col.acks.out)
+	ackers.Wait()
 	if ferr := col.nc.FlushTimeout(2 * time.Second); ferr != nil {
 		col.log.WithError(ferr).Warn("flush acknowledgements")
 	}
@@ -301,7 +307,18 @@ type ackTracker struct {
 	sinks   int
 	mu      sync.Mutex
 	pending map[string]*pendingAck // by alert id
+	// out carries the messages to acknowledge to the ack workers.
+	out chan jetstream.Msg
 }
+
+// Acknowledgements: ackWorkers goroutines each wait for the server's reply
+// to one at a time, ackTries times at most, each within ackTimeout.
+const (
+	ackWorkers = 8
+	ackQueue   = 1 << 16
+	ackTries   = 5
+	ackTimeout = 2 * time.Second
+)
 
 type pendingAck struct {
 	remaining int
@@ -309,7 +326,7 @@ type pendingAck struct {
 }
 
 func newAckTracker(sinks int) *ackTracker {
-	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck)}
+	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck), out: make(chan jetstream.Msg, ackQueue)}
 }
 
 // add records msg as carrying alert id; it reports false when the alert is
@@ -343,7 +360,34 @@ func (t *ackTracker) accepted(_ int, a *detect.Alert) {
 		return
 	}
 	for _, m := range p.msgs {
-		_ = m.Ack() // a lost ack is a redelivery, and the id dedupes it
+		select {
+		case t.out <- m:
+		default:
+			// The workers are behind: acknowledge without waiting for the
+			// reply (a lost one is a redelivery, which the id dedupes).
+			_ = m.Ack()
+		}
+	}
+}
+
+// ackLoop acknowledges the messages of out until it is closed, each with
+// the server's reply (DoubleAck), retried: an acknowledgement lost with the
+// cluster node that carried it would otherwise be a redelivery after the
+// ack wait, and a duplicate in the SIEM.
+func (t *ackTracker) ackLoop(log *logrus.Entry) {
+	for m := range t.out {
+		var err error
+		for range ackTries {
+			ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+			err = m.DoubleAck(ctx)
+			cancel()
+			if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				break
+			}
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			log.WithError(err).Warn("acknowledgement failed; the message will be redelivered")
+		}
 	}
 }
 

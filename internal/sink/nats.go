@@ -203,7 +203,8 @@ func streamMaxBytes(maxBytes int64) int64 {
 	return maxBytes
 }
 
-// Close drains what was published and closes the connection.
+// Close closes the connection; every publish Send returned nil for was
+// already acknowledged by the stream.
 func (n *NATS) Close() error {
 	if n.nc == nil {
 		return nil

@@ -101,10 +101,6 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	routerDone := make(chan error, 1)
 	// The router drains within its deadline once ctx ends.
 	go func() { routerDone <- col.router.Run(ctx) }()
-	var ackers sync.WaitGroup
-	for range ackWorkers {
-		ackers.Go(func() { col.acks.ackLoop(col.log) })
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return col.pull(gctx) })
 	g.Go(func() error { return col.watch(gctx, opts.Check) })
@@ -118,8 +114,6 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	// Whatever no sink took goes back to the stream at once, for another
 	// collector, rather than after the ack wait.
 	col.acks.nakAll()
-	close(col.acks.out)
-	ackers.Wait()
 	if ferr := col.nc.FlushTimeout(2 * time.Second); ferr != nil {
 		col.log.WithError(ferr).Warn("flush acknowledgements")
 	}
@@ -137,6 +131,12 @@ func (col *fleetCollector) pull(ctx context.Context) error {
 	if err != nil || cons == nil {
 		return err
 	}
+	reacked := make(chan struct{})
+	go func() {
+		defer close(reacked)
+		col.reacknowledge(ctx, cons)
+	}()
+	defer func() { <-reacked }()
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(col.c.Batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -303,22 +303,25 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // ackTracker holds each pulled alert until every sink is done with it, then
 // acknowledges its message (and any redelivery of it that came meanwhile).
+// It remembers the acknowledgements of the last ack wait, to send them again
+// after a cluster change (reacknowledge).
 type ackTracker struct {
 	sinks   int
 	mu      sync.Mutex
 	pending map[string]*pendingAck // by alert id
-	// out carries the messages to acknowledge to the ack workers.
-	out chan jetstream.Msg
+	recent  []sentAck              // a ring of the last acknowledgements
+	next    int                    // where the next one goes in recent
 }
 
-// Acknowledgements: ackWorkers goroutines each wait for the server's reply
-// to one at a time, ackTries times at most, each within ackTimeout.
-const (
-	ackWorkers = 8
-	ackQueue   = 1 << 16
-	ackTries   = 5
-	ackTimeout = 2 * time.Second
-)
+// sentAck is one acknowledgement sent: the message's reply subject.
+type sentAck struct {
+	reply string
+	at    time.Time
+}
+
+// maxRecentAcks bounds the acknowledgements remembered for a resend: the
+// ack wait's worth at 10,000 alerts per second and 30s.
+const maxRecentAcks = 300_000
 
 type pendingAck struct {
 	remaining int
@@ -326,7 +329,7 @@ type pendingAck struct {
 }
 
 func newAckTracker(sinks int) *ackTracker {
-	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck), out: make(chan jetstream.Msg, ackQueue)}
+	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck)}
 }
 
 // add records msg as carrying alert id; it reports false when the alert is
@@ -346,49 +349,44 @@ func (t *ackTracker) add(id string, msg jetstream.Msg) bool {
 // The last one acknowledges the messages.
 func (t *ackTracker) accepted(_ int, a *detect.Alert) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	p, ok := t.pending[a.ID]
-	if ok {
-		p.remaining--
-		if p.remaining > 0 {
-			ok = false
-		} else {
-			delete(t.pending, a.ID)
-		}
-	}
-	t.mu.Unlock()
 	if !ok {
 		return
 	}
+	if p.remaining--; p.remaining > 0 {
+		return
+	}
+	delete(t.pending, a.ID)
+	now := time.Now()
 	for _, m := range p.msgs {
-		select {
-		case t.out <- m:
-		default:
-			// The workers are behind: acknowledge without waiting for the
-			// reply (a lost one is a redelivery, which the id dedupes).
-			_ = m.Ack()
-		}
+		// A publish into the connection's buffer: it does not wait.
+		_ = m.Ack()
+		t.remember(sentAck{reply: m.Reply(), at: now})
 	}
 }
 
-// ackLoop acknowledges the messages of out until it is closed, each with
-// the server's reply (DoubleAck), retried: an acknowledgement lost with the
-// cluster node that carried it would otherwise be a redelivery after the
-// ack wait, and a duplicate in the SIEM.
-func (t *ackTracker) ackLoop(log *logrus.Entry) {
-	for m := range t.out {
-		var err error
-		for range ackTries {
-			ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
-			err = m.DoubleAck(ctx)
-			cancel()
-			if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-				break
-			}
-		}
-		if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			log.WithError(err).Warn("acknowledgement failed; the message will be redelivered")
+// remember keeps an acknowledgement in the ring; under mu.
+func (t *ackTracker) remember(a sentAck) {
+	if len(t.recent) < maxRecentAcks {
+		t.recent = append(t.recent, a)
+		return
+	}
+	t.recent[t.next] = a
+	t.next = (t.next + 1) % maxRecentAcks
+}
+
+// since returns the reply subjects of the acknowledgements sent after from.
+func (t *ackTracker) since(from time.Time) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, a := range t.recent {
+		if a.at.After(from) {
+			out = append(out, a.reply)
 		}
 	}
+	return out
 }
 
 // nakAll hands every message still pending back to the stream.
@@ -400,6 +398,47 @@ func (t *ackTracker) nakAll() {
 			_ = m.Nak()
 		}
 		delete(t.pending, id)
+	}
+}
+
+// reacknowledge sends the acknowledgements of the last ack wait again after
+// the consumer's leader changed or the connection was re-established, at
+// once and twice more a second apart, until ctx ends. An acknowledgement is
+// a fire-and-forget publish: one in flight through a cluster node that dies,
+// or taken by a consumer leader that dies before replicating it, is lost,
+// and its message would be redelivered after the ack wait (a duplicate in
+// the SIEM). Acknowledging an acknowledged message again is harmless.
+func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	leader, reconnects, rounds := "", col.nc.Stats().Reconnects, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := cons.Info(ictx)
+		cancel()
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != leader {
+			if leader != "" {
+				rounds = 3
+			}
+			leader = info.Cluster.Leader
+		}
+		if r := col.nc.Stats().Reconnects; r != reconnects {
+			reconnects, rounds = r, 3
+		}
+		if rounds == 0 {
+			continue
+		}
+		rounds--
+		replies := col.acks.since(time.Now().Add(-col.c.AckWait))
+		for _, reply := range replies {
+			_ = col.nc.Publish(reply, []byte("+ACK"))
+		}
+		col.log.WithFields(logrus.Fields{"acks": len(replies), "leader": leader}).Info("cluster changed: acknowledgements sent again")
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // fleetLine is what the fleet tests read of an alert line.
@@ -203,6 +205,10 @@ func b64Events(t *testing.T, first, n int) string {
 	return out.String()
 }
 
+// needRoot skips (fails under CI) without root, and takes the machine-wide
+// lock of the kernel tests: the fleet tests use no kernel, but they keep
+// both cores busy, which would upset the timing of kernel tests running
+// beside them in other packages.
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -211,6 +217,7 @@ func needRoot(t *testing.T) {
 		}
 		t.Skip("!!! SKIPPED: needs root (the daemon loads only a root-owned policy)")
 	}
+	audittest.Lock(t)
 }
 
 // TestFleetThroughJetStreamClusterAsRoot is the fleet end to end: a 3-node

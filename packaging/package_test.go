@@ -259,6 +259,7 @@ func TestDebInstallRemovePurgeAsRoot(t *testing.T) {
 
 	run(t, "dpkg", "-r", "encwatch")
 	kept := map[string]bool{"/etc/encwatch": true, "/etc/encwatch/config.hcl": true,
+		"/etc/encwatch/collect": true, "/etc/encwatch/collect/collect.hcl": true,
 		"/etc/audit": true, "/etc/audit/plugins.d": true, "/etc/audit/plugins.d/encwatch.conf": true}
 	for _, p := range append(debPaths, enableLink) {
 		if before[p] {

@@ -235,6 +235,9 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.WithField("server", c.ConnectedUrlRedacted()).Info("nats reconnected") }),
+		// Asynchronous errors (a permissions violation, a slow consumer)
+		// go to the log, not to standard error.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.WithError(err).Warn("nats error") }),
 	}
 	if tlsOpts != (TLSOptions{}) || strings.Contains(strings.Join(urls, ","), "tls://") {
 		c, err := tlsOpts.config("")

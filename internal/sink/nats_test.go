@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/encwatch/encwatch/detect"
 )
@@ -285,5 +286,62 @@ func TestNATSDecodeDiagnostics(t *testing.T) {
 	s := cfgs[0].Settings.(*NATSSettings)
 	if !slices.Equal(s.URLs, []string{"nats://a:4222", "nats://b:4222"}) || !s.CreateStream || s.StreamReplicas != 3 || cfgs[0].Format != "ecs" {
 		t.Errorf("decoded %+v (format %q)", s, cfgs[0].Format)
+	}
+}
+
+// TestNATSPerHostPermissionsAsRoot runs the per-host permissions of
+// docs/fleet.md on a real nats-server: a host's nkey may publish its own
+// subject and nothing else, and the sink works with just that.
+func TestNATSPerHostPermissionsAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("!!! SKIPPED: needs root (secret files must be root-owned)")
+	}
+	dir := t.TempDir()
+	key := func(name string) (seedFile, public string) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		public, _ = kp.PublicKey()
+		seedFile = filepath.Join(dir, name+".nk")
+		if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return seedFile, public
+	}
+	hostSeed, hostPub := key("web1")
+	adminSeed, adminPub := key("admin")
+	url := startNATSServer(t, fmt.Sprintf(`authorization {
+  users = [
+    { nkey: %s, permissions: {
+        publish:   { allow: ["encwatch.alerts.web1_example_com", "$JS.API.STREAM.INFO.ENCWATCH"] }
+        subscribe: { allow: ["_INBOX.>"] }
+    } }
+    { nkey: %s }
+  ]
+}`, hostPub, adminPub))
+	admin, err := NewNATS(natsEnv(t, "admin"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true, NKeyFile: adminSeed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Send(t.Context(), []detect.Alert{alertN(0)}); err != nil {
+		t.Fatalf("admin Send (creates the stream) = %v", err)
+	}
+	host, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, NKeyFile: hostSeed, Timeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	own := alertN(1)
+	own.Host = "web1.example.com"
+	if err := host.Send(t.Context(), []detect.Alert{own}); err != nil {
+		t.Errorf("Send on the host's own subject = %v, want nil", err)
+	}
+	other := alertN(2)
+	other.Host = "web2.example.com"
+	if err := host.Send(t.Context(), []detect.Alert{other}); err == nil {
+		t.Error("Send as another host = nil, want a refusal (publish permission)")
 	}
 }

@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/encwatch
 RUNDIR  := bin/run
 
-.PHONY: help build run test test-deps test-abuse vet lint bench fuzz clean
+.PHONY: help build run test test-deps test-abuse vet lint bench bench-fleet fuzz clean
 
 help:
 	@echo "make build      build $(BIN)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint       go vet, staticcheck and deadcode"
 	@echo "make test-abuse the abuse suite alone: attacks as nobody on the built daemon (root, kernel audit)"
 	@echo "make bench      parser, assembler, engine and replay (50 MB log: plain, gzip, go-libaudit) benchmarks"
+	@echo "make bench-fleet  alerts/s: agent to NATS JetStream, syslog TCP beside it, stream through a collector"
 	@echo "make fuzz       run each fuzz target for FUZZTIME (default 30s)"
 	@echo "make deb|rpm    build the packages into dist/ (nfpm)"
 	@echo "make package-test  build both packages, install/remove the .deb, query the .rpm (root)"
@@ -42,7 +43,7 @@ test-abuse:
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.
-TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox
+TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server
 test-deps:
 	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -66,6 +67,12 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./audit/... ./detect/ ./internal/sink/
 	$(GO) test -run '^$$' -bench BenchmarkReplayLog -benchtime 3x -benchmem ./internal/daemon/
+
+# The fleet's figures in docs/performance.md ("The fleet: NATS JetStream"):
+# one agent to a JetStream stream, the syslog TCP sink beside it, and the
+# stream through one collector, in one run (needs nats-server).
+bench-fleet: test-deps
+	$(GO) test -run '^$$' -bench BenchmarkFleet -benchtime 20000x ./internal/daemon/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -28,19 +28,25 @@ type pkgFile struct {
 var packaged = []pkgFile{
 	{"/usr/bin/encwatch", 0o755, false},
 	{"/usr/lib/systemd/system/encwatch.service", 0o644, false},
+	{"/usr/lib/systemd/system/encwatch-collect.service", 0o644, false},
 	{"/etc/encwatch", fs.ModeDir | 0o750, false},
 	{"/etc/encwatch/conf.d", fs.ModeDir | 0o750, false},
 	{"/etc/encwatch/config.hcl", 0o600, true},
+	{"/etc/encwatch/collect", fs.ModeDir | 0o750, false},
+	{"/etc/encwatch/collect/collect.hcl", 0o600, true},
 	{"/etc/audit/plugins.d/encwatch.conf", 0o640, true},
 	{"/usr/share/man/man8/encwatch.8.gz", 0o644, false},
 	{"/usr/share/doc/encwatch/README.md", 0o644, false},
 	{"/usr/share/doc/encwatch/packaging.md", 0o644, false},
+	{"/usr/share/doc/encwatch/fleet.md", 0o644, false},
 }
 
 const (
-	unitPath   = "/usr/lib/systemd/system/encwatch.service"
-	enableLink = "/etc/systemd/system/multi-user.target.wants/encwatch.service"
-	spoolDir   = "/var/lib/encwatch"
+	unitPath = "/usr/lib/systemd/system/encwatch.service"
+	// collectUnitPath is the fleet's collector, installed disabled.
+	collectUnitPath = "/usr/lib/systemd/system/encwatch-collect.service"
+	enableLink      = "/etc/systemd/system/multi-user.target.wants/encwatch.service"
+	spoolDir        = "/var/lib/encwatch"
 )
 
 var (
@@ -216,9 +222,19 @@ func TestDebInstallRemovePurgeAsRoot(t *testing.T) {
 		t.Errorf("encwatch validate /etc/encwatch/config.hcl = %q, want an ok summary", out)
 	}
 
+	out = run(t, "/usr/bin/encwatch", "validate", "/etc/encwatch/collect/collect.hcl")
+	if !strings.Contains(out, ": ok:") {
+		t.Errorf("encwatch validate /etc/encwatch/collect/collect.hcl = %q, want an ok summary", out)
+	}
+	if _, err := os.Lstat("/etc/systemd/system/multi-user.target.wants/encwatch-collect.service"); err == nil {
+		t.Error("after dpkg -i: encwatch-collect.service is enabled; the collector is for the operator to enable")
+	}
+
 	if have("systemd-analyze") {
-		if out, err := exec.Command("systemd-analyze", "verify", unitPath).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-			t.Errorf("systemd-analyze verify %s: %v\n%s", unitPath, err, out)
+		for _, unit := range []string{unitPath, collectUnitPath} {
+			if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+			}
 		}
 	} else {
 		t.Log("systemd-analyze not found: unit not verified")
@@ -243,6 +259,7 @@ func TestDebInstallRemovePurgeAsRoot(t *testing.T) {
 
 	run(t, "dpkg", "-r", "encwatch")
 	kept := map[string]bool{"/etc/encwatch": true, "/etc/encwatch/config.hcl": true,
+		"/etc/encwatch/collect": true, "/etc/encwatch/collect/collect.hcl": true,
 		"/etc/audit": true, "/etc/audit/plugins.d": true, "/etc/audit/plugins.d/encwatch.conf": true}
 	for _, p := range append(debPaths, enableLink) {
 		if before[p] {

@@ -34,6 +34,7 @@ const usage = `usage: encwatch COMMAND [flags]
 Commands:
   run       --config FILE [--mode owner|multicast|audisp]
                                      watch execs and raise alerts (root); reloads on SIGHUP and on policy file changes
+  collect   --config FILE            pull the fleet's alerts from NATS JetStream into the policy's sinks; raise agent_silent
   status    [--config FILE] [--key KEY]
                                      print the kernel audit status, encwatch's rules and the daemon's health
   replay    --config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [LOG|DIR|GLOB...]
@@ -56,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return cmdRun(ctx, rest, stderr)
+	case "collect":
+		return cmdCollect(ctx, rest, stderr)
 	case "replay":
 		return cmdReplay(ctx, rest, stdout, stderr)
 	case "status":

@@ -27,6 +27,10 @@ type Config struct {
 	Metrics  Metrics
 	Policy   *detect.Policy
 	Sinks    []sink.Config // each with the range of its block header
+	// Heartbeat is the heartbeat block, nil when absent; Collect the
+	// collect block of `encwatch collect` (collect.go).
+	Heartbeat *Heartbeat
+	Collect   *Collect
 	// Tests are the policy's test blocks, run by RunTests.
 	Tests []PolicyTest
 	// Encoders are the known encoder binaries Load found on this machine,

@@ -130,6 +130,8 @@ func (st *state) file(b *hclsyntax.Body) {
 			st.test(blk)
 		case "sink":
 			st.sink(blk)
+		case "heartbeat", "collect":
+			st.fleet(blk)
 		default:
 			d.unknownBlock(blk, "the top level", topBlocks, nil)
 		}
@@ -301,9 +303,10 @@ func (st *state) finish() {
 		// Alerts must go somewhere: journald reads standard output.
 		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}
 	}
-	if len(st.sigs) == 0 && st.requireSignatures {
+	if len(st.sigs) == 0 && st.requireSignatures && cfg.Collect == nil {
 		// An empty policy (or one swapped for an empty file) would run,
-		// report healthy and detect nothing.
+		// report healthy and detect nothing. A collector's policy (a
+		// collect block) detects nothing by design: it forwards.
 		st.d.diags = append(st.d.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "the policy has no signature blocks: it would detect nothing; refusing it",

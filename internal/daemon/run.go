@@ -159,9 +159,10 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		defer stopPipeline()
 		d.running.Store(true)
 		defer d.running.Store(false)
-		return d.p.run(pctx, d.in.Run)
+		return d.p.run(pctx, d.stopRecord(d.in.Run))
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
+	g.Go(func() error { return d.heartbeats(gctx) })
 	g.Go(func() error { return d.watchConfig(gctx, w, reloaders) })
 	g.Go(func() error {
 		d.start(gctx)

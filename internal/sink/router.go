@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,14 @@ type RouterOptions struct {
 	// the alert. It is for replay, whose input can wait and whose output
 	// must be complete; the live kernel stream never blocks on a sink.
 	Block bool
+	// Accepted, when set, is called once per alert and sink (its index in
+	// the sinks given to NewRouter) when that sink is done with the alert:
+	// it took it (Send returned nil), refused it for good, filtered it out
+	// by importance, or its spool stored it. A dropped alert is never
+	// accepted. The collector acknowledges a JetStream message on it. It
+	// is called from Deliver's goroutine or a sink's worker, and must not
+	// block.
+	Accepted func(sink int, a *detect.Alert)
 }
 
 func (o RouterOptions) withDefaults() RouterOptions {
@@ -173,7 +182,9 @@ type queue struct {
 	ch     chan detect.Alert // nil when spooled
 	min    detect.Importance
 	spool  *Spool
-	notify chan struct{} // spooled: a wake-up for the worker, capacity 1
+	notify chan struct{}            // spooled: a wake-up for the worker, capacity 1
+	index  int                      // among the router's sinks, for accepted
+	accept func(int, *detect.Alert) // RouterOptions.Accepted, or nil
 
 	queued, sent, failed, rejected, filtered    atomic.Uint64
 	droppedFull, droppedClosed, droppedShutdown atomic.Uint64
@@ -185,7 +196,7 @@ func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
 	opts = opts.withDefaults()
 	r := &Router{log: log, opts: opts, stopping: make(chan struct{}), closing: make(chan struct{})}
 	for _, s := range sinks {
-		q := &queue{sink: s, log: log.WithField("sink", s.Name())}
+		q := &queue{sink: s, log: log.WithField("sink", s.Name()), index: len(r.queues), accept: opts.Accepted}
 		if d, ok := s.(*delivered); ok {
 			q.min, q.spool = d.d.MinImportance, d.d.Spool
 		}
@@ -206,7 +217,11 @@ func NewRouter(log *logrus.Entry, sinks []Sink, opts RouterOptions) *Router {
 // Deliver queues a for every sink without blocking, unless the router was
 // made with Block. A sink whose queue is full, or a router already closed,
 // drops it and counts the drop. Deliver may be called from any goroutine.
-func (r *Router) Deliver(a detect.Alert) {
+func (r *Router) Deliver(a detect.Alert) { r.DeliverTo(a, nil) }
+
+// DeliverTo is Deliver to the sinks only names; nil names every sink.
+// Sinks it leaves out do not count the alert at all.
+func (r *Router) DeliverTo(a detect.Alert, only []string) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
@@ -216,8 +231,12 @@ func (r *Router) Deliver(a detect.Alert) {
 		return
 	}
 	for _, q := range r.queues {
+		if only != nil && !slices.Contains(only, q.sink.Name()) {
+			continue
+		}
 		if a.Signature.Importance < q.min {
 			q.filtered.Add(1)
+			q.accepted(&a)
 			continue
 		}
 		if q.spool != nil {
@@ -250,6 +269,7 @@ func (q *queue) appendSpool(a *detect.Alert) {
 	switch err := q.spool.Append(a); {
 	case err == nil:
 		q.queued.Add(1)
+		q.accepted(a)
 		select {
 		case q.notify <- struct{}{}:
 		default: // a wake-up is already pending
@@ -265,6 +285,24 @@ func (q *queue) appendSpool(a *detect.Alert) {
 	default:
 		q.droppedSpoolError.Add(1)
 		q.log.WithError(err).Error("spool append failed; alert dropped")
+	}
+}
+
+// accepted reports a as done with by this sink (RouterOptions.Accepted).
+func (q *queue) accepted(a *detect.Alert) {
+	if q.accept != nil {
+		q.accept(q.index, a)
+	}
+}
+
+// acceptedBatch reports a batch the sink is done with; a spooled sink
+// reported each alert when its spool stored it.
+func (q *queue) acceptedBatch(batch []detect.Alert) {
+	if q.accept == nil || q.spool != nil {
+		return
+	}
+	for i := range batch {
+		q.accept(q.index, &batch[i])
 	}
 }
 
@@ -499,6 +537,7 @@ func (q *queue) send(ctx context.Context, batch []detect.Alert, opts RouterOptio
 		err := q.sink.Send(ctx, batch)
 		if err == nil {
 			q.sent.Add(uint64(len(batch)))
+			q.acceptedBatch(batch)
 			if attempt > 0 {
 				q.log.WithField("attempts", attempt+1).Info("sink recovered")
 			}
@@ -510,11 +549,13 @@ func (q *queue) send(ctx context.Context, batch []detect.Alert, opts RouterOptio
 			q.rejected.Add(uint64(n))
 			q.sent.Add(uint64(len(batch) - n))
 			q.log.WithError(err).WithField("alerts", n).Error("alerts rejected by the receiver")
+			q.acceptedBatch(batch)
 			return true
 		}
 		if errors.Is(err, ErrPermanent) {
 			q.rejected.Add(uint64(len(batch)))
 			q.log.WithError(err).WithField("alerts", len(batch)).Error("alerts rejected by the receiver")
+			q.acceptedBatch(batch)
 			return true
 		}
 		q.failed.Add(1)

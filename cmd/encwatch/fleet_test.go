@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/encwatch/encwatch/internal/audittest"
+)
+
+// fleetLine is what the fleet tests read of an alert line.
+type fleetLine struct {
+	ID        string `json:"id"`
+	Host      string `json:"host"`
+	Signature struct {
+		Name string `json:"name"`
+	} `json:"signature"`
+}
+
+// tail reads the complete lines appended to a file since the last call.
+type tail struct {
+	path string
+	off  int64
+}
+
+func (tl *tail) next(t *testing.T) []fleetLine {
+	t.Helper()
+	f, err := os.Open(tl.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(tl.off, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		return nil
+	}
+	var out []fleetLine
+	sc := bufio.NewScanner(bytes.NewReader(b[:end+1]))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var l fleetLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("%s: bad line %q: %v", tl.path, sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	tl.off += int64(end + 1)
+	return out
+}
+
+// fleetProc is an encwatch process a fleet test runs: an agent (audisp
+// mode, records on stdin) or a collector.
+type fleetProc struct {
+	args  []string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	logs  syncBuf
+}
+
+func (p *fleetProc) start(t *testing.T, bin string) {
+	t.Helper()
+	p.cmd = exec.Command(bin, p.args...)
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	p.logs = syncBuf{}
+	p.cmd.Stderr = &p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kill is kill -9.
+func (p *fleetProc) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+// stop ends the process cleanly: SIGTERM, or the end of stdin for an agent.
+func (p *fleetProc) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// writePolicy writes a root-owned policy file only root can read.
+func writePolicy(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// agentPolicy is an audisp agent named host publishing to urls, with a
+// local file of what it raised, and heartbeats every interval.
+func agentPolicy(host string, urls []string, local, interval string) string {
+	return fmt.Sprintf(`
+settings {
+  hostname             = %q
+  alert_cap_per_minute = 10000000
+}
+audit {
+  mode = "audisp"
+}
+metrics {
+  address = ""
+}
+signature "enc" {
+  importance  = "high"
+  executables = ["base64"]
+}
+heartbeat {
+  interval = %q
+  sinks    = ["bus"]
+}
+sink "nats" "bus" {
+  urls    = [%s]
+  subject = "encwatch.alerts.{host}"
+  stream  = "ENCWATCH"
+  spool {
+    dir = %q
+  }
+}
+sink "file" "local" {
+  path = %q
+}
+`, host, interval, quoteList(urls), local+".spool", local)
+}
+
+// collectorPolicy is a collector of the ENCWATCH stream writing to file.
+func collectorPolicy(urls []string, out, metrics, silentAfter string) string {
+	return fmt.Sprintf(`
+metrics {
+  address = %q
+}
+collect {
+  urls         = [%s]
+  stream       = "ENCWATCH"
+  consumer     = "siem"
+  ack_wait     = "10s"
+  silent_after = %q
+}
+sink "file" "siem" {
+  path = %q
+}
+`, metrics, quoteList(urls), silentAfter, out)
+}
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// b64Events returns the records of n base64 execs with serials from
+// first on, copies of the captured exec of the replay log.
+func b64Events(t *testing.T, first, n int) string {
+	t.Helper()
+	b, err := os.ReadFile("../../testdata/replay-audit.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var event []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, ":6): ") {
+			event = append(event, l)
+		}
+	}
+	var out strings.Builder
+	for i := range n {
+		for _, l := range event {
+			out.WriteString(strings.Replace(l, ":6): ", fmt.Sprintf(":%d): ", first+i), 1) + "\n")
+		}
+	}
+	return out.String()
+}
+
+// needRoot skips (fails under CI) without root, and takes the machine-wide
+// lock of the kernel tests: the fleet tests use no kernel, but they keep
+// both cores busy, which would upset the timing of kernel tests running
+// beside them in other packages.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root: the daemon loads only a root-owned policy")
+		}
+		t.Skip("!!! SKIPPED: needs root (the daemon loads only a root-owned policy)")
+	}
+	audittest.Lock(t)
+}
+
+// TestFleetThroughJetStreamClusterAsRoot is the fleet end to end: a 3-node
+// JetStream cluster of Debian's nats-server with a stream of 3 replicas,
+// 20 agents (the real binary in audisp mode, each its own host) publishing
+// 100,000 alerts, and 2 collectors on one durable consumer writing to file
+// sinks. Meanwhile one cluster node and one collector are killed with
+// SIGKILL and restarted. Every alert an agent raised must reach a
+// collector's file; duplicates are allowed only after the collector kill.
+func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
+	needRoot(t)
+	agents, perAgent, chunks := 20, 5000, 20
+	if n := os.Getenv("ENCWATCH_FLEET_AGENTS"); n != "" { // a smaller run, to debug
+		fmt.Sscan(n, &agents)
+	}
+	bin := buildEncwatch(t)
+	natsBin := needNATSServer(t)
+	nodes := startNATSCluster(t, 3)
+	urls := natsURLs(nodes)
+	createStream(t, urls, 3)
+	dir := t.TempDir()
+
+	cols := make([]*fleetProc, 2)
+	outs := make([]*tail, 2)
+	for i := range cols {
+		out := filepath.Join(dir, fmt.Sprintf("siem-%d.jsonl", i))
+		policy := filepath.Join(dir, fmt.Sprintf("collect-%d.hcl", i))
+		writePolicy(t, policy, collectorPolicy(urls, out, freeAddr(t), "30s"))
+		cols[i] = &fleetProc{args: []string{"collect", "--config", policy, "--log-format", "text"}}
+		cols[i].start(t, bin)
+		defer cols[i].kill()
+		outs[i] = &tail{path: out}
+	}
+	ags := make([]*fleetProc, agents)
+	locals := make([]*tail, agents)
+	for i := range ags {
+		host := fmt.Sprintf("agent%02d.example.com", i)
+		local := filepath.Join(dir, host+".jsonl")
+		policy := filepath.Join(dir, host+".hcl")
+		writePolicy(t, policy, agentPolicy(host, urls, local, "2s"))
+		ags[i] = &fleetProc{args: []string{"run", "--config", policy, "--log-format", "text"}}
+		ags[i].start(t, bin)
+		defer ags[i].kill()
+		locals[i] = &tail{path: local}
+	}
+
+	// Feed every agent its share in chunks, so that the kills fall in the
+	// middle of the traffic.
+	start := time.Now()
+	var feed sync.WaitGroup
+	for i, a := range ags {
+		feed.Add(1)
+		go func() {
+			defer feed.Done()
+			per := perAgent / chunks
+			for c := range chunks {
+				if _, err := io.WriteString(a.stdin, b64Events(t, 1000+c*per, per)); err != nil {
+					t.Errorf("agent %d: write records: %v", i, err)
+					return
+				}
+				time.Sleep(250 * time.Millisecond) // pacing the feed over ~5s
+			}
+		}()
+	}
+
+	seen := map[string]int{}
+	beforeKill := map[string]int{}
+	read := func(into map[string]int) {
+		for _, o := range outs {
+			for _, l := range o.next(t) {
+				if l.Signature.Name == "enc" {
+					into[l.ID]++
+				}
+			}
+		}
+	}
+	// waitSeen waits until the collectors' files hold n alerts, so that
+	// the kills fall in the middle of the traffic.
+	waitSeen := func(n int) {
+		for deadline := time.Now().Add(120 * time.Second); len(seen) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s)", len(seen), n, streamState(urls))
+			}
+			time.Sleep(100 * time.Millisecond) // polling the collectors' files
+			read(seen)
+		}
+	}
+
+	// The chaos: a cluster node dies and comes back, then a collector.
+	total := agents * perAgent
+	waitSeen(total / 10)
+	nodes[1].kill()
+	t.Logf("%.1fs: kill -9 nats-server %s (%d alerts in the files)", time.Since(start).Seconds(), nodes[1].name, len(seen))
+	time.Sleep(3 * time.Second)
+	nodes[1].start(t, natsBin)
+	t.Logf("%.1fs: restarted %s", time.Since(start).Seconds(), nodes[1].name)
+	waitSeen(total * 3 / 10)
+	cols[0].kill()
+	read(seen)
+	for id, n := range seen {
+		beforeKill[id] = n
+	}
+	t.Logf("%.1fs: kill -9 collector 0 (%d alerts in the files)", time.Since(start).Seconds(), len(seen))
+	time.Sleep(3 * time.Second)
+	cols[0].start(t, bin)
+	t.Logf("%.1fs: restarted collector 0", time.Since(start).Seconds())
+	feed.Wait()
+
+	// What the agents raised, from their own files.
+	want := map[string]bool{}
+	deadline := time.Now().Add(150 * time.Second)
+	t.Logf("%.1fs: fed; %s", time.Since(start).Seconds(), streamState(urls))
+	for len(want) < agents*perAgent && time.Now().Before(deadline) {
+		for _, l := range locals {
+			for _, a := range l.next(t) {
+				if a.Signature.Name == "enc" {
+					want[a.ID] = true
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling the agents' files
+	}
+	if len(want) != agents*perAgent {
+		t.Fatalf("the agents raised %d alerts, want %d; agent 0 logs:\n%s", len(want), agents*perAgent, ags[0].logs.String())
+	}
+	var done time.Duration
+	for {
+		read(seen)
+		missing := 0
+		for id := range want {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			done = time.Since(start)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d alerts never reached a collector's file (%s); collector 0 logs:\n%s\ncollector 1 logs:\n%s\nagent 0 logs:\n%s",
+				missing, len(want), streamState(urls), cols[0].logs.String(), cols[1].logs.String(), ags[0].logs.String())
+		}
+		time.Sleep(100 * time.Millisecond) // polling the collectors' files
+	}
+	dups, dupsBefore := 0, 0
+	for id, n := range seen {
+		dups += n - 1
+		if beforeKill[id] > 1 {
+			dupsBefore += beforeKill[id] - 1
+		}
+	}
+	if dupsBefore > 0 {
+		t.Errorf("%d duplicates before the collector was killed, want none (%d stored twice by the stream)", dupsBefore, streamDuplicates(t, urls))
+	}
+	t.Logf("fleet: %d alerts from %d agents through a 3-node cluster (R3) to 2 collectors in %.1fs: %.0f alerts/s end to end, %d duplicates (all after the collector kill), %d before",
+		len(want), agents, done.Seconds(), float64(len(want))/done.Seconds(), dups, dupsBefore)
+	for _, a := range ags {
+		a.stop()
+	}
+	for _, c := range cols {
+		c.stop()
+	}
+}
+
+// TestAgentSilentAfterKill9AsRoot kills an agent with SIGKILL: the
+// collector raises agent_silent for its host within silent_after and one
+// heartbeat interval, and agent_back once a restarted agent beats again.
+func TestAgentSilentAfterKill9AsRoot(t *testing.T) {
+	needRoot(t)
+	bin := buildEncwatch(t)
+	nodes := startNATSCluster(t, 1)
+	urls := natsURLs(nodes)
+	createStream(t, urls, 1)
+	dir := t.TempDir()
+	const interval, silentAfter = time.Second, 3 * time.Second
+
+	out := filepath.Join(dir, "siem.jsonl")
+	cpolicy := filepath.Join(dir, "collect.hcl")
+	writePolicy(t, cpolicy, collectorPolicy(urls, out, freeAddr(t), silentAfter.String()))
+	col := &fleetProc{args: []string{"collect", "--config", cpolicy, "--log-format", "text"}}
+	col.start(t, bin)
+	defer col.stop()
+	apolicy := filepath.Join(dir, "agent.hcl")
+	writePolicy(t, apolicy, agentPolicy("web1.example.com", urls, filepath.Join(dir, "local.jsonl"), interval.String()))
+	agent := &fleetProc{args: []string{"run", "--config", apolicy, "--log-format", "text"}}
+	agent.start(t, bin)
+	defer agent.kill()
+
+	siem := &tail{path: out}
+	waitFor := func(what string, within time.Duration) time.Time {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			for _, l := range siem.next(t) {
+				if l.Signature.Name == what && l.Host == "web1.example.com" {
+					return time.Now()
+				}
+			}
+			time.Sleep(20 * time.Millisecond) // polling the collector's file
+		}
+		t.Fatalf("no %s for web1.example.com within %s; collector logs:\n%s\nagent logs:\n%s", what, within, col.logs.String(), agent.logs.String())
+		return time.Time{}
+	}
+	waitFor("agent_heartbeat", 20*time.Second)
+	waitFor("agent_heartbeat", 5*time.Second) // a second one: the collector knows the host
+	agent.kill()
+	killed := time.Now()
+	silent := waitFor("agent_silent", silentAfter+interval+5*time.Second)
+	if got, limit := silent.Sub(killed), silentAfter+interval; got > limit {
+		t.Errorf("agent_silent came %.1fs after the kill, want within silent_after + one interval (%s)", got.Seconds(), limit)
+	}
+	t.Logf("agent_silent %.2fs after kill -9 (silent_after %s, interval %s)", silent.Sub(killed).Seconds(), silentAfter, interval)
+
+	agent.start(t, bin)
+	waitFor("agent_back", 10*time.Second)
+	// A clean stop says so: agent_stopped.
+	agent.stop()
+	waitFor("agent_stopped", 10*time.Second)
+}

@@ -1,0 +1,192 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/encwatch/encwatch/internal/sink"
+)
+
+// Heartbeat is the heartbeat block: the agent says it is alive, and how
+// healthy, to its sinks every Interval.
+type Heartbeat struct {
+	Interval time.Duration
+	// Sinks names the sinks that get the heartbeats; nil is every sink.
+	Sinks []string
+	Range hcl.Range
+}
+
+// Collect is the collect block of `encwatch collect`: the durable
+// JetStream pull consumer it reads alerts from, and when a host counts as
+// silent. The alerts go to the policy's sinks.
+type Collect struct {
+	URLs     []string
+	Stream   string // default sink.DefaultNATSStream
+	Consumer string // the durable consumer's name, shared by every collector
+	// Subject filters the stream's subjects; "" takes them all.
+	Subject string
+	// SilentAfter is how long a host's heartbeat may be overdue before
+	// agent_silent; 0 is three of the host's own intervals.
+	SilentAfter time.Duration
+	// Batch is how many messages one pull asks for; AckWait how long the
+	// stream waits for an acknowledgement before it redelivers;
+	// MaxAckPending how many may be unacknowledged at once.
+	Batch         int
+	AckWait       time.Duration
+	MaxAckPending int
+	Auth          sink.NATSAuth
+	TLS           sink.TLSOptions
+	Range         hcl.Range
+}
+
+// Defaults of the collect block.
+const (
+	DefaultCollectConsumer = "encwatch-collect"
+	DefaultCollectBatch    = 256
+	DefaultAckWait         = 30 * time.Second
+	DefaultMaxAckPending   = 8192
+)
+
+// fleet decodes the top-level blocks of the fleet: heartbeat (the agent)
+// and collect (the collector).
+func (st *state) fleet(blk *hclsyntax.Block) {
+	switch blk.Type {
+	case "heartbeat":
+		if st.cfg.Heartbeat != nil {
+			st.d.errorf(blk.TypeRange, "duplicate heartbeat block; first defined at %s", at(st.cfg.Heartbeat.Range))
+			return
+		}
+		if st.d.labels(blk) {
+			st.heartbeat(blk)
+		}
+	case "collect":
+		if st.cfg.Collect != nil {
+			st.d.errorf(blk.TypeRange, "duplicate collect block; first defined at %s", at(st.cfg.Collect.Range))
+			return
+		}
+		if st.d.labels(blk) {
+			st.collect(blk)
+		}
+	}
+}
+
+func (st *state) heartbeat(blk *hclsyntax.Block) {
+	b := st.d.body(blk, "heartbeat block")
+	h := &Heartbeat{Interval: 60 * time.Second, Range: blk.TypeRange}
+	b.duration("interval", &h.Interval, 100*time.Millisecond, 24*time.Hour)
+	if ranges, ok := b.strings("sinks", &h.Sinks); ok {
+		for i, rng := range ranges {
+			if h.Sinks[i] == "" {
+				st.d.errorf(rng, "sinks: empty sink name")
+			}
+		}
+		if h.Sinks == nil {
+			h.Sinks = []string{} // an empty list: heartbeats go nowhere
+		}
+	}
+	b.done()
+	st.cfg.Heartbeat = h
+}
+
+func (st *state) collect(blk *hclsyntax.Block) {
+	b := st.d.body(blk, "collect block")
+	c := &Collect{
+		Stream: sink.DefaultNATSStream, Consumer: DefaultCollectConsumer,
+		Batch: DefaultCollectBatch, AckWait: DefaultAckWait, MaxAckPending: DefaultMaxAckPending,
+		Range: blk.TypeRange,
+	}
+	var one string
+	if rng, ok := b.str("url", &one); ok {
+		c.URLs = append(c.URLs, one)
+		st.natsURL(rng, one)
+	}
+	var many []string
+	if ranges, ok := b.strings("urls", &many); ok {
+		for i, rng := range ranges {
+			st.natsURL(rng, many[i])
+		}
+		c.URLs = append(c.URLs, many...)
+	}
+	if len(c.URLs) == 0 {
+		b.require("url")
+	}
+	if rng, ok := b.str("stream", &c.Stream); ok && !isName(c.Stream) {
+		st.d.errorf(rng, "stream %q must be letters, digits, \"-\" or \"_\"", c.Stream)
+	}
+	if rng, ok := b.str("consumer", &c.Consumer); ok && !isName(c.Consumer) {
+		st.d.errorf(rng, "consumer %q must be letters, digits, \"-\" or \"_\"", c.Consumer)
+	}
+	if rng, ok := b.str("subject", &c.Subject); ok && strings.ContainsAny(c.Subject, " \t\r\n") {
+		st.d.errorf(rng, "subject %q must not contain white space", c.Subject)
+	}
+	b.duration("silent_after", &c.SilentAfter, 100*time.Millisecond, 7*24*time.Hour)
+	if n, ok := b.integer("batch", 1, 10000); ok {
+		c.Batch = int(n)
+	}
+	b.duration("ack_wait", &c.AckWait, time.Second, time.Hour)
+	if n, ok := b.integer("max_ack_pending", 1, 1<<20); ok {
+		c.MaxAckPending = int(n)
+	}
+	st.secret(b, "creds_file", &c.Auth.CredsFile)
+	st.secret(b, "nkey_file", &c.Auth.NKeyFile)
+	st.secret(b, "token_file", &c.Auth.TokenFile)
+	for _, blk := range blk.Body.Blocks {
+		if blk.Type == "tls" && st.d.labels(blk) {
+			st.collectTLS(blk, &c.TLS)
+		}
+	}
+	b.done("tls")
+	st.cfg.Collect = c
+}
+
+func (st *state) collectTLS(blk *hclsyntax.Block, t *sink.TLSOptions) {
+	b := st.d.body(blk, "tls block")
+	st.secret(b, "ca_file", &t.CAFile)
+	st.secret(b, "cert_file", &t.CertFile)
+	st.secret(b, "key_file", &t.KeyFile)
+	b.str("server_name", &t.ServerName)
+	b.boolean("insecure_skip_verify", &t.InsecureSkipVerify)
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		st.d.errorf(blk.TypeRange, "tls block needs both cert_file and key_file, or neither")
+	}
+	b.done()
+}
+
+// secret decodes an absolute path attribute.
+func (st *state) secret(b *body, name string, dst *string) {
+	if rng, ok := b.str(name, dst); ok {
+		if msg := checkAbsPath(*dst); msg != "" {
+			st.d.errorf(rng, "%s: %s", name, msg)
+		}
+	}
+}
+
+func (st *state) natsURL(rng hcl.Range, v string) {
+	for _, one := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		switch {
+		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
+			st.d.errorf(rng, "url %q must be a nats:// or tls:// URL", one)
+			return
+		case u.User != nil:
+			st.d.errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
+			return
+		}
+	}
+}
+
+func isName(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+package config
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+func TestHeartbeatAndCollectBlocks(t *testing.T) {
+	cfg, err := Parse("p.hcl", []byte(`
+heartbeat {
+  interval = "30s"
+  sinks    = ["bus"]
+}
+collect {
+  urls         = ["nats://a:4222", "tls://b:4222"]
+  consumer     = "siem"
+  silent_after = "2m"
+  batch        = 100
+  ack_wait     = "1m"
+  token_file   = "/etc/encwatch/collect/token"
+  tls {
+    ca_file = "/etc/encwatch/ca.pem"
+  }
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.Heartbeat; h == nil || h.Interval != 30*time.Second || !slices.Equal(h.Sinks, []string{"bus"}) {
+		t.Errorf("Heartbeat = %+v, want 30s to [bus]", cfg.Heartbeat)
+	}
+	c := cfg.Collect
+	if c == nil {
+		t.Fatal("Collect = nil")
+	}
+	if !slices.Equal(c.URLs, []string{"nats://a:4222", "tls://b:4222"}) || c.Stream != "ENCWATCH" || c.Consumer != "siem" ||
+		c.SilentAfter != 2*time.Minute || c.Batch != 100 || c.AckWait != time.Minute || c.MaxAckPending != DefaultMaxAckPending ||
+		c.Auth.TokenFile != "/etc/encwatch/collect/token" || c.TLS.CAFile != "/etc/encwatch/ca.pem" {
+		t.Errorf("Collect = %+v", c)
+	}
+	none, err := Parse("p.hcl", []byte(`heartbeat {}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Heartbeat.Interval != time.Minute || none.Heartbeat.Sinks != nil || none.Collect != nil {
+		t.Errorf("defaults: heartbeat %+v, collect %+v; want 60s to every sink, no collect", none.Heartbeat, none.Collect)
+	}
+}
+
+func TestCollectDiagnostics(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"no url", `collect {}`, `p.hcl:1:1: collect block needs attribute "url"`},
+		{"bad url", "collect {\n  url = \"http://h\"\n}", `p.hcl:2:9: url "http://h" must be a nats:// or tls:// URL`},
+		{"password", "collect {\n  url = \"nats://u:p@h:4222\"\n}", `p.hcl:2:9: url must not carry credentials; use creds_file, nkey_file or token_file`},
+		{"bad consumer", "collect {\n  url = \"nats://h:4222\"\n  consumer = \"a.b\"\n}", `p.hcl:3:14: consumer "a.b" must be letters, digits, "-" or "_"`},
+		{"relative secret", "collect {\n  url = \"nats://h:4222\"\n  creds_file = \"x.creds\"\n}", `p.hcl:3:16: creds_file:`},
+		{"misspelt", "collect {\n  url = \"nats://h:4222\"\n  silent_afer = \"1m\"\n}", `p.hcl:3:3: unknown attribute "silent_afer"; did you mean "silent_after"?`},
+		{"duplicate", "collect {\n  url = \"nats://h:4222\"\n}\ncollect {\n  url = \"nats://h:4222\"\n}", `p.hcl:4:1: duplicate collect block; first defined at p.hcl:1:1`},
+		{"heartbeat too fast", "heartbeat {\n  interval = \"1ms\"\n}", `p.hcl:2:14: interval must be from 100ms to 24h0m0s, got 1ms`},
+		{"heartbeat label", `heartbeat "x" {}`, `p.hcl:1:11:`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("p.hcl", []byte(tt.src))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse(%q) = %v, want an error with %q", tt.src, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFleetDocHCLLoads loads every hcl example of docs/fleet.md as a policy.
+func TestFleetDocHCLLoads(t *testing.T) {
+	b, err := os.ReadFile("../../docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(b), "```hcl\n")
+	if len(blocks) < 3 {
+		t.Fatalf("docs/fleet.md has %d hcl examples, want the agent's and the collector's", len(blocks)-1)
+	}
+	for i, blk := range blocks[1:] {
+		src, _, _ := strings.Cut(blk, "```")
+		if _, diags := hclsyntax.ParseConfig([]byte(src), "fleet.md", hcl.InitialPos); diags.HasErrors() {
+			t.Errorf("example %d does not parse: %v", i+1, diags)
+			continue
+		}
+		if _, err := Parse("docs/fleet.md", []byte(src)); err != nil {
+			t.Errorf("example %d does not load: %v\n%s", i+1, err, src)
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/sink"
+)
+
+func beat(host string, at time.Time, interval string) *detect.Alert {
+	return &detect.Alert{
+		ID: "hb-" + host + "-" + strconv.FormatInt(at.UnixNano(), 10), Time: at, Host: host,
+		Signature: detect.SignatureInfo{Name: SigHeartbeat},
+		Matches:   []detect.Match{{Field: heartbeatInterval, Value: interval}},
+	}
+}
+
+// TestLiveness drives the heartbeat watch with injected times.
+func TestLiveness(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLiveness(0) // three of the host's intervals
+	names := func(ss []silence) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.alert.Signature.Name+" "+s.alert.Host+" "+s.subject)
+		}
+		return out
+	}
+	l.seen(beat("a", t0, "1"), "encwatch.alerts.a", t0)
+	l.seen(beat("b", t0, "10"), "encwatch.alerts.b", t0)
+	if got := l.overdue(t0.Add(3 * time.Second)); len(got) != 0 {
+		t.Errorf("overdue at 3s = %v, want none (3s is not more than 3 intervals)", names(got))
+	}
+	got := l.overdue(t0.Add(3100 * time.Millisecond))
+	if len(got) != 1 || got[0].alert.Signature.Name != SigSilent || got[0].alert.Host != "a" || got[0].subject != "encwatch.alerts.a" {
+		t.Fatalf("overdue at 3.1s = %v, want agent_silent a on its subject", names(got))
+	}
+	if got[0].alert.Signature.Importance != detect.Critical {
+		t.Errorf("agent_silent importance = %v, want critical", got[0].alert.Signature.Importance)
+	}
+	if again := l.overdue(t0.Add(5 * time.Second)); len(again) != 0 {
+		t.Errorf("overdue again = %v, want agent_silent once", names(again))
+	}
+	back := l.seen(beat("a", t0.Add(6*time.Second), "1"), "encwatch.alerts.a", t0.Add(6*time.Second))
+	if back == nil || back.Signature.Name != SigBack || back.Host != "a" {
+		t.Fatalf("heartbeat after silence = %v, want agent_back", back)
+	}
+	// A clean stop is not silence.
+	stop := beat("a", t0.Add(7*time.Second), "1")
+	stop.Signature.Name = SigStopped
+	l.seen(stop, "encwatch.alerts.a", t0.Add(7*time.Second))
+	if got := l.overdue(t0.Add(20 * time.Second)); len(got) != 0 {
+		t.Errorf("overdue after agent_stopped = %v, want none", names(got))
+	}
+	// The collector's own outage blames nobody.
+	l.pause()
+	if got := l.overdue(t0.Add(100 * time.Second)); len(got) != 0 {
+		t.Errorf("overdue while paused = %v, want none", names(got))
+	}
+	l.resume(t0.Add(100 * time.Second))
+	if got := l.overdue(t0.Add(101 * time.Second)); len(got) != 0 {
+		t.Errorf("overdue 1s after resume = %v, want none", names(got))
+	}
+	if got := names(l.overdue(t0.Add(131 * time.Second))); len(got) != 1 || got[0] != "agent_silent b encwatch.alerts.b" {
+		t.Errorf("overdue 31s after resume = %v, want b silent", got)
+	}
+	// Identical ids in every collector that saw the same last heartbeat.
+	l2 := newLiveness(2 * time.Second)
+	l2.seen(beat("c", t0, "1"), "s", t0)
+	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].alert.ID != b[0].alert.ID {
+		t.Errorf("agent_silent ids differ between collectors: %v, %v", a, b)
+	}
+}
+
+func newLivenessFrom(a *detect.Alert, at time.Time) *liveness {
+	l := newLiveness(2 * time.Second)
+	l.seen(a, "s", at.Add(10*time.Millisecond))
+	return l
+}
+
+// fakeMsg is a jetstream.Msg that counts its acknowledgements.
+type fakeMsg struct {
+	jetstream.Msg
+	acks, naks *atomic.Int32
+}
+
+func (m fakeMsg) Ack() error    { m.acks.Add(1); return nil }
+func (m fakeMsg) Reply() string { return "$JS.ACK.reply" }
+func (m fakeMsg) Nak() error    { m.naks.Add(1); return nil }
+
+// TestAckTracker: a message is acknowledged once every sink is done with
+// its alert, together with a redelivery that came meanwhile; what no sink
+// took is handed back.
+func TestAckTracker(t *testing.T) {
+	var acks, naks atomic.Int32
+	m := fakeMsg{acks: &acks, naks: &naks}
+	tr := newAckTracker(2)
+	a := detect.Alert{ID: "x"}
+	if !tr.add("x", m) {
+		t.Fatal("add(x) = false, want the first")
+	}
+	if tr.add("x", m) {
+		t.Fatal("add(x) again = true, want it held as a redelivery")
+	}
+	tr.accepted(0, &a)
+	if acks.Load() != 0 {
+		t.Fatalf("acknowledged after one sink of two")
+	}
+	tr.accepted(1, &a)
+	if acks.Load() != 2 {
+		t.Errorf("acks = %d after both sinks, want 2 (the message and its redelivery)", acks.Load())
+	}
+	if got := tr.since(time.Now().Add(-time.Minute)); len(got) != 2 {
+		t.Errorf("remembered %d acknowledgements, want 2 to resend after a cluster change", len(got))
+	}
+	tr.accepted(1, &a) // a late one: nothing pending
+	tr.add("y", m)
+	tr.nakAll()
+	if naks.Load() != 1 || len(tr.pending) != 0 {
+		t.Errorf("naks = %d, pending %d after nakAll, want 1 and 0", naks.Load(), len(tr.pending))
+	}
+}
+
+// startNATS starts Debian's nats-server with JetStream on loopback.
+func startNATS(tb testing.TB) string {
+	tb.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("needs Debian's nats-server (make test-deps installs it)")
+		}
+		tb.Skip("!!! SKIPPED: needs Debian's nats-server")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: %q\njetstream { store_dir: %q }\n", addr, dir), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return "nats://" + addr
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("nats-server did not start on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the port
+	}
+}
+
+func benchAlert(i int) detect.Alert {
+	return detect.Alert{
+		ID: fmt.Sprintf("bench-%d", i), Time: time.Now(), Host: "bench.example.com", Environment: "production",
+		Signature: detect.SignatureInfo{Name: "data_encoder_exec", Description: "a data-encoding tool ran", Category: "Defense Evasion", Importance: detect.High, MITRE: []string{"T1027", "T1140"}},
+		Event: &audit.Event{Time: time.Now(), Serial: uint64(i), Syscall: 59, Success: true, PID: 4242, PPID: 4200,
+			Comm: "base64", Exe: "/usr/bin/base64", Argc: 3, Argv: []string{"/usr/bin/base64", "--decode", "/etc/hostname"}, Cwd: "/root"},
+		Matches: []detect.Match{{Field: "exe", Value: "/usr/bin/base64", Reason: "known encoder"}, {Field: "argv", Value: "--decode", Reason: "decode flag"}},
+	}
+}
+
+func quietLog() *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
+}
+
+// routeAll delivers n alerts through a router waiting for room (so the
+// figure is the sink's, not the queue's drops) to s, and returns when the
+// sink has taken them all.
+func routeAll(b *testing.B, s sink.Sink, n int) {
+	r := sink.NewRouter(quietLog(), []sink.Sink{s}, sink.RouterOptions{Block: true, BatchSize: 256, DrainTimeout: time.Minute})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	for i := range n {
+		r.Deliver(benchAlert(i))
+	}
+	r.Close()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	if st := r.Stats()[0]; st.Sent != uint64(n) {
+		b.Fatalf("sent %d of %d (%+v)", st.Sent, n, st)
+	}
+}
+
+// BenchmarkFleet measures, in one run, alerts per second from one agent's
+// router to a JetStream stream (the nats sink: publish and wait for the
+// stream's acknowledgement), to a syslog TCP receiver beside it, and from
+// the stream through one collector into a file sink (pull, deliver,
+// acknowledge). Run it with
+// go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/daemon/
+func BenchmarkFleet(b *testing.B) {
+	url := startNATS(b)
+	b.Run("agent-to-stream", func(b *testing.B) {
+		s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+			sink.NATSOptions{Settings: sink.NATSSettings{URLs: []string{url}, Stream: "BENCH", Subject: "bench.{host}", CreateStream: true}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		routeAll(b, s, b.N)
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+	})
+	b.Run("agent-to-syslog-tcp", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+			}
+		}()
+		s, err := sink.NewSyslog(quietLog(), "syslog", sink.SyslogOptions{Address: "tcp://" + ln.Addr().String()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		routeAll(b, s, b.N)
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+	})
+	b.Run("stream-through-collector", func(b *testing.B) { benchCollector(b, url) })
+}
+
+// benchCollector fills the stream with b.N alerts, then times one
+// collector until the durable consumer has every one acknowledged.
+func benchCollector(b *testing.B, url string) {
+	stream := fmt.Sprintf("COLLECT%d", b.N)
+	s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+		sink.NATSOptions{Settings: sink.NATSSettings{URLs: []string{url}, Stream: stream, Subject: stream + ".{host}", CreateStream: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	routeAll(b, s, b.N)
+	dir := b.TempDir()
+	cfg, err := config.Parse("collect.hcl", fmt.Appendf(nil, `
+metrics {
+  address = ""
+}
+collect {
+  url    = %q
+  stream = %q
+}
+sink "file" "siem" {
+  path = %q
+}
+`, url, stream, filepath.Join(dir, "siem.jsonl")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	b.ResetTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Collect(ctx, cfg, quietLog(), CollectOptions{}) }()
+	for {
+		c, err := js.Consumer(ctx, stream, config.DefaultCollectConsumer)
+		if err == nil && c.CachedInfo().AckFloor.Stream >= uint64(b.N) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling the consumer's state
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}

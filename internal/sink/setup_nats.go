@@ -1,0 +1,172 @@
+package sink
+
+import (
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// NATSSettings are what a `sink "nats" "NAME" { … }` block says: where the
+// JetStream servers are, which subject and stream the alerts go to, and how
+// the sink authenticates. A tls block applies to every server.
+type NATSSettings struct {
+	URLs    []string // url, or urls: nats:// or tls:// servers of one cluster
+	Subject string   // a template with {host}, {signature}, {importance}
+	Stream  string   // the stream that must store every publish
+	// CreateStream makes the sink create Stream, with StreamReplicas
+	// replicas and the limits below, when it does not exist.
+	CreateStream   bool
+	StreamReplicas int
+	StreamMaxAge   time.Duration
+	StreamMaxBytes int64
+	// One way to authenticate, each a root-owned file only root can read.
+	CredsFile string        // a .creds file (user JWT and nkey seed)
+	NKeyFile  string        // an nkey seed
+	TokenFile string        // a token
+	Timeout   time.Duration // per publish acknowledgement (default 5s)
+}
+
+// Defaults of a nats sink.
+const (
+	DefaultNATSSubject = "encwatch.alerts.{host}"
+	DefaultNATSStream  = "ENCWATCH"
+)
+
+func init() {
+	Register(Kind[NATSSettings]{
+		Name: "nats", FormatAttr: "format", TLS: true,
+		Decode: decodeNATS,
+		New: func(s *NATSSettings, env Env) (Sink, error) {
+			return NewNATS(env, NATSOptions{Settings: *s, TLS: env.Common.TLS})
+		},
+	})
+}
+
+func decodeNATS(b *Body, s *NATSSettings) {
+	var one string
+	if rng, ok := b.String("url", &one); ok {
+		s.URLs = append(s.URLs, one)
+		checkNATSURL(b, rng, one)
+	}
+	if ranges, ok := b.strings("urls", &s.URLs); ok {
+		for i, rng := range ranges {
+			checkNATSURL(b, rng, s.URLs[i])
+		}
+	}
+	if _, urls := b.b.Attributes["urls"]; !urls {
+		b.Require("url")
+	}
+	if rng, ok := b.String("subject", &s.Subject); ok {
+		if err := checkSubjectTemplate(s.Subject); err != "" {
+			b.Errorf(rng, "subject %q: %s", s.Subject, err)
+		}
+	}
+	if rng, ok := b.String("stream", &s.Stream); ok && !validStreamName(s.Stream) {
+		b.Errorf(rng, "stream %q must be letters, digits, \"-\" or \"_\"", s.Stream)
+	}
+	b.Bool("create_stream", &s.CreateStream)
+	if n, ok := b.Int("stream_replicas", 1, 5); ok {
+		s.StreamReplicas = int(n)
+	}
+	b.Duration("stream_max_age", &s.StreamMaxAge, time.Minute, 10*365*24*time.Hour)
+	if n, ok := b.Int("stream_max_bytes", 1<<20, 1<<50); ok {
+		s.StreamMaxBytes = n
+	}
+	b.AbsPath("creds_file", &s.CredsFile)
+	b.AbsPath("nkey_file", &s.NKeyFile)
+	b.AbsPath("token_file", &s.TokenFile)
+	n := 0
+	for _, f := range []string{s.CredsFile, s.NKeyFile, s.TokenFile} {
+		if f != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		b.Errorf(b.def, "%s: set only one of creds_file, nkey_file and token_file", b.what)
+	}
+	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+}
+
+func checkNATSURL(b *Body, rng hcl.Range, v string) {
+	for _, one := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		switch {
+		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
+			b.Errorf(rng, "url %q must be a nats:// or tls:// URL", one)
+			return
+		case u.User != nil:
+			// A password in the policy would end up in logs and validate output.
+			b.Errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
+			return
+		}
+	}
+}
+
+// checkSubjectTemplate says what is wrong with a subject template, or "".
+func checkSubjectTemplate(t string) string {
+	if t == "" {
+		return "must not be empty"
+	}
+	rest := t
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "unclosed {"
+		}
+		switch rest[i : i+j+1] {
+		case "{host}", "{signature}", "{importance}":
+		default:
+			return "unknown field " + rest[i:i+j+1] + "; want {host}, {signature} or {importance}"
+		}
+		rest = rest[i+j+1:]
+	}
+	for _, tok := range strings.Split(natsStreamSubject(t), ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n>") || (strings.Contains(tok, "*") && tok != "*") {
+			return "must be dot-separated tokens without spaces, \">\" or \"*\""
+		}
+	}
+	return ""
+}
+
+func validStreamName(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// strings decodes a list of strings; it returns each element's range (all
+// the list's own) and whether the attribute was set.
+func (b *Body) strings(name string, dst *[]string) ([]hcl.Range, bool) {
+	a, v, ok := b.value(name)
+	if !ok {
+		return nil, false
+	}
+	if !v.Type().IsListType() && !v.Type().IsTupleType() {
+		b.Errorf(a.Expr.Range(), "%s must be a list of strings", name)
+		return nil, false
+	}
+	var ranges []hcl.Range
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() || e.Type() != cty.String {
+			b.Errorf(a.Expr.Range(), "%s must be a list of strings", name)
+			return nil, false
+		}
+		*dst = append(*dst, e.AsString())
+		ranges = append(ranges, a.Expr.Range())
+	}
+	return ranges, true
+}

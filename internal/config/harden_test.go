@@ -87,7 +87,7 @@ func TestLoadStrictModesAsRoot(t *testing.T) {
 	tests := []struct {
 		name string
 		make func(t *testing.T, base string) string // returns the main policy path
-		want string                                // regexp of the error, "" for none
+		want string                                 // regexp of the error, "" for none
 	}{
 		{"plain", func(t *testing.T, base string) string {
 			p := filepath.Join(base, "config.hcl")

@@ -35,7 +35,7 @@ type state struct {
 	allowRanges    []hcl.Range
 	allowSigRanges [][]hcl.Range
 	allowAt        map[string]hcl.Range
-	identify bool
+	identify       bool
 	// requireSignatures refuses a policy without signatures (the daemon's
 	// strict load).
 	requireSignatures bool

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,7 +128,7 @@ func newFixture() (fixture, error) {
 		f.daemonBin = filepath.Join(f.stateDir, "encwatch")
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			goBin = "/usr/local/go/bin/go" // where .ci/run finds go when PATH lacks it
 		}
 		if out, err := exec.Command(goBin, "build", "-o", f.daemonBin, "../../cmd/encwatch").CombinedOutput(); err != nil {
 			return f, fmt.Errorf("go build: %v\n%s", err, out)

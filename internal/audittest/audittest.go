@@ -22,11 +22,14 @@ import (
 	"github.com/encwatch/encwatch/audit/netlink"
 )
 
-// lockPaths are tried in order; /run/lock is the system's lock directory.
-var lockPaths = []string{"/run/lock/encwatch-kernel-test.lock", "/tmp/encwatch-kernel-test.lock"}
-
-// lockFile is the lock Lock took.
-var lockFile = lockPaths[0]
+// lockFile is the lock every kernel test shares: in /run/lock, the
+// system's lock directory, or in /tmp where there is none.
+func lockFile() string {
+	if fi, err := os.Stat("/run/lock"); err == nil && fi.IsDir() {
+		return "/run/lock/encwatch-kernel-test.lock"
+	}
+	return "/tmp/encwatch-kernel-test.lock"
+}
 
 // Setup prepares a kernel audit test: Lock, then Require, then Snapshot.
 func Setup(t testing.TB) {
@@ -46,14 +49,7 @@ func Key() string {
 // daemon slot) and releases it when the test ends.
 func Lock(t testing.TB) {
 	t.Helper()
-	var f *os.File
-	var err error
-	for _, p := range lockPaths {
-		if f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
-			lockFile = p
-			break
-		}
-	}
+	f, err := os.OpenFile(lockFile(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatalf("kernel audit test lock: %v", err)
 	}
@@ -122,7 +118,7 @@ type snapshot struct {
 
 // stateFile sits beside the lock; it exists only while a test runs.
 func stateFile() string {
-	return strings.TrimSuffix(lockFile, ".lock") + ".state"
+	return strings.TrimSuffix(lockFile(), ".lock") + ".state"
 }
 
 // Snapshot records the kernel audit status and rule list now and, when the

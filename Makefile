@@ -53,8 +53,18 @@ lint: vet
 	$(STATICCHECK) ./...
 	@out=$$($(DEADCODE) -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions"; exit 1; fi
 
+# bench also runs BenchmarkPipelineBatch (parse, assemble and detect a
+# recorded batch) and fails when its allocs/event rise above the figure
+# committed in bench/allocs-per-event.
+ALLOC_BUDGET := bench/allocs-per-event
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./audit/... ./detect/ ./internal/sink/
+	@out=$$($(GO) test -run '^$$' -bench '^BenchmarkPipelineBatch$$' -benchmem ./internal/daemon/) || { echo "$$out"; exit 1; }; \
+	echo "$$out"; \
+	got=$$(echo "$$out" | awk '{ for (i = 2; i <= NF; i++) if ($$i == "allocs/event") print $$(i-1) }'); \
+	max=$$(grep -v '^#' $(ALLOC_BUDGET)); \
+	awk -v g="$$got" -v m="$$max" 'BEGIN { if (g == "" || g + 0 > m + 0) { printf "allocs/event %s above the committed %s ($(ALLOC_BUDGET))\n", g, m; exit 1 } \
+		printf "allocs/event %s within the committed %s ($(ALLOC_BUDGET))\n", g, m }'
 
 FUZZTIME ?= 30s
 fuzz:

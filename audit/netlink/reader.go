@@ -182,7 +182,8 @@ func (r *receiver) recvInto(batch []audit.Record, arena []byte) ([]audit.Record,
 		r.msgs[i].Hdr.Flags = 0
 		r.msgs[i].Len = 0
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd),
+	// Raw: MSG_DONTWAIT never blocks, and see pollNow.
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd),
 		uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return batch, arena, errno

@@ -160,7 +160,11 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 func (p *pipeline) runStream(ctx context.Context, open func(context.Context) (recordStream, error)) error {
 	st, err := open(ctx)
 	if err != nil {
-		return err
+		// No detection stage will run: close the router it would have.
+		close(p.detectDone)
+		r := p.router.Load()
+		r.Close()
+		return errors.Join(err, r.Run(context.WithoutCancel(ctx)))
 	}
 	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
 	p.detect(context.WithoutCancel(ctx), nil, st)

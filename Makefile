@@ -62,10 +62,20 @@ lint: vet
 	$(STATICCHECK) ./...
 	@out=$$($(DEADCODE) -test ./...); if [ -n "$$out" ]; then echo "$$out"; echo "deadcode: unreachable functions"; exit 1; fi
 
-# The replay benchmark generates a ~50 MB auditd log and replays it plain
-# and gzip'd, side by side with go-libaudit reading the same plain bytes.
+# bench also runs the replay benchmark (a ~50 MB auditd log replayed plain
+# and gzip'd, side by side with go-libaudit reading the same plain bytes) and
+# BenchmarkPipelineBatch (parse, assemble and detect a
+# recorded batch) and fails when its allocs/event rise above the figure
+# committed in bench/allocs-per-event.
+ALLOC_BUDGET := bench/allocs-per-event
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./audit/... ./detect/ ./internal/sink/
+	@out=$$($(GO) test -run '^$$' -bench '^BenchmarkPipelineBatch$$' -benchmem ./internal/daemon/) || { echo "$$out"; exit 1; }; \
+	echo "$$out"; \
+	got=$$(echo "$$out" | awk '{ for (i = 2; i <= NF; i++) if ($$i == "allocs/event") print $$(i-1) }'); \
+	max=$$(grep -v '^#' $(ALLOC_BUDGET)); \
+	awk -v g="$$got" -v m="$$max" 'BEGIN { if (g == "" || g + 0 > m + 0) { printf "allocs/event %s above the committed %s ($(ALLOC_BUDGET))\n", g, m; exit 1 } \
+		printf "allocs/event %s within the committed %s ($(ALLOC_BUDGET))\n", g, m }'
 	$(GO) test -run '^$$' -bench BenchmarkReplayLog -benchtime 3x -benchmem ./internal/daemon/
 
 # The fleet's figures in docs/performance.md ("The fleet: NATS JetStream"):
@@ -117,7 +127,10 @@ package-test: test-deps packages
 # Exec-storm benchmark and soak (bench/storm): root, the real kernel audit,
 # not part of `make test`. bench-e2e measures encwatch beside Debian's auditd
 # (installed here if missing; policy-rc.d keeps it from starting as a
-# service) and rewrites its section of docs/performance.md. Each measured run
+# service) and rewrites its section of docs/performance.md. The storm tool
+# compiles its load generator (bench/storm/spawner/spawner.c) with gcc; it
+# runs 200/s, 1000/s and flat out with 2 spawners, each daemon twice per
+# rate, interleaved, and prints the encwatch/auditd ratio table. Each measured run
 # takes the kernel-test lock and restores the audit state it found.
 STORM_DURATION ?= 20s
 STORM_RATES    ?= 200,1000,max

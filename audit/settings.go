@@ -155,3 +155,25 @@ func durationInRange(name string, d, lo, hi time.Duration) error {
 	}
 	return nil
 }
+
+// ExcludableRecords are the record types exclude_records may name: records
+// of an exec event that detection can do without. PROCTITLE is the argv of a
+// failed exec (which has no EXECVE record) and the command line of a process
+// that rewrote its own; BPRM_FCAPS reports an executable's file
+// capabilities. Every other record of an exec event is needed.
+func ExcludableRecords() []string { return []string{"PROCTITLE", "BPRM_FCAPS"} }
+
+// CheckExcludeRecords accepts an exclude_records list: names from
+// ExcludableRecords, each at most once.
+func CheckExcludeRecords(names []string) error {
+	allowed := ExcludableRecords()
+	for i, n := range names {
+		if !slices.Contains(allowed, n) {
+			return fmt.Errorf("exclude_records: %q cannot be excluded: use %s", n, strings.Join(allowed, " or "))
+		}
+		if slices.Contains(names[:i], n) {
+			return fmt.Errorf("exclude_records: %q listed twice", n)
+		}
+	}
+	return nil
+}

@@ -55,3 +55,22 @@ func TestCheckMode(t *testing.T) {
 		t.Error(`CheckMode("ownr") = nil, want an error`)
 	}
 }
+
+func TestCheckExcludeRecords(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		ok    bool
+	}{
+		{nil, true},
+		{[]string{"PROCTITLE"}, true},
+		{[]string{"PROCTITLE", "BPRM_FCAPS"}, true},
+		{[]string{"EXECVE"}, false},
+		{[]string{"proctitle"}, false},
+		{[]string{"PROCTITLE", "PROCTITLE"}, false},
+	} {
+		err := CheckExcludeRecords(tc.names)
+		if got := err == nil; got != tc.ok {
+			t.Errorf("CheckExcludeRecords(%q) = %v, want ok %v", tc.names, err, tc.ok)
+		}
+	}
+}

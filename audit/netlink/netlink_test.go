@@ -182,6 +182,22 @@ func TestBuildRules(t *testing.T) {
 	if _, err := buildRules("has space"); err == nil {
 		t.Error(`buildRules("has space") = nil error, want one`)
 	}
+	got, err = buildRules("k1", "PROCTITLE", "BPRM_FCAPS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "-a always,exclude -F msgtype=PROCTITLE", "-a always,exclude -F msgtype=BPRM_FCAPS")
+	if len(got) != len(want) {
+		t.Fatalf("buildRules with exclusions: %d rules, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].text != want[i] {
+			t.Errorf("buildRules with exclusions, rule %d = %q, want %q", i, got[i].text, want[i])
+		}
+	}
+	if _, err := buildRules("k1", "EXECVE"); err == nil {
+		t.Error(`buildRules("k1", "EXECVE") = nil error, want one`)
+	}
 }
 
 // TestConfigUsesAuditValidators checks that what `encwatch run` refuses is

@@ -41,6 +41,10 @@ type OwnerConfig struct {
 	GatherWindow time.Duration
 	// ReceiveBuffer is the data socket's receive buffer in bytes.
 	ReceiveBuffer int
+	// ExcludeRecords are record types (audit.ExcludableRecords) the kernel
+	// is told not to emit at all, with an exclude rule each: kernel-wide,
+	// so every audit consumer loses them, and removed on Close.
+	ExcludeRecords []string
 }
 
 // withDefaults fills in zero fields and checks every field with the audit
@@ -61,6 +65,7 @@ func (c OwnerConfig) withDefaults() (OwnerConfig, error) {
 	errs := []error{
 		audit.CheckRuleKey(c.RuleKey),
 		audit.CheckGatherWindow(c.GatherWindow),
+		audit.CheckExcludeRecords(c.ExcludeRecords),
 	}
 	if c.BacklogWaitTime != nil {
 		errs = append(errs, audit.CheckBacklogWaitTime(int64(*c.BacklogWaitTime)))
@@ -94,12 +99,12 @@ type Owner struct {
 
 // openControl opens the control socket and reads the status found: the
 // start that Owner and Multicast share.
-func openControl(key string, log *logrus.Entry) (*Control, *ruleSet, Status, error) {
+func openControl(key string, log *logrus.Entry, exclude ...string) (*Control, *ruleSet, Status, error) {
 	ctrl, err := OpenControl()
 	if err != nil {
 		return nil, nil, Status{}, err
 	}
-	rules, err := newRuleSet(ctrl, log, key)
+	rules, err := newRuleSet(ctrl, log, key, exclude...)
 	if err != nil {
 		ctrl.Close()
 		return nil, nil, Status{}, err
@@ -135,7 +140,7 @@ func OpenOwner(cfg OwnerConfig, log *logrus.Entry) (*Owner, error) {
 		return nil, err
 	}
 	log = discard(log)
-	ctrl, rules, found, err := openControl(cfg.RuleKey, log)
+	ctrl, rules, found, err := openControl(cfg.RuleKey, log, cfg.ExcludeRecords...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +298,7 @@ func (o *Owner) Reconfigure(cfg OwnerConfig) error {
 	if err := o.applySettings(have); err != nil {
 		return err
 	}
-	if err := o.rekey(cfg.RuleKey); err != nil {
+	if err := o.rekey(cfg.RuleKey, cfg.ExcludeRecords...); err != nil {
 		return err
 	}
 	return o.InstallRules()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -22,6 +21,11 @@ const (
 	// maxBatch bounds a batch handed on mid-drain when records keep coming
 	// faster than one drain can empty the socket.
 	maxBatch = 4096
+	// maxBatchBytes bounds the bytes of one batch the same way: a user who
+	// execs with megabytes of arguments fills every record to the kernel's
+	// MAX_AUDIT_MESSAGE_LENGTH (8970 bytes), and 4096 of those would keep a
+	// 36 MiB arena alive for the stream's life.
+	maxBatchBytes = 1 << 20
 )
 
 // reader is the data path that Owner and Multicast share: a socket the
@@ -42,7 +46,7 @@ type reader struct {
 // ReaderStats counts what a reader has seen since it was opened.
 type ReaderStats struct {
 	Records        uint64 // records received from the kernel, delivered or not
-	Batches        uint64 // batches handed on
+	Batches        uint64 // batches handed on (by Run) or read (through a Stream)
 	ENOBUFS        uint64 // receive-buffer overflows the socket reported (records lost, count unknown)
 	DroppedRecords uint64 // records dropped because the next stage was full
 }
@@ -58,92 +62,62 @@ func (rd *reader) Stats() ReaderStats {
 }
 
 // Run reads records from the kernel and sends them to out in batches until
-// ctx ends, then returns nil; it does not close out. It waits for the first
-// record, lets more gather for GatherWindow, then drains the socket with
-// recvmmsg: one wake-up per batch, not per record. Run never waits on out: a
-// batch that does not fit is dropped and counted in Stats.
-//
-// Both waits go through the Go runtime: the socket is registered with the
-// runtime's network poller and the gather window is a runtime timer. A
-// goroutine blocked in a raw poll(2) instead holds an OS thread in a
-// syscall, and every such wait longer than 10 ms makes the scheduler's
-// monitor thread retake it and reset its back-off, which on the exec-storm
-// benchmark cost more CPU than reading the records.
+// ctx ends, then returns nil; it does not close out. It reads through a
+// Stream (see there for why it costs one or two wake-ups per batch rather
+// than one per record) and hands each batch on with its own copy of the
+// bytes. Run never waits on out: a batch that does not fit is dropped and
+// counted in Stats. The daemon's live pipeline reads the Stream itself.
 func (rd *reader) Run(ctx context.Context, out chan<- []audit.Record) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	if len(rd.pending) > 0 {
-		rd.records.Add(uint64(len(rd.pending)))
-		rd.deliver(out, rd.pending)
-		rd.pending = nil
-	}
-	f, err := rd.pollable()
+	s, err := rd.Stream(ctx)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("audit: data socket: %w", err)
-	}
-	// A read deadline in the past wakes the wait below at shutdown.
-	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	r := newReceiver(int(f.Fd()))
-	gather := time.NewTimer(time.Hour)
-	gather.Stop() // armed per batch below
-	for {
-		// Wait for the first record: the callback reads what is there and
-		// asks the poller to wait while the socket is empty.
-		batch := make([]audit.Record, 0, recvBatch)
-		var rerr error
-		err := rc.Read(func(uintptr) bool {
-			before := len(batch)
-			batch, rerr = r.recv(batch)
-			rd.records.Add(uint64(len(batch) - before))
-			return !errors.Is(rerr, unix.EAGAIN) || len(batch) > 0
-		})
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil:
-			rd.deliver(out, batch)
-			return nil
-		case err != nil:
-			return fmt.Errorf("audit: wait for records: %w", err)
-		}
-		if err := rd.recvErr(rerr); err != nil {
-			return err
-		}
-		// Let records gather, waking early only for shutdown.
-		if rd.gather > 0 {
-			gather.Reset(rd.gather)
-			select {
-			case <-gather.C:
-			case <-ctx.Done():
-				rd.deliver(out, batch)
-				return nil
+	defer s.Close()
+	s.handOff = true // deliver counts the batches that went on
+	var buf []audit.Record
+	read := func() error {
+		for {
+			var more bool
+			var err error
+			buf, more, err = s.Read(buf[:0])
+			rd.deliver(out, cloneRecords(buf))
+			if err != nil || !more {
+				return err
 			}
 		}
-		if err := rd.drain(r, batch, out); err != nil {
+	}
+	for range s.Ready() {
+		if err := read(); err != nil {
 			return err
 		}
 	}
+	if err := s.Err(); err != nil {
+		return err
+	}
+	// Shutting down: what already arrived still goes on.
+	return read()
 }
 
-// pollable returns the data socket as an *os.File registered with the
-// runtime poller: a duplicate of its descriptor, set non-blocking (which the
-// original shares; every receive uses MSG_DONTWAIT anyway).
-func (rd *reader) pollable() (*os.File, error) {
-	fd, err := unix.FcntlInt(uintptr(rd.data.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("audit: dup data socket: %w", err)
+// cloneRecords copies batch and its bytes into two allocations.
+func cloneRecords(batch []audit.Record) []audit.Record {
+	if len(batch) == 0 {
+		return nil
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("audit: data socket: %w", err)
+	total := 0
+	for _, r := range batch {
+		total += len(r.Data)
 	}
-	return os.NewFile(uintptr(fd), "audit-netlink"), nil
+	data := make([]byte, 0, total)
+	out := make([]audit.Record, len(batch))
+	for i, r := range batch {
+		start := len(data)
+		data = append(data, r.Data...)
+		out[i] = audit.Record{Type: r.Type, Data: data[start:len(data):len(data)]}
+	}
+	return out
 }
 
 // recvErr sorts a receive error: EAGAIN and EINTR are not errors, ENOBUFS is
@@ -159,31 +133,6 @@ func (rd *reader) recvErr(err error) error {
 		return nil
 	default:
 		return fmt.Errorf("audit: receive: %w", err)
-	}
-}
-
-// drain reads until the socket is empty, appending to batch and handing on
-// what it read.
-func (rd *reader) drain(r *receiver, batch []audit.Record, out chan<- []audit.Record) error {
-	for {
-		before := len(batch)
-		var err error
-		batch, err = r.recv(batch)
-		rd.records.Add(uint64(len(batch) - before))
-		if err == nil {
-			if len(batch) >= maxBatch {
-				rd.deliver(out, batch)
-				batch = make([]audit.Record, 0, recvBatch)
-			}
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			rd.deliver(out, batch)
-			return nil
-		}
-		if err := rd.recvErr(err); err != nil {
-			return err
-		}
 	}
 }
 
@@ -228,24 +177,22 @@ func newReceiver(fd int) *receiver {
 	return r
 }
 
-// recv reads up to recvBatch datagrams without blocking and appends their
-// records to batch. Their bytes are copied into one allocation per call.
-func (r *receiver) recv(batch []audit.Record) ([]audit.Record, error) {
+// recvInto reads up to recvBatch datagrams without blocking and appends
+// their records to batch, their bytes to arena, which it returns grown: once
+// the arena and batch have grown to a drain's size, reading allocates
+// nothing.
+func (r *receiver) recvInto(batch []audit.Record, arena []byte) ([]audit.Record, []byte, error) {
 	for i := range r.msgs {
 		r.msgs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
 		r.msgs[i].Hdr.Flags = 0
 		r.msgs[i].Len = 0
 	}
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd),
+	// Raw: MSG_DONTWAIT never blocks, and see pollNow.
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd),
 		uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
-		return batch, errno
+		return batch, arena, errno
 	}
-	total := 0
-	for i := range int(n) {
-		total += int(r.msgs[i].Len)
-	}
-	data := make([]byte, 0, total)
 	for i := range int(n) {
 		if r.names[i].Pid != 0 {
 			continue // not from the kernel: any local process may send to us
@@ -254,9 +201,12 @@ func (r *receiver) recv(batch []audit.Record) ([]audit.Record, error) {
 		if !ok || !isRecord(h.Type) {
 			continue // ACKs of our own requests, AUDIT_REPLACE pings
 		}
-		start := len(data)
-		data = append(data, trimNUL(payload)...)
-		batch = append(batch, audit.Record{Type: h.Type, Data: data[start:len(data):len(data)]})
+		start := len(arena)
+		arena = append(arena, trimNUL(payload)...)
+		// Full slice expressions: a record's Data never reaches into the
+		// next one's bytes. If the arena grows, earlier records keep the
+		// old array alive until the batch is done with.
+		batch = append(batch, audit.Record{Type: h.Type, Data: arena[start:len(arena):len(arena)]})
 	}
-	return batch, nil
+	return batch, arena, nil
 }

@@ -23,38 +23,53 @@ type execRule struct {
 // ruleSet is encwatch's execve rules under one key, kept in the kernel
 // through a control socket. Owner and Multicast embed it.
 type ruleSet struct {
-	ctrl  *Control
-	log   *logrus.Entry
-	key   string
-	rules []execRule
+	ctrl    *Control
+	log     *logrus.Entry
+	key     string
+	exclude []string // record types excluded kernel-wide (exclude_records)
+	rules   []execRule
 }
 
-func newRuleSet(ctrl *Control, log *logrus.Entry, key string) (*ruleSet, error) {
-	rules, err := buildRules(key)
+func newRuleSet(ctrl *Control, log *logrus.Entry, key string, exclude ...string) (*ruleSet, error) {
+	rules, err := buildRules(key, exclude...)
 	if err != nil {
 		return nil, err
 	}
-	return &ruleSet{ctrl: ctrl, log: log, key: key, rules: rules}, nil
+	return &ruleSet{ctrl: ctrl, log: log, key: key, exclude: exclude, rules: rules}, nil
 }
 
-// buildRules builds the execve/execveat rules for both syscall ABIs.
-func buildRules(key string) ([]execRule, error) {
+// buildRules builds the execve/execveat rules for both syscall ABIs and an
+// exclude rule per record type in exclude. Exclude rules take no key (the
+// kernel's exclude list filters on the message type and the sender only);
+// they are told apart by their text, and like the others removed on exit
+// only if encwatch added them.
+func buildRules(key string, exclude ...string) ([]execRule, error) {
 	if err := audit.CheckRuleKey(key); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	var out []execRule
+	if err := audit.CheckExcludeRecords(exclude); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	var lines []string
 	for _, arch := range []string{"b64", "b32"} {
-		r, err := flags.Parse(fmt.Sprintf("-a always,exit -F arch=%s -S execve,execveat -k %s", arch, key))
+		lines = append(lines, fmt.Sprintf("-a always,exit -F arch=%s -S execve,execveat -k %s", arch, key))
+	}
+	for _, typ := range exclude {
+		lines = append(lines, "-a always,exclude -F msgtype="+typ)
+	}
+	var out []execRule
+	for _, line := range lines {
+		r, err := flags.Parse(line)
 		if err != nil {
-			return nil, fmt.Errorf("audit: rule key %q: %w", key, err)
+			return nil, fmt.Errorf("audit: rule %q: %w", line, err)
 		}
 		wire, err := rule.Build(r)
 		if err != nil {
-			return nil, fmt.Errorf("audit: build %s rule: %w", arch, err)
+			return nil, fmt.Errorf("audit: build rule %q: %w", line, err)
 		}
 		text, err := rule.ToCommandLine(wire, false)
 		if err != nil {
-			return nil, fmt.Errorf("audit: decode %s rule: %w", arch, err)
+			return nil, fmt.Errorf("audit: decode rule %q: %w", line, err)
 		}
 		out = append(out, execRule{text: text, wire: wire})
 	}
@@ -127,19 +142,19 @@ func (s *ruleSet) removeRules() error {
 	return errors.Join(errs...)
 }
 
-// rekey switches to key: the rules under the old key that s added are
-// removed (not re-installed: the caller does that).
-func (s *ruleSet) rekey(key string) error {
-	if key == s.key {
+// rekey switches to key and the exclude list: when either changed, the rules
+// s added are removed (not re-installed: the caller does that).
+func (s *ruleSet) rekey(key string, exclude ...string) error {
+	if key == s.key && slices.Equal(exclude, s.exclude) {
 		return nil
 	}
-	rules, err := buildRules(key)
+	rules, err := buildRules(key, exclude...)
 	if err != nil {
 		return err
 	}
 	if err := s.removeRules(); err != nil {
 		return err
 	}
-	s.key, s.rules = key, rules
+	s.key, s.exclude, s.rules = key, exclude, rules
 	return nil
 }

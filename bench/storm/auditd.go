@@ -93,20 +93,16 @@ func runAuditd(ctx context.Context, o options, p point, log *logrus.Entry) (meas
 	return m, err
 }
 
+// auditdPoint starts auditd on a fresh configuration, installs the storm's
+// rules, measures one storm and counts the storm's records in auditd's log.
 func auditdPoint(ctx context.Context, o options, p point, log *logrus.Entry) (measure, error) {
 	dir, err := os.MkdirTemp("", "auditd-bench-")
 	if err != nil {
 		return measure{}, err
 	}
 	defer os.RemoveAll(dir)
-	plugins := filepath.Join(dir, "plugins.d")
-	logFile := filepath.Join(dir, "log", "audit.log")
-	for _, d := range []string{plugins, filepath.Dir(logFile)} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return measure{}, err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "auditd.conf"), fmt.Appendf(nil, auditdConf, logFile, plugins), 0o600); err != nil {
+	logFile, err := auditdFiles(dir)
+	if err != nil {
 		return measure{}, err
 	}
 	if err := auditctl("-b", fmt.Sprint(auditdBacklog)); err != nil {
@@ -170,13 +166,26 @@ func auditdPoint(ctx context.Context, o options, p point, log *logrus.Entry) (me
 	}
 	m.daemon = "auditd"
 	m.pipelineLost = -1
-	all, own, cerr := countSyscalls(logFile, benchKey, os.Getpid())
+	all, own, cerr := countSyscalls(logFile, benchKey, m.gen.pid)
 	m.events, m.ownEvents = all, own
 	return m, errors.Join(err, cerr)
 }
 
+// auditdFiles lays out auditd's configuration, plugin and log directories
+// in dir and returns the log file's path.
+func auditdFiles(dir string) (string, error) {
+	plugins := filepath.Join(dir, "plugins.d")
+	logFile := filepath.Join(dir, "log", "audit.log")
+	for _, d := range []string{plugins, filepath.Dir(logFile)} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return "", err
+		}
+	}
+	return logFile, os.WriteFile(filepath.Join(dir, "auditd.conf"), fmt.Appendf(nil, auditdConf, logFile, plugins), 0o600)
+}
+
 // countSyscalls counts the SYSCALL records with key in an auditd RAW log,
-// all of them and those of processes whose parent is ppid.
+// all of them and those of processes whose parent is ppid (the spawner).
 func countSyscalls(path, key string, ppid int) (all uint64, own int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {

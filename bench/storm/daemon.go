@@ -261,7 +261,7 @@ type point struct {
 
 func (p point) workers() int {
 	if p.rate == 0 {
-		return numCPU()
+		return flatOutSpawners
 	}
 	// Enough spawners that one slow fork does not miss the schedule.
 	return 4
@@ -327,16 +327,16 @@ func encwatchPoint(ctx context.Context, o options, p point, log *logrus.Entry) (
 	return m, err
 }
 
-var runSeq int
-
+// newStorm sets up one storm of p. Its run id, from the process id and the
+// clock, keeps its markers apart from any earlier run's.
 func newStorm(p point, o options, dir string) *storm {
-	runSeq++
 	return &storm{
+		spawner:  o.spawner,
 		rate:     p.rate,
 		workers:  p.workers(),
 		duration: p.duration,
 		every:    o.every,
-		runID:    fmt.Sprintf("%d%03d", os.Getpid()%100000, runSeq),
+		runID:    fmt.Sprintf("%d%09d", os.Getpid()%100000, time.Now().UnixNano()%1e9),
 		dir:      dir,
 	}
 }

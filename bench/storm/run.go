@@ -24,6 +24,8 @@ type options struct {
 	out      string        // markdown file to update; "" prints only
 	auditd   bool          // also measure auditd
 	reload   string        // soak: "sighup", "rename" or "both"
+	repeat   int           // bench: measurements of each daemon at each rate
+	spawner  string        // the compiled load generator
 }
 
 func run(ctx context.Context, args []string) error {
@@ -45,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.every, "every", 50, "every Nth exec is a marked encoder run")
 	fs.StringVar(&o.out, "out", "", "markdown file whose bench (or soak) section is replaced with the results")
 	fs.BoolVar(&o.auditd, "auditd", true, "bench: measure auditd on the same storm")
+	fs.IntVar(&o.repeat, "repeat", 2, "bench: how many times each daemon is measured at each rate, interleaved")
 	fs.StringVar(&o.reload, "reload", "both", "soak: how to reload the policy each second: sighup, rename, both or none")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -72,6 +75,14 @@ func run(ctx context.Context, args []string) error {
 	lg.SetOutput(os.Stderr)
 	log := logrus.NewEntry(lg).WithField("mode", mode)
 	log.WithField("cpus", runtime.NumCPU()).Info("storm starting")
+	tmp, err := os.MkdirTemp("", "storm-spawner-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if o.spawner, err = buildSpawner(tmp); err != nil {
+		return err
+	}
 	if mode == "soak" {
 		return soak(ctx, o, log)
 	}

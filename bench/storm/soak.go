@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -229,6 +228,38 @@ type sample struct {
 	received   int
 }
 
+// soakRun is the state of one soak: the daemon, its policy and what was
+// sampled. Only soak's own goroutines touch it; samples and reloads are
+// read after they have stopped.
+type soakRun struct {
+	o          options
+	log        *logrus.Entry
+	dir, cfg   string
+	src        []byte
+	edits      policyEdits
+	recv       *receiver
+	maddr      string
+	d          *daemon
+	hasMetrics bool
+	fileSink   string // set when the daemon had no HTTP sink
+	start      time.Time
+	reloads    int
+	smu        sync.Mutex
+	samples    []sample
+}
+
+// soakOutcome is what the storm and the daemon did over the soak.
+type soakOutcome struct {
+	gen              stormResult
+	cpu              time.Duration
+	hwmKiB           uint64
+	kernelLost       uint32
+	raised           uint64
+	received, unique int
+	dups             int
+	last             metrics // the last /metrics scrape before stop; nil without
+}
+
 func soak(ctx context.Context, o options, log *logrus.Entry) error {
 	release, err := takeKernel(log)
 	if err != nil {
@@ -239,257 +270,294 @@ func soak(ctx context.Context, o options, log *logrus.Entry) error {
 			log.WithError(rerr).Warn("kernel audit state repaired after the soak")
 		}
 	}()
-	dir, err := os.MkdirTemp("", "encwatch-soak-")
-	if err != nil {
+	s := &soakRun{o: o, log: log, hasMetrics: true}
+	if s.dir, err = os.MkdirTemp("", "encwatch-soak-"); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	recv, err := newReceiver()
-	if err != nil {
+	defer os.RemoveAll(s.dir)
+	if s.recv, err = newReceiver(); err != nil {
 		return err
 	}
-	defer recv.srv.Close()
-	maddr, err := freePort()
-	if err != nil {
+	defer s.recv.srv.Close()
+	if s.maddr, err = freePort(); err != nil {
 		return err
 	}
-	src, err := os.ReadFile(o.config)
-	if err != nil {
+	if s.src, err = os.ReadFile(o.config); err != nil {
 		return err
 	}
-	edits := policyEdits{
+	s.edits = policyEdits{
 		key:   benchKey,
-		sinks: fmt.Sprintf("sink \"http\" \"soak\" {\n  url  = \"http://%s/\"\n  kind = \"webhook\"\n}\n", recv.addr),
-		extra: fmt.Sprintf("metrics {\n  address = %q\n}\n", maddr),
+		sinks: fmt.Sprintf("sink \"http\" \"soak\" {\n  url  = \"http://%s/\"\n  kind = \"webhook\"\n}\n", s.recv.addr),
+		extra: fmt.Sprintf("metrics {\n  address = %q\n}\n", s.maddr),
 	}
-	cfg := filepath.Join(dir, "config.hcl")
-	writePolicy := func(n int) error {
-		p, err := benchPolicy(string(src), edits)
-		if err != nil {
-			return err
-		}
-		tmp := cfg + ".new"
-		if err := os.WriteFile(tmp, fmt.Appendf([]byte(p), "# soak reload %d\n", n), 0o600); err != nil {
-			return err
-		}
-		return os.Rename(tmp, cfg)
-	}
-	if err := writePolicy(0); err != nil {
+	s.cfg = filepath.Join(s.dir, "config.hcl")
+	if err := s.startDaemon(); err != nil {
 		return err
 	}
-	d, err := startEncwatch(o.bin, cfg, log)
-	hasMetrics, fileSink := true, ""
+	defer func() {
+		select {
+		case <-s.d.done:
+		default:
+			s.d.stop()
+		}
+	}()
+	log.WithFields(logrus.Fields{"webhook": s.recv.addr, "metrics": s.hasMetrics, "duration": o.duration.Seconds()}).Info("soak running")
+	out, err := s.storm(ctx)
+	if err != nil {
+		return err
+	}
+	stopErr := s.settle(&out)
+	if err := s.count(&out); err != nil {
+		return err
+	}
+	report := s.report(out)
+	fmt.Print(report)
+	if stopErr != nil {
+		return fmt.Errorf("encwatch stop: %w", stopErr)
+	}
+	if o.out != "" {
+		return replaceSection(o.out, "soak", report)
+	}
+	return nil
+}
+
+// writePolicy writes the soak's policy, marked with reload n, and renames
+// it into place.
+func (s *soakRun) writePolicy(n int) error {
+	p, err := benchPolicy(string(s.src), s.edits)
+	if err != nil {
+		return err
+	}
+	tmp := s.cfg + ".new"
+	if err := os.WriteFile(tmp, fmt.Appendf([]byte(p), "# soak reload %d\n", n), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.cfg)
+}
+
+// startDaemon starts encwatch, falling back to no /metrics and to a file
+// sink when an older build refuses either.
+func (s *soakRun) startDaemon() error {
+	if err := s.writePolicy(0); err != nil {
+		return err
+	}
+	d, err := startEncwatch(s.o.bin, s.cfg, s.log)
 	for range 2 {
 		if err == nil {
 			break
 		}
 		switch msg := err.Error(); {
-		case strings.Contains(msg, `"metrics"`) && hasMetrics:
-			log.Warn("this encwatch has no metrics block; soaking without /metrics")
-			edits.extra, hasMetrics = "", false
-		case strings.Contains(msg, `sink type "http"`) && fileSink == "":
-			fileSink = filepath.Join(dir, "alerts.jsonl")
-			log.Warn("this encwatch has no HTTP sink; soaking with a file sink, which does not flap")
-			edits.sinks = fmt.Sprintf("sink \"file\" \"soak\" {\n  path = %q\n}\n", fileSink)
+		case strings.Contains(msg, `"metrics"`) && s.hasMetrics:
+			s.log.Warn("this encwatch has no metrics block; soaking without /metrics")
+			s.edits.extra, s.hasMetrics = "", false
+		case strings.Contains(msg, `sink type "http"`) && s.fileSink == "":
+			s.fileSink = filepath.Join(s.dir, "alerts.jsonl")
+			s.log.Warn("this encwatch has no HTTP sink; soaking with a file sink, which does not flap")
+			s.edits.sinks = fmt.Sprintf("sink \"file\" \"soak\" {\n  path = %q\n}\n", s.fileSink)
 		default:
 			return err
 		}
-		if err = writePolicy(0); err == nil {
-			d, err = startEncwatch(o.bin, cfg, log)
+		if err = s.writePolicy(0); err == nil {
+			d, err = startEncwatch(s.o.bin, s.cfg, s.log)
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if fileSink != "" {
-		recv.srv.Close()
+	if s.fileSink != "" {
+		s.recv.srv.Close()
 	}
-	defer func() {
-		select {
-		case <-d.done:
-		default:
-			d.stop()
-		}
-	}()
-	log.WithFields(logrus.Fields{"webhook": recv.addr, "metrics": hasMetrics, "duration": o.duration.Seconds()}).Info("soak running")
+	s.d = d
+	return nil
+}
 
+// storm runs the storm while the webhook flaps, the policy reloads and the
+// daemon is sampled; it returns once all of them have stopped.
+func (s *soakRun) storm(ctx context.Context) (soakOutcome, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); recv.flap(sctx, log) }()
-	reloads := 0
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(reloadInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-			}
-			if o.reload == "none" {
-				continue
-			}
-			reloads++
-			if o.reload != "sighup" {
-				if err := writePolicy(reloads); err != nil {
-					log.WithError(err).Warn("rewrite policy")
-				}
-			}
-			if o.reload != "rename" {
-				d.cmd.Process.Signal(syscall.SIGHUP)
-			}
-		}
-	}()
-	start := time.Now()
-	var samples []sample
-	var smu sync.Mutex
-	take := func() {
-		s := sample{at: time.Since(start).Round(time.Second), goroutines: -1}
-		s.rssKiB, _ = statusKiB(d.pid(), "VmRSS")
-		if hasMetrics {
-			if m, err := scrape(maddr); err == nil {
-				s.goroutines = m["go_goroutines"]
-				s.heapMiB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
-				s.raised = m["encwatch_alerts_total"]
-			}
-		}
-		_, s.received, _ = recv.counts()
-		smu.Lock()
-		samples = append(samples, s)
-		smu.Unlock()
-		log.WithFields(logrus.Fields{"t": s.at.Seconds(), "rss_kib": s.rssKiB, "goroutines": s.goroutines,
-			"raised": s.raised, "received": s.received}).Info("soak sample")
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(sampleInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-				take()
-			}
-		}
-	}()
-	st := newStorm(point{label: "soak", rate: soakRate, duration: o.duration}, o, dir)
-	cpu0, _ := cpuTime(d.pid())
+	wg.Add(3)
+	go func() { defer wg.Done(); s.recv.flap(sctx, s.log) }()
+	go func() { defer wg.Done(); s.every(sctx, reloadInterval, s.reload) }()
+	go func() { defer wg.Done(); s.every(sctx, sampleInterval, s.take) }()
+	s.start = time.Now()
+	st := newStorm(point{label: "soak", rate: soakRate, duration: s.o.duration}, s.o, s.dir)
+	cpu0, _ := cpuTime(s.d.pid())
 	st0, _ := kernelStatus()
 	gen, serr := st.run(sctx)
 	cancel()
 	wg.Wait()
-	cpu1, _ := cpuTime(d.pid())
+	cpu1, _ := cpuTime(s.d.pid())
 	st1, _ := kernelStatus()
-	hwm, _ := statusKiB(d.pid(), "VmHWM")
+	out := soakOutcome{gen: gen, cpu: cpu1 - cpu0, kernelLost: st1.Lost - st0.Lost}
+	out.hwmKiB, _ = statusKiB(s.d.pid(), "VmHWM")
 	if serr != nil {
-		return serr
+		return out, serr
 	}
 	select {
-	case <-d.done:
-		return fmt.Errorf("encwatch exited during the soak (%v): %s", d.err, strings.Join(d.tail, "\n"))
+	case <-s.d.done:
+		return out, fmt.Errorf("encwatch exited during the soak (%v): %s", s.d.err, strings.Join(s.d.tail, "\n"))
 	default:
 	}
-	// Let every queued alert out: the receiver stays up until the daemon's
-	// queue is empty, then the daemon stops and drains.
-	if err := recv.set("up"); err != nil {
+	return out, nil
+}
+
+// every calls f every interval until ctx ends.
+func (s *soakRun) every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
+// reload reloads the policy as -reload says: a rewritten file, a SIGHUP or
+// both.
+func (s *soakRun) reload() {
+	if s.o.reload == "none" {
+		return
+	}
+	s.reloads++
+	if s.o.reload != "sighup" {
+		if err := s.writePolicy(s.reloads); err != nil {
+			s.log.WithError(err).Warn("rewrite policy")
+		}
+	}
+	if s.o.reload != "rename" {
+		s.d.cmd.Process.Signal(syscall.SIGHUP)
+	}
+}
+
+// take samples the daemon's memory, goroutines and alerts.
+func (s *soakRun) take() {
+	sm := sample{at: time.Since(s.start).Round(time.Second), goroutines: -1}
+	sm.rssKiB, _ = statusKiB(s.d.pid(), "VmRSS")
+	if s.hasMetrics {
+		if m, err := scrape(s.maddr); err == nil {
+			sm.goroutines = m["go_goroutines"]
+			sm.heapMiB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
+			sm.raised = m["encwatch_alerts_total"]
+		}
+	}
+	_, sm.received, _ = s.recv.counts()
+	s.smu.Lock()
+	s.samples = append(s.samples, sm)
+	s.smu.Unlock()
+	s.log.WithFields(logrus.Fields{"t": sm.at.Seconds(), "rss_kib": sm.rssKiB, "goroutines": sm.goroutines,
+		"raised": sm.raised, "received": sm.received}).Info("soak sample")
+}
+
+// settle lets every queued alert out: the receiver stays up until the
+// daemon's queue is empty, then the daemon stops and drains. It returns the
+// daemon's stop error.
+func (s *soakRun) settle(out *soakOutcome) error {
+	if err := s.recv.set("up"); err != nil {
 		return err
 	}
-	var last metrics
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Second)
-		if !hasMetrics {
-			if time.Since(start) > o.duration+drain+5*time.Second {
+		if !s.hasMetrics {
+			if time.Since(s.start) > s.o.duration+drain+5*time.Second {
 				break
 			}
 			continue
 		}
-		m, err := scrape(maddr)
+		m, err := scrape(s.maddr)
 		if err != nil {
 			continue
 		}
-		last = m
+		out.last = m
 		if m["encwatch_sink_queue_depth"] == 0 && time.Now().After(deadline.Add(-55*time.Second)) {
 			break
 		}
 	}
-	stopErr := d.stop()
-	received, unique, dups := recv.counts()
-	if fileSink != "" {
-		received, unique, dups, err = countFile(fileSink)
-		if err != nil {
+	return s.d.stop()
+}
+
+// count reads what was raised and received once the daemon has stopped.
+func (s *soakRun) count(out *soakOutcome) error {
+	out.received, out.unique, out.dups = s.recv.counts()
+	if s.fileSink != "" {
+		var err error
+		if out.received, out.unique, out.dups, err = countFile(s.fileSink); err != nil {
 			return err
 		}
 	}
-	raised := d.counter("alerts")
+	out.raised = s.d.counter("alerts")
+	return nil
+}
 
+// report is the soak's section of docs/performance.md.
+func (s *soakRun) report(out soakOutcome) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Soak measured %s by `make soak` (`bench/storm soak`): %s of storm at a target of %d execs/s (achieved %.0f), every %dth exec a marked `base64 --decode` run, the policy reloaded every second (%s, %d reloads), an HTTP webhook sink whose receiver is down 10 s of every 30 s (alternately 503 and connection refused).\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, soakRate, gen.rate(), o.every, o.reload, reloads)
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), s.o.duration, soakRate, out.gen.rate(), s.o.every, s.o.reload, s.reloads)
 	b.WriteString(machine())
+	d := s.d
 	fmt.Fprintf(&b, "\nencwatch over the soak: %.1f µs CPU per exec, peak RSS %.1f MiB, kernel lost %d, pipeline lost %d.\n\n",
-		float64((cpu1-cpu0).Microseconds())/float64(max(gen.execs, 1)), float64(hwm)/1024, st1.Lost-st0.Lost,
+		float64(out.cpu.Microseconds())/float64(max(out.gen.execs, 1)), float64(out.hwmKiB)/1024, out.kernelLost,
 		d.counter("kernel_enobufs")+d.counter("dropped_records")+d.counter("dropped_events")+d.counter("serial_gaps_lost"))
 	b.WriteString("Alert accounting:\n\n")
-	fmt.Fprintf(&b, "- raised (final `alerts` counter): %d\n", raised)
-	if fileSink != "" {
+	fmt.Fprintf(&b, "- raised (final `alerts` counter): %d\n", out.raised)
+	if s.fileSink != "" {
 		b.WriteString("- **this encwatch had no HTTP sink: alerts went to a file sink, which never flaps**\n")
 	}
-	fmt.Fprintf(&b, "- received by the webhook: %d (%d distinct, %d duplicate deliveries)\n", received, unique, dups)
-	var dropped float64
-	if last != nil {
-		causes := last.matching("encwatch_sink_dropped_total", `sink="soak"`)
-		keys := make([]string, 0, len(causes))
-		for k := range causes {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			dropped += causes[k]
-			if causes[k] > 0 {
-				fmt.Fprintf(&b, "- dropped: %s = %.0f\n", k, causes[k])
-			}
-		}
-		for k, v := range last.matching("encwatch_sink_rejected_total", `sink="soak"`) {
-			dropped += v
-			if v > 0 {
-				fmt.Fprintf(&b, "- rejected: %s = %.0f\n", k, v)
-			}
-		}
-		fmt.Fprintf(&b, "- dropped or rejected in all (last /metrics scrape, before stop): %.0f; send errors: %.0f; reloads: %v\n",
-			dropped, last["encwatch_sink_send_errors_total"], fmtSeries(last.matching("encwatch_reloads_total")))
-	} else {
-		b.WriteString("- dropped by cause: unknown (the daemon had no /metrics)\n")
-	}
-	gap := float64(raised) - float64(unique) - dropped
+	fmt.Fprintf(&b, "- received by the webhook: %d (%d distinct, %d duplicate deliveries)\n", out.received, out.unique, out.dups)
+	dropped := droppedLines(&b, out.last)
+	gap := float64(out.raised) - float64(out.unique) - dropped
 	verdict := "every alert accounted for"
 	if gap != 0 {
 		verdict = fmt.Sprintf("**%.0f alerts unaccounted for**", gap)
 	}
 	fmt.Fprintf(&b, "- raised − delivered − dropped = %.0f: %s\n\n", gap, verdict)
 	b.WriteString("| t | RSS MiB | Go heap in use MiB | goroutines | alerts raised | alerts received |\n|--:|--:|--:|--:|--:|--:|\n")
-	for _, s := range samples {
+	for _, sm := range s.samples {
 		g := "n/a"
-		if s.goroutines >= 0 {
-			g = fmt.Sprintf("%.0f", s.goroutines)
+		if sm.goroutines >= 0 {
+			g = fmt.Sprintf("%.0f", sm.goroutines)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %.0f | %d |\n", s.at, float64(s.rssKiB)/1024, s.heapMiB, g, s.raised, s.received)
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %.0f | %d |\n", sm.at, float64(sm.rssKiB)/1024, sm.heapMiB, g, sm.raised, sm.received)
 	}
-	b.WriteString("\n" + trend(samples))
-	fmt.Print(b.String())
-	if err := errors.Join(stopErr); err != nil {
-		return fmt.Errorf("encwatch stop: %w", err)
+	b.WriteString("\n" + trend(s.samples))
+	return b.String()
+}
+
+// droppedLines writes the sink's drops and rejections by cause from the last
+// scrape and returns their sum.
+func droppedLines(b *strings.Builder, last metrics) float64 {
+	if last == nil {
+		b.WriteString("- dropped by cause: unknown (the daemon had no /metrics)\n")
+		return 0
 	}
-	if o.out != "" {
-		return replaceSection(o.out, "soak", b.String())
+	var dropped float64
+	causes := last.matching("encwatch_sink_dropped_total", `sink="soak"`)
+	keys := make([]string, 0, len(causes))
+	for k := range causes {
+		keys = append(keys, k)
 	}
-	return nil
+	sort.Strings(keys)
+	for _, k := range keys {
+		dropped += causes[k]
+		if causes[k] > 0 {
+			fmt.Fprintf(b, "- dropped: %s = %.0f\n", k, causes[k])
+		}
+	}
+	for k, v := range last.matching("encwatch_sink_rejected_total", `sink="soak"`) {
+		dropped += v
+		if v > 0 {
+			fmt.Fprintf(b, "- rejected: %s = %.0f\n", k, v)
+		}
+	}
+	fmt.Fprintf(b, "- dropped or rejected in all (last /metrics scrape, before stop): %.0f; send errors: %.0f; reloads: %v\n",
+		dropped, last["encwatch_sink_send_errors_total"], fmtSeries(last.matching("encwatch_reloads_total")))
+	return dropped
 }
 
 func fmtSeries(m map[string]float64) string {

@@ -94,6 +94,11 @@ type Audit struct {
 	// first one before draining them in one go: it trades alert latency for
 	// fewer wake-ups.
 	GatherWindow time.Duration
+	// ExcludeRecords (owner mode) are record types the kernel is told not
+	// to emit, with an exclude rule each (audit.ExcludableRecords): fewer
+	// records per exec, but kernel-wide, and PROCTITLE is the argv of a
+	// failed exec. Empty by default.
+	ExcludeRecords []string
 	// EventTimeout completes an event whose closing record never came.
 	EventTimeout time.Duration
 	// MaxInFlight bounds the events being assembled at once.

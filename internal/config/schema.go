@@ -231,6 +231,15 @@ func (st *state) audit(blk *hclsyntax.Block) {
 		}
 	}
 	b.checkedDuration("gather_window", &a.GatherWindow, audit.CheckGatherWindow)
+	if rngs, ok := b.strings("exclude_records", &a.ExcludeRecords); ok {
+		// The first element that makes the list invalid is the one named.
+		for i := range a.ExcludeRecords {
+			if err := audit.CheckExcludeRecords(a.ExcludeRecords[:i+1]); err != nil {
+				st.d.errorf(rngs[i], "%v", err)
+				break
+			}
+		}
+	}
 	b.checkedDuration("event_timeout", &a.EventTimeout, audit.CheckEventTimeout)
 	if n, ok := b.checkedInteger("max_in_flight", audit.CheckMaxInFlight); ok {
 		a.MaxInFlight = int(n)

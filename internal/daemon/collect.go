@@ -311,12 +311,17 @@ type ackTracker struct {
 	pending map[string]*pendingAck // by alert id
 	recent  []sentAck              // a ring of the last acknowledgements
 	next    int                    // where the next one goes in recent
+	// done holds the alert ids of the acknowledgements in recent: a
+	// redelivery of one (its acknowledgement was lost with a cluster node)
+	// is acknowledged again, not delivered twice.
+	done map[string]int
 }
 
-// sentAck is one acknowledgement sent: the message's reply subject.
+// sentAck is one acknowledgement sent: the message's reply subject and the
+// alert id it acknowledged.
 type sentAck struct {
-	reply string
-	at    time.Time
+	reply, id string
+	at        time.Time
 }
 
 // maxRecentAcks bounds the acknowledgements remembered for a resend: the
@@ -329,14 +334,20 @@ type pendingAck struct {
 }
 
 func newAckTracker(sinks int) *ackTracker {
-	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck)}
+	return &ackTracker{sinks: sinks, pending: make(map[string]*pendingAck), done: make(map[string]int)}
 }
 
 // add records msg as carrying alert id; it reports false when the alert is
-// already pending, and then only keeps msg to acknowledge with it.
+// already pending, and then only keeps msg to acknowledge with it, or was
+// delivered and acknowledged lately, and then acknowledges msg at once.
 func (t *ackTracker) add(id string, msg jetstream.Msg) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.done[id]; ok {
+		_ = msg.Ack()
+		t.remember(sentAck{reply: msg.Reply(), id: id, at: time.Now()})
+		return false
+	}
 	if p, ok := t.pending[id]; ok {
 		p.msgs = append(p.msgs, msg)
 		return false
@@ -362,15 +373,20 @@ func (t *ackTracker) accepted(_ int, a *detect.Alert) {
 	for _, m := range p.msgs {
 		// A publish into the connection's buffer: it does not wait.
 		_ = m.Ack()
-		t.remember(sentAck{reply: m.Reply(), at: now})
+		t.remember(sentAck{reply: m.Reply(), id: a.ID, at: now})
 	}
 }
 
 // remember keeps an acknowledgement in the ring; under mu.
 func (t *ackTracker) remember(a sentAck) {
+	t.done[a.id]++
 	if len(t.recent) < maxRecentAcks {
 		t.recent = append(t.recent, a)
 		return
+	}
+	old := t.recent[t.next]
+	if t.done[old.id]--; t.done[old.id] <= 0 {
+		delete(t.done, old.id)
 	}
 	t.recent[t.next] = a
 	t.next = (t.next + 1) % maxRecentAcks

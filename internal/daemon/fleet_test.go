@@ -130,6 +130,14 @@ func TestAckTracker(t *testing.T) {
 		t.Errorf("remembered %d acknowledgements, want 2 to resend after a cluster change", len(got))
 	}
 	tr.accepted(1, &a) // a late one: nothing pending
+	// A redelivery after the acknowledgement (lost with a cluster node) is
+	// acknowledged again, not delivered twice.
+	if tr.add("x", m) {
+		t.Error("add(x) after its acknowledgement = true, want it acknowledged, not delivered again")
+	}
+	if acks.Load() != 3 {
+		t.Errorf("acks = %d after the late redelivery, want 3", acks.Load())
+	}
 	tr.add("y", m)
 	tr.nakAll()
 	if naks.Load() != 1 || len(tr.pending) != 0 {

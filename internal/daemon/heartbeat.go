@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/encwatch/encwatch/audit"
@@ -91,6 +92,41 @@ func (d *daemon) stopRecord(run source) source {
 		}
 		return err
 	}
+}
+
+// stopStream is stopRecord for an input the detection goroutine reads
+// itself: when the stream reports its end (Err) or fails (Read), and before
+// detection closes the router, it sends agent_stopped, once.
+func (d *daemon) stopStream(st recordStream) recordStream {
+	started := time.Now()
+	s := &stoppingStream{recordStream: st}
+	s.stop = func() {
+		if cfg := d.cfg.Load(); cfg.Heartbeat != nil {
+			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigStopped, started))
+		}
+	}
+	return s
+}
+
+// stoppingStream runs stop once when the stream it wraps ends.
+type stoppingStream struct {
+	recordStream
+	stop func()
+	once sync.Once
+}
+
+func (s *stoppingStream) Read(b []audit.Record) ([]audit.Record, bool, error) {
+	out, more, err := s.recordStream.Read(b)
+	if err != nil {
+		s.once.Do(s.stop)
+	}
+	return out, more, err
+}
+
+func (s *stoppingStream) Err() error {
+	err := s.recordStream.Err()
+	s.once.Do(s.stop)
+	return err
 }
 
 // sendRecord delivers a fleet record to the heartbeat block's sinks.

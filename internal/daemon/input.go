@@ -65,6 +65,12 @@ type reconfigurer interface {
 	Reconfigure(config.Audit) error
 }
 
+// streamer is an input the detection stage reads itself (the kernel's
+// stream): see recordStream.
+type streamer interface {
+	Stream(ctx context.Context) (*netlink.Stream, error)
+}
+
 // readerStats is an input that counts its own receive losses.
 type readerStats interface {
 	Stats() netlink.ReaderStats
@@ -107,6 +113,7 @@ func ownerConfig(a config.Audit) netlink.OwnerConfig {
 		Failure:         a.Failure,
 		RuleKey:         a.RuleKey,
 		GatherWindow:    a.GatherWindow,
+		ExcludeRecords:  a.ExcludeRecords,
 	}
 }
 
@@ -137,6 +144,9 @@ var (
 	_ ruleKeeper    = multicastInput{}
 	_ reconfigurer  = multicastInput{}
 	_ readerStats   = multicastInput{}
+	_ streamer      = ownerInput{}
+	_ streamer      = multicastInput{}
+	_ recordStream  = (*netlink.Stream)(nil)
 	_ input         = (*audispInput)(nil)
 )
 

@@ -34,6 +34,18 @@ const (
 // not close out; the pipeline does.
 type source func(ctx context.Context, out chan<- []audit.Record) error
 
+// recordStream is a record source the detection goroutine reads itself
+// (netlink.Stream): read → parse → assemble → detect in one goroutine, with
+// only alerts crossing to the router. Ready fires once per gathered batch
+// and closes when the stream ends; Read drains it; a record's Data is valid
+// until the next Read.
+type recordStream interface {
+	Ready() <-chan struct{}
+	Read(batch []audit.Record) ([]audit.Record, bool, error)
+	Err() error
+	Close() error
+}
+
 // pipeline is one run of reader → assembler → detection → enrichment →
 // sinks. Each stage is a goroutine that owns its state (enrichment runs in
 // detection's); values pass through bounded channels. newPipeline builds it
@@ -86,6 +98,11 @@ type pipeline struct {
 	// nanoseconds).
 	beat atomic.Int64
 
+	// batch is the detection stage's buffer for a stream's records, and
+	// streamErr why its stream failed; both only for runStream.
+	batch     []audit.Record
+	streamErr error
+
 	droppedEvents atomic.Uint64
 	records       atomic.Uint64
 	events        atomic.Uint64
@@ -131,7 +148,7 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 		return nil
 	})
 	g.Go(func() error {
-		p.detect(context.WithoutCancel(ctx), events)
+		p.detect(context.WithoutCancel(ctx), events, nil)
 		return nil
 	})
 	g.Go(func() error { return p.runFiles(gctx) })
@@ -143,6 +160,31 @@ func (p *pipeline) run(ctx context.Context, src source) error {
 		err = p.routerErr
 	}
 	return err
+}
+
+// runStream is run for a source the detection stage reads itself: one
+// goroutine from the socket to the router. It returns once detection has
+// flushed the assembler and every router has drained.
+func (p *pipeline) runStream(ctx context.Context, open func(context.Context) (recordStream, error)) error {
+	st, err := open(ctx)
+	if err != nil {
+		// No detection stage will run: close the router it would have.
+		close(p.detectDone)
+		r := p.router.Load()
+		r.Close()
+		return errors.Join(err, r.Run(context.WithoutCancel(ctx)))
+	}
+	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
+	// The file identifier's workers read executables off the detection
+	// path; they stop once detection has.
+	files := make(chan error, 1)
+	go func() { files <- p.runFiles(ctx) }()
+	p.detect(context.WithoutCancel(ctx), nil, st)
+	err = errors.Join(p.streamErr, st.Close(), <-files)
+	p.routers.Wait()
+	p.routerMu.Lock()
+	defer p.routerMu.Unlock()
+	return errors.Join(err, p.routerErr)
 }
 
 // startRouter runs r until it has drained and closed its sinks.
@@ -159,12 +201,24 @@ func (p *pipeline) startRouter(ctx context.Context, r *sink.Router) {
 }
 
 // detect is the detection stage: the only goroutine that evaluates events
-// and delivers alerts.
-func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
+// and delivers alerts. Its events come from the assembler's goroutine, or,
+// with st, from the records it reads and assembles itself.
+func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event, st recordStream) {
 	defer close(p.detectDone)
 	defer func() { p.router.Load().Close() }()
 	tick := time.NewTicker(beatEvery)
 	defer tick.Stop()
+	var ready <-chan struct{}
+	var expire <-chan time.Time
+	emit := p.emitted
+	if st != nil {
+		ready = st.Ready()
+		if p.expire {
+			t := time.NewTicker(expireEvery)
+			defer t.Stop()
+			expire = t.C
+		}
+	}
 	p.beat.Store(p.now().UnixNano())
 	for {
 		select {
@@ -178,28 +232,21 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 			}
 		case ev, ok := <-events:
 			if !ok {
-				// Whatever throttles still hold is reported, and alerts
-				// raised while the input ended still go out.
-				p.deliverAll(p.engine.FlushAll())
-				for {
-					select {
-					case a := <-p.synth:
-						p.deliver(a)
-					default:
-						return
-					}
+				p.finish()
+				return
+			}
+			p.evaluate(ev)
+		case _, ok := <-ready:
+			if !ok || !p.readStream(st, emit) {
+				if !ok && st.Err() == nil {
+					p.readStream(st, emit) // shutting down: what arrived still counts
 				}
+				p.asm.Flush(emit)
+				p.finish()
+				return
 			}
-			// The cache learns of every exec before detection, so a
-			// pipeline's shell is known when its children run.
-			p.procs.Observe(ev)
-			if c := p.canary.Load(); c != nil {
-				c.check(ev, p.now())
-			}
-			for _, a := range p.engine.Evaluate(ev) {
-				p.enrichment.enrich(&a)
-				p.deliver(a)
-			}
+		case <-expire:
+			p.asm.Expire(p.now(), emit)
 		case a := <-p.synth:
 			p.deliver(a)
 		case j := <-p.files.Done():
@@ -210,6 +257,63 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event) {
 			p.router.Store(r)
 			// The old router drains what it holds, then closes its sinks.
 			old.Close()
+		}
+	}
+}
+
+// evaluate runs detection on one event and delivers its alerts.
+func (p *pipeline) evaluate(ev *audit.Event) {
+	// The cache learns of every exec before detection, so a pipeline's
+	// shell is known when its children run.
+	p.procs.Observe(ev)
+	if c := p.canary.Load(); c != nil {
+		c.check(ev, p.now())
+	}
+	for _, a := range p.engine.Evaluate(ev) {
+		p.enrichment.enrich(&a)
+		p.deliver(a)
+	}
+}
+
+// emitted is the assembler's emit when detection assembles itself.
+func (p *pipeline) emitted(ev *audit.Event) {
+	p.events.Add(1)
+	p.evaluate(ev)
+}
+
+// finish reports whatever throttles still hold and delivers the alerts
+// raised while the input ended.
+func (p *pipeline) finish() {
+	p.deliverAll(p.engine.FlushAll())
+	for {
+		select {
+		case a := <-p.synth:
+			p.deliver(a)
+		default:
+			return
+		}
+	}
+}
+
+// readStream reads what st has gathered and assembles it, evaluating each
+// event as it completes. It reports false when st failed (streamErr).
+func (p *pipeline) readStream(st recordStream, emit func(*audit.Event)) bool {
+	for {
+		var more bool
+		var err error
+		p.batch, more, err = st.Read(p.batch[:0])
+		now := p.now()
+		p.records.Add(uint64(len(p.batch)))
+		for _, r := range p.batch {
+			p.asm.Push(r, now, emit)
+		}
+		p.serialLost.Store(p.asm.Stats().Lost)
+		if err != nil {
+			p.streamErr = err
+			return false
+		}
+		if !more {
+			return true
 		}
 	}
 }

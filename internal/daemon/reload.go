@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -259,12 +260,14 @@ func (d *daemon) auditReloader(ctx context.Context, r reconfigurer) reloader {
 }
 
 // sameAudit reports whether two audit blocks say the same: BacklogWaitTime
-// is compared by value, every other field with ==.
+// and ExcludeRecords are compared by value, every other field with ==.
 func sameAudit(a, b config.Audit) bool {
 	aw, bw := a.BacklogWaitTime, b.BacklogWaitTime
 	a.BacklogWaitTime, b.BacklogWaitTime = nil, nil
 	sameWait := aw == nil && bw == nil || aw != nil && bw != nil && *aw == *bw
-	return a == b && sameWait
+	sameExclude := slices.Equal(a.ExcludeRecords, b.ExcludeRecords)
+	a.ExcludeRecords, b.ExcludeRecords = nil, nil
+	return reflect.DeepEqual(a, b) && sameWait && sameExclude
 }
 
 // reloadRestartOnly warns of the changes that only a restart applies.

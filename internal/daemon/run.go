@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,25 @@ import (
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 )
+
+// defaultMaxProcs is GOMAXPROCS unless the GOMAXPROCS environment variable
+// sets it: the work is one goroutine from the socket to detection, plus the
+// sinks' and the supervisor's, which are mostly asleep. With more Ps than
+// runnable goroutines the runtime wakes idle threads to look for work (the
+// spinning Ms, the netpoller, sysmon), and on the exec storm that cost more
+// CPU than the work did: docs/performance.md has the figures.
+const defaultMaxProcs = 1
+
+// sizeRuntime sets GOMAXPROCS to defaultMaxProcs unless the environment
+// chose, and returns a function that restores it.
+func sizeRuntime(log *logrus.Entry) func() {
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		log.WithField("gomaxprocs", runtime.GOMAXPROCS(0)).Debug("gomaxprocs from the environment")
+		return func() {}
+	}
+	old := runtime.GOMAXPROCS(defaultMaxProcs)
+	return func() { runtime.GOMAXPROCS(old) }
+}
 
 // synthQueue bounds the alerts raised outside detection that wait for the
 // detection stage.
@@ -76,7 +96,8 @@ type daemon struct {
 // the configured sinks, reloads the policy on opts.Reload and on changes to
 // its files, watches the kernel side for tampering, serves /metrics and
 // /healthz, and on the way out removes its rules and restores the kernel
-// state it found.
+// state it found. While it runs, GOMAXPROCS is defaultMaxProcs unless the
+// GOMAXPROCS environment variable says otherwise.
 func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Options) error {
 	d := &daemon{
 		log:           log,
@@ -95,6 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 	if d.notify == nil {
 		d.notify = notifierFromEnv()
 	}
+	defer sizeRuntime(log)()
 	d.cfg.Store(cfg)
 	if err := d.open(cfg); err != nil {
 		return err
@@ -159,6 +181,15 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		defer stopPipeline()
 		d.running.Store(true)
 		defer d.running.Store(false)
+		if s, ok := d.in.(streamer); ok {
+			return d.p.runStream(pctx, func(ctx context.Context) (recordStream, error) {
+				st, err := s.Stream(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return d.stopStream(st), nil
+			})
+		}
 		return d.p.run(pctx, d.stopRecord(d.in.Run))
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })

@@ -85,6 +85,8 @@ type pipeline struct {
 	// beat is when the detection stage last went round its loop (unix
 	// nanoseconds).
 	beat atomic.Int64
+	// asmMeter counts the assembler's batches in and out (health.go).
+	asmMeter stageMeter
 
 	droppedEvents atomic.Uint64
 	records       atomic.Uint64
@@ -291,11 +293,13 @@ func (p *pipeline) assemble(in <-chan []audit.Record, out chan<- *audit.Event) {
 				p.asm.Flush(emit)
 				return
 			}
+			p.asmMeter.begin()
 			now := p.now()
 			p.records.Add(uint64(len(batch)))
 			for _, r := range batch {
 				p.asm.Push(r, now, emit)
 			}
+			p.asmMeter.end()
 			p.serialLost.Store(p.asm.Stats().Lost)
 		case <-tick:
 			p.asm.Expire(p.now(), emit)

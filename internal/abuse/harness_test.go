@@ -179,7 +179,7 @@ audit {
   rule_key = %q
 }
 metrics {
-  address = ""
+  address = %q
 }
 sink "file" "alerts" {
   path = %q
@@ -193,6 +193,13 @@ sink "file" "alerts" {
 // snapshot that restores the kernel's audit state.
 func startDaemon(t *testing.T, f fixture) *daemon {
 	t.Helper()
+	return startDaemonWith(t, f, "")
+}
+
+// startDaemonWith is startDaemon with the metrics endpoint on metricsAddr
+// ("" serves none).
+func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
+	t.Helper()
 	u := shippedUnit(t)
 	dir, err := os.MkdirTemp(f.stateDir, t.Name()+"-")
 	if err != nil {
@@ -201,7 +208,7 @@ func startDaemon(t *testing.T, f fixture) *daemon {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{alerts: filepath.Join(dir, "alerts.jsonl")}
 	conf := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, policy, audittest.Key(), d.alerts), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, policy, audittest.Key(), metricsAddr, d.alerts), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tmp := "true"

@@ -24,6 +24,10 @@ func runHelper(name string, args []string) error {
 		return bigExec(args)
 	case "lease":
 		return holdLease(args)
+	case "listen":
+		return holdPort(args)
+	case "keepalive":
+		return idleConns(args)
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }

@@ -4,10 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,7 +40,14 @@ type metrics struct {
 	backlog    prometheus.Gauge
 	enabled    prometheus.Gauge
 	canaryOK   prometheus.Gauge
+	// backlog0 is the kernel backlog at the last status check, with the
+	// reader's record count then (the reader's stage probe).
+	backlog0      atomic.Pointer[backlogSample]
+	readerRecords func() uint64
 }
+
+// backlogSample is a kernel backlog and the records read when it was seen.
+type backlogSample struct{ backlog, records uint64 }
 
 func newMetrics(d *daemon) *metrics {
 	m := &metrics{
@@ -63,6 +78,12 @@ func newMetrics(d *daemon) *metrics {
 			Help: "1 if the start-up canary exec came through the pipeline.",
 		}),
 	}
+	m.readerRecords = func() uint64 {
+		if rs, ok := d.in.(readerStats); ok {
+			return rs.Stats().Records
+		}
+		return 0
+	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	m.reg.MustRegister(m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
@@ -73,6 +94,7 @@ func newMetrics(d *daemon) *metrics {
 
 func (m *metrics) observeStatus(st netlink.Status) {
 	m.backlog.Set(float64(st.Backlog))
+	m.backlog0.Store(&backlogSample{backlog: uint64(st.Backlog), records: m.readerRecords()})
 	m.enabled.Set(float64(st.Enabled))
 }
 
@@ -156,10 +178,18 @@ func droppedCauses(x sink.Dropped) map[string]uint64 {
 	}
 }
 
+// watchdogOK reports whether every stage turns, for the watchdog pings.
+// The kernel side's health is not part of it: a restart would not mend
+// tampering.
+func (d *daemon) watchdogOK() bool { return d.stagesHealth() == "" }
+
 // health is why the daemon is unhealthy, or "".
 func (d *daemon) health() string {
 	if !d.running.Load() {
 		return "pipeline not running"
+	}
+	if r := d.stagesHealth(); r != "" {
+		return r
 	}
 	if r := d.kernelHealth.Load(); r != nil && *r != "" {
 		return *r
@@ -167,32 +197,69 @@ func (d *daemon) health() string {
 	return ""
 }
 
-// serveMetrics serves /metrics and /healthz on the policy's metrics
-// address until ctx ends. No address, no endpoint.
-func (d *daemon) serveMetrics(ctx context.Context) error {
-	ln := d.opts.metricsListener
-	if ln == nil {
-		addr := d.cfg.Load().Metrics.Address
-		if addr == "" {
-			return nil
-		}
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
+// stagesHealth is why a stage has stopped turning, or "": detection missed
+// its beats, or the stage monitor found another stage stuck in its work.
+// The watchdog pings depend on it (watchdogOK).
+func (d *daemon) stagesHealth() string {
+	if !d.p.alive() {
+		return "detection stage stuck: no beat for over " + (3 * beatEvery).String()
 	}
+	if d.stages != nil {
+		return d.stages.stuck()
+	}
+	return ""
+}
+
+// Limits of the metrics endpoint: any local user can connect to it.
+const (
+	// metricsMaxConns caps its open connections; past it a connection is
+	// closed at once, not queued, so that idle clients cannot take the
+	// daemon's descriptors.
+	metricsMaxConns = 64
+	// metricsIdleTimeout closes an idle keep-alive connection.
+	metricsIdleTimeout = 30 * time.Second
+)
+
+// listenMetrics binds the metrics address; "" binds nothing. A taken port
+// is an error naming the address and, when /proc tells, who holds it.
+func (d *daemon) listenMetrics(addr string) (net.Listener, error) {
+	if d.opts.metricsListener != nil {
+		return d.opts.metricsListener, nil
+	}
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("metrics: address %s is already in use%s: %w", addr, portHolder(addr), err)
+		}
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serveMetrics serves /metrics and /healthz on the listener bound at start
+// until ctx ends. No listener, no endpoint. It never returns an error: the
+// endpoint failing is logged and must not stop detection, reloads or the
+// watchdog, which share its errgroup.
+func (d *daemon) serveMetrics(ctx context.Context) error {
+	if d.metricsLn == nil {
+		return nil
+	}
+	ln := &limitListener{Listener: d.metricsLn, max: metricsMaxConns}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if reason := d.health(); reason != "" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "unhealthy: %s\n", reason)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.HandleFunc("/healthz", d.serveHealthz)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       metricsIdleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          log.New(d.log.WriterLevel(logrus.DebugLevel), "", 0),
+	}
 	d.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -201,7 +268,126 @@ func (d *daemon) serveMetrics(ctx context.Context) error {
 	})
 	defer stop()
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("metrics: %w", err)
+		d.log.WithError(err).Error("metrics endpoint stopped; detection goes on")
 	}
 	return nil
+}
+
+// serveHealthz answers ok, or 503 with the reason the daemon is unhealthy.
+func (d *daemon) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if reason := d.health(); reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "unhealthy: %s\n", reason)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// limitListener accepts at most max open connections and closes any
+// beyond at once (golang.org/x/net/netutil.LimitListener queues them
+// instead, holding their descriptors).
+type limitListener struct {
+	net.Listener
+	max  int64
+	open atomic.Int64
+}
+
+// Accept returns the next connection within the cap. A temporary accept
+// error (EMFILE) is paced rather than ending the server.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			c.Close()
+			continue
+		}
+		return &limitConn{Conn: c, l: l}, nil
+	}
+}
+
+// limitConn gives its slot back once, on its first Close.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return err
+}
+
+// portHolder names who listens on addr's TCP port, from /proc/net/tcp{,6}
+// and the descriptors of /proc/*/fd, as " (held by pid N comm, uid U)";
+// "" when it cannot tell.
+func portHolder(addr string) string {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return ""
+	}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		uid, inode, ok := listeningSocket(f, uint16(port))
+		if !ok {
+			continue
+		}
+		if pid, comm, ok := socketOwner(inode); ok {
+			return fmt.Sprintf(" (held by pid %d %s, uid %s)", pid, comm, uid)
+		}
+		return fmt.Sprintf(" (held by uid %s)", uid)
+	}
+	return ""
+}
+
+// listeningSocket finds the listening socket on port in a /proc/net/tcp
+// table and returns its uid and inode.
+func listeningSocket(table string, port uint16) (uid, inode string, ok bool) {
+	b, err := os.ReadFile(table)
+	if err != nil {
+		return "", "", false
+	}
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+		if len(f) < 10 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
+			continue
+		}
+		return f[7], f[9], true
+	}
+	return "", "", false
+}
+
+// socketOwner finds a process holding socket inode.
+func socketOwner(inode string) (int, string, bool) {
+	procs, _ := os.ReadDir("/proc")
+	target := "socket:[" + inode + "]"
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == target {
+				comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
+				return pid, strings.TrimSpace(string(comm)), true
+			}
+		}
+	}
+	return 0, "", false
 }

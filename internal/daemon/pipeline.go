@@ -97,6 +97,8 @@ type pipeline struct {
 	// beat is when the detection stage last went round its loop (unix
 	// nanoseconds).
 	beat atomic.Int64
+	// asmMeter counts the assembler's batches in and out (health.go).
+	asmMeter stageMeter
 
 	// batch is the detection stage's buffer for a stream's records, and
 	// streamErr why its stream failed; both only for runStream.
@@ -395,11 +397,13 @@ func (p *pipeline) assemble(in <-chan []audit.Record, out chan<- *audit.Event) {
 				p.asm.Flush(emit)
 				return
 			}
+			p.asmMeter.begin()
 			now := p.now()
 			p.records.Add(uint64(len(batch)))
 			for _, r := range batch {
 				p.asm.Push(r, now, emit)
 			}
+			p.asmMeter.end()
 			p.serialLost.Store(p.asm.Stats().Lost)
 		case <-tick:
 			p.asm.Expire(p.now(), emit)

@@ -87,6 +87,10 @@ type daemon struct {
 	// kernelHealth is why the kernel side is unhealthy; "" when healthy.
 	kernelHealth atomic.Pointer[string]
 	running      atomic.Bool
+	// stages watches every stage for work without progress (health.go).
+	stages *stageMonitor
+	// metricsLn is the metrics listener, bound before start-up goes on.
+	metricsLn net.Listener
 }
 
 // Run reads the kernel audit stream until ctx ends, in the policy's mode
@@ -118,7 +122,17 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 	}
 	defer sizeRuntime(log)()
 	d.cfg.Store(cfg)
+	// The metrics port is bound before anything starts: a port taken by
+	// another user fails start-up rather than the running daemon.
+	ln, err := d.listenMetrics(cfg.Metrics.Address)
+	if err != nil {
+		return err
+	}
+	d.metricsLn = ln
 	if err := d.open(cfg); err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
 	return d.run(ctx, cfg)
@@ -154,6 +168,7 @@ func (d *daemon) open(cfg *config.Config) error {
 		OtherRecord: d.otherRecord,
 		Latency:     d.m.latency,
 	})
+	d.stages = newStageMonitor(d.stageProbes)
 	d.log.WithFields(logrus.Fields{
 		"config":      cfg.Path,
 		"mode":        d.mode,
@@ -202,7 +217,8 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		}
 		return nil
 	})
-	g.Go(func() error { return d.notify.watchdog(gctx, d.p.alive) })
+	g.Go(func() error { return d.stages.run(gctx, d.p.now) })
+	g.Go(func() error { return d.notify.watchdog(gctx, d.watchdogOK) })
 
 	err := g.Wait()
 	d.notify.send("STOPPING=1")

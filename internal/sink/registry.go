@@ -148,7 +148,7 @@ func DecodeBlock(blk *hclsyntax.Block) (Config, hcl.Diagnostics) {
 	}
 	c.Settings = k.decode(b)
 	decodeCommon(b, k, &c.Common)
-	b.done()
+	b.Done()
 	return c, diags
 }
 
@@ -172,9 +172,9 @@ func decodeCommon(b *Body, k kind, c *Common) {
 			tb.String("server_name", &t.ServerName)
 			tb.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
 			if (t.CertFile == "") != (t.KeyFile == "") {
-				tb.Errorf(tb.def, "%s needs both cert_file and key_file, or neither", tb.what)
+				tb.Errorf(tb.DefRange(), "%s needs both cert_file and key_file, or neither", tb.What())
 			}
-			tb.done()
+			tb.Done()
 		}
 	}
 	if sb := b.block("spool"); sb != nil {
@@ -187,7 +187,7 @@ func decodeCommon(b *Body, k kind, c *Common) {
 		sb.Duration("fsync_interval", &sp.FsyncInterval, -time.Minute, time.Minute) // negative: fsync every alert
 		sb.Word("when_full", &sp.WhenFull, "block", "drop_newest")
 		sb.Duration("block_timeout", &sp.BlockTimeout, time.Millisecond, time.Minute)
-		sb.done()
+		sb.Done()
 		c.Spool = sp
 	}
 }

@@ -1,14 +1,12 @@
 package config
 
 import (
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
-	"github.com/encwatch/encwatch/internal/hclbody"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -132,9 +130,9 @@ func (st *state) collect(blk *hclsyntax.Block) {
 	if n, ok := b.Int("max_ack_pending", 1, 1<<20); ok {
 		c.MaxAckPending = int(n)
 	}
-	st.secret(b, "creds_file", &c.Auth.CredsFile)
-	st.secret(b, "nkey_file", &c.Auth.NKeyFile)
-	st.secret(b, "token_file", &c.Auth.TokenFile)
+	b.AbsPath("creds_file", &c.Auth.CredsFile)
+	b.AbsPath("nkey_file", &c.Auth.NKeyFile)
+	b.AbsPath("token_file", &c.Auth.TokenFile)
 	for _, blk := range blk.Body.Blocks {
 		if blk.Type == "tls" && st.d.labels(blk) {
 			st.collectTLS(blk, &c.TLS)
@@ -145,37 +143,11 @@ func (st *state) collect(blk *hclsyntax.Block) {
 }
 
 func (st *state) collectTLS(blk *hclsyntax.Block, t *sink.TLSOptions) {
-	b := st.d.body(blk, "tls block")
-	st.secret(b, "ca_file", &t.CAFile)
-	st.secret(b, "cert_file", &t.CertFile)
-	st.secret(b, "key_file", &t.KeyFile)
-	b.String("server_name", &t.ServerName)
-	b.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		st.d.errorf(blk.TypeRange, "tls block needs both cert_file and key_file, or neither")
-	}
-	b.Done()
-}
-
-// secret decodes an absolute path attribute.
-func (st *state) secret(b *body, name string, dst *string) {
-	if rng, ok := b.String(name, dst); ok {
-		if msg := hclbody.CheckAbsPath(*dst); msg != "" {
-			st.d.errorf(rng, "%s: %s", name, msg)
-		}
-	}
+	sink.DecodeTLS(st.d.body(blk, "tls block").Body, t)
 }
 
 func (st *state) natsURL(rng hcl.Range, v string) {
-	for _, one := range strings.Split(v, ",") {
-		u, err := url.Parse(strings.TrimSpace(one))
-		switch {
-		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
-			st.d.errorf(rng, "url %q must be a nats:// or tls:// URL", one)
-			return
-		case u.User != nil:
-			st.d.errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
-			return
-		}
+	if msg := sink.CheckNATSURL(v); msg != "" {
+		st.d.errorf(rng, "%s", msg)
 	}
 }

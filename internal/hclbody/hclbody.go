@@ -98,6 +98,20 @@ func (b *Body) String(name string, dst *string) (hcl.Range, bool) {
 	return a.Expr.Range(), true
 }
 
+// AbsPath decodes an absolute file path.
+func (b *Body) AbsPath(name string, dst *string) {
+	var v string
+	rng, ok := b.String(name, &v)
+	if !ok {
+		return
+	}
+	if msg := CheckAbsPath(v); msg != "" {
+		b.Errorf(rng, "%s: %s", name, msg)
+		return
+	}
+	*dst = v
+}
+
 // Bool decodes a bool attribute into dst and reports whether it was set.
 func (b *Body) Bool(name string, dst *bool) bool {
 	a, v, ok := b.Value(name)

@@ -43,20 +43,6 @@ func (b *Body) Word(name string, dst *string, words ...string) {
 	*dst = v
 }
 
-// AbsPath decodes an absolute file path.
-func (b *Body) AbsPath(name string, dst *string) {
-	var v string
-	rng, ok := b.String(name, &v)
-	if !ok {
-		return
-	}
-	if msg := hclbody.CheckAbsPath(v); msg != "" {
-		b.Errorf(rng, "%s: %s", name, msg)
-		return
-	}
-	*dst = v
-}
-
 // FileMode decodes octal permission bits that do not let others write.
 func (b *Body) FileMode(name string, dst *os.FileMode) {
 	var v string

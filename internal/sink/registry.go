@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/hclbody"
 )
 
 // Kind describes one sink type: the TYPE of a `sink "TYPE" "NAME" { … }`
@@ -165,16 +166,7 @@ func decodeCommon(b *Body, k kind, c *Common) {
 	}
 	if k.tls {
 		if tb := b.block("tls"); tb != nil {
-			t := &c.TLS
-			tb.AbsPath("ca_file", &t.CAFile)
-			tb.AbsPath("cert_file", &t.CertFile)
-			tb.AbsPath("key_file", &t.KeyFile)
-			tb.String("server_name", &t.ServerName)
-			tb.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
-			if (t.CertFile == "") != (t.KeyFile == "") {
-				tb.Errorf(tb.DefRange(), "%s needs both cert_file and key_file, or neither", tb.What())
-			}
-			tb.Done()
+			DecodeTLS(tb.Body, &c.TLS)
 		}
 	}
 	if sb := b.block("spool"); sb != nil {
@@ -190,6 +182,20 @@ func decodeCommon(b *Body, k kind, c *Common) {
 		sb.Done()
 		c.Spool = sp
 	}
+}
+
+// DecodeTLS decodes a tls block (for a sink, or for the collector's NATS
+// connection) into t and reports what else the block holds.
+func DecodeTLS(b *hclbody.Body, t *TLSOptions) {
+	b.AbsPath("ca_file", &t.CAFile)
+	b.AbsPath("cert_file", &t.CertFile)
+	b.AbsPath("key_file", &t.KeyFile)
+	b.String("server_name", &t.ServerName)
+	b.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		b.Errorf(b.DefRange(), "%s needs both cert_file and key_file, or neither", b.What())
+	}
+	b.Done()
 }
 
 func importances() []string {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -91,18 +92,25 @@ func decodeNATS(b *Body, s *NATSSettings) {
 }
 
 func checkNATSURL(b *Body, rng hcl.Range, v string) {
+	if msg := CheckNATSURL(v); msg != "" {
+		b.Errorf(rng, "%s", msg)
+	}
+}
+
+// CheckNATSURL says what is wrong with v, a NATS server URL or a
+// comma-separated list of them, or returns "".
+func CheckNATSURL(v string) string {
 	for _, one := range strings.Split(v, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
 		switch {
 		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
-			b.Errorf(rng, "url %q must be a nats:// or tls:// URL", one)
-			return
+			return fmt.Sprintf("url %q must be a nats:// or tls:// URL", one)
 		case u.User != nil:
 			// A password in the policy would end up in logs and validate output.
-			b.Errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
-			return
+			return "url must not carry credentials; use creds_file, nkey_file or token_file"
 		}
 	}
+	return ""
 }
 
 // checkSubjectTemplate says what is wrong with a subject template, or "".

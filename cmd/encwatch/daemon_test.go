@@ -28,6 +28,19 @@ signature "enc" {
 }
 `
 
+// audispPolicy is a policy of encSignature for the daemon in audisp mode
+// (records on stdin) serving metrics on address, with the given sinks.
+func audispPolicy(address, sinks string) string {
+	return encSignature + fmt.Sprintf(`
+audit {
+  mode = "audisp"
+}
+metrics {
+  address = %q
+}
+`, address) + sinks
+}
+
 // daemonProc is an encwatch process a test runs: an agent (audisp mode,
 // records on stdin, kept open because audisp mode ends when stdin does),
 // the kernel audit daemon or a collector. Its stderr is kept in logs.

@@ -64,13 +64,7 @@ func TestSpooledAlertsSurviveKill9AsRoot(t *testing.T) {
 	dir := t.TempDir()
 	metrics := freeAddr(t)
 	policy := filepath.Join(dir, "config.hcl")
-	writePolicy(t, policy, encSignature+fmt.Sprintf(`
-audit {
-  mode = "audisp"
-}
-metrics {
-  address = %q
-}
+	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
 sink "http" "hook" {
   url  = %q
   kind = "webhook"
@@ -78,7 +72,7 @@ sink "http" "hook" {
     dir = %q
   }
 }
-`, metrics, srv.URL, filepath.Join(dir, "spool")))
+`, srv.URL, filepath.Join(dir, "spool"))))
 
 	const n = 40
 	records := b64Events(t, 1000, n)

@@ -20,17 +20,11 @@ func TestSIGHUPReloadsAsRoot(t *testing.T) {
 	dir := t.TempDir()
 	metrics := freeAddr(t)
 	policy := filepath.Join(dir, "config.hcl")
-	writePolicy(t, policy, encSignature+fmt.Sprintf(`
-audit {
-  mode = "audisp"
-}
-metrics {
-  address = %q
-}
+	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
 sink "file" "alerts" {
   path = %q
 }
-`, metrics, filepath.Join(dir, "alerts.jsonl")))
+`, filepath.Join(dir, "alerts.jsonl"))))
 	d := &daemonProc{args: []string{"run", "--config", policy, "--log-format", "json"}}
 	d.start(t, bin)
 	defer d.kill()

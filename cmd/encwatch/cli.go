@@ -127,20 +127,44 @@ func newLogger(level, format string, stderr io.Writer) (*logrus.Entry, error) {
 	return logrus.NewEntry(l), nil
 }
 
+// daemonFlags are the flags of the commands that run as a daemon (run and
+// collect): the policy file and how to log.
+type daemonFlags struct {
+	path, level, format *string
+}
+
+// addDaemonFlags registers the daemon flags on fs; configHelp describes
+// the policy file.
+func addDaemonFlags(fs *flag.FlagSet, configHelp string) daemonFlags {
+	return daemonFlags{
+		path:   fs.String("config", defaultConfig, configHelp),
+		level:  fs.String("log-level", "info", "log level: debug, info, warning, error"),
+		format: fs.String("log-format", "auto", "log format: auto (JSON unless stderr is a terminal), json, text"),
+	}
+}
+
+// start parses args into fs, then makes the logger and loads the policy,
+// which must be root-owned.
+func (df daemonFlags) start(fs *flag.FlagSet, args []string, stderr io.Writer) (*config.Config, *logrus.Entry, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(*df.level, *df.format, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(*df.path, config.LoadOptions{RequireRootOwned: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", "--config FILE [--mode owner|multicast|audisp]", stderr)
-	path := fs.String("config", defaultConfig, "policy file")
+	df := addDaemonFlags(fs, "policy file")
 	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: owner (be the audit daemon), multicast (read beside auditd), audisp (auditd plugin: records on stdin)")
-	level := fs.String("log-level", "info", "log level: debug, info, warning, error")
-	format := fs.String("log-format", "auto", "log format: auto (JSON unless stderr is a terminal), json, text")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger(*level, *format, stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path, config.LoadOptions{RequireRootOwned: true})
+	cfg, log, err := df.start(fs, args, stderr)
 	if err != nil {
 		return err
 	}

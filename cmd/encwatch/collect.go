@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 
-	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
 )
 
@@ -12,17 +11,8 @@ import (
 // alerts from NATS JetStream into the policy's sinks (docs/fleet.md).
 func cmdCollect(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("collect", "--config FILE", stderr)
-	path := fs.String("config", defaultConfig, "policy file with a collect block and the sinks to feed")
-	level := fs.String("log-level", "info", "log level: debug, info, warning, error")
-	format := fs.String("log-format", "auto", "log format: auto (JSON unless stderr is a terminal), json, text")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := newLogger(*level, *format, stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path, config.LoadOptions{RequireRootOwned: true})
+	df := addDaemonFlags(fs, "policy file with a collect block and the sinks to feed")
+	cfg, log, err := df.start(fs, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // fleetLine is what the fleet tests read of an alert line.
@@ -62,61 +59,6 @@ func (tl *tail) next(t *testing.T) []fleetLine {
 	}
 	tl.off += int64(end + 1)
 	return out
-}
-
-// fleetProc is an encwatch process a fleet test runs: an agent (audisp
-// mode, records on stdin) or a collector.
-type fleetProc struct {
-	args  []string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	logs  syncBuf
-}
-
-func (p *fleetProc) start(t *testing.T, bin string) {
-	t.Helper()
-	p.cmd = exec.Command(bin, p.args...)
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	p.logs = syncBuf{}
-	p.cmd.Stderr = &p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// kill is kill -9.
-func (p *fleetProc) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-	}
-}
-
-// stop ends the process cleanly: SIGTERM, or the end of stdin for an agent.
-func (p *fleetProc) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
-	}
-}
-
-// writePolicy writes a root-owned policy file only root can read.
-func writePolicy(t *testing.T, path, src string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // agentPolicy is an audisp agent named host publishing to urls, with a
@@ -182,44 +124,6 @@ func quoteList(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
-// b64Events returns the records of n base64 execs with serials from
-// first on, copies of the captured exec of the replay log.
-func b64Events(t *testing.T, first, n int) string {
-	t.Helper()
-	b, err := os.ReadFile("../../testdata/replay-audit.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var event []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, ":6): ") {
-			event = append(event, l)
-		}
-	}
-	var out strings.Builder
-	for i := range n {
-		for _, l := range event {
-			out.WriteString(strings.Replace(l, ":6): ", fmt.Sprintf(":%d): ", first+i), 1) + "\n")
-		}
-	}
-	return out.String()
-}
-
-// needRoot skips (fails under CI) without root, and takes the machine-wide
-// lock of the kernel tests: the fleet tests use no kernel, but they keep
-// both cores busy, which would upset the timing of kernel tests running
-// beside them in other packages.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root: the daemon loads only a root-owned policy")
-		}
-		t.Skip("!!! SKIPPED: needs root (the daemon loads only a root-owned policy)")
-	}
-	audittest.Lock(t)
-}
-
 // TestFleetThroughJetStreamClusterAsRoot is the fleet end to end: a 3-node
 // JetStream cluster of Debian's nats-server with a stream of 3 replicas,
 // 20 agents (the real binary in audisp mode, each its own host) publishing
@@ -240,25 +144,25 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	createStream(t, urls, 3)
 	dir := t.TempDir()
 
-	cols := make([]*fleetProc, 2)
+	cols := make([]*daemonProc, 2)
 	outs := make([]*tail, 2)
 	for i := range cols {
 		out := filepath.Join(dir, fmt.Sprintf("siem-%d.jsonl", i))
 		policy := filepath.Join(dir, fmt.Sprintf("collect-%d.hcl", i))
 		writePolicy(t, policy, collectorPolicy(urls, out, freeAddr(t), "30s"))
-		cols[i] = &fleetProc{args: []string{"collect", "--config", policy, "--log-format", "text"}}
+		cols[i] = &daemonProc{args: []string{"collect", "--config", policy, "--log-format", "text"}}
 		cols[i].start(t, bin)
 		defer cols[i].kill()
 		outs[i] = &tail{path: out}
 	}
-	ags := make([]*fleetProc, agents)
+	ags := make([]*daemonProc, agents)
 	locals := make([]*tail, agents)
 	for i := range ags {
 		host := fmt.Sprintf("agent%02d.example.com", i)
 		local := filepath.Join(dir, host+".jsonl")
 		policy := filepath.Join(dir, host+".hcl")
 		writePolicy(t, policy, agentPolicy(host, urls, local, "2s"))
-		ags[i] = &fleetProc{args: []string{"run", "--config", policy, "--log-format", "text"}}
+		ags[i] = &daemonProc{args: []string{"run", "--config", policy, "--log-format", "text"}}
 		ags[i].start(t, bin)
 		defer ags[i].kill()
 		locals[i] = &tail{path: local}
@@ -397,12 +301,12 @@ func TestAgentSilentAfterKill9AsRoot(t *testing.T) {
 	out := filepath.Join(dir, "siem.jsonl")
 	cpolicy := filepath.Join(dir, "collect.hcl")
 	writePolicy(t, cpolicy, collectorPolicy(urls, out, freeAddr(t), silentAfter.String()))
-	col := &fleetProc{args: []string{"collect", "--config", cpolicy, "--log-format", "text"}}
+	col := &daemonProc{args: []string{"collect", "--config", cpolicy, "--log-format", "text"}}
 	col.start(t, bin)
 	defer col.stop()
 	apolicy := filepath.Join(dir, "agent.hcl")
 	writePolicy(t, apolicy, agentPolicy("web1.example.com", urls, filepath.Join(dir, "local.jsonl"), interval.String()))
-	agent := &fleetProc{args: []string{"run", "--config", apolicy, "--log-format", "text"}}
+	agent := &daemonProc{args: []string{"run", "--config", apolicy, "--log-format", "text"}}
 	agent.start(t, bin)
 	defer agent.kill()
 

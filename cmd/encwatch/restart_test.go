@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,12 +55,7 @@ func (h *hookReceiver) distinct() (n, dup int) {
 // the alerts wait in the sink's disk spool, the daemon is killed with
 // SIGKILL, and a restarted daemon delivers every one of them.
 func TestSpooledAlertsSurviveKill9AsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root: the daemon loads only a root-owned policy")
-		}
-		t.Skip("!!! SKIPPED: needs root (the daemon loads only a root-owned policy)")
-	}
+	rootOnly(t)
 	bin := buildEncwatch(t)
 	recv := &hookReceiver{seen: map[string]int{}}
 	srv := httptest.NewServer(recv)
@@ -75,17 +64,7 @@ func TestSpooledAlertsSurviveKill9AsRoot(t *testing.T) {
 	dir := t.TempDir()
 	metrics := freeAddr(t)
 	policy := filepath.Join(dir, "config.hcl")
-	src := fmt.Sprintf(`
-signature "enc" {
-  importance  = "high"
-  executables = ["base64"]
-}
-audit {
-  mode = "audisp"
-}
-metrics {
-  address = %q
-}
+	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
 sink "http" "hook" {
   url  = %q
   kind = "webhook"
@@ -93,54 +72,29 @@ sink "http" "hook" {
     dir = %q
   }
 }
-`, metrics, srv.URL, filepath.Join(dir, "spool"))
-	if err := os.WriteFile(policy, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, srv.URL, filepath.Join(dir, "spool"))))
 
 	const n = 40
-	records := base64Events(t, n)
+	records := b64Events(t, 1000, n)
 
 	// First life: every alert goes to the spool, the receiver refuses them.
-	first := exec.Command(bin, "run", "--config", policy)
-	stdin, err := first.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Stderr = io.Discard
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer first.Process.Kill()
-	if _, err := io.WriteString(stdin, records); err != nil {
+	first := &daemonProc{args: []string{"run", "--config", policy}}
+	first.start(t, bin)
+	defer first.kill()
+	if _, err := io.WriteString(first.stdin, records); err != nil {
 		t.Fatal(err)
 	}
 	waitMetric(t, metrics, `encwatch_sink_queue_depth{sink="hook"}`, n)
-	if err := first.Process.Signal(os.Kill); err != nil {
-		t.Fatal(err)
-	}
-	first.Wait()
+	first.kill()
 	if got, _ := recv.distinct(); got != 0 {
 		t.Fatalf("receiver accepted %d alerts while down", got)
 	}
 
 	// Second life: the receiver is up; the spool is replayed.
 	recv.up.Store(true)
-	second := exec.Command(bin, "run", "--config", policy)
-	stdin2, err := second.StdinPipe() // kept open: audisp mode ends when stdin does
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin2.Close()
-	var logs2 syncBuf
-	second.Stderr = &logs2
-	if err := second.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		second.Process.Signal(os.Interrupt)
-		second.Wait()
-	}()
+	second := &daemonProc{args: []string{"run", "--config", policy}}
+	second.start(t, bin)
+	defer second.stop()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got, dup := recv.distinct()
@@ -151,84 +105,8 @@ sink "http" "hook" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after kill -9 and restart the receiver has %d of %d alerts; daemon logs:\n%s", got, n, logs2.String())
+			t.Fatalf("after kill -9 and restart the receiver has %d of %d alerts; daemon logs:\n%s", got, n, second.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond) // polling the receiver
 	}
-}
-
-// base64Events returns n copies, with their own serials, of the captured
-// records of one /usr/bin/base64 exec (serial 6 of the replay log).
-func base64Events(t *testing.T, n int) string {
-	t.Helper()
-	b, err := os.ReadFile("../../testdata/replay-audit.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var event []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, ":6): ") {
-			event = append(event, l)
-		}
-	}
-	var out strings.Builder
-	for i := range n {
-		for _, l := range event {
-			out.WriteString(strings.Replace(l, ":6): ", fmt.Sprintf(":%d): ", 1000+i), 1) + "\n")
-		}
-	}
-	return out.String()
-}
-
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitMetric polls /metrics until the sample named by series reaches want.
-func waitMetric(t *testing.T, addr, series string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-					last = v
-					if f, err := strconv.ParseFloat(v, 64); err == nil && f >= want {
-						resp.Body.Close()
-						return
-					}
-				}
-			}
-			resp.Body.Close()
-		}
-		time.Sleep(20 * time.Millisecond) // polling the endpoint
-	}
-	t.Fatalf("%s did not reach %v (last %q)", series, want, last)
-}
-
-// syncBuf is a buffer a child's stderr copier and the test can share.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,71 +15,33 @@ import (
 // the signal and the daemon reloads, counted as ok, with trigger sighup;
 // the process keeps running and exits 0 on SIGTERM.
 func TestSIGHUPReloadsAsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root: the daemon loads only a root-owned policy")
-		}
-		t.Skip("!!! SKIPPED: needs root (the daemon loads only a root-owned policy)")
-	}
+	rootOnly(t)
 	bin := buildEncwatch(t)
 	dir := t.TempDir()
 	metrics := freeAddr(t)
 	policy := filepath.Join(dir, "config.hcl")
-	src := fmt.Sprintf(`
-signature "enc" {
-  importance  = "high"
-  executables = ["base64"]
-}
-audit {
-  mode = "audisp"
-}
-metrics {
-  address = %q
-}
+	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
 sink "file" "alerts" {
   path = %q
 }
-`, metrics, filepath.Join(dir, "alerts.jsonl"))
-	if err := os.WriteFile(policy, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", policy, "--log-format", "json")
-	stdin, err := cmd.StdinPipe() // kept open: audisp mode ends when stdin does
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	var logs syncBuf
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
+`, filepath.Join(dir, "alerts.jsonl"))))
+	d := &daemonProc{args: []string{"run", "--config", policy, "--log-format", "json"}}
+	d.start(t, bin)
+	defer d.kill()
 	waitMetric(t, metrics, "encwatch_healthy", 1)
 
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	d.signal(t, syscall.SIGHUP)
 	waitMetric(t, metrics, `encwatch_reloads_total{result="ok"}`, 1)
-	if got := logs.String(); !strings.Contains(got, `"trigger":"sighup"`) {
+	if got := d.logs.String(); !strings.Contains(got, `"trigger":"sighup"`) {
 		t.Errorf("no reload with trigger sighup in the logs:\n%s", got)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	d.signal(t, syscall.SIGTERM)
+	err, exited := d.wait(10 * time.Second)
+	if !exited {
+		t.Fatalf("still running 10 s after SIGTERM; logs:\n%s", d.logs.String())
 	}
-	select {
-	case err := <-exited:
-		exited <- err // for the deferred Kill
-		if err != nil {
-			t.Errorf("exit after SIGHUP then SIGTERM: %v; logs:\n%s", err, logs.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("still running 10 s after SIGTERM; logs:\n%s", logs.String())
+	if err != nil {
+		t.Errorf("exit after SIGHUP then SIGTERM: %v; logs:\n%s", err, d.logs.String())
 	}
 }

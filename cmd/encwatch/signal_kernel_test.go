@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,11 +21,7 @@ func TestKernelSignalsStopCleanly(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildEncwatch(t)
 	policy := filepath.Join(dir, "config.hcl")
-	src := fmt.Sprintf(`
-signature "enc" {
-  importance  = "high"
-  executables = ["base64"]
-}
+	writePolicy(t, policy, encSignature+fmt.Sprintf(`
 audit {
   rule_key = %q
 }
@@ -38,68 +31,29 @@ metrics {
 sink "file" "alerts" {
   path = %q
 }
-`, audittest.Key(), filepath.Join(dir, "alerts.jsonl"))
-	if err := os.WriteFile(policy, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, audittest.Key(), filepath.Join(dir, "alerts.jsonl")))
 
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(bin, "run", "--config", policy, "--log-format", "json")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			d := &daemonProc{args: []string{"run", "--config", policy, "--log-format", "json"}}
+			d.start(t, bin)
+			defer d.kill()
 			// The canary line says rules are in and records flow.
-			ready := make(chan bool, 1)
-			var logs strings.Builder
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				seen := false
-				for sc.Scan() {
-					logs.WriteString(sc.Text() + "\n")
-					if !seen && strings.Contains(sc.Text(), "canary exec seen") {
-						seen = true
-						ready <- true
-					}
-				}
-				if !seen {
-					ready <- false
-				}
-			}()
-			select {
-			case ok := <-ready:
-				if !ok {
-					cmd.Wait()
-					t.Fatalf("daemon exited before it was ready")
-				}
-			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("daemon not ready within 15 s")
-			}
-			if st, rules := audittest.State(t); st.PID != cmd.Process.Pid || len(keyed(rules)) != 2 {
-				t.Fatalf("while running: audit pid %d (want %d), our rules %q", st.PID, cmd.Process.Pid, keyed(rules))
+			d.waitLog(t, "canary exec seen", 15*time.Second)
+			if st, rules := audittest.State(t); st.PID != d.cmd.Process.Pid || len(keyed(rules)) != 2 {
+				t.Fatalf("while running: audit pid %d (want %d), our rules %q", st.PID, d.cmd.Process.Pid, keyed(rules))
 			}
 
 			start := time.Now()
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
+			d.signal(t, sig)
+			err, exited := d.wait(10 * time.Second)
+			if !exited {
+				t.Fatalf("still running 10 s after %v; logs:\n%s", sig, d.logs.String())
 			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("exit after %v: %v; logs:\n%s", sig, err, logs.String())
-				}
-				t.Logf("%v: stopped in %v", sig, time.Since(start))
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("still running 10 s after %v", sig)
+			if err != nil {
+				t.Errorf("exit after %v: %v; logs:\n%s", sig, err, d.logs.String())
 			}
+			t.Logf("%v: stopped in %v", sig, time.Since(start))
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("took %v to stop after %v, want under 5 s", took, sig)
 			}

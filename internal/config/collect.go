@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net/url"
 	"strings"
 	"time"
 
@@ -77,8 +76,8 @@ func (st *state) fleet(blk *hclsyntax.Block) {
 func (st *state) heartbeat(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "heartbeat block")
 	h := &Heartbeat{Interval: 60 * time.Second, Range: blk.TypeRange}
-	b.duration("interval", &h.Interval, 100*time.Millisecond, 24*time.Hour)
-	if ranges, ok := b.strings("sinks", &h.Sinks); ok {
+	b.Duration("interval", &h.Interval, 100*time.Millisecond, 24*time.Hour)
+	if ranges, ok := b.Strings("sinks", &h.Sinks); ok {
 		for i, rng := range ranges {
 			if h.Sinks[i] == "" {
 				st.d.errorf(rng, "sinks: empty sink name")
@@ -88,7 +87,7 @@ func (st *state) heartbeat(blk *hclsyntax.Block) {
 			h.Sinks = []string{} // an empty list: heartbeats go nowhere
 		}
 	}
-	b.done()
+	b.Done()
 	st.cfg.Heartbeat = h
 }
 
@@ -100,93 +99,55 @@ func (st *state) collect(blk *hclsyntax.Block) {
 		Range: blk.TypeRange,
 	}
 	var one string
-	if rng, ok := b.str("url", &one); ok {
+	if rng, ok := b.String("url", &one); ok {
 		c.URLs = append(c.URLs, one)
 		st.natsURL(rng, one)
 	}
 	var many []string
-	if ranges, ok := b.strings("urls", &many); ok {
+	if ranges, ok := b.Strings("urls", &many); ok {
 		for i, rng := range ranges {
 			st.natsURL(rng, many[i])
 		}
 		c.URLs = append(c.URLs, many...)
 	}
 	if len(c.URLs) == 0 {
-		b.require("url")
+		b.Require("url")
 	}
-	if rng, ok := b.str("stream", &c.Stream); ok && !isName(c.Stream) {
+	if rng, ok := b.String("stream", &c.Stream); ok && !sink.ValidJetStreamName(c.Stream) {
 		st.d.errorf(rng, "stream %q must be letters, digits, \"-\" or \"_\"", c.Stream)
 	}
-	if rng, ok := b.str("consumer", &c.Consumer); ok && !isName(c.Consumer) {
+	if rng, ok := b.String("consumer", &c.Consumer); ok && !sink.ValidJetStreamName(c.Consumer) {
 		st.d.errorf(rng, "consumer %q must be letters, digits, \"-\" or \"_\"", c.Consumer)
 	}
-	if rng, ok := b.str("subject", &c.Subject); ok && strings.ContainsAny(c.Subject, " \t\r\n") {
+	if rng, ok := b.String("subject", &c.Subject); ok && strings.ContainsAny(c.Subject, " \t\r\n") {
 		st.d.errorf(rng, "subject %q must not contain white space", c.Subject)
 	}
-	b.duration("silent_after", &c.SilentAfter, 100*time.Millisecond, 7*24*time.Hour)
-	if n, ok := b.integer("batch", 1, 10000); ok {
+	b.Duration("silent_after", &c.SilentAfter, 100*time.Millisecond, 7*24*time.Hour)
+	if n, ok := b.Int("batch", 1, 10000); ok {
 		c.Batch = int(n)
 	}
-	b.duration("ack_wait", &c.AckWait, time.Second, time.Hour)
-	if n, ok := b.integer("max_ack_pending", 1, 1<<20); ok {
+	b.Duration("ack_wait", &c.AckWait, time.Second, time.Hour)
+	if n, ok := b.Int("max_ack_pending", 1, 1<<20); ok {
 		c.MaxAckPending = int(n)
 	}
-	st.secret(b, "creds_file", &c.Auth.CredsFile)
-	st.secret(b, "nkey_file", &c.Auth.NKeyFile)
-	st.secret(b, "token_file", &c.Auth.TokenFile)
+	b.AbsPath("creds_file", &c.Auth.CredsFile)
+	b.AbsPath("nkey_file", &c.Auth.NKeyFile)
+	b.AbsPath("token_file", &c.Auth.TokenFile)
 	for _, blk := range blk.Body.Blocks {
 		if blk.Type == "tls" && st.d.labels(blk) {
 			st.collectTLS(blk, &c.TLS)
 		}
 	}
-	b.done("tls")
+	b.Done("tls")
 	st.cfg.Collect = c
 }
 
 func (st *state) collectTLS(blk *hclsyntax.Block, t *sink.TLSOptions) {
-	b := st.d.body(blk, "tls block")
-	st.secret(b, "ca_file", &t.CAFile)
-	st.secret(b, "cert_file", &t.CertFile)
-	st.secret(b, "key_file", &t.KeyFile)
-	b.str("server_name", &t.ServerName)
-	b.boolean("insecure_skip_verify", &t.InsecureSkipVerify)
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		st.d.errorf(blk.TypeRange, "tls block needs both cert_file and key_file, or neither")
-	}
-	b.done()
-}
-
-// secret decodes an absolute path attribute.
-func (st *state) secret(b *body, name string, dst *string) {
-	if rng, ok := b.str(name, dst); ok {
-		if msg := checkAbsPath(*dst); msg != "" {
-			st.d.errorf(rng, "%s: %s", name, msg)
-		}
-	}
+	sink.DecodeTLS(st.d.body(blk, "tls block").Body, t)
 }
 
 func (st *state) natsURL(rng hcl.Range, v string) {
-	for _, one := range strings.Split(v, ",") {
-		u, err := url.Parse(strings.TrimSpace(one))
-		switch {
-		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
-			st.d.errorf(rng, "url %q must be a nats:// or tls:// URL", one)
-			return
-		case u.User != nil:
-			st.d.errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
-			return
-		}
+	if msg := sink.CheckNATSURL(v); msg != "" {
+		st.d.errorf(rng, "%s", msg)
 	}
-}
-
-func isName(s string) bool {
-	if s == "" || len(s) > 255 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

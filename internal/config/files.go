@@ -119,19 +119,14 @@ func confDir(dir string, requireRoot bool) ([]string, error) {
 }
 
 // checkOwner refuses what is not owned by root or is writable by group or
-// others, as auditd does with its own configuration.
+// others (sink.CheckOwnedFile), as auditd does with its own configuration.
 func checkOwner(path, what string, fi fs.FileInfo) error {
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fileError(path, fmt.Sprintf("%s is writable by group or others (mode %04o); refusing to load it", what, perm))
+	err := sink.CheckOwnedFile(path, fi, false)
+	var ue *sink.UntrustedError
+	if errors.As(err, &ue) {
+		return fileError(path, fmt.Sprintf("%s %s; refusing to load it", what, ue.Reason))
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fileError(path, fmt.Sprintf("%s: cannot tell its owner; refusing to load it", what))
-	}
-	if st.Uid != 0 {
-		return fileError(path, fmt.Sprintf("%s is owned by uid %d, not root; refusing to load it", what, st.Uid))
-	}
-	return nil
+	return err
 }
 
 // fileError is a problem with a whole file, reported as "file: message".

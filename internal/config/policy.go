@@ -12,6 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/hclbody"
 )
 
 // PolicyTest is a test block: a command line and the signatures it must and
@@ -44,7 +45,7 @@ func (b *body) conditions(t detect.Table) (c detect.Conditions, ok bool) {
 	}
 	for _, err := range t.Check(c) {
 		// A condition whose Needs failed to decode was reported already.
-		if cond, ok := t.Lookup(err.Attr); ok && cond.Needs != "" && b.b.Attributes[cond.Needs] != nil && c[cond.Needs] == nil {
+		if cond, ok := t.Lookup(err.Attr); ok && cond.Needs != "" && b.Syntax().Attributes[cond.Needs] != nil && c[cond.Needs] == nil {
 			continue
 		}
 		b.conditionError(t, err, elems[err.Attr])
@@ -59,20 +60,20 @@ func (b *body) condition(cond *detect.Condition) (v any, rngs []hcl.Range, set b
 	switch cond.Type {
 	case detect.Strings:
 		var list []string
-		if rngs, set = b.strings(name, &list); set && cond.NonEmpty && len(list) == 0 {
-			b.d.errorf(b.b.Attributes[name].Expr.Range(), "%s is empty: the signature could never match", name)
+		if rngs, set = b.Strings(name, &list); set && cond.NonEmpty && len(list) == 0 {
+			b.d.errorf(b.Syntax().Attributes[name].Expr.Range(), "%s is empty: the signature could never match", name)
 		}
 		return list, rngs, set
 	case detect.String:
 		var s string
-		rng, set := b.str(name, &s)
+		rng, set := b.String(name, &s)
 		return s, []hcl.Range{rng}, set
 	case detect.Int:
-		n, set := b.integer(name, int64(cond.Min), int64(cond.Max))
+		n, set := b.Int(name, int64(cond.Min), int64(cond.Max))
 		return int(n), nil, set
 	case detect.Bool:
 		var v bool
-		return v, nil, b.boolean(name, &v)
+		return v, nil, b.Bool(name, &v)
 	case detect.Uint32s:
 		var ids []uint32
 		set := b.uint32s(name, &ids)
@@ -83,8 +84,8 @@ func (b *body) condition(cond *detect.Condition) (v any, rngs []hcl.Range, set b
 
 // conditionError reports err at the value (or element of it) at fault.
 func (b *body) conditionError(t detect.Table, err *detect.ConditionError, elems []hcl.Range) {
-	rng := b.def
-	if a, ok := b.b.Attributes[err.Attr]; ok {
+	rng := b.DefRange()
+	if a, ok := b.Syntax().Attributes[err.Attr]; ok {
 		rng = a.Expr.Range()
 	}
 	if err.Index >= 0 && err.Index < len(elems) {
@@ -106,14 +107,14 @@ func (b *body) conditionError(t detect.Table, err *detect.ConditionError, elems 
 }
 
 func (b *body) oneOf(name string, dst *string, allowed []string) {
-	if rng, ok := b.str(name, dst); ok && !contains(allowed, *dst) {
+	if rng, ok := b.String(name, dst); ok && !contains(allowed, *dst) {
 		b.d.errorf(rng, "unknown %s %q%s", name, *dst, didYouMean(*dst, allowed, "use "+strings.Join(allowed, ", ")))
 	}
 }
 
 // uint32s decodes a list of whole numbers (uids).
 func (b *body) uint32s(name string, dst *[]uint32) bool {
-	a, v, ok := b.value(name)
+	a, v, ok := b.Value(name)
 	if !ok {
 		return false
 	}
@@ -163,7 +164,7 @@ func (st *state) signature(blk *hclsyntax.Block) {
 	var condsOK bool
 	spec.Conditions, condsOK = b.conditions(st.table)
 	st.signatureBlocks(blk, &spec, what)
-	b.done(signatureBlocks...)
+	b.Done(signatureBlocks...)
 	if condsOK && st.table.Empty(spec.Conditions) && len(spec.Any) == 0 && spec.Sequence == nil {
 		st.d.errorf(blk.TypeRange, "%s has no conditions: give executables, paths, exe_regex, match blocks or a sequence", what)
 	}
@@ -173,19 +174,19 @@ func (st *state) signature(blk *hclsyntax.Block) {
 
 // signatureInfo decodes what a signature says about itself.
 func (st *state) signatureInfo(b *body, spec *detect.SignatureSpec) {
-	b.str("description", &spec.Description)
-	b.str("category", &spec.Category)
-	b.str("method", &spec.Method)
+	b.String("description", &spec.Description)
+	b.String("category", &spec.Category)
+	b.String("method", &spec.Method)
 	var imp string
-	b.require("importance")
-	if rng, ok := b.str("importance", &imp); ok {
+	b.Require("importance")
+	if rng, ok := b.String("importance", &imp); ok {
 		if v, ok := detect.ParseImportance(imp); ok {
 			spec.Importance = v
 		} else {
 			st.d.errorf(rng, "unknown importance %q%s", imp, didYouMean(imp, importances(), "use info, low, medium, high or critical"))
 		}
 	}
-	mitre, _ := b.strings("mitre", &spec.MITRE)
+	mitre, _ := b.Strings("mitre", &spec.MITRE)
 	for i, rng := range mitre {
 		if !isMITRE(spec.MITRE[i]) {
 			st.d.errorf(rng, "MITRE ATT&CK id %q must look like T1027 or T1027.010", spec.MITRE[i])
@@ -228,7 +229,7 @@ func (st *state) signatureBlocks(blk *hclsyntax.Block, spec *detect.SignatureSpe
 func (st *state) conditionBlock(blk *hclsyntax.Block, what string) detect.Conditions {
 	b := st.d.body(blk, what)
 	c, ok := b.conditions(st.table)
-	b.done()
+	b.Done()
 	if ok && st.table.Empty(c) {
 		st.d.errorf(blk.TypeRange, "%s has no conditions", what)
 	}
@@ -242,8 +243,8 @@ func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpe
 	b := st.d.body(blk, "sequence of "+what)
 	q := &detect.SequenceSpec{By: "parent", Within: 3 * time.Second}
 	b.oneOf("by", &q.By, []string{"parent", "session"})
-	b.duration("within", &q.Within, time.Millisecond, time.Hour)
-	b.boolean("ordered", &q.Ordered)
+	b.Duration("within", &q.Within, time.Millisecond, time.Hour)
+	b.Bool("ordered", &q.Ordered)
 	for _, inner := range blk.Body.Blocks {
 		if inner.Type != "step" || !st.d.labels(inner, "name") {
 			continue
@@ -252,7 +253,7 @@ func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpe
 		step.Conditions = st.conditionBlock(inner, fmt.Sprintf("step %q of %s", inner.Labels[0], what))
 		q.Steps = append(q.Steps, step)
 	}
-	b.done("step")
+	b.Done("step")
 	if len(q.Steps) != 2 {
 		st.d.errorf(blk.TypeRange, "sequence of %s needs 2 step blocks, got %d", what, len(q.Steps))
 		return nil
@@ -268,17 +269,17 @@ func (st *state) throttle(blk *hclsyntax.Block, what string) (detect.ThrottleSpe
 	}
 	b := st.d.body(blk, "throttle of "+what)
 	th := detect.ThrottleSpec{}
-	b.require("per")
-	b.require("window")
+	b.Require("per")
+	b.Require("window")
 	b.oneOf("per", &th.Per, throttlePers)
 	// max is how many identical repeats are raised before the rest
 	// coalesce; a new command is always raised (detect/throttle.go).
 	th.Max = 1
-	if n, ok := b.integer("max", 1, math.MaxInt32); ok {
+	if n, ok := b.Int("max", 1, math.MaxInt32); ok {
 		th.Max = int(n)
 	}
-	b.duration("window", &th.Window, time.Second, 24*time.Hour)
-	b.done()
+	b.Duration("window", &th.Window, time.Second, 24*time.Hour)
+	b.Done()
 	return th, th.Per != "" && th.Window > 0
 }
 
@@ -313,17 +314,17 @@ func (st *state) signatureActions(blk *hclsyntax.Block, spec *detect.SignatureSp
 func (st *state) actions(blk *hclsyntax.Block) map[string][]string {
 	b := st.d.body(blk, "actions block")
 	out := make(map[string][]string)
-	for _, a := range sortedAttrs(blk.Body) {
+	for _, a := range hclbody.SortedAttrs(blk.Body) {
 		if !isWord(a.Name, 64, false) {
 			st.d.errorf(a.NameRange, "environment %q must be one word of lowercase letters, digits, \"-\" or \"_\"", a.Name)
 			continue
 		}
 		var list []string
-		if _, ok := b.strings(a.Name, &list); ok {
+		if _, ok := b.Strings(a.Name, &list); ok {
 			out[a.Name] = list
 		}
 	}
-	b.done()
+	b.Done()
 	return out
 }
 
@@ -340,14 +341,14 @@ func (st *state) allow(blk *hclsyntax.Block) {
 	what := fmt.Sprintf("allow %q", name)
 	b := st.d.body(blk, what)
 	spec := detect.AllowSpec{Name: name}
-	b.require("reason")
-	if rng, ok := b.str("reason", &spec.Reason); ok && strings.TrimSpace(spec.Reason) == "" {
+	b.Require("reason")
+	if rng, ok := b.String("reason", &spec.Reason); ok && strings.TrimSpace(spec.Reason) == "" {
 		st.d.errorf(rng, "reason must say why the exec is allowed")
 	}
-	sigRanges, _ := b.strings("signatures", &spec.Signatures)
+	sigRanges, _ := b.Strings("signatures", &spec.Signatures)
 	var condsOK bool
 	spec.Conditions, condsOK = b.conditions(st.table)
-	b.done()
+	b.Done()
 	if condsOK && st.table.Empty(spec.Conditions) {
 		st.d.errorf(blk.TypeRange, "%s has no conditions: it would suppress every alert", what)
 	}
@@ -376,11 +377,11 @@ func (st *state) test(blk *hclsyntax.Block) {
 	t.Argv = b.commandLine("command", "argv", what, true)
 	t.Parent = b.commandLine("parent", "parent_argv", what, false)
 	b.uint32("uid", &t.UID)
-	b.str("cwd", &t.Cwd)
-	t.expectRanges, _ = b.strings("expect", &t.Expect)
-	notRanges, _ := b.strings("expect_not", &t.ExpectNot)
+	b.String("cwd", &t.Cwd)
+	t.expectRanges, _ = b.Strings("expect", &t.Expect)
+	notRanges, _ := b.Strings("expect_not", &t.ExpectNot)
 	t.expectRanges = append(t.expectRanges, notRanges...)
-	b.done()
+	b.Done()
 	if _, ok := blk.Body.Attributes["expect"]; !ok {
 		if _, ok := blk.Body.Attributes["expect_not"]; !ok {
 			st.d.errorf(blk.TypeRange, "%s needs expect or expect_not", what)
@@ -394,8 +395,8 @@ func (st *state) test(blk *hclsyntax.Block) {
 func (b *body) commandLine(strName, listName, what string, required bool) []string {
 	var line string
 	var argv []string
-	rng, isStr := b.str(strName, &line)
-	_, isList := b.strings(listName, &argv)
+	rng, isStr := b.String(strName, &line)
+	_, isList := b.Strings(listName, &argv)
 	switch {
 	case isStr && isList:
 		b.d.errorf(rng, "%s: give %s or %s, not both", what, strName, listName)
@@ -407,11 +408,11 @@ func (b *body) commandLine(strName, listName, what string, required bool) []stri
 		return out
 	case isList:
 		if len(argv) == 0 {
-			b.d.errorf(b.b.Attributes[listName].Expr.Range(), "%s is empty", listName)
+			b.d.errorf(b.Syntax().Attributes[listName].Expr.Range(), "%s is empty", listName)
 		}
 		return argv
 	case required:
-		b.d.errorf(b.def, "%s needs attribute %q (or %q)", what, strName, listName)
+		b.d.errorf(b.DefRange(), "%s needs attribute %q (or %q)", what, strName, listName)
 	}
 	return nil
 }

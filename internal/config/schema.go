@@ -3,17 +3,16 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
-	"github.com/zclconf/go-cty/cty"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/hclbody"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -101,7 +100,7 @@ func load(path string, files []source, identify, requireSignatures bool, table d
 
 func (st *state) file(b *hclsyntax.Body) {
 	d := &st.d
-	for _, a := range sortedAttrs(b) {
+	for _, a := range hclbody.SortedAttrs(b) {
 		if s := suggest(a.Name, topBlocks); s != "" {
 			d.errorf(a.NameRange, "unknown attribute %q; did you mean the %q block?", a.Name, s)
 		} else {
@@ -153,27 +152,27 @@ func (st *state) once(blk *hclsyntax.Block, first **hcl.Range) bool {
 func (st *state) settings(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "settings block")
 	s := &st.cfg.Settings
-	if rng, ok := b.str("environment", &s.Environment); ok && !isWord(s.Environment, 64, false) {
+	if rng, ok := b.String("environment", &s.Environment); ok && !isWord(s.Environment, 64, false) {
 		st.d.errorf(rng, "environment %q must be one word of lowercase letters, digits, \"-\" or \"_\" (ci, staging, production or your own)", s.Environment)
 	}
-	if rng, ok := b.str("hostname", &s.Hostname); ok && strings.ContainsFunc(s.Hostname, isSpaceOrControl) {
+	if rng, ok := b.String("hostname", &s.Hostname); ok && strings.ContainsFunc(s.Hostname, isSpaceOrControl) {
 		st.d.errorf(rng, "hostname %q must not contain spaces or control characters", s.Hostname)
 	}
-	if n, ok := b.integer("ancestry_depth", 1, 64); ok {
+	if n, ok := b.Int("ancestry_depth", 1, 64); ok {
 		s.AncestryDepth = int(n)
 	}
 	// The safety cap on new alerts per host and minute (detect/throttle.go).
-	if n, ok := b.integer("alert_cap_per_minute", 1, int64(maxAlertCap)); ok {
+	if n, ok := b.Int("alert_cap_per_minute", 1, int64(maxAlertCap)); ok {
 		s.AlertCap = int(n)
 	}
-	if ranges, ok := b.strings("encoder_binaries", &s.EncoderBinaries); ok {
+	if ranges, ok := b.Strings("encoder_binaries", &s.EncoderBinaries); ok {
 		for i, rng := range ranges {
-			if msg := checkAbsPath(s.EncoderBinaries[i]); msg != "" {
+			if msg := hclbody.CheckAbsPath(s.EncoderBinaries[i]); msg != "" {
 				st.d.errorf(rng, "encoder_binaries: %s", msg)
 			}
 		}
 	}
-	b.done()
+	b.Done()
 }
 
 // maxTamperWait bounds how long a deleted rule or a disabled audit may go
@@ -188,12 +187,12 @@ const maxAlertCap = 10_000_000
 func (st *state) metrics(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "metrics block")
 	m := &st.cfg.Metrics
-	if rng, ok := b.str("address", &m.Address); ok && m.Address != "" {
+	if rng, ok := b.String("address", &m.Address); ok && m.Address != "" {
 		if _, _, err := net.SplitHostPort(m.Address); err != nil {
 			st.d.errorf(rng, "address %q must be HOST:PORT, e.g. \"127.0.0.1:9464\"", m.Address)
 		}
 	}
-	b.done()
+	b.Done()
 }
 
 // audit decodes the audit block. Every kernel-facing setting is checked by
@@ -202,36 +201,36 @@ func (st *state) metrics(blk *hclsyntax.Block) {
 func (st *state) audit(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "audit block")
 	a := &st.cfg.Audit
-	if rng, ok := b.str("mode", &a.Mode); ok {
+	if rng, ok := b.String("mode", &a.Mode); ok {
 		if err := audit.CheckMode(a.Mode); err != nil {
 			st.d.errorf(rng, "%v%s", err, suggestion(a.Mode, audit.InputModes()))
 		}
 	}
-	b.boolean("install_rules", &a.InstallRules)
-	b.duration("tamper_interval", &a.TamperInterval, 100*time.Millisecond, maxTamperWait)
-	b.boolean("enabled", &a.Enabled)
-	if n, ok := b.checkedInteger("backlog_limit", audit.CheckBacklogLimit); ok {
+	b.Bool("install_rules", &a.InstallRules)
+	b.Duration("tamper_interval", &a.TamperInterval, 100*time.Millisecond, maxTamperWait)
+	b.Bool("enabled", &a.Enabled)
+	if n, ok := b.CheckedInt("backlog_limit", audit.CheckBacklogLimit); ok {
 		a.BacklogLimit = uint32(n)
 	}
-	if n, ok := b.checkedInteger("backlog_wait_time", audit.CheckBacklogWaitTime); ok {
+	if n, ok := b.CheckedInt("backlog_wait_time", audit.CheckBacklogWaitTime); ok {
 		w := uint32(n)
 		a.BacklogWaitTime = &w
 	}
-	if n, ok := b.checkedInteger("rate_limit", audit.CheckRateLimit); ok {
+	if n, ok := b.CheckedInt("rate_limit", audit.CheckRateLimit); ok {
 		a.RateLimit = uint32(n)
 	}
-	if rng, ok := b.str("failure", &a.Failure); ok {
+	if rng, ok := b.String("failure", &a.Failure); ok {
 		if _, err := audit.ParseFailure(a.Failure); err != nil {
 			st.d.errorf(rng, "%v%s", err, suggestion(a.Failure, audit.FailureModes()))
 		}
 	}
-	if rng, ok := b.str("rule_key", &a.RuleKey); ok {
+	if rng, ok := b.String("rule_key", &a.RuleKey); ok {
 		if err := audit.CheckRuleKey(a.RuleKey); err != nil {
 			st.d.errorf(rng, "%v", err)
 		}
 	}
-	b.checkedDuration("gather_window", &a.GatherWindow, audit.CheckGatherWindow)
-	if rngs, ok := b.strings("exclude_records", &a.ExcludeRecords); ok {
+	b.CheckedDuration("gather_window", &a.GatherWindow, audit.CheckGatherWindow)
+	if rngs, ok := b.Strings("exclude_records", &a.ExcludeRecords); ok {
 		// The first element that makes the list invalid is the one named.
 		for i := range a.ExcludeRecords {
 			if err := audit.CheckExcludeRecords(a.ExcludeRecords[:i+1]); err != nil {
@@ -240,11 +239,11 @@ func (st *state) audit(blk *hclsyntax.Block) {
 			}
 		}
 	}
-	b.checkedDuration("event_timeout", &a.EventTimeout, audit.CheckEventTimeout)
-	if n, ok := b.checkedInteger("max_in_flight", audit.CheckMaxInFlight); ok {
+	b.CheckedDuration("event_timeout", &a.EventTimeout, audit.CheckEventTimeout)
+	if n, ok := b.CheckedInt("max_in_flight", audit.CheckMaxInFlight); ok {
 		a.MaxInFlight = int(n)
 	}
-	b.done()
+	b.Done()
 }
 
 // suggestion returns "; did you mean "x"?" for a close candidate, else "".
@@ -253,50 +252,6 @@ func suggestion(given string, candidates []string) string {
 		return fmt.Sprintf("; did you mean %q?", s)
 	}
 	return ""
-}
-
-// checkedInteger decodes a whole number and checks it with check, the
-// validator of the package that owns the setting.
-func (b *body) checkedInteger(name string, check func(int64) error) (int64, bool) {
-	a, v, ok := b.value(name)
-	if !ok {
-		return 0, false
-	}
-	if v.Type() != cty.Number {
-		b.d.errorf(a.Expr.Range(), "%s must be a number, got %s", name, v.Type().FriendlyName())
-		return 0, false
-	}
-	f := v.AsBigFloat()
-	n, acc := f.Int64()
-	if !f.IsInt() || acc != big.Exact {
-		b.d.errorf(a.Expr.Range(), "%s must be a whole number", name)
-		return 0, false
-	}
-	if err := check(n); err != nil {
-		b.d.errorf(a.Expr.Range(), "%v", err)
-		return 0, false
-	}
-	return n, true
-}
-
-// checkedDuration decodes a Go duration string ("20ms", "2s") and checks it
-// with check, the validator of the package that owns the setting.
-func (b *body) checkedDuration(name string, dst *time.Duration, check func(time.Duration) error) {
-	var s string
-	rng, ok := b.str(name, &s)
-	if !ok {
-		return
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		b.d.errorf(rng, "bad duration %q for %s; write a number and a unit, e.g. \"20ms\" or \"2s\"", s, name)
-		return
-	}
-	if err := check(d); err != nil {
-		b.d.errorf(rng, "%v", err)
-		return
-	}
-	*dst = d
 }
 
 // finish fills in what needs every file (defaults that depend on the
@@ -372,10 +327,7 @@ func (st *state) compileError(err error) {
 // didYouMean returns "; did you mean "x"?" for a close candidate, else
 // "; " + otherwise.
 func didYouMean(given string, candidates []string, otherwise string) string {
-	if s := suggest(given, candidates); s != "" {
-		return fmt.Sprintf("; did you mean %q?", s)
-	}
-	return "; " + otherwise
+	return hclbody.DidYouMean(given, candidates, otherwise)
 }
 
 func importances() []string {

@@ -181,7 +181,15 @@ type alert struct {
 // object fails the test.
 func (d *testDaemon) readAlerts(t *testing.T) []alert {
 	t.Helper()
-	f, err := os.Open(d.alerts)
+	return readJSONLines[alert](t, d.alerts)
+}
+
+// readJSONLines parses every line of the file at path as a T; none if the
+// file does not exist yet, and a line that is not one JSON object fails
+// the test.
+func readJSONLines[T any](t *testing.T, path string) []T {
+	t.Helper()
+	f, err := os.Open(path)
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -189,15 +197,15 @@ func (d *testDaemon) readAlerts(t *testing.T) []alert {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []alert
+	var out []T
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 4<<20)
 	for sc.Scan() {
-		var a alert
-		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
 			t.Fatalf("alert line is not JSON: %v: %q", err, sc.Text())
 		}
-		out = append(out, a)
+		out = append(out, v)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,25 +39,7 @@ func (a fullAlert) match(field string) string {
 
 func (d *testDaemon) readFull(t *testing.T) []fullAlert {
 	t.Helper()
-	f, err := os.Open(d.alerts)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []fullAlert
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
-		var a fullAlert
-		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
-			t.Fatalf("alert line is not JSON: %v: %q", err, sc.Text())
-		}
-		out = append(out, a)
-	}
-	return out
+	return readJSONLines[fullAlert](t, d.alerts)
 }
 
 // shortWindowPolicy is the shipped policy with every throttle window cut

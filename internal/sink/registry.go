@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/hclbody"
 )
 
 // Kind describes one sink type: the TYPE of a `sink "TYPE" "NAME" { … }`
@@ -148,7 +149,7 @@ func DecodeBlock(blk *hclsyntax.Block) (Config, hcl.Diagnostics) {
 	}
 	c.Settings = k.decode(b)
 	decodeCommon(b, k, &c.Common)
-	b.done()
+	b.Done()
 	return c, diags
 }
 
@@ -165,16 +166,7 @@ func decodeCommon(b *Body, k kind, c *Common) {
 	}
 	if k.tls {
 		if tb := b.block("tls"); tb != nil {
-			t := &c.TLS
-			tb.AbsPath("ca_file", &t.CAFile)
-			tb.AbsPath("cert_file", &t.CertFile)
-			tb.AbsPath("key_file", &t.KeyFile)
-			tb.String("server_name", &t.ServerName)
-			tb.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
-			if (t.CertFile == "") != (t.KeyFile == "") {
-				tb.Errorf(tb.def, "%s needs both cert_file and key_file, or neither", tb.what)
-			}
-			tb.done()
+			DecodeTLS(tb.Body, &c.TLS)
 		}
 	}
 	if sb := b.block("spool"); sb != nil {
@@ -187,9 +179,23 @@ func decodeCommon(b *Body, k kind, c *Common) {
 		sb.Duration("fsync_interval", &sp.FsyncInterval, -time.Minute, time.Minute) // negative: fsync every alert
 		sb.Word("when_full", &sp.WhenFull, "block", "drop_newest")
 		sb.Duration("block_timeout", &sp.BlockTimeout, time.Millisecond, time.Minute)
-		sb.done()
+		sb.Done()
 		c.Spool = sp
 	}
+}
+
+// DecodeTLS decodes a tls block (for a sink, or for the collector's NATS
+// connection) into t and reports what else the block holds.
+func DecodeTLS(b *hclbody.Body, t *TLSOptions) {
+	b.AbsPath("ca_file", &t.CAFile)
+	b.AbsPath("cert_file", &t.CertFile)
+	b.AbsPath("key_file", &t.KeyFile)
+	b.String("server_name", &t.ServerName)
+	b.Bool("insecure_skip_verify", &t.InsecureSkipVerify)
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		b.Errorf(b.DefRange(), "%s needs both cert_file and key_file, or neither", b.What())
+	}
+	b.Done()
 }
 
 func importances() []string {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func decodeNATS(b *Body, s *NATSSettings) {
 			checkNATSURL(b, rng, s.URLs[i])
 		}
 	}
-	if _, urls := b.b.Attributes["urls"]; !urls {
+	if _, urls := b.Syntax().Attributes["urls"]; !urls {
 		b.Require("url")
 	}
 	if rng, ok := b.String("subject", &s.Subject); ok {
@@ -64,7 +65,7 @@ func decodeNATS(b *Body, s *NATSSettings) {
 			b.Errorf(rng, "subject %q: %s", s.Subject, err)
 		}
 	}
-	if rng, ok := b.String("stream", &s.Stream); ok && !validStreamName(s.Stream) {
+	if rng, ok := b.String("stream", &s.Stream); ok && !ValidJetStreamName(s.Stream) {
 		b.Errorf(rng, "stream %q must be letters, digits, \"-\" or \"_\"", s.Stream)
 	}
 	b.Bool("create_stream", &s.CreateStream)
@@ -85,24 +86,31 @@ func decodeNATS(b *Body, s *NATSSettings) {
 		}
 	}
 	if n > 1 {
-		b.Errorf(b.def, "%s: set only one of creds_file, nkey_file and token_file", b.what)
+		b.Errorf(b.DefRange(), "%s: set only one of creds_file, nkey_file and token_file", b.What())
 	}
 	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
 }
 
 func checkNATSURL(b *Body, rng hcl.Range, v string) {
+	if msg := CheckNATSURL(v); msg != "" {
+		b.Errorf(rng, "%s", msg)
+	}
+}
+
+// CheckNATSURL says what is wrong with v, a NATS server URL or a
+// comma-separated list of them, or returns "".
+func CheckNATSURL(v string) string {
 	for _, one := range strings.Split(v, ",") {
 		u, err := url.Parse(strings.TrimSpace(one))
 		switch {
 		case err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "":
-			b.Errorf(rng, "url %q must be a nats:// or tls:// URL", one)
-			return
+			return fmt.Sprintf("url %q must be a nats:// or tls:// URL", one)
 		case u.User != nil:
 			// A password in the policy would end up in logs and validate output.
-			b.Errorf(rng, "url must not carry credentials; use creds_file, nkey_file or token_file")
-			return
+			return "url must not carry credentials; use creds_file, nkey_file or token_file"
 		}
 	}
+	return ""
 }
 
 // checkSubjectTemplate says what is wrong with a subject template, or "".
@@ -135,7 +143,9 @@ func checkSubjectTemplate(t string) string {
 	return ""
 }
 
-func validStreamName(s string) bool {
+// ValidJetStreamName reports whether s can name a JetStream stream or
+// consumer: 1 to 255 letters, digits, '-' and '_'.
+func ValidJetStreamName(s string) bool {
 	if s == "" || len(s) > 255 {
 		return false
 	}
@@ -150,7 +160,7 @@ func validStreamName(s string) bool {
 // strings decodes a list of strings; it returns each element's range (all
 // the list's own) and whether the attribute was set.
 func (b *Body) strings(name string, dst *[]string) ([]hcl.Range, bool) {
-	a, v, ok := b.value(name)
+	a, v, ok := b.Value(name)
 	if !ok {
 		return nil, false
 	}

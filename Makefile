@@ -3,7 +3,6 @@ GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/encwatch
-RUNDIR  := bin/run
 
 .PHONY: help build run test test-deps test-abuse vet lint bench bench-fleet fuzz clean
 
@@ -25,10 +24,13 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/encwatch
 
 # The daemon refuses a policy that is not root-owned or is group/world
-# writable, so run starts from a root-owned copy of the repo's config.hcl.
+# writable, and checks every directory up to / like sshd's StrictModes: a
+# checkout in a user's home would fail that. So run starts from a root-owned
+# copy of the repo's config.hcl in a fresh directory under /run (root's).
+RUNDIR  ?= /run/encwatch-make-run
 run: build
-	install -d -m 0750 $(RUNDIR)
-	install -m 0600 config.hcl $(RUNDIR)/config.hcl
+	install -d -o root -g root -m 0700 $(RUNDIR)
+	install -o root -g root -m 0600 config.hcl $(RUNDIR)/config.hcl
 	./$(BIN) run --config $(RUNDIR)/config.hcl
 
 test: test-deps lint

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/proc"
@@ -100,7 +99,7 @@ func identify(path string) (detect.EncoderIdentity, error) {
 	return detect.EncoderIdentity{
 		Name:    filepath.Base(path),
 		Path:    path,
-		Dev:     AuditDev(st.Dev),
+		Dev:     proc.AuditDev(st.Dev),
 		Inode:   st.Ino,
 		Size:    fi.Size(),
 		SHA256:  hex.EncodeToString(h.Sum(nil)),
@@ -108,8 +107,3 @@ func identify(path string) (detect.EncoderIdentity, error) {
 	}, nil
 }
 
-// AuditDev formats a device number as audit PATH records print it:
-// "%02x:%02x" of major and minor (audit_log_name in kernel/auditsc.c).
-func AuditDev(dev uint64) string {
-	return fmt.Sprintf("%02x:%02x", unix.Major(dev), unix.Minor(dev))
-}

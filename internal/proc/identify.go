@@ -190,12 +190,13 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 		if !execPath(pa) {
 			continue
 		}
-		ref := fileRef{key: fileKey{pa.Dev, pa.Inode}, path: absPath(pa.Name, ev.Cwd)}
-		if id, ok := i.known[ref.key]; ok && pa.Inode != 0 {
+		key := fileKey{pa.Dev, pa.Inode}
+		if id, ok := i.known[key]; ok && pa.Inode != 0 {
 			i.add(id)
 			continue
 		}
-		missing = append(missing, ref)
+		// Only a miss needs the path, for the worker that opens it.
+		missing = append(missing, fileRef{key: key, path: absPath(pa.Name, ev.Cwd)})
 	}
 	if len(missing) == 0 {
 		return i.buf, detect.Known

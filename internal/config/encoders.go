@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/proc"
 )
@@ -106,4 +105,3 @@ func identify(path string) (detect.EncoderIdentity, error) {
 		BuildID: buildID,
 	}, nil
 }
-

@@ -4,8 +4,10 @@
  * posix_spawn (clone(CLONE_VM|CLONE_VFORK) in glibc) from a few threads
  * reaches several thousand.
  *
- *   spawner RATE WORKERS DURATION_MS EVERY DIR RUNID
+ *   spawner RATE WORKERS DURATION_MS EVERY DIR RUNID TRUE
  *
+ * TRUE is the benign program every unmarked exec runs (the storm's static
+ * spawner/true.c).
  * RATE is execs per second, 0 flat out. Exec i is due at start + i/RATE on
  * CLOCK_MONOTONIC and a worker sleeps until then (TIMER_ABSTIME), so the
  * workers share one absolute schedule and a late exec does not shift the
@@ -37,7 +39,7 @@ extern char **environ;
 
 static double rate;
 static long every;
-static const char *dir, *runid;
+static const char *dir, *runid, *true_path;
 static long long start_ns, end_ns;
 static atomic_llong next_i, execs, failed, encoders, last_ns;
 static posix_spawn_file_actions_t actions;
@@ -71,7 +73,7 @@ static void *worker(void *arg) {
 		} else if (now_ns(CLOCK_MONOTONIC) > end_ns) {
 			return NULL;
 		}
-		const char *prog = "/bin/true";
+		const char *prog = true_path;
 		char **argv = true_argv;
 		int marked = every > 0 && i % every == 0;
 		if (marked) {
@@ -99,8 +101,8 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 7) {
-		fprintf(stderr, "usage: spawner RATE WORKERS DURATION_MS EVERY DIR RUNID\n");
+	if (argc != 8) {
+		fprintf(stderr, "usage: spawner RATE WORKERS DURATION_MS EVERY DIR RUNID TRUE\n");
 		return 2;
 	}
 	rate = atof(argv[1]);
@@ -109,6 +111,7 @@ int main(int argc, char **argv) {
 	every = atol(argv[4]);
 	dir = argv[5];
 	runid = argv[6];
+	true_path = argv[7];
 	if (workers < 1 || workers > 256 || duration_ms <= 0) {
 		fprintf(stderr, "spawner: bad arguments\n");
 		return 2;

@@ -3,7 +3,6 @@ package detect
 import (
 	"errors"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -364,9 +363,9 @@ func payload(v any, c Conditions) (*Predicate, error) {
 }
 
 // compileRegex compiles a regular expression value; nil for "".
-func compileRegex(v any) (*regexp.Regexp, error) {
+func compileRegex(v any) (*regex, error) {
 	if v.(string) == "" {
 		return nil, nil
 	}
-	return regexp.Compile(v.(string))
+	return newRegex(v.(string))
 }

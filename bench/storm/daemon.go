@@ -300,7 +300,13 @@ func encwatchPoint(ctx context.Context, o options, p point, log *logrus.Entry) (
 	if err != nil {
 		return measure{}, err
 	}
-	cfg := filepath.Join(dir, "config.hcl")
+	// The policy sits in a directory of its own: the daemon watches the
+	// policy's directory for reloads, and an alert file beside it would wake
+	// that watcher on every alert.
+	cfg := filepath.Join(dir, "policy", "config.hcl")
+	if err := os.Mkdir(filepath.Dir(cfg), 0o700); err != nil {
+		return measure{}, err
+	}
 	if err := os.WriteFile(cfg, []byte(pol), 0o600); err != nil {
 		return measure{}, err
 	}

@@ -20,17 +20,30 @@ import (
 // with Read, so records are parsed, assembled and evaluated where they are
 // read, with no hand-off per record or per event.
 //
-// What costs CPU here is not reading but waking up. The data socket sits in
-// a private epoll set with EPOLLONESHOT, and only that set is registered
-// with the Go runtime's network poller. The first record fires the one-shot
-// registration, which wakes the runtime once; from then until Read has
-// drained the socket and re-armed it, arriving records wake nobody, however
-// many there are. (A socket registered with the poller itself wakes an idle
-// runtime thread per record while the reader sleeps out its gather window.)
-// The gather window is a runtime timer: a second wake-up per batch.
+// What costs CPU here is not reading but waking up, so the path is built to
+// wake the process once per batch under load:
+//
+//   - The data socket and a timerfd sit in a private epoll set, and only
+//     that set is registered with the Go runtime's network poller. The
+//     socket is registered with EPOLLONESHOT: once its first record has
+//     fired it, arriving records wake nobody, however many there are, until
+//     it is re-armed. (A socket registered with the poller itself wakes an
+//     idle runtime thread per record while the reader sleeps out its gather
+//     window.)
+//   - The gather window is the timerfd, not a runtime timer. The runtime
+//     sleeps in whole milliseconds, rounded down, so a runtime timer of 20 ms
+//     woke it at 19 ms and again a millisecond later, and each runtime timer
+//     also ends the deep sleep of its monitor thread (sysmon); the timerfd
+//     wakes it once, on time, through the poller.
+//   - After a drain that found records, Read arms the timerfd for the next
+//     window instead of the socket: while records keep coming the stream
+//     wakes once per window, on the timer alone. A drain that finds the
+//     socket empty arms the socket again, and an idle stream sleeps until
+//     its next record.
 type Stream struct {
 	rd     *reader
 	fd     int      // the data socket
+	tfd    int      // the gather window's timerfd
 	epfd   int      // the private epoll set
 	ep     *os.File // epfd, in the runtime poller (never call its Fd: that makes it blocking)
 	recv   *receiver
@@ -39,6 +52,8 @@ type Stream struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the waiter has returned
 	err    error         // why the waiter stopped, if not ctx; read after done
+	// drained is how many records Read took since it last armed the set.
+	drained int
 	// handOff is set by Run, which counts the batches it hands on itself.
 	handOff bool
 
@@ -50,32 +65,14 @@ type Stream struct {
 // fails. Close it after use. A reader has one data path: Run and Stream are
 // not to be used together.
 func (rd *reader) Stream(ctx context.Context) (*Stream, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
+	s := &Stream{rd: rd, fd: rd.data.fd, recv: newReceiver(rd.data.fd), ready: make(chan struct{}, 1), done: make(chan struct{})}
+	if err := s.openSet(); err != nil {
 		return nil, fmt.Errorf("audit: epoll: %w", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(rd.data.fd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, rd.data.fd, &ev); err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("audit: epoll: %w", err)
-	}
-	// Non-blocking, so that os.NewFile registers the set with the poller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("audit: epoll: %w", err)
-	}
-	s := &Stream{
-		rd:    rd,
-		fd:    rd.data.fd,
-		epfd:  epfd,
-		ep:    os.NewFile(uintptr(epfd), "audit-epoll"),
-		recv:  newReceiver(rd.data.fd),
-		ready: make(chan struct{}, 1),
-		done:  make(chan struct{}),
 	}
 	rc, err := s.ep.SyscallConn()
 	if err != nil {
 		s.ep.Close()
+		unix.Close(s.tfd)
 		return nil, fmt.Errorf("audit: epoll: %w", err)
 	}
 	if len(rd.pending) > 0 {
@@ -84,6 +81,32 @@ func (rd *reader) Stream(ctx context.Context) (*Stream, error) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	go s.wait(ctx, rc)
 	return s, nil
+}
+
+// openSet makes the private epoll set, with the socket armed and the
+// timerfd idle, and registers it with the runtime poller.
+func (s *Stream) openSet() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	tfd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return err
+	}
+	sock := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(s.fd)}
+	timer := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tfd)}
+	if err := errors.Join(unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, s.fd, &sock),
+		unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, tfd, &timer),
+		// Non-blocking, so that os.NewFile registers the set with the poller.
+		unix.SetNonblock(epfd, true)); err != nil {
+		unix.Close(epfd)
+		unix.Close(tfd)
+		return err
+	}
+	s.epfd, s.tfd, s.ep = epfd, tfd, os.NewFile(uintptr(epfd), "audit-epoll")
+	return nil
 }
 
 // Ready receives a value when records have gathered for the gather window
@@ -98,20 +121,21 @@ func (s *Stream) Err() error {
 }
 
 // wait is the goroutine behind Ready: it parks in the runtime poller until
-// the one-shot registration fires, lets records gather, and signals.
+// the private set is ready. The socket's first record starts the gather
+// window (the timerfd); the timerfd's expiry signals Ready.
 func (s *Stream) wait(ctx context.Context, rc syscall.RawConn) {
 	defer close(s.done)
 	defer close(s.ready)
 	// A read deadline in the past wakes the poller wait at shutdown.
 	stop := context.AfterFunc(ctx, func() { s.ep.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	gather := time.NewTimer(time.Hour)
-	gather.Stop() // armed per batch below
-	evs := make([]unix.EpollEvent, 1)
+	evs := make([]unix.EpollEvent, 2)
 	for {
+		var n int
 		var werr error
 		err := rc.Read(func(uintptr) bool {
-			n, errno := pollNow(s.epfd, evs)
+			var errno unix.Errno
+			n, errno = pollNow(s.epfd, evs)
 			if errno != 0 && errno != unix.EINTR {
 				werr = errno
 				return true
@@ -128,13 +152,8 @@ func (s *Stream) wait(ctx context.Context, rc syscall.RawConn) {
 			s.err = fmt.Errorf("audit: wait for records: %w", werr)
 			return
 		}
-		if s.rd.gather > 0 {
-			gather.Reset(s.rd.gather)
-			select {
-			case <-gather.C:
-			case <-ctx.Done():
-				return
-			}
+		if !s.gathered(evs[:n]) {
+			continue
 		}
 		select {
 		case s.ready <- struct{}{}:
@@ -144,12 +163,45 @@ func (s *Stream) wait(ctx context.Context, rc syscall.RawConn) {
 	}
 }
 
+// gathered handles the ready members of the set and reports whether a
+// batch is ready: the timer expired, or a first record came and there is no
+// gather window. A first record with a window starts the timer.
+func (s *Stream) gathered(evs []unix.EpollEvent) bool {
+	ready := false
+	for _, ev := range evs {
+		switch {
+		case int(ev.Fd) == s.tfd:
+			var expirations [8]byte
+			unix.RawSyscall(unix.SYS_READ, uintptr(s.tfd), uintptr(unsafe.Pointer(&expirations[0])), 8)
+			ready = true
+		case s.rd.gather <= 0:
+			ready = true
+		default:
+			if err := s.startWindow(); err != nil {
+				ready = true // no timer: hand the records over now
+			}
+		}
+	}
+	return ready
+}
+
+// startWindow arms the timerfd for one gather window.
+func (s *Stream) startWindow() error {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(s.rd.gather.Nanoseconds())}
+	_, _, errno := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(s.tfd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("audit: timerfd: %w", errno)
+	}
+	return nil
+}
+
 // Read appends the records waiting on the socket to batch. Their Data stays
 // valid until the next Read: the consumer copies what it keeps (the
 // assembler keeps none of it). When more is true, Read stopped at maxBatch
-// records or maxBatchBytes with records still waiting; call it again. Otherwise the socket was
-// drained and is armed for the next Ready. Read is for the consumer's
-// goroutine only.
+// records or maxBatchBytes with records still waiting; call it again.
+// Otherwise the socket was drained and the set armed for the next Ready: the
+// timer for the next window if this drain found records, else the socket.
+// Read is for the consumer's goroutine only.
 func (s *Stream) Read(batch []audit.Record) (out []audit.Record, more bool, err error) {
 	s.arena = s.arena[:0]
 	if len(s.rd.pending) > 0 {
@@ -167,6 +219,7 @@ func (s *Stream) Read(batch []audit.Record) (out []audit.Record, more bool, err 
 		before := len(batch)
 		batch, s.arena, err = s.recv.recvInto(batch, s.arena)
 		s.rd.records.Add(uint64(len(batch) - before))
+		s.drained += len(batch) - before
 		switch {
 		case err == nil:
 			if len(batch) >= maxBatch || len(s.arena) >= maxBatchBytes {
@@ -182,9 +235,17 @@ func (s *Stream) Read(batch []audit.Record) (out []audit.Record, more bool, err 
 	}
 }
 
-// arm re-arms the one-shot registration. A record that arrived after the
-// last receive makes the set ready at once, so none waits unseen.
+// arm readies the set for the next batch. After a drain that found records
+// more are likely on their way: the timer alone ends the next window, and
+// the socket stays quiet. Otherwise the socket's one-shot registration is
+// re-armed; a record that arrived after the last receive makes the set
+// ready at once, so none waits unseen.
 func (s *Stream) arm() error {
+	if s.drained > 0 && s.rd.gather > 0 {
+		s.drained = 0
+		return s.startWindow()
+	}
+	s.drained = 0
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(s.fd)}
 	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(s.epfd), unix.EPOLL_CTL_MOD, uintptr(s.fd),
 		uintptr(unsafe.Pointer(&ev)), 0, 0)
@@ -215,7 +276,7 @@ func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		<-s.done
-		s.closeErr = s.ep.Close()
+		s.closeErr = errors.Join(s.ep.Close(), unix.Close(s.tfd))
 	})
 	return s.closeErr
 }

@@ -18,6 +18,8 @@ import (
 // cannot wait for this stage.
 type enrichment interface {
 	enrich(a *detect.Alert)
+	// close releases what enrichment holds, once detection has ended.
+	close()
 }
 
 // newEnrichment returns the enrichment for a pipeline: this machine's users
@@ -27,25 +29,27 @@ func newEnrichment(live bool) enrichment {
 	if !live {
 		return noEnrichment{}
 	}
-	return localEnrichment{users: proc.NewUsers(""), procRoot: "/proc"}
+	return &localEnrichment{users: proc.NewUsers(""), containers: proc.NewContainers("/proc")}
 }
 
 // noEnrichment leaves alerts as detection made them.
 type noEnrichment struct{}
 
 func (noEnrichment) enrich(*detect.Alert) {}
+func (noEnrichment) close()               {}
 
 // localEnrichment names users from this machine's passwd file and finds the
 // container in its /proc.
 type localEnrichment struct {
-	users    *proc.Users
-	procRoot string
+	users      *proc.Users
+	containers *proc.Containers
 }
 
 // enrich adds the user names and the container. The process has usually
 // exited by now (an encoder run lasts milliseconds), so its parent stands in
-// for the container lookup.
-func (l localEnrichment) enrich(a *detect.Alert) {
+// for the container lookup; proc.Containers remembers a parent that lives on,
+// so that alert after alert of one shell costs no /proc read.
+func (l *localEnrichment) enrich(a *detect.Alert) {
 	ev := a.Event
 	if ev == nil {
 		return // an alert about encwatch itself
@@ -54,7 +58,9 @@ func (l localEnrichment) enrich(a *detect.Alert) {
 	if ev.AUID != audit.Unset {
 		a.LoginUser = l.users.Name(ev.AUID)
 	}
-	if a.ContainerID = proc.ContainerID(l.procRoot, ev.PID); a.ContainerID == "" {
-		a.ContainerID = proc.ContainerID(l.procRoot, ev.PPID)
+	if a.ContainerID = l.containers.Of(ev.PID); a.ContainerID == "" {
+		a.ContainerID = l.containers.Of(ev.PPID)
 	}
 }
+
+func (l *localEnrichment) close() { l.containers.Close() }

@@ -104,6 +104,11 @@ type pipeline struct {
 	// streamErr why its stream failed; both only for runStream.
 	batch     []audit.Record
 	streamErr error
+	// holding is set while readStream evaluates a batch: evaluate then keeps
+	// its alerts in held, which readStream enriches and delivers once the
+	// batch is done (see holdAlerts).
+	holding bool
+	held    []detect.Alert
 
 	droppedEvents atomic.Uint64
 	records       atomic.Uint64
@@ -271,10 +276,12 @@ func (p *pipeline) evaluate(ev *audit.Event) {
 	if c := p.canary.Load(); c != nil {
 		c.check(ev, p.now())
 	}
-	for _, a := range p.engine.Evaluate(ev) {
-		p.enrichment.enrich(&a)
-		p.deliver(a)
+	as := p.engine.Evaluate(ev)
+	if p.holding {
+		p.held = append(p.held, as...)
+		return
 	}
+	p.deliverAll(as)
 }
 
 // emitted is the assembler's emit when detection assembles itself.
@@ -286,6 +293,7 @@ func (p *pipeline) emitted(ev *audit.Event) {
 // finish reports whatever throttles still hold and delivers the alerts
 // raised while the input ended.
 func (p *pipeline) finish() {
+	defer p.enrichment.close()
 	p.deliverAll(p.engine.FlushAll())
 	for {
 		select {
@@ -306,9 +314,11 @@ func (p *pipeline) readStream(st recordStream, emit func(*audit.Event)) bool {
 		p.batch, more, err = st.Read(p.batch[:0])
 		now := p.now()
 		p.records.Add(uint64(len(p.batch)))
+		p.holding = true
 		for _, r := range p.batch {
 			p.asm.Push(r, now, emit)
 		}
+		p.holdAlerts()
 		p.serialLost.Store(p.asm.Stats().Lost)
 		if err != nil {
 			p.streamErr = err
@@ -320,7 +330,23 @@ func (p *pipeline) readStream(st recordStream, emit func(*audit.Event)) bool {
 	}
 }
 
-// deliverAll enriches and delivers alerts raised outside Evaluate.
+// holdAlerts ends holding: it enriches and delivers the alerts of the batch
+// just evaluated. Enrichment reads /proc and the router's sinks write, and
+// a system call the runtime is told of wakes its monitor thread (sysmon)
+// from its idle sleep into a millisecond of polling every 20 µs for as long
+// as the process stays busy. Made in the middle of a batch, those calls kept
+// it polling for the rest of the batch; made at its end, the process goes
+// idle right after them and the monitor back to sleep. A batch is one
+// gather window of records, evaluated in well under a millisecond, so
+// holding delays no alert beyond that.
+func (p *pipeline) holdAlerts() {
+	p.holding = false
+	p.deliverAll(p.held)
+	clear(p.held) // the alerts' events go back to the collector
+	p.held = p.held[:0]
+}
+
+// deliverAll enriches and delivers alerts.
 func (p *pipeline) deliverAll(as []detect.Alert) {
 	for i := range as {
 		p.enrichment.enrich(&as[i])

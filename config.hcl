@@ -46,7 +46,8 @@ audit {
   # Key of encwatch's audit rules; it removes only rules with this key.
   rule_key = "encwatch"
   # After the first record arrives, let more gather this long before reading
-  # them in one go: fewer wake-ups for a little alert latency.
+  # them in one go; while records keep coming they are read once per window.
+  # Fewer wake-ups for at most this much alert latency (docs/performance.md).
   gather_window = "20ms"
   # Complete an event whose closing record never came after this long.
   event_timeout = "2s"

@@ -179,7 +179,7 @@ func table(rows []row) string {
 			m.kernelLost, pipe, alerts, p50, p99, ev99)
 	}
 	b.WriteString("\nCPU µs/exec: the daemon's utime+stime over the storm and a 2.5 s drain, divided by the storm's execs; CPU µs/event divides it by every exec the daemon handled (the machine runs other work too: its execs are audited and cost the daemon as well). ")
-	b.WriteString("events: encwatch's `events` counter counts every exec on the machine (the storm's and anything else that ran); auditd's column counts the SYSCALL records in its log whose parent is the load generator, then all with the key. alerts / encoder runs: marked `base64 --decode` runs whose alert reached the file sink. exec→alert: from just before the fork to the moment the alert line is read from the file (polled every 1 ms); event→alert: from the kernel's timestamp of the exec (the alert's `time`) to the same moment, which leaves out the fork and exec themselves. auditd raises no alerts: latency n/a.\n")
+	b.WriteString("events: encwatch's `events` counter counts every exec on the machine (the storm's and anything else that ran); auditd's column counts the SYSCALL records in its log whose parent is the load generator, then all with the key. alerts / encoder runs: marked `base64 --decode` runs whose alert reached the file sink. exec→alert: from just before the fork to the moment the alert line is read from the file (woken by inotify at each write); event→alert: from the kernel's timestamp of the exec (the alert's `time`) to the same moment, which leaves out the fork and exec themselves. auditd raises no alerts: latency n/a.\n")
 	return b.String()
 }
 

@@ -247,6 +247,11 @@ func window(ctx context.Context, pid int, s *storm, alerts string) (measure, err
 	cancel()
 	wg.Wait()
 	m.matched, m.fromEvent = w.matched()
+	if alerts != "" {
+		if miss := w.missing(5); len(miss) > 0 {
+			fmt.Fprintf(os.Stderr, "storm: no alert seen in %s for marked runs %v\n", alerts, miss)
+		}
+	}
 	return m, nil
 }
 

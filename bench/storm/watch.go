@@ -19,8 +19,11 @@ type alertWatch struct {
 	path  string
 	storm *storm
 
-	mu        sync.Mutex
-	latencies []time.Duration // fork → alert line
+	mu sync.Mutex
+	// seen is when each marker's alert line was read. It is joined with the
+	// storm's spawn times only at the end: the watcher can read an alert
+	// before the storm has read the spawner's line for its marker.
+	seen      map[string]time.Time
 	fromEvent []time.Duration // the event's kernel timestamp → alert line
 	lines     int
 }
@@ -93,14 +96,18 @@ func (w *alertWatch) line(b []byte, seen time.Time) {
 	if m == "" {
 		return
 	}
-	if t, ok := w.storm.sent.LoadAndDelete(m); ok {
-		w.latencies = append(w.latencies, seen.Sub(t.(time.Time)))
-		var a struct {
-			Time time.Time `json:"time"`
-		}
-		if json.Unmarshal(b, &a) == nil && !a.Time.IsZero() {
-			w.fromEvent = append(w.fromEvent, seen.Sub(a.Time))
-		}
+	if _, dup := w.seen[m]; dup {
+		return
+	}
+	if w.seen == nil {
+		w.seen = make(map[string]time.Time)
+	}
+	w.seen[m] = seen
+	var a struct {
+		Time time.Time `json:"time"`
+	}
+	if json.Unmarshal(b, &a) == nil && !a.Time.IsZero() {
+		w.fromEvent = append(w.fromEvent, seen.Sub(a.Time))
 	}
 }
 
@@ -122,12 +129,31 @@ func findMarker(b []byte, id string) string {
 	return string(b[i:k])
 }
 
+// missing returns the markers spawned whose alert was not seen, at most n.
+func (w *alertWatch) missing(n int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	w.storm.sent.Range(func(k, _ any) bool {
+		if _, ok := w.seen[k.(string)]; !ok {
+			out = append(out, k.(string))
+		}
+		return len(out) < n
+	})
+	return out
+}
+
 // matched returns the fork→alert and event→alert latencies seen so far,
 // sorted.
 func (w *alertWatch) matched() (fromFork, fromEvent []time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	fromFork, fromEvent = slices.Clone(w.latencies), slices.Clone(w.fromEvent)
+	for m, at := range w.seen {
+		if t, ok := w.storm.sent.Load(m); ok {
+			fromFork = append(fromFork, at.Sub(t.(time.Time)))
+		}
+	}
+	fromEvent = slices.Clone(w.fromEvent)
 	slices.Sort(fromFork)
 	slices.Sort(fromEvent)
 	return fromFork, fromEvent

@@ -147,8 +147,7 @@ func (c *Cache) Observe(ev *audit.Event) {
 // put remembers p, its argv cut to the cache's bound and copied, so that
 // the cache never keeps an event's full arguments alive.
 func (c *Cache) put(p detect.Process) {
-	p.Argv = ClipArgv(p.Argv, c.maxArgv)
-	p.Exe = strings.Clone(p.Exe)
+	p.Exe, p.Argv = clipCopy(p.Exe, p.Argv, c.maxArgv)
 	e := &entry{p: p, seen: c.now(), cost: entryOverhead + int64(len(p.Exe))}
 	for _, a := range p.Argv {
 		e.cost += int64(len(a)) + 16
@@ -180,20 +179,46 @@ func (c *Cache) evict(el *list.Element) {
 // arguments that fit, the last one cut. The copy shares no memory with
 // argv.
 func ClipArgv(argv []string, max int) []string {
+	_, out := clipCopy("", argv, max)
+	return out
+}
+
+// clipCopy copies exe and argv, argv clipped as ClipArgv says, into one new
+// buffer: two allocations per process (the buffer and the slice) rather
+// than one per argument, on the path of every exec.
+func clipCopy(exe string, argv []string, max int) (string, []string) {
 	if argv == nil {
-		return nil
+		return strings.Clone(exe), nil
 	}
-	out := make([]string, 0, min(len(argv), max/8+1))
-	for _, a := range argv {
-		if len(a) > max {
-			a = a[:max]
-		}
-		out = append(out, strings.Clone(a))
-		if max -= len(a); max <= 0 {
+	// The arguments kept, and the bytes of each: what fits of it.
+	keep, total := 0, len(exe)
+	for budget := max; keep < len(argv); {
+		n := min(len(argv[keep]), budget)
+		total += n
+		keep++
+		if budget -= n; budget <= 0 {
 			break
 		}
 	}
-	return out
+	var b strings.Builder
+	b.Grow(total)
+	b.WriteString(exe)
+	budget := max
+	for _, a := range argv[:keep] {
+		n := min(len(a), budget)
+		b.WriteString(a[:n])
+		budget -= n
+	}
+	buf := b.String() // no copy: the builder's one buffer
+	out := make([]string, keep)
+	off, budget := len(exe), max
+	for i, a := range argv[:keep] {
+		n := min(len(a), budget)
+		out[i] = buf[off : off+n]
+		off += n
+		budget -= n
+	}
+	return buf[:len(exe)], out
 }
 
 // Process returns what is known of pid: from the cache while fresh, else

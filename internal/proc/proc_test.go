@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
@@ -260,5 +261,22 @@ func TestClipArgv(t *testing.T) {
 		if got := ClipArgv(tt.argv, tt.max); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ClipArgv(%q, %d) = %q, want %q", tt.argv, tt.max, got, tt.want)
 		}
+	}
+}
+
+// The cache's copy of a process: exe whole, argv clipped, none of it in the
+// event's memory, in two allocations.
+func TestClipCopy(t *testing.T) {
+	exe := string([]byte("/usr/bin/base64"))
+	argv := []string{string([]byte("base64")), string([]byte("-d")), string([]byte("payload"))}
+	gotExe, gotArgv := clipCopy(exe, argv, 10)
+	if gotExe != exe || !reflect.DeepEqual(gotArgv, []string{"base64", "-d", "pa"}) {
+		t.Fatalf("clipCopy = %q, %q; want %q, [base64 -d pa]", gotExe, gotArgv, exe)
+	}
+	if unsafe.StringData(gotExe) == unsafe.StringData(exe) || unsafe.StringData(gotArgv[0]) == unsafe.StringData(argv[0]) {
+		t.Fatal("clipCopy shares memory with its input")
+	}
+	if n := testing.AllocsPerRun(100, func() { clipCopy(exe, argv, 4096) }); n > 2 {
+		t.Errorf("clipCopy made %.0f allocations, want at most 2", n)
 	}
 }

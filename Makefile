@@ -33,8 +33,14 @@ run: build
 	install -o root -g root -m 0600 config.hcl $(RUNDIR)/config.hcl
 	./$(BIN) run --config $(RUNDIR)/config.hcl
 
+# The fleet test (cmd/encwatch) kill -9s a cluster node mid-run and wants no
+# duplicate delivery before its collector kill; beside the abuse suite's
+# daemons on two CPUs a node kill once let 129 acknowledgements go unseen
+# and their alerts were delivered twice. It runs after the rest, alone.
+FLEET_TEST = ^TestFleetThroughJetStreamClusterAsRoot$$
 test: test-deps lint
-	$(GO) test -count=1 -timeout 8m ./...
+	$(GO) test -count=1 -timeout 8m -skip '$(FLEET_TEST)' ./...
+	$(GO) test -count=1 -timeout 4m -run '$(FLEET_TEST)' ./cmd/encwatch/
 
 # The abuse suite (internal/abuse, also part of `make test`): builds the
 # daemon, runs it on the live kernel with the shipped unit's /tmp and

@@ -418,8 +418,9 @@ func (t *ackTracker) nakAll() {
 }
 
 // reacknowledge sends the acknowledgements of the last ack wait again after
-// the consumer's leader changed or the connection was re-established, at
-// once and twice more a second apart, until ctx ends. An acknowledgement is
+// the consumer's leader changed or the connection was re-established, three
+// times a second apart once the consumer answers with a leader, until ctx
+// ends. An acknowledgement is
 // a fire-and-forget publish: one in flight through a cluster node that dies,
 // or taken by a consumer leader that dies before replicating it, is lost,
 // and its message would be redelivered after the ack wait (a duplicate in
@@ -446,7 +447,12 @@ func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Con
 		if r := col.nc.Stats().Reconnects; r != reconnects {
 			reconnects, rounds = r, 3
 		}
-		if rounds == 0 {
+		// A consumer without a leader (an election under way, or one that
+		// does not answer in time) drops acknowledgements: a round counts
+		// only once the consumer has answered with a leader, so that at
+		// least one reaches the new one.
+		led := err == nil && (info.Cluster == nil || info.Cluster.Leader != "")
+		if rounds == 0 || !led {
 			continue
 		}
 		rounds--

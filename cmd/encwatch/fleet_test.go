@@ -274,7 +274,8 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 		}
 	}
 	if dupsBefore > 0 {
-		t.Errorf("%d duplicates before the collector was killed, want none (%d stored twice by the stream)", dupsBefore, streamDuplicates(t, urls))
+		t.Errorf("%d duplicates before the collector was killed, want none (%d stored twice by the stream); %s; collectors' cluster events:\n%s\n%s",
+			dupsBefore, streamDuplicates(t, urls), streamState(urls), clusterEvents(cols[0].logs.String()), clusterEvents(cols[1].logs.String()))
 	}
 	t.Logf("fleet: %d alerts from %d agents through a 3-node cluster (R3) to 2 collectors in %.1fs: %.0f alerts/s end to end, %d duplicates (all after the collector kill), %d before",
 		len(want), agents, done.Seconds(), float64(len(want))/done.Seconds(), dups, dupsBefore)
@@ -340,4 +341,16 @@ func TestAgentSilentAfterKill9AsRoot(t *testing.T) {
 	// A clean stop says so: agent_stopped.
 	agent.stop()
 	waitFor("agent_stopped", 10*time.Second)
+}
+
+// clusterEvents picks from a collector's log the lines that tell of cluster
+// changes: acknowledgements sent again, failed fetches, the consumer.
+func clusterEvents(log string) string {
+	var out []string
+	for line := range strings.SplitSeq(log, "\n") {
+		if strings.Contains(line, "cluster changed") || strings.Contains(line, "fetch failed") || strings.Contains(line, "consumer") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

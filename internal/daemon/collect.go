@@ -45,6 +45,9 @@ type fleetCollector struct {
 	js     jetstream.JetStream
 
 	received, duplicates, undecodable atomic.Uint64
+	// redelivered counts messages the stream had delivered before (to this
+	// collector or another): each is an acknowledgement that did not arrive.
+	redelivered atomic.Uint64
 }
 
 // Collect runs the fleet side until ctx ends: it pulls alerts from the
@@ -120,6 +123,7 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	col.nc.Close()
 	col.log.WithFields(logrus.Fields{
 		"received": col.received.Load(), "duplicates": col.duplicates.Load(), "undecodable": col.undecodable.Load(),
+		"redelivered": col.redelivered.Load(),
 	}).Info("encwatch collect stopping")
 	return err
 }
@@ -242,6 +246,10 @@ func (col *fleetCollector) handle(msg jetstream.Msg) {
 		col.log.WithError(err).WithField("subject", msg.Subject()).Warn("message without an encwatch record; terminated")
 		_ = msg.Term()
 		return
+	}
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
+		col.redelivered.Add(1)
+		col.log.WithFields(logrus.Fields{"alert": a.ID, "deliveries": md.NumDelivered}).Debug("redelivered message")
 	}
 	if !col.acks.add(a.ID, msg) {
 		// The same alert is already on its way to the sinks (a redelivery

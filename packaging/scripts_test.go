@@ -12,15 +12,16 @@ import (
 // TestMaintainerScripts runs each maintainer script with dpkg's and rpm's
 // arguments against a fake systemctl that only logs its calls, with and
 // without a running systemd, and checks what it was asked to do: enable but
-// not start on install, restart on upgrade, stop and disable on removal.
+// not start on install, restart on upgrade, stop and disable on removal
+// (the agent and the collector), and a purge deletes both spools.
 func TestMaintainerScripts(t *testing.T) {
 	const (
 		reload  = "systemctl daemon-reload"
 		enable  = "systemctl enable encwatch.service"
-		disable = "systemctl disable encwatch.service"
-		stop    = "systemctl stop encwatch.service"
-		restart = "deb-systemd-invoke try-restart encwatch.service"
-		rpmRest = "systemctl try-restart encwatch.service"
+		disable = "systemctl disable encwatch.service encwatch-collect.service"
+		stop    = "systemctl stop encwatch.service encwatch-collect.service"
+		restart = "deb-systemd-invoke try-restart encwatch.service encwatch-collect.service"
+		rpmRest = "systemctl try-restart encwatch.service encwatch-collect.service"
 	)
 	type step struct {
 		script string
@@ -55,7 +56,7 @@ func TestMaintainerScripts(t *testing.T) {
 			root := t.TempDir()
 			bin := filepath.Join(root, "fakebin")
 			logFile := filepath.Join(root, "calls")
-			mustMkdir(t, bin, filepath.Join(root, "run"), filepath.Join(root, "var/lib/encwatch/spool"))
+			mustMkdir(t, bin, filepath.Join(root, "run"), filepath.Join(root, "var/lib/encwatch/spool"), filepath.Join(root, "var/lib/encwatch-collect/spool"))
 			if tt.running {
 				mustMkdir(t, filepath.Join(root, "run/systemd/system"))
 			}
@@ -97,9 +98,11 @@ func TestMaintainerScripts(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(root, "run/encwatch-pkg-install")); err == nil {
 				t.Errorf("preinstall's marker left in /run after postinstall")
 			}
-			_, err = os.Stat(filepath.Join(root, "var/lib/encwatch"))
-			if gotSpool := err == nil; gotSpool != tt.wantSpool && slices.ContainsFunc(tt.steps, func(s step) bool { return s.script == "postremove" }) {
-				t.Errorf("spool kept = %v, want %v", gotSpool, tt.wantSpool)
+			for _, spool := range []string{"var/lib/encwatch", "var/lib/encwatch-collect"} {
+				_, err = os.Stat(filepath.Join(root, spool))
+				if gotSpool := err == nil; gotSpool != tt.wantSpool && slices.ContainsFunc(tt.steps, func(s step) bool { return s.script == "postremove" }) {
+					t.Errorf("/%s kept = %v, want %v", spool, gotSpool, tt.wantSpool)
+				}
 			}
 		})
 	}

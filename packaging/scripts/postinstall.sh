@@ -4,7 +4,8 @@
 #
 # First install: enable encwatch.service but do not start it; the operator
 # picks the audit mode first (owner mode conflicts with auditd). Upgrade:
-# restart the service if it is running. Without a running systemd (container,
+# restart the services that are running (encwatch.service and, where the
+# operator enabled it, encwatch-collect.service). Without a running systemd (container,
 # chroot, image build) the unit is still enabled, offline, and nothing is
 # restarted. ENCWATCH_PKG_TESTROOT prefixes every path, for
 # packaging/package_test.go.
@@ -45,9 +46,9 @@ upgrade)
 	if [ "$running" = yes ]; then
 		# deb-systemd-invoke honours policy-rc.d, as Debian asks.
 		if command -v deb-systemd-invoke >/dev/null 2>&1; then
-			deb-systemd-invoke try-restart "$unit" || true
+			deb-systemd-invoke try-restart "$unit" encwatch-collect.service || true
 		else
-			systemctl try-restart "$unit" || true
+			systemctl try-restart "$unit" encwatch-collect.service || true
 		fi
 	fi
 	;;

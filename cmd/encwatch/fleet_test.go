@@ -282,8 +282,15 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	for _, a := range ags {
 		a.stop()
 	}
-	for _, c := range cols {
+	for i, c := range cols {
 		c.stop()
+		// The collector's own count: delivered, duplicates, redelivered,
+		// delivered elsewhere (what the other collector had).
+		for line := range strings.SplitSeq(c.logs.String(), "\n") {
+			if strings.Contains(line, "encwatch collect stopping") {
+				t.Logf("collector %d: %s", i, line)
+			}
+		}
 	}
 }
 

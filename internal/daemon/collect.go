@@ -43,11 +43,16 @@ type fleetCollector struct {
 	live   *liveness
 	nc     *nats.Conn
 	js     jetstream.JetStream
+	// peers is the connection to the other collectors (collect_peers.go).
+	peers *nats.Conn
 
 	received, duplicates, undecodable atomic.Uint64
 	// redelivered counts messages the stream had delivered before (to this
 	// collector or another): each is an acknowledgement that did not arrive.
 	redelivered atomic.Uint64
+	// peerDuplicates counts messages another collector had delivered or
+	// was delivering: not delivered here.
+	peerDuplicates atomic.Uint64
 }
 
 // Collect runs the fleet side until ctx ends: it pulls alerts from the
@@ -94,6 +99,11 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: jetstream: %w", err)
 	}
+	if err := col.dialPeers(); err != nil {
+		col.nc.Close()
+		closeSinks(sinks, log)
+		return fmt.Errorf("collect: peers: %w", err)
+	}
 	return col.run(ctx, opts)
 }
 
@@ -121,9 +131,10 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 		col.log.WithError(ferr).Warn("flush acknowledgements")
 	}
 	col.nc.Close()
+	col.peers.Close()
 	col.log.WithFields(logrus.Fields{
 		"received": col.received.Load(), "duplicates": col.duplicates.Load(), "undecodable": col.undecodable.Load(),
-		"redelivered": col.redelivered.Load(),
+		"redelivered": col.redelivered.Load(), "delivered_elsewhere": col.peerDuplicates.Load(),
 	}).Info("encwatch collect stopping")
 	return err
 }
@@ -148,8 +159,25 @@ func (col *fleetCollector) pull(ctx context.Context) error {
 			sleepCtx(ctx, 250*time.Millisecond)
 			continue
 		}
-		for msg := range batch.Messages() {
-			col.handle(msg)
+		// Messages are sifted (collect_peers.go) in chunks: the first that
+		// arrives and every other already there.
+		var chunk []jetstream.Msg
+		ch := batch.Messages()
+		for msg := range ch {
+			chunk = append(chunk[:0], msg)
+		more:
+			for {
+				select {
+				case m, ok := <-ch:
+					if !ok {
+						break more
+					}
+					chunk = append(chunk, m)
+				default:
+					break more
+				}
+			}
+			col.sift(ctx, chunk)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			col.log.WithError(err).Debug("fetch ended early")
@@ -236,17 +264,23 @@ func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
 	}
 }
 
-// handle delivers one pulled message into the sinks; its acknowledgement
-// waits for them (ackTracker).
-func (col *fleetCollector) handle(msg jetstream.Msg) {
+// decode reads the alert a pulled message carries; a message without one
+// is terminated (the stream never offers it again).
+func (col *fleetCollector) decode(msg jetstream.Msg) (detect.Alert, bool) {
 	rec := msg.Headers().Get(sink.RecordHeader)
 	a, err := sink.DecodeRecord([]byte(rec))
 	if rec == "" || err != nil {
 		col.undecodable.Add(1)
 		col.log.WithError(err).WithField("subject", msg.Subject()).Warn("message without an encwatch record; terminated")
 		_ = msg.Term()
-		return
+		return detect.Alert{}, false
 	}
+	return a, true
+}
+
+// handle delivers the alert of one pulled message into the sinks; its
+// acknowledgement waits for them (ackTracker).
+func (col *fleetCollector) handle(msg jetstream.Msg, a detect.Alert) {
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > 1 {
 		col.redelivered.Add(1)
 		col.log.WithFields(logrus.Fields{"alert": a.ID, "deliveries": md.NumDelivered}).Debug("redelivered message")
@@ -364,6 +398,37 @@ func (t *ackTracker) add(id string, msg jetstream.Msg) bool {
 	return true
 }
 
+// has reports whether alert id is on its way to the sinks or was delivered
+// and acknowledged lately.
+func (t *ackTracker) has(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, pending := t.pending[id]
+	_, done := t.done[id]
+	return pending || done
+}
+
+// known answers another collector (askPeers): a line "d ID" for each of ids
+// delivered and acknowledged lately, "p ID" for each on its way to the
+// sinks.
+func (t *ackTracker) known(ids []string) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var b []byte
+	for _, id := range ids {
+		mark := byte(0)
+		if _, ok := t.done[id]; ok {
+			mark = peerDone
+		} else if _, ok := t.pending[id]; ok {
+			mark = peerPending
+		}
+		if mark != 0 {
+			b = append(append(append(b, mark, ' '), id...), '\n')
+		}
+	}
+	return b
+}
+
 // accepted is the router's RouterOptions.Accepted: one sink is done with a.
 // The last one acknowledges the messages.
 func (t *ackTracker) accepted(_ int, a *detect.Alert) {
@@ -477,7 +542,7 @@ func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Con
 type collectMetrics struct{ col *fleetCollector }
 
 var (
-	descCollected = prometheus.NewDesc("encwatch_collect_messages_total", "Messages pulled from the stream, by result: delivered (handed to the sinks), duplicate (already in flight), undecodable (terminated).", []string{"result"}, nil)
+	descCollected = prometheus.NewDesc("encwatch_collect_messages_total", "Messages pulled from the stream, by result: delivered (handed to the sinks), duplicate (already in flight), delivered_elsewhere (another collector delivered it or is delivering it), undecodable (terminated).", []string{"result"}, nil)
 	descHosts     = prometheus.NewDesc("encwatch_collect_hosts", "Hosts whose heartbeats the collector follows, by state.", []string{"state"}, nil)
 )
 
@@ -495,6 +560,7 @@ func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descCollected, col.received.Load(), "delivered")
 	counter(descCollected, col.duplicates.Load(), "duplicate")
 	counter(descCollected, col.undecodable.Load(), "undecodable")
+	counter(descCollected, col.peerDuplicates.Load(), "delivered_elsewhere")
 	for state, n := range col.live.counts() {
 		ch <- prometheus.MustNewConstMetric(descHosts, prometheus.GaugeValue, float64(n), state)
 	}

@@ -554,9 +554,7 @@ func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
 
 func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	col := m.col
-	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
-	}
+	counter := counterTo(ch)
 	counter(descCollected, col.received.Load(), "delivered")
 	counter(descCollected, col.duplicates.Load(), "duplicate")
 	counter(descCollected, col.undecodable.Load(), "undecodable")
@@ -564,16 +562,7 @@ func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	for state, n := range col.live.counts() {
 		ch <- prometheus.MustNewConstMetric(descHosts, prometheus.GaugeValue, float64(n), state)
 	}
-	for _, s := range col.router.Stats() {
-		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
-		ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
-		counter(descSent, s.Sent, s.Sink)
-		counter(descSendErr, s.Failed, s.Sink)
-		counter(descRejected, s.Rejected, s.Sink)
-		for cause, v := range droppedCauses(s.Dropped) {
-			counter(descDropped, v, s.Sink, cause)
-		}
-	}
+	collectSinkStats(ch, col.router.Stats())
 }
 
 // serveMetrics serves /metrics on the policy's metrics address until ctx

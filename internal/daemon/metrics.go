@@ -126,9 +126,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
 	p := d.p
-	counter := func(desc *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
-	}
+	counter := counterTo(ch)
 	counter(descRecords, p.records.Load())
 	counter(descEvents, p.events.Load())
 	p.bySignature.Range(func(k, v any) bool {
@@ -153,22 +151,36 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descThrot, v, s)
 	}
 	if r := p.router.Load(); r != nil {
-		for _, s := range r.Stats() {
-			ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
-			ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
-			counter(descSent, s.Sent, s.Sink)
-			counter(descSendErr, s.Failed, s.Sink)
-			counter(descRejected, s.Rejected, s.Sink)
-			for cause, v := range droppedCauses(s.Dropped) {
-				counter(descDropped, v, s.Sink, cause)
-			}
-		}
+		collectSinkStats(ch, r.Stats())
 	}
 	up := 0.0
 	if d.health() == "" {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+}
+
+// counterTo returns a function that sends one counter sample to ch.
+func counterTo(ch chan<- prometheus.Metric) func(desc *prometheus.Desc, v uint64, labels ...string) {
+	return func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
+	}
+}
+
+// collectSinkStats reports a router's sinks, for the agent and the
+// collector alike: queue, spool, sent, failed, rejected and dropped.
+func collectSinkStats(ch chan<- prometheus.Metric, stats []sink.Stats) {
+	counter := counterTo(ch)
+	for _, s := range stats {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
+		ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
+		counter(descSent, s.Sent, s.Sink)
+		counter(descSendErr, s.Failed, s.Sink)
+		counter(descRejected, s.Rejected, s.Sink)
+		for cause, v := range droppedCauses(s.Dropped) {
+			counter(descDropped, v, s.Sink, cause)
+		}
+	}
 }
 
 func droppedCauses(x sink.Dropped) map[string]uint64 {

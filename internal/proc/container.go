@@ -152,8 +152,10 @@ func (c *Containers) forget(pid int, k knownContainer) {
 	delete(c.known, pid)
 }
 
-// sweep makes room: it forgets the processes that have exited and, if none
-// has, one that has not.
+// sweep makes room: it forgets the processes that have exited, then live
+// ones until a quarter of the bound is free, so that a user who keeps many
+// alerting processes alive costs one sweep per quarter of the bound, not
+// one per alert.
 func (c *Containers) sweep() {
 	for pid, k := range c.known {
 		if !pidfdAlive(k.pidfd) {
@@ -161,7 +163,7 @@ func (c *Containers) sweep() {
 		}
 	}
 	for pid, k := range c.known {
-		if len(c.known) < maxContainers {
+		if len(c.known) <= maxContainers*3/4 {
 			return
 		}
 		c.forget(pid, k)

@@ -55,7 +55,7 @@ func TestContainersRememberLiveProcesses(t *testing.T) {
 }
 
 // The bound holds: more live processes than maxContainers keep at most
-// maxContainers pidfds open.
+// maxContainers pidfds open, and every answer is the one a read gives.
 func TestContainersBounded(t *testing.T) {
 	c := NewContainers("/proc")
 	defer c.Close()
@@ -72,7 +72,9 @@ func TestContainersBounded(t *testing.T) {
 			t.Fatalf("remembered %d processes, bound %d", c.Len(), maxContainers)
 		}
 	}
-	if c.Len() != maxContainers {
-		t.Fatalf("remembered %d live processes, want the bound %d", c.Len(), maxContainers)
+	// Full of live processes, a sweep forgets a quarter of them: the
+	// cache stays between three quarters of the bound and the bound.
+	if c.Len() < maxContainers*3/4 || c.Len() > maxContainers {
+		t.Fatalf("remembered %d live processes, want between %d and %d", c.Len(), maxContainers*3/4, maxContainers)
 	}
 }

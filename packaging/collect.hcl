@@ -3,7 +3,7 @@
 # /usr/share/doc/encwatch/fleet.md. The agents publish with a
 # sink "nats" block and a heartbeat block in their own config.hcl.
 
-# Beside an agent on the same host, the agent has 9464.
+# The collector's default, 9465: an agent on the same host has 9464.
 metrics {
   address = "127.0.0.1:9465"
 }

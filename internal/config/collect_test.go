@@ -98,3 +98,43 @@ func TestFleetDocHCLLoads(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectorMetricsDefault: a collector and an agent on one host both
+// start with their default metrics addresses, and an explicit address
+// (or "" for none) is kept.
+func TestCollectorMetricsDefault(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"agent", `signature "s" {
+  importance  = "high"
+  executables = ["base64"]
+}`, DefaultMetricsAddress},
+		{"collector", `collect {
+  urls = ["nats://127.0.0.1:4222"]
+}`, DefaultCollectMetricsAddress},
+		{"collector set", `collect {
+  urls = ["nats://127.0.0.1:4222"]
+}
+metrics {
+  address = "127.0.0.1:9999"
+}`, "127.0.0.1:9999"},
+		{"collector off", `collect {
+  urls = ["nats://127.0.0.1:4222"]
+}
+metrics {
+  address = ""
+}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("p.hcl", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Metrics.Address; got != tc.want {
+				t.Errorf("Metrics.Address = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if DefaultMetricsAddress == DefaultCollectMetricsAddress {
+		t.Errorf("agent and collector share the default metrics address %s", DefaultMetricsAddress)
+	}
+}

@@ -135,6 +135,10 @@ const (
 	// DefaultMetricsAddress is 9464, the port registered for Prometheus
 	// exporters' OpenTelemetry default, on loopback.
 	DefaultMetricsAddress = "127.0.0.1:9464"
+	// DefaultCollectMetricsAddress is the collector's (a policy with a
+	// collect block): the next port, so that a collector and an agent on
+	// one host both start with their defaults.
+	DefaultCollectMetricsAddress = "127.0.0.1:9465"
 )
 
 // LoadOptions says how strict Load is about the files it reads.

@@ -263,6 +263,11 @@ func (st *state) finish() {
 			cfg.Settings.Hostname = h
 		}
 	}
+	if cfg.Collect != nil && st.metricsAt == nil {
+		// A collector often shares a host with an agent, which has the
+		// default port: two daemons on one port would refuse to start.
+		cfg.Metrics.Address = DefaultCollectMetricsAddress
+	}
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
 		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}

@@ -161,7 +161,7 @@ type span struct{ off, n uint32 }
 type pathSpans struct {
 	item             int
 	inode            uint64
-	mode             uint32
+	mode, ouid       uint32
 	name, dev, ntype span
 }
 
@@ -520,6 +520,12 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 				v, good := parseUint(s.val, 8)
 				ok = (good && v <= math.MaxUint32 || s.kind != KindBare) && ok
 				p.mode = uint32(v)
+			case "ouid":
+				// Only what identity needs: an odd value is left 0, root,
+				// rather than failing the record.
+				if v, good := parseUint(s.val, 10); good && v <= math.MaxUint32 {
+					p.ouid = uint32(v)
+				}
 			case "nametype":
 				p.ntype = f.addValue(&s, limit)
 				// The capability fields that follow (cap_fp=...) carry
@@ -726,7 +732,7 @@ func (f *inflight) event(early bool) *Event {
 	if len(f.paths) > 0 {
 		e.Paths = make([]Path, len(f.paths))
 		for i, p := range f.paths {
-			e.Paths[i] = Path{Item: p.item, Name: str(p.name), Inode: p.inode, Dev: str(p.dev), Mode: p.mode, Nametype: str(p.ntype)}
+			e.Paths[i] = Path{Item: p.item, Name: str(p.name), Inode: p.inode, Dev: str(p.dev), Mode: p.mode, OUID: p.ouid, Nametype: str(p.ntype)}
 		}
 	}
 	e.Incomplete = early || f.incomplete || (f.hasExecve && len(e.Argv) < f.argc)

@@ -15,11 +15,13 @@ type Record struct {
 
 // Path is one PATH record of an event.
 type Path struct {
-	Item     int    `json:"item"`
-	Name     string `json:"name"`
-	Inode    uint64 `json:"inode"`
-	Dev      string `json:"dev"`  // "fe:00", as the kernel prints it
-	Mode     uint32 `json:"mode"` // st_mode, parsed from octal
+	Item  int    `json:"item"`
+	Name  string `json:"name"`
+	Inode uint64 `json:"inode"`
+	Dev   string `json:"dev"`  // "fe:00", as the kernel prints it
+	Mode  uint32 `json:"mode"` // st_mode, parsed from octal
+	// OUID is the file's owner (ouid=); 0, root, when the record has none.
+	OUID     uint32 `json:"ouid,omitempty"`
 	Nametype string `json:"nametype"`
 }
 

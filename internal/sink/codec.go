@@ -181,6 +181,7 @@ type spoolPath struct {
 	Inode    uint64 `json:"inode"`
 	Dev      bstr   `json:"dev"`
 	Mode     uint32 `json:"mode"`
+	OUID     uint32 `json:"ouid,omitempty"`
 	Nametype bstr   `json:"nametype"`
 }
 
@@ -254,7 +255,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 		}
 		for _, p := range e.Paths {
 			s.Event.Paths = append(s.Event.Paths, spoolPath{
-				Item: p.Item, Name: bstr(p.Name), Inode: p.Inode, Dev: bstr(p.Dev), Mode: p.Mode, Nametype: bstr(p.Nametype),
+				Item: p.Item, Name: bstr(p.Name), Inode: p.Inode, Dev: bstr(p.Dev), Mode: p.Mode, OUID: p.OUID, Nametype: bstr(p.Nametype),
 			})
 		}
 	}
@@ -299,7 +300,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 		}
 		for _, p := range e.Paths {
 			a.Event.Paths = append(a.Event.Paths, audit.Path{
-				Item: p.Item, Name: string(p.Name), Inode: p.Inode, Dev: string(p.Dev), Mode: p.Mode, Nametype: string(p.Nametype),
+				Item: p.Item, Name: string(p.Name), Inode: p.Inode, Dev: string(p.Dev), Mode: p.Mode, OUID: p.OUID, Nametype: string(p.Nametype),
 			})
 		}
 	}

@@ -16,8 +16,8 @@ type cond struct {
 	// reasons.
 	checks, reasons []check
 	// exes and renamed are what the policy index files the block under.
-	exes    []string
-	renamed bool
+	exes                  []string
+	renamed, unidentified bool
 }
 
 // match reports whether the event meets c, appending why to ms. Reasons are
@@ -67,6 +67,9 @@ type Exec struct {
 	// idPending: Files is still reading the file; the engine waits for
 	// it to hand the event back.
 	idPending bool
+	// unread is the executed file, others than root could write, that
+	// Files could not read; nil when there is none.
+	unread *unreadFile
 }
 
 // Event returns the exec's event: for a multi-call binary running an applet,

@@ -20,8 +20,9 @@ var (
 
 // The conditions the policy index reads beside their predicates.
 const (
-	attrExecutables    = "executables"
-	attrRenamedEncoder = "renamed_encoder"
+	attrExecutables      = "executables"
+	attrRenamedEncoder   = "renamed_encoder"
+	attrUnidentifiedExec = "unidentified_exec"
 )
 
 // builtin is the table of conditions; docs/policy.md documents each. Its
@@ -29,6 +30,7 @@ const (
 // Builtin hands out copies.
 var builtin = Table{
 	{Attr: attrRenamedEncoder, Type: Bool, Cost: CostIdentity, Compile: renamedEncoder},
+	{Attr: attrUnidentifiedExec, Type: Bool, Cost: CostIdentity, Compile: unidentifiedExec},
 	{Attr: attrExecutables, Noun: "executable", Type: Strings, Check: FileName, NonEmpty: true, Cost: CostScan, Compile: executables},
 	{Attr: "paths", Type: Strings, Check: Glob, Cost: CostScan, Compile: paths},
 	{Attr: "exe_regex", Type: String, Check: Regex, Cost: CostRegex, Compile: exeRegex},
@@ -71,6 +73,30 @@ func renamedEncoder(v any, _ Conditions) (*Predicate, error) {
 			id := x.identity()
 			return append(ms, Match{Field: "exe", Value: x.ev.Exe,
 				Reason: "renamed copy of the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
+		},
+	}, nil
+}
+
+func unidentifiedExec(v any, _ Conditions) (*Predicate, error) {
+	if !v.(bool) {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			return x.identity() == nil && x.unread != nil && x.ev.Success
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			u := x.unread
+			owner := "uid " + strconv.FormatUint(uint64(u.path.OUID), 10)
+			if u.path.OUID == 0 {
+				owner = "root, writable by others (mode " + strconv.FormatUint(uint64(u.path.Mode&0o7777), 8) + ")"
+			}
+			name := u.path.Name
+			if !strings.HasPrefix(name, "/") && x.ev.Cwd != "" {
+				name = strings.TrimSuffix(x.ev.Cwd, "/") + "/" + name
+			}
+			return append(ms, Match{Field: "path", Value: name,
+				Reason: "executed file owned by " + owner + " could not be identified: " + u.why + "; renamed encoders hide this way"})
 		},
 	}, nil
 }

@@ -29,6 +29,17 @@ type FileID struct {
 	SHA256 string
 	// BuildID is the lowercase hex GNU build id, "" when it has none.
 	BuildID string
+	// Text is the lowercase hex SHA-256 of the file's executable code (its
+	// executable PT_LOAD segments), "" when it was not hashed (their size
+	// is that of no known encoder's). It survives a patched or stripped
+	// build id, stripping and bytes appended.
+	Text string
+	// Unread says why the file could not be identified ("" when it was):
+	// it was gone, or another file stood at its path, before it could be
+	// read. Dev and Inode then name its PATH record.
+	Unread string
+	Dev    string
+	Inode  uint64
 }
 
 // Lookup says how far Files got with an event's files.
@@ -54,8 +65,8 @@ type Files interface {
 	// any (ids is valid until the next call). It never blocks and does no
 	// I/O when the files are known by device and inode; for an unknown
 	// one it queues the read and answers Pending at once. sizes (sorted)
-	// are the sizes of known encoders: only a file of one of them is
-	// hashed.
+	// are the sizes of known encoders' files and of their executable
+	// code: only a file, or executable code, of one of them is hashed.
 	Identify(ev *audit.Event, sizes []int64) (ids []FileID, l Lookup)
 }
 
@@ -295,12 +306,15 @@ func (e *Engine) evaluateView(ev, view *audit.Event) []Alert {
 		mark(list)
 	}
 	mark(p.scan)
-	if len(p.byInode)+len(p.byHash) > 0 {
+	if len(p.byInode)+len(p.byHash)+len(p.byText) > 0 {
 		// A known encoder under any name is a candidate for the signatures
-		// that list its real name.
+		// that list its real name; a file that could not be read, for
+		// those that ask for one.
 		if id := x.identity(); id != nil {
 			mark(p.byExe[id.Name])
 			mark(p.renamed)
+		} else if x.unread != nil {
+			mark(p.unidentified)
 		}
 	}
 	var out []Alert

@@ -8,14 +8,22 @@ import (
 
 // contentIdentity finds the executed file among the known encoders by what
 // the engine's Files read of it: its build id (which survives renaming,
-// copying and bytes appended), else its SHA-256. A lookup still pending
-// marks x so that the engine evaluates the event again once it is done.
+// copying and bytes appended), else its SHA-256, else the SHA-256 of its
+// executable code (which survives a patched or stripped build id). A
+// lookup still pending marks x so that the engine evaluates the event
+// again once it is done; a file that could not be read is kept in
+// x.unread.
 func (x *evalCtx) contentIdentity() (*EncoderIdentity, string) {
-	if x.e.files == nil || len(x.p.byInode)+len(x.p.byHash) == 0 || !x.ev.Success {
+	if x.e.files == nil || len(x.p.byInode)+len(x.p.byHash)+len(x.p.byText) == 0 || !x.ev.Success {
 		return nil, ""
 	}
 	ids, l := x.e.files.Identify(x.ev, x.p.sizes)
 	x.idPending = l == Pending
+	for _, f := range ids {
+		if f.Unread != "" && x.unread == nil {
+			x.unread = x.unreadPath(f)
+		}
+	}
 	for _, f := range ids {
 		if f.BuildID == "" {
 			continue
@@ -38,7 +46,37 @@ func (x *evalCtx) contentIdentity() (*EncoderIdentity, string) {
 			return id, "SHA-256"
 		}
 	}
+	for _, f := range ids {
+		if id, ok := x.p.byText[f.Text]; ok && f.Text != "" {
+			return id, "executable code"
+		}
+	}
 	return nil, ""
+}
+
+// unreadPath returns the PATH record of the file f could not read, with
+// why, when someone other than root could have made it; nil otherwise.
+func (x *evalCtx) unreadPath(f FileID) *unreadFile {
+	for i := range x.ev.Paths {
+		pa := &x.ev.Paths[i]
+		if pa.Dev == f.Dev && pa.Inode == f.Inode && userWritable(pa) {
+			return &unreadFile{path: pa, why: f.Unread}
+		}
+	}
+	return nil
+}
+
+// unreadFile is an executed file Files could not read.
+type unreadFile struct {
+	path *audit.Path
+	why  string
+}
+
+// userWritable reports whether a PATH record names a file that a user
+// other than root owns or may write: one that anyone could have made a
+// renamed copy of an encoder.
+func userWritable(pa *audit.Path) bool {
+	return pa.OUID != 0 || pa.Mode&0o022 != 0
 }
 
 // launcherView returns ev as the program it really runs when ev execs a

@@ -205,3 +205,72 @@ func TestReevaluate(t *testing.T) {
 		}
 	}
 }
+
+// answerFiles answers Pending for an event until it is marked read, then
+// the id it was given for the event's exe.
+type answerFiles struct {
+	ids  map[string]FileID
+	read map[*audit.Event]bool
+}
+
+func (f *answerFiles) Identify(ev *audit.Event, sizes []int64) ([]FileID, Lookup) {
+	id, ok := f.ids[ev.Exe]
+	if !ok {
+		return nil, Known
+	}
+	if !f.read[ev] {
+		return nil, Pending
+	}
+	return []FileID{id}, Known
+}
+
+// TestUnidentifiedAndCodeIdentity: a copy with a doctored build id is
+// known by its executable code; a user's file that could not be read
+// raises unidentified_exec once it is back, and a root-owned one, or one
+// that was read, does not.
+func TestUnidentifiedAndCodeIdentity(t *testing.T) {
+	p := mustCompile(t, PolicySpec{
+		Signatures: []SignatureSpec{encoderSpec,
+			{Name: "renamed", Importance: High, Conditions: Conditions{attrRenamedEncoder: true}},
+			{Name: "unidentified", Importance: Medium, Conditions: Conditions{attrUnidentifiedExec: true}}},
+		Encoders: []EncoderIdentity{{Name: "base64", Path: "/usr/bin/base64", Dev: "fe:01", Inode: 77, Size: 10, SHA256: "abc",
+			BuildID: "b1d", Text: "c0de", TextSize: 4}},
+	})
+	gone := FileID{Unread: "it was gone", Dev: "fe:00", Inode: 5}
+	files := &answerFiles{ids: map[string]FileID{
+		"/tmp/patched": {BuildID: "0ther", Text: "c0de"},
+		"/tmp/gone":    gone,
+		"/usr/bin/old": gone,
+		"/tmp/true":    {BuildID: "7rue"},
+	}, read: map[*audit.Event]bool{}}
+	e := NewEngine(p, "h", fixedNow)
+	e.SetFiles(files)
+	withPath := func(ev *audit.Event, ouid uint32, mode uint32) *audit.Event {
+		ev.Paths = []audit.Path{{Name: ev.Exe, Dev: "fe:00", Inode: 5, Mode: mode, OUID: ouid, Nametype: "NORMAL"}}
+		return ev
+	}
+	for _, tt := range []struct {
+		ev     *audit.Event
+		then   []string
+		reason string
+	}{
+		{withPath(execEvent("/tmp/patched", "patched", "-d"), 65534, 0o100755), []string{"data_encoder_exec", "renamed"}, "same executable code"},
+		{withPath(execEvent("/tmp/gone", "gone", "-d"), 65534, 0o100755), []string{"unidentified"}, "owned by uid 65534 could not be identified: it was gone"},
+		{withPath(execEvent("/usr/bin/old", "old"), 0, 0o100755), nil, ""},
+		{withPath(execEvent("/usr/bin/old", "old"), 0, 0o100777), []string{"unidentified"}, "writable by others"},
+		{withPath(execEvent("/tmp/true", "true"), 65534, 0o100755), nil, ""},
+	} {
+		if got := e.Evaluate(tt.ev); got != nil {
+			t.Errorf("Evaluate(%s) = %v, want nothing before the lookup is back", tt.ev.Exe, names(got))
+		}
+		files.read[tt.ev] = true
+		got := e.Reevaluate(tt.ev)
+		if !reflect.DeepEqual(names(got), tt.then) {
+			t.Errorf("Reevaluate(%s) = %v, want %v", tt.ev.Exe, names(got), tt.then)
+			continue
+		}
+		if len(got) > 0 && !strings.Contains(got[len(got)-1].Matches[len(got[len(got)-1].Matches)-1].Reason, tt.reason) {
+			t.Errorf("Reevaluate(%s) reasons = %+v, want one saying %q", tt.ev.Exe, got[len(got)-1].Matches, tt.reason)
+		}
+	}
+}

@@ -86,6 +86,10 @@ type EncoderIdentity struct {
 	SHA256 string // hex
 	// BuildID is the hex GNU build id of the file, "" when it has none.
 	BuildID string
+	// Text is the hex SHA-256 of its executable PT_LOAD segments and
+	// TextSize their size, "" and 0 when it has none (not ELF).
+	Text     string
+	TextSize int64
 }
 
 // PolicySpec is everything Compile needs to build a Policy.
@@ -153,8 +157,13 @@ type Policy struct {
 	renamed []*signature
 	allows  []*allow
 
+	// unidentified are the signatures that ask for an executed file that
+	// could not be identified, checked when a lookup failed.
+	unidentified []*signature
+
 	byInode map[inodeKey]*EncoderIdentity
 	byHash  map[string]*EncoderIdentity
+	byText  map[string]*EncoderIdentity
 	sizes   []int64
 }
 
@@ -203,6 +212,7 @@ func Compile(spec PolicySpec) (*Policy, error) {
 		byExe:   make(map[string][]*signature),
 		byInode: make(map[inodeKey]*EncoderIdentity),
 		byHash:  make(map[string]*EncoderIdentity),
+		byText:  make(map[string]*EncoderIdentity),
 	}
 	if p.depth <= 0 {
 		p.depth = DefaultAncestryDepth
@@ -246,6 +256,12 @@ func Compile(spec PolicySpec) (*Policy, error) {
 				p.sizes = append(p.sizes, id.Size)
 			}
 		}
+		if id.Text != "" && id.TextSize > 0 {
+			p.byText[strings.ToLower(id.Text)] = &id
+			if !slices.Contains(p.sizes, id.TextSize) {
+				p.sizes = append(p.sizes, id.TextSize)
+			}
+		}
 	}
 	slices.Sort(p.sizes)
 	if len(errs) > 0 {
@@ -265,12 +281,15 @@ func (p *Policy) index(sig *signature) {
 	} else {
 		conds = sig.any
 	}
-	scan, renamed := false, false
+	scan, renamed, unidentified := false, false, false
 	for _, c := range conds {
 		if len(c.exes) == 0 {
-			if c.renamed && sig.seq == nil {
+			switch {
+			case c.renamed && sig.seq == nil:
 				renamed = true
-			} else {
+			case c.unidentified && sig.seq == nil:
+				unidentified = true
+			default:
 				scan = true
 			}
 		}
@@ -285,6 +304,9 @@ func (p *Policy) index(sig *signature) {
 		p.scan = append(p.scan, sig)
 	} else if renamed {
 		p.renamed = append(p.renamed, sig)
+	}
+	if !scan && unidentified {
+		p.unidentified = append(p.unidentified, sig)
 	}
 }
 
@@ -419,6 +441,7 @@ func (t Table) compileCond(c Conditions) (*cond, error) {
 	cc.exes, _ = c[attrExecutables].([]string)
 	cc.exes = slices.Clone(cc.exes)
 	cc.renamed, _ = c[attrRenamedEncoder].(bool)
+	cc.unidentified, _ = c[attrUnidentifiedExec].(bool)
 	return cc, nil
 }
 
@@ -447,6 +470,12 @@ func (p *Policy) Encoders() []EncoderIdentity {
 				seen[id] = true
 				out = append(out, *id)
 			}
+		}
+	}
+	for _, id := range p.byText {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, *id)
 		}
 	}
 	for _, id := range p.byHash {

@@ -50,7 +50,7 @@ func identifyEncoders(paths []string) ([]detect.EncoderIdentity, []string) {
 	for i := range ids {
 		for j := range ids {
 			if ids[i].Name != ids[j].Name && (ids[i].SHA256 == ids[j].SHA256 || ids[i].Dev == ids[j].Dev && ids[i].Inode == ids[j].Inode ||
-				ids[i].BuildID != "" && ids[i].BuildID == ids[j].BuildID) {
+				ids[i].BuildID != "" && ids[i].BuildID == ids[j].BuildID || ids[i].Text != "" && ids[i].Text == ids[j].Text) {
 				shared[ids[i].Path] = true
 			}
 		}
@@ -95,13 +95,35 @@ func identify(path string) (detect.EncoderIdentity, error) {
 		return detect.EncoderIdentity{}, err
 	}
 	buildID, _ := proc.ReadBuildID(f) // "" for a file without one
+	text, textSize, err := textHash(f)
+	if err != nil {
+		return detect.EncoderIdentity{}, err
+	}
 	return detect.EncoderIdentity{
-		Name:    filepath.Base(path),
-		Path:    path,
-		Dev:     proc.AuditDev(st.Dev),
-		Inode:   st.Ino,
-		Size:    fi.Size(),
-		SHA256:  hex.EncodeToString(h.Sum(nil)),
-		BuildID: buildID,
+		Name:     filepath.Base(path),
+		Path:     path,
+		Dev:      proc.AuditDev(st.Dev),
+		Inode:    st.Ino,
+		Size:     fi.Size(),
+		SHA256:   hex.EncodeToString(h.Sum(nil)),
+		BuildID:  buildID,
+		Text:     text,
+		TextSize: textSize,
 	}, nil
+}
+
+// textHash is the SHA-256 of f's executable segments and their size: ""
+// and 0 for a file that is not ELF.
+func textHash(f *os.File) (string, int64, error) {
+	segs, total, err := proc.ExecSegments(f)
+	if err != nil {
+		return "", 0, nil
+	}
+	h := sha256.New()
+	for _, seg := range segs {
+		if _, err := io.Copy(h, io.NewSectionReader(f, seg.Off, seg.Size)); err != nil {
+			return "", 0, err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), total, nil
 }

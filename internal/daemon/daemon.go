@@ -50,7 +50,8 @@ func newPipeline(o pipelineOptions) *pipeline {
 	procs := proc.New(proc.Options{Offline: !o.Live})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: !o.Live})
+	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: !o.Live,
+		Ancestors: func(pid int) []int { return procs.KnownAncestors(pid, 8) }})
 	engine.SetFiles(files)
 	if !o.Live {
 		// A replay reports every new command: no real-time flood to cap.

@@ -13,7 +13,9 @@ const (
 	elfClass64     = 2 // ELFCLASS64
 	elfData2LSB    = 1 // ELFDATA2LSB
 	elfData2MSB    = 2 // ELFDATA2MSB
+	ptLoad         = 1 // PT_LOAD
 	ptNote         = 4 // PT_NOTE
+	pfX            = 1 // PF_X: the segment is executable
 	ntGNUBuildID   = 3 // NT_GNU_BUILD_ID, elf.h in glibc
 	elf64HdrSize   = 64
 	elf32HdrSize   = 52
@@ -145,3 +147,58 @@ func parseBuildIDNotes(b []byte, order binary.ByteOrder) (string, bool) {
 }
 
 func align4(n uint64) uint64 { return (n + 3) &^ 3 }
+
+// errNoCode is returned for a file that is not ELF or has no executable
+// segment.
+var errNoCode = errors.New("no executable elf segment")
+
+// Segment is a range of an ELF file's bytes.
+type Segment struct {
+	Off, Size int64
+}
+
+// ExecSegments returns the file ranges of the executable PT_LOAD segments
+// of the ELF file r (the code the kernel maps to run), in program header
+// order, and their total size. Their bytes are the program: a build id
+// note patched or removed, a stripped symbol table or bytes appended
+// leave them as they were, which identifies a doctored copy of a binary
+// whose code was not touched. At most maxPhnum program headers are read.
+func ExecSegments(r io.ReaderAt) ([]Segment, int64, error) {
+	var hdr [elf64HdrSize]byte
+	n, _ := r.ReadAt(hdr[:], 0)
+	h, err := parseELFHeader(hdr[:n])
+	if err != nil {
+		return nil, 0, errNoCode
+	}
+	phs := make([]byte, int(h.phnum)*int(h.phentsize))
+	if _, err := r.ReadAt(phs, int64(h.phoff)); err != nil {
+		return nil, 0, errNoCode
+	}
+	var segs []Segment
+	var total int64
+	for i := 0; i < int(h.phnum); i++ {
+		ph := phs[i*int(h.phentsize):]
+		if h.order.Uint32(ph) != ptLoad {
+			continue
+		}
+		var flags uint32
+		var off, size uint64
+		if h.class == elfClass64 {
+			flags, off, size = h.order.Uint32(ph[4:]), h.order.Uint64(ph[8:]), h.order.Uint64(ph[32:])
+		} else {
+			flags, off, size = h.order.Uint32(ph[24:]), uint64(h.order.Uint32(ph[4:])), uint64(h.order.Uint32(ph[16:]))
+		}
+		if flags&pfX == 0 || size == 0 {
+			continue
+		}
+		if off > 1<<40 || size > 1<<40 {
+			return nil, 0, errNoCode
+		}
+		segs = append(segs, Segment{Off: int64(off), Size: int64(size)})
+		total += int64(size)
+	}
+	if len(segs) == 0 {
+		return nil, 0, errNoCode
+	}
+	return segs, total, nil
+}

@@ -19,6 +19,7 @@ import (
 var (
 	errDeadline   = errors.New("file read past its deadline")
 	errNotTheFile = errors.New("not the regular file the record names")
+	errNoRoot     = errors.New("no process root to open the file through")
 )
 
 // openFlags open a file the daemon reads on an event's behalf: read only;
@@ -31,8 +32,9 @@ const openFlags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY | unix.O_CLOEX
 const hashChunk = 256 << 10
 
 // identify reads ref for job j: through /proc/PID/exe when that is the
-// file, else by its path under the process's root, then its parent's (the
-// process has often exited: an encoder run lasts milliseconds).
+// file, else by its path under the process's root, then its parent's, a
+// known ancestor's or init's (the process has often exited: an encoder
+// run lasts milliseconds).
 func (i *Identifier) identify(j *Job, ref fileRef, deadline time.Time) (fileResult, error) {
 	r := fileResult{key: ref.key}
 	f, st, err := i.open(j, ref)
@@ -76,20 +78,50 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 	if ref.key.ino != 0 && j.exe != "" && j.exe != ref.path {
 		names = append(names, j.exe) // exe is the resolved name, without symbolic links
 	}
-	err := errNotTheFile
-	for _, pid := range [...]int{j.pid, j.ppid} {
-		if pid <= 0 {
-			continue
-		}
+	// The answer, when no root has the file, is the most telling failure:
+	// another file at its path, then a path that could not be opened,
+	// then a path found nowhere, then no root to look in at all.
+	var last error = errNoRoot
+	for _, pid := range j.roots {
 		for _, name := range names {
-			var f *os.File
-			var st *unix.Stat_t
-			if f, st, err = i.openInRoot(pid, name, ref.key); err == nil {
+			f, st, err := i.openInRoot(pid, name, ref.key)
+			if err == nil {
 				return f, st, nil
+			}
+			if failureRank(err) > failureRank(last) {
+				last = err
 			}
 		}
 	}
-	return nil, nil, err
+	return nil, nil, last
+}
+
+// failureRank orders the failures of open: see there.
+func failureRank(err error) int {
+	switch {
+	case err == errNotTheFile:
+		return 3
+	case err == errNoRoot:
+		return 0
+	case errors.Is(err, unix.ENOENT):
+		return 1
+	}
+	return 2
+}
+
+// unreadReason says, in an alert's words, why a file was not identified.
+func unreadReason(err error) string {
+	switch {
+	case err == errDeadline:
+		return "not read within the deadline"
+	case err == errNotTheFile:
+		return "another file stood at its path when it was read"
+	case err == errNoRoot:
+		return "its process, its parent and the ancestors known were gone when it was read"
+	case errors.Is(err, unix.ENOENT):
+		return "it was gone, and its process too, when it was read"
+	}
+	return "it could not be opened (" + err.Error() + ")"
 }
 
 // openInRoot opens name as process pid sees it: resolved inside
@@ -101,7 +133,7 @@ func (i *Identifier) openInRoot(pid int, name string, key fileKey) (*os.File, *u
 	}
 	root, err := unix.Open(i.procPath(pid, "root"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, errNoRoot // gone, or not ours to look through
 	}
 	defer unix.Close(root)
 	return openVerified(root, strings.TrimLeft(name, "/"), openFlags|unix.O_NOFOLLOW,
@@ -128,28 +160,49 @@ func openVerified(dir int, path string, flags int, resolve uint64, key fileKey) 
 	return os.NewFile(uintptr(fd), path), &st, nil
 }
 
-// readFileID reads the build id of f and, when its size is one of sizes
-// (sorted), its SHA-256, giving up at deadline.
+// readFileID reads the build id of f; when its size is one of sizes
+// (sorted), its SHA-256; when the size of its executable segments is, their
+// SHA-256 (Text). It gives up at deadline.
 func readFileID(f *os.File, size int64, sizes []int64, deadline time.Time) (detect.FileID, error) {
 	var id detect.FileID
 	id.BuildID, _ = ReadBuildID(f) // "" for a file without one
+	buf := make([]byte, hashChunk)
+	if segs, total, err := ExecSegments(f); err == nil && total <= size {
+		if _, found := slices.BinarySearch(sizes, total); found {
+			s := sha256.New()
+			for _, seg := range segs {
+				if err := hashRange(s, f, buf, seg.Off, seg.Size, deadline); err != nil {
+					return detect.FileID{}, err
+				}
+			}
+			id.Text = hex.EncodeToString(s.Sum(nil))
+		}
+	}
 	if _, found := slices.BinarySearch(sizes, size); !found {
 		return id, nil
 	}
 	s := sha256.New()
-	buf := make([]byte, hashChunk)
 	// The size was checked; a file growing meanwhile is cut at it.
-	for off := int64(0); off < size; {
-		if time.Now().After(deadline) {
-			return detect.FileID{}, errDeadline
-		}
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		s.Write(buf[:n])
-		off += int64(n)
-		if err == io.EOF && off < size || err != nil && err != io.EOF {
-			return detect.FileID{}, errNotTheFile
-		}
+	if err := hashRange(s, f, buf, 0, size, deadline); err != nil {
+		return detect.FileID{}, err
 	}
 	id.SHA256 = hex.EncodeToString(s.Sum(nil))
 	return id, nil
+}
+
+// hashRange writes n bytes of f from off to h, a chunk of buf at a time,
+// giving up at deadline; a file shorter than that is not the file.
+func hashRange(h io.Writer, f io.ReaderAt, buf []byte, off, n int64, deadline time.Time) error {
+	for end := off + n; off < end; {
+		if time.Now().After(deadline) {
+			return errDeadline
+		}
+		m, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		h.Write(buf[:m])
+		off += int64(m)
+		if err == io.EOF && off < end || err != nil && err != io.EOF {
+			return errNotTheFile
+		}
+	}
+	return nil
 }

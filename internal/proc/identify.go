@@ -3,6 +3,7 @@ package proc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ type IdentifierOptions struct {
 	Timeout    time.Duration
 	MaxEntries int
 	MaxBytes   int64
+	// Ancestors, if set, returns the pids of pid's ancestors it knows of
+	// (Cache.KnownAncestors), without I/O: it is called on the detection
+	// goroutine, for a file not yet known. A worker reads the file through
+	// their roots when the process and its parent are gone.
+	Ancestors func(pid int) []int
 }
 
 // Identifier identifies the files exec events ran (detect.Files), by the
@@ -78,6 +84,7 @@ type Identifier struct {
 	workers    int
 	timeout    time.Duration
 	maxEntries int
+	ancestors  func(pid int) []int
 
 	// Owned by the detection goroutine.
 	known map[fileKey]detect.FileID
@@ -115,13 +122,17 @@ type contentKey struct {
 // Job is one queued lookup: the event Identify was asked about and the
 // files of it that were not known. A worker fills in the results.
 type Job struct {
-	ev        *audit.Event
-	pid, ppid int
-	exe       string
-	sizes     []int64
-	refs      []fileRef
-	results   []fileResult
-	bytes     int64 // what ev holds, counted in Identifier.waiting
+	ev  *audit.Event
+	pid int
+	// roots are the processes through whose root the files are opened
+	// when /proc/PID/exe is not the file: the process, its parent, the
+	// ancestors known alive last, then init (the host's mount namespace).
+	roots   []int
+	exe     string
+	sizes   []int64
+	refs    []fileRef
+	results []fileResult
+	bytes   int64 // what ev holds, counted in Identifier.waiting
 }
 
 // fileRef is a file to read: from a PATH record (key set) or a path alone
@@ -133,14 +144,15 @@ type fileRef struct {
 
 type fileResult struct {
 	key    fileKey
-	id     detect.FileID
-	stable bool // no untrusted user can change the file
+	id     detect.FileID // id.Unread says why a file was not read
+	stable bool          // no untrusted user can change the file
 }
 
 // NewIdentifier returns an Identifier with an empty cache. Run starts its
 // workers.
 func NewIdentifier(o IdentifierOptions) *Identifier {
-	i := &Identifier{root: o.Root, offline: o.Offline, workers: o.Workers, timeout: o.Timeout, maxEntries: o.MaxEntries, maxBytes: o.MaxBytes}
+	i := &Identifier{root: o.Root, offline: o.Offline, workers: o.Workers, timeout: o.Timeout, maxEntries: o.MaxEntries, maxBytes: o.MaxBytes,
+		ancestors: o.Ancestors}
 	if i.root == "" {
 		i.root = "/proc"
 	}
@@ -201,7 +213,7 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 	if len(missing) == 0 {
 		return i.buf, detect.Known
 	}
-	j = &Job{ev: ev, pid: ev.PID, ppid: ev.PPID, exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
+	j = &Job{ev: ev, pid: ev.PID, roots: i.roots(ev), exe: ev.Exe, sizes: sizes, refs: missing, bytes: eventBytes(ev)}
 	if i.waiting+j.bytes > i.maxBytes {
 		i.dropped.Add(1)
 		return i.buf, detect.Unknown
@@ -215,6 +227,38 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 		i.dropped.Add(1)
 		return i.buf, detect.Unknown
 	}
+}
+
+// maxRoots bounds the processes a lookup tries the root of: an exec's
+// process, its parent, ancestors, init.
+const maxRoots = 10
+
+// roots lists the processes whose roots a worker may open ev's files
+// through, most likely first. A short-lived renamed copy has exited, and
+// its parent (a shell running one pipeline) often too, before the records
+// reach a worker: a live ancestor, or init, shares their mount namespace
+// in the common case. A root that holds another file at the path, or
+// another namespace, cannot mislead: the file opened must have the
+// record's device and inode.
+func (i *Identifier) roots(ev *audit.Event) []int {
+	out := make([]int, 0, maxRoots)
+	add := func(pid int) {
+		if pid > 0 && len(out) < maxRoots && !slices.Contains(out, pid) {
+			out = append(out, pid)
+		}
+	}
+	add(ev.PID)
+	add(ev.PPID)
+	if i.ancestors != nil {
+		for _, pid := range i.ancestors(ev.PPID) {
+			if len(out) == maxRoots-1 {
+				break
+			}
+			add(pid)
+		}
+	}
+	add(1)
+	return out
 }
 
 // eventBytes approximates what an event holds in memory: its arguments
@@ -294,6 +338,7 @@ func (i *Identifier) work(ctx context.Context) {
 					if err == errDeadline {
 						i.timedOut.Add(1)
 					}
+					r.id = detect.FileID{Unread: unreadReason(err), Dev: ref.key.dev, Inode: ref.key.ino}
 				}
 				j.results = append(j.results, r)
 			}

@@ -119,8 +119,8 @@ func TestIdentifierFIFO(t *testing.T) {
 		t.Fatalf("Identify = %v, want Pending", l)
 	}
 	i.Learn(waitJob(t, i))
-	if ids, l := i.Identify(ev, nil); l != detect.Known || len(ids) != 0 {
-		t.Errorf("Identify of a FIFO = %+v, %v, want no ids, Known", ids, l)
+	if ids, l := i.Identify(ev, nil); l != detect.Known || len(ids) != 1 || ids[0].Unread == "" || ids[0].BuildID != "" {
+		t.Errorf("Identify of a FIFO = %+v, %v, want one unread id, Known", ids, l)
 	}
 	if st := i.Stats(); st.Failed != 1 {
 		t.Errorf("Stats.Failed = %d, want 1", st.Failed)
@@ -165,5 +165,85 @@ func TestIdentifierByteBudget(t *testing.T) {
 	again.Argv = big.Argv
 	if _, l := i.Identify(again, nil); l != detect.Pending {
 		t.Errorf("Identify after Learn = %v, want Pending", l)
+	}
+}
+
+// goneProcess returns the pid of a process that has exited and been
+// reaped.
+func goneProcess(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestIdentifierGoneProcess: a renamed copy whose process and parent have
+// exited before the worker looks is read through a live ancestor's root;
+// deleted, or replaced by another file, it is reported unread with why,
+// never identified as the other file.
+func TestIdentifierGoneProcess(t *testing.T) {
+	b, err := os.ReadFile("/usr/bin/base64")
+	if err != nil {
+		t.Skipf("no /usr/bin/base64: %v", err)
+	}
+	want := fileID(t, "/usr/bin/base64", nil).BuildID
+	for _, tt := range []struct {
+		name      string
+		ancestors []int // nil: none known, only init's root is left
+		after     func(path string)
+		unread    string
+	}{
+		{"kept, live ancestor", []int{os.Getpid()}, func(string) {}, ""},
+		{"kept, no ancestor known", nil, func(string) {}, ""},
+		{"deleted", []int{os.Getpid()}, func(p string) { os.Remove(p) }, "it was gone, and its process too, when it was read"},
+		{"replaced", []int{os.Getpid()}, func(p string) {
+			// Made before the rename, the new file cannot reuse the
+			// old one's inode.
+			os.WriteFile(p+".new", b, 0o755)
+			os.Rename(p+".new", p)
+		}, "another file stood at its path when it was read"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.ancestors == nil {
+				fd, err := unix.Open("/proc/1/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Skipf("init's root cannot be opened here (%v): only ancestors serve", err)
+				}
+				unix.Close(fd)
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "kitty")
+			if err := os.WriteFile(path, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			ev := execEventFor(t, goneProcess(t), path)
+			ev.PPID = goneProcess(t)
+			ev.Paths[0].Name, ev.Cwd = "kitty", dir // relative, as a shell runs ./kitty
+			tt.after(path)
+			i := NewIdentifier(IdentifierOptions{Ancestors: func(int) []int { return tt.ancestors }})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go i.Run(ctx)
+			if _, l := i.Identify(ev, nil); l != detect.Pending {
+				t.Fatalf("first Identify = %v, want Pending", l)
+			}
+			i.Learn(waitJob(t, i))
+			ids, l := i.Identify(ev, nil)
+			if l != detect.Known || len(ids) != 1 {
+				t.Fatalf("Identify after Learn = %+v, %v, want one id, Known", ids, l)
+			}
+			got := ids[0]
+			if got.Unread != tt.unread {
+				t.Errorf("Unread = %q, want %q", got.Unread, tt.unread)
+			}
+			if tt.unread == "" && got.BuildID != want {
+				t.Errorf("BuildID = %q, want %s (base64's)", got.BuildID, want)
+			}
+			if tt.unread != "" && (got.BuildID != "" || got.Dev != ev.Paths[0].Dev || got.Inode != ev.Paths[0].Inode) {
+				t.Errorf("unread id = %+v, want no content, the record's device and inode", got)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -249,6 +250,27 @@ func (c *Cache) Process(pid int) (detect.Process, bool) {
 	c.reads.Add(1)
 	c.put(p)
 	return p, true
+}
+
+// KnownAncestors returns the pids of pid's ancestors the cache holds, at
+// most max, nearest first: pid's parent, its parent, and so on while the
+// cache knows them. It does no I/O and keeps the cache as it is, so it can
+// be asked on every lookup (IdentifierOptions.Ancestors); a stale entry
+// only costs the caller a try.
+func (c *Cache) KnownAncestors(pid, max int) []int {
+	var out []int
+	for len(out) < max {
+		el, ok := c.entries[pid]
+		if !ok {
+			break
+		}
+		pid = el.Value.(*entry).p.PPID
+		if pid <= 1 || slices.Contains(out, pid) {
+			break
+		}
+		out = append(out, pid)
+	}
+	return out
 }
 
 // Ancestry returns pid's process and its ancestors, at most max of them.

@@ -263,8 +263,8 @@ signature "renamed_encoder" {
   method      = "Masquerading"
   importance  = "high"
   mitre       = ["T1036.003", "T1027"]
-  # The executed file is a known encoder (same device and inode, or same
-  # SHA-256) under another name.
+  # The executed file is a known encoder under another name: same device
+  # and inode, build id, SHA-256 or executable code (a patched build id).
   match {
     renamed_encoder = true
   }
@@ -275,6 +275,29 @@ signature "renamed_encoder" {
   }
   actions {
     default = ["Find who copied the binary and where it lives", "Hash and preserve it"]
+  }
+}
+
+signature "unidentified_exec" {
+  description = "User's executable gone before it could be identified"
+  category    = "Defense Evasion"
+  method      = "Masquerading"
+  importance  = "medium"
+  mitre       = ["T1036.003", "T1070.004", "T1027"]
+  # A file someone other than root owns (or may write) ran, and could not be
+  # read to tell whether it is a renamed encoder: deleted right after its
+  # exec, with its process and every process it could be read through
+  # gone, or another file put at its path. Short-lived build products
+  # (./configure's conftest, go run) do this too: quiet a build user with
+  # an allow block (docs/policy.md), not here.
+  unidentified_exec = true
+  # Repeats of the same command on the host coalesce, whatever the parent.
+  throttle {
+    per    = "host"
+    window = "10m"
+  }
+  actions {
+    default = ["Find who created and deleted the file (ancestry, cwd)", "Check the user's other executions around it"]
   }
 }
 
@@ -374,6 +397,13 @@ test "pipeline_to_shell" {
 test "plain_decode" {
   argv   = ["base64", "-d", "secret.b64"]
   expect = ["data_encoder_exec"]
+}
+
+test "user_binary_is_not_an_encoder" {
+  # A user's own program, whatever its name, is neither a renamed encoder
+  # nor unidentified when nothing hid it (tests read no files).
+  argv       = ["/home/alice/bin/kitty", "-d"]
+  expect_not = ["renamed_encoder", "unidentified_exec", "data_encoder_exec"]
 }
 
 test "version_is_quiet" {

@@ -163,7 +163,8 @@ type daemon struct {
 }
 
 // policy is the test policy: an encoder that decodes, by name or by what
-// the file is, and a renamed copy of one.
+// the file is, a renamed copy of one, and a user's file that could not be
+// identified.
 const policy = `
 signature "data_encoder_exec" {
   importance  = "high"
@@ -174,6 +175,10 @@ signature "renamed_encoder" {
   importance      = "high"
   renamed_encoder = true
   mode            = "decode"
+}
+signature "unidentified_exec" {
+  importance        = "medium"
+  unidentified_exec = true
 }
 audit {
   rule_key = %q

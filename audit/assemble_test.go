@@ -568,3 +568,30 @@ func FuzzAssembler(f *testing.F) {
 		}
 	})
 }
+
+// TestAssemblePathOwner: a PATH record's ouid is the file's owner, which
+// identity needs to tell a user's copy from a system binary; a record
+// without one, or with a value that is no uid, leaves root.
+func TestAssemblePathOwner(t *testing.T) {
+	const hdr = "msg=audit(1795759259.157:6):"
+	log := "type=SYSCALL " + hdr + ` arch=c000003e syscall=59 success=yes exit=0 items=3 ppid=1 pid=2 uid=65534 comm="kitty" exe="/tmp/kitty" key="k"
+type=PATH ` + hdr + ` item=0 name="./kitty" inode=5 dev=00:2a mode=0100755 ouid=65534 ogid=65534 rdev=00:00 nametype=NORMAL cap_fp=0
+type=PATH ` + hdr + ` item=1 name="/lib64/ld-linux-x86-64.so.2" inode=7 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL
+type=PATH ` + hdr + ` item=2 name="/x" inode=8 dev=fe:00 mode=0100755 ouid=-1 nametype=NORMAL
+type=EOE ` + hdr + "\n"
+	recs, errs, _ := readAll(t, strings.NewReader(log))
+	if len(errs) != 0 {
+		t.Fatalf("read errors: %v", errs)
+	}
+	a := NewAssembler(AssemblerConfig{})
+	c := &collector{}
+	pushAll(a, c, t0, recs...)
+	if len(c.events) != 1 || len(c.events[0].Paths) != 3 {
+		t.Fatalf("events = %+v, want one with 3 paths", c.events)
+	}
+	for i, want := range []uint32{65534, 0, 0} {
+		if got := c.events[0].Paths[i].OUID; got != want {
+			t.Errorf("Paths[%d].OUID = %d, want %d", i, got, want)
+		}
+	}
+}

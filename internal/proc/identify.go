@@ -66,12 +66,15 @@ type IdentifierOptions struct {
 // know is queued for a worker (a full queue drops the lookup and counts
 // it), and Identify answers Pending at once. A worker opens the file
 // through the process's own view of the filesystem (/proc/PID/exe, else
-// the path under /proc/PID/root or its parent's), without following a
-// final symbolic link and without blocking, checks that the descriptor is a
-// regular file with the record's device and inode, and reads its build id
-// and, when its size is an encoder's, its SHA-256, within a deadline. The
-// finished Job comes back on Done; the detection goroutine passes it to
-// Learn and re-evaluates the event Learn returns.
+// the path under /proc/PID/root, its parent's, a known ancestor's or
+// init's), without following a final symbolic link and without blocking,
+// checks that the descriptor is a regular file with the record's device and
+// inode, and reads its build id, when its size is an encoder's its SHA-256,
+// and when the size of its code is an encoder's the SHA-256 of its code,
+// within a deadline. A file no root holds comes back with why it was not
+// read (detect.FileID.Unread). The finished Job comes back on Done; the
+// detection goroutine passes it to Learn and re-evaluates the event Learn
+// returns.
 //
 // Only files that no untrusted user can change (owned by root, not group
 // or world writable) are cached by device and inode; any other is looked

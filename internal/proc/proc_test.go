@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -278,5 +279,28 @@ func TestClipCopy(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { clipCopy(exe, argv, 4096) }); n > 2 {
 		t.Errorf("clipCopy made %.0f allocations, want at most 2", n)
+	}
+}
+
+// TestKnownAncestors: the ancestors the cache holds, nearest first, with
+// no /proc read, stopping at the first it does not know or at init.
+func TestKnownAncestors(t *testing.T) {
+	root := t.TempDir()
+	fakeProc(t, root, 50, 1, "sshd", "/usr/sbin/sshd", []string{"sshd"}, 0)
+	c := New(Options{Root: root})
+	c.Observe(execEv(60, 50, "/usr/bin/bash", "bash"))
+	c.Observe(execEv(70, 60, "/usr/bin/sh", "sh"))
+	c.Observe(execEv(80, 70, "/tmp/kitty", "kitty"))
+	if got, want := c.KnownAncestors(80, 8), []int{70, 60, 50}; !slices.Equal(got, want) {
+		t.Errorf("KnownAncestors(80, 8) = %v, want %v", got, want)
+	}
+	if got, want := c.KnownAncestors(80, 2), []int{70, 60}; !slices.Equal(got, want) {
+		t.Errorf("KnownAncestors(80, 2) = %v, want %v", got, want)
+	}
+	if got := c.KnownAncestors(99, 8); len(got) != 0 {
+		t.Errorf("KnownAncestors(99) = %v, want none", got)
+	}
+	if st := c.Stats(); st.Reads != 0 {
+		t.Errorf("KnownAncestors read /proc %d times, want 0", st.Reads)
 	}
 }

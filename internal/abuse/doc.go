@@ -10,7 +10,9 @@
 // PrivateTmp=yes gives it), and with the unit's capability bounding set.
 // The attacks are the ones issue 10 lists: FIFOs swapped under an encoder
 // copy's path, execs with megabytes of arguments, a renamed copy in /tmp,
-// a write lease held on an encoder copy.
+// a write lease held on an encoder copy; and issue 18's short-lived
+// renamed copies (kept, exec -a, in /tmp, deleted right after exec, build
+// id patched) beside a benign user binary that must stay quiet.
 //
 // The tests need root and the kernel audit subsystem; they build the daemon
 // from this tree unless ENCWATCH_ABUSE_BIN names a binary (to check that a

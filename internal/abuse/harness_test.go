@@ -163,8 +163,7 @@ type daemon struct {
 }
 
 // policy is the test policy: an encoder that decodes, by name or by what
-// the file is, a renamed copy of one, and a user's file that could not be
-// identified.
+// the file is, and a renamed copy of one.
 const policy = `
 signature "data_encoder_exec" {
   importance  = "high"
@@ -175,10 +174,6 @@ signature "renamed_encoder" {
   importance      = "high"
   renamed_encoder = true
   mode            = "decode"
-}
-signature "unidentified_exec" {
-  importance        = "medium"
-  unidentified_exec = true
 }
 audit {
   rule_key = %q
@@ -205,6 +200,14 @@ func startDaemon(t *testing.T, f fixture) *daemon {
 // ("" serves none).
 func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
 	t.Helper()
+	return startDaemonPolicy(t, f, metricsAddr, "")
+}
+
+// startDaemonPolicy is startDaemonWith with extra appended to the test
+// policy: a test that needs a condition older builds lack asks for it, so
+// that the others still run against them (ENCWATCH_ABUSE_BIN).
+func startDaemonPolicy(t *testing.T, f fixture, metricsAddr, extra string) *daemon {
+	t.Helper()
 	u := shippedUnit(t)
 	dir, err := os.MkdirTemp(f.stateDir, t.Name()+"-")
 	if err != nil {
@@ -213,7 +216,7 @@ func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{alerts: filepath.Join(dir, "alerts.jsonl")}
 	conf := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, policy, audittest.Key(), metricsAddr, d.alerts), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, policy+extra, audittest.Key(), metricsAddr, d.alerts), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tmp := "true"

@@ -25,7 +25,12 @@ import (
 // followed by a plain decode that must still alert.
 func TestKernelRenamedCopies(t *testing.T) {
 	f := setup(t)
-	d := startDaemon(t, f)
+	d := startDaemonPolicy(t, f, "", `
+signature "unidentified_exec" {
+  importance        = "medium"
+  unidentified_exec = true
+}
+`)
 	for _, tt := range []struct {
 		name string
 		tmp  bool // work in /tmp (the daemon's own /tmp is private) rather than /dev/shm

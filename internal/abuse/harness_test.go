@@ -200,6 +200,13 @@ func startDaemon(t *testing.T, f fixture) *daemon {
 // ("" serves none).
 func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
 	t.Helper()
+	return startDaemonPolicy(t, f, metricsAddr, "")
+}
+
+// startDaemonPolicy is startDaemonWith with extra appended to the test
+// policy (more signatures, settings).
+func startDaemonPolicy(t *testing.T, f fixture, metricsAddr, extra string) *daemon {
+	t.Helper()
 	u := shippedUnit(t)
 	dir, err := os.MkdirTemp(f.stateDir, t.Name()+"-")
 	if err != nil {
@@ -208,7 +215,7 @@ func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{alerts: filepath.Join(dir, "alerts.jsonl")}
 	conf := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, policy, audittest.Key(), metricsAddr, d.alerts), 0o600); err != nil {
+	if err := os.WriteFile(conf, append(fmt.Appendf(nil, policy, audittest.Key(), metricsAddr, d.alerts), extra...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tmp := "true"

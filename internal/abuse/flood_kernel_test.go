@@ -103,7 +103,7 @@ func TestKernelFloodByNobodyBlindsNoOne(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	flooded := time.Since(start)
-	pipe := func(who string) string { return "echo ZWNobyBoaQo= | base64 -d | sh # " + who + "-" + marker }
+	pipe := func(who string) string { return "echo ZWNobyBoaQo= | base64 -d | sh # pipe-" + who + "-" + marker }
 	asNobody("sh", "-c", pipe("nobody")).Run()
 	if out, err := exec.Command("sh", "-c", pipe("root")).CombinedOutput(); err != nil {
 		t.Fatalf("root's pipeline: %v\n%s", err, out)
@@ -128,11 +128,15 @@ func TestKernelFloodByNobodyBlindsNoOne(t *testing.T) {
 		t.Fatalf("root's echo aGVsbG8K | base64 -d after nobody's flood raised %v within 15 s, want data_encoder_exec (blinded by another user's flood); daemon logs:\n%s", names(got), tail(d.log(), 30))
 	}
 	for _, who := range []string{"nobody", "root"} {
-		_, got := d.waitAlerts(who+"-"+marker, []string{"decoder_piped_to_interpreter"}, 15*time.Second)
+		_, got := d.waitAlerts("pipe-"+who+"-"+marker, []string{"decoder_piped_to_interpreter"}, 15*time.Second)
 		if !hasAll(got, []string{"decoder_piped_to_interpreter"}) {
 			t.Errorf("%s's decoder piped to sh during the flood raised %v, want the critical decoder_piped_to_interpreter", who, names(got))
 		}
 		t.Logf("%s's pipeline during the flood raised %v", who, names(got))
+		// Root's own decode in it is not held for nobody's flood.
+		if who == "root" && !hasAll(got, []string{"data_encoder_exec"}) {
+			t.Errorf("root's base64 -d during nobody's flood raised %v, want data_encoder_exec too", names(got))
+		}
 	}
 	peak := vmHWM(t, d.cmd.Process.Pid)
 

@@ -204,3 +204,15 @@ func TestFloodSourcesBounded(t *testing.T) {
 		t.Errorf("a new user after every window ended got the shared bucket, want a source of its own")
 	}
 }
+
+// TestReservedSignatureNames: a policy cannot define a signature that
+// would pass for the engine's own summaries or flood alerts.
+func TestReservedSignatureNames(t *testing.T) {
+	for _, name := range []string{SuppressedSignature, FloodSignature} {
+		spec := encoderSpec
+		spec.Name = name
+		if _, err := Compile(PolicySpec{Signatures: []SignatureSpec{spec}}); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("Compile of a signature named %q = %v, want it refused as reserved", name, err)
+		}
+	}
+}

@@ -294,6 +294,10 @@ func (t Table) compileSignature(s SignatureSpec, seen map[string]bool) (*signatu
 		return nil, errors.New("empty name")
 	case seen[s.Name]:
 		return nil, errors.New("defined twice")
+	case s.Name == SuppressedSignature || s.Name == FloodSignature:
+		// The engine raises these itself; a signature of the same name
+		// would pass for its summaries or its flood alerts.
+		return nil, errors.New("name is reserved for the engine's own alerts")
 	case s.Importance < Info || s.Importance > Critical:
 		return nil, fmt.Errorf("importance %d out of range", s.Importance)
 	}

@@ -98,7 +98,7 @@ type PolicySpec struct {
 	Signatures    []SignatureSpec
 	Allows        []AllowSpec
 	Encoders      []EncoderIdentity
-	// AlertCap is the safety cap on new alerts per host and minute (0:
+	// AlertCap is the safety cap on new alerts per source (a user on a host) and minute (0:
 	// DefaultAlertCap); see throttle.go.
 	AlertCap int
 	// Table is the table of conditions the signatures and allow blocks

@@ -11,8 +11,12 @@ settings {
   # Ancestors (pid, exe, argv, uid) each alert carries.
   ancestry_depth = 8
   # Safety cap: new alerts (commands not seen before in their throttle
-  # window) per host and minute. Past it, alerts are held and reported in
-  # an alerts_suppressed summary when the minute ends; never dropped.
+  # window) per source and minute; a source is one user (uid and login
+  # auid) on one host, so one user's flood never holds another's alerts.
+  # Past it, one alert_flood (critical) names the user at once, and their
+  # further alerts are held and reported in alerts_suppressed summaries
+  # when the minute ends; never dropped. Critical alerts have a cap of
+  # their own, ten times this one.
   alert_cap_per_minute = 1000
   # Encoder binaries identified by device, inode and SHA-256 at start-up and
   # on reload, so that a renamed or copied one still matches. Missing ones
@@ -201,6 +205,12 @@ signature "base64_shebang_cmdline" {
   executables = ["sh", "bash", "dash", "zsh", "ksh", "ash", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "echo", "printf"]
   payload           = ["shebang", "elf"]
   payload_encodings = ["base64", "base32"]
+  # Identical repeats of one file (by device and inode, whatever its path
+  # says: "/tmp/x", "/tmp/x (deleted)", "/dev/fd/3") coalesce.
+  throttle {
+    per    = "parent_exe"
+    window = "1m"
+  }
   actions {
     default = ["Capture the decoded script from the alert preview", "Isolate the host"]
   }
@@ -272,6 +282,12 @@ signature "renamed_encoder" {
   match {
     executables    = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "uuencode", "xxd"]
     argv0_mismatch = true
+  }
+  # Identical repeats of one file (by device and inode, whatever its path
+  # says: "/tmp/x", "/tmp/x (deleted)", "/dev/fd/3") coalesce.
+  throttle {
+    per    = "parent_exe"
+    window = "1m"
   }
   actions {
     default = ["Find who copied the binary and where it lives", "Hash and preserve it"]
@@ -360,6 +376,12 @@ signature "fileless_exec" {
   # exe "/memfd:NAME (deleted)"; a file deleted before or right after its
   # exec "... (deleted)"; fexecve and execveat(fd, "") name "/dev/fd/N".
   exe_regex = "^/memfd:| \\(deleted\\)$|^/dev/fd/[0-9]+$|^/proc/(self|thread-self|[0-9]+)/fd/[0-9]+$"
+  # Identical repeats of one file (by device and inode, whatever its path
+  # says: "/tmp/x", "/tmp/x (deleted)", "/dev/fd/3") coalesce.
+  throttle {
+    per    = "parent_exe"
+    window = "1m"
+  }
   actions {
     default = ["Dump the process memory before it exits", "Find who created the descriptor (parent, ancestry)", "Isolate the host"]
   }

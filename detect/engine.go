@@ -92,7 +92,7 @@ type Engine struct {
 	now    func() time.Time
 	procs  Processes
 	files  Files
-	// uncapped turns the per-host safety cap off (Uncap).
+	// uncapped turns the per-source safety cap off (Uncap).
 	uncapped bool
 
 	// Owned by the Evaluate goroutine.
@@ -158,7 +158,7 @@ func (e *Engine) SetProcesses(p Processes) { e.procs = p }
 // link or the file itself moved).
 func (e *Engine) SetFiles(f Files) { e.files = f }
 
-// Uncap turns off the per-host safety cap on new alerts, for a forensic
+// Uncap turns off the per-source safety cap on new alerts, for a forensic
 // replay: there no sink is flooded in real time, and every command not seen
 // before must be an alert of its own. Identical repeats still coalesce.
 // Call it before the first Evaluate.

@@ -102,7 +102,7 @@ type PolicySpec struct {
 	Signatures    []SignatureSpec
 	Allows        []AllowSpec
 	Encoders      []EncoderIdentity
-	// AlertCap is the safety cap on new alerts per host and minute (0:
+	// AlertCap is the safety cap on new alerts per source (a user on a host) and minute (0:
 	// DefaultAlertCap); see throttle.go.
 	AlertCap int
 	// Table is the table of conditions the signatures and allow blocks
@@ -316,6 +316,10 @@ func (t Table) compileSignature(s SignatureSpec, seen map[string]bool) (*signatu
 		return nil, errors.New("empty name")
 	case seen[s.Name]:
 		return nil, errors.New("defined twice")
+	case s.Name == SuppressedSignature || s.Name == FloodSignature:
+		// The engine raises these itself; a signature of the same name
+		// would pass for its summaries or its flood alerts.
+		return nil, errors.New("name is reserved for the engine's own alerts")
 	case s.Importance < Info || s.Importance > Critical:
 		return nil, fmt.Errorf("importance %d out of range", s.Importance)
 	}

@@ -121,8 +121,8 @@ func TestThrottleSafetyCap(t *testing.T) {
 	for i := range 15 {
 		got = append(got, e.Evaluate(decodeAt(time.Duration(i)*time.Second, 3000+i, fmt.Sprintf("f%d", i)))...)
 	}
-	if len(got) != 10 {
-		t.Errorf("alerts under a cap of 10 = %d, want 10", len(got))
+	if c := countBy(got); c["data_encoder_exec"] != 10 || c[FloodSignature] != 1 {
+		t.Errorf("alerts under a cap of 10 = %v, want 10 and one %s", c, FloodSignature)
 	}
 	sums := e.Flush(evTime.Add(61 * time.Second))
 	if len(sums) != 1 || sums[0].Throttled != 5 {
@@ -148,8 +148,8 @@ func TestThrottleDefaultCap(t *testing.T) {
 	for i := range DefaultAlertCap + 5 {
 		n += len(e.Evaluate(decodeAt(time.Duration(i)*time.Millisecond, 4000+i, fmt.Sprint(i))))
 	}
-	if n != DefaultAlertCap {
-		t.Errorf("alerts raised = %d, want the default cap %d", n, DefaultAlertCap)
+	if n != DefaultAlertCap+1 {
+		t.Errorf("alerts raised = %d, want the default cap %d and one %s", n, DefaultAlertCap, FloodSignature)
 	}
 	if sums := e.FlushAll(); len(sums) != 1 || sums[0].Throttled != 5 {
 		t.Errorf("FlushAll = %d summaries, want one with count 5", len(sums))
@@ -210,7 +210,7 @@ func TestUncapRaisesEveryNewCommand(t *testing.T) {
 			ev := execEvent("/usr/bin/base64", "base64", "-d", fmt.Sprintf("payload%d.b64", i))
 			raised += len(e.Evaluate(ev))
 		}
-		want := 5
+		want := 5 + 1 // and the alert_flood
 		if uncap {
 			want = 20
 		}

@@ -208,6 +208,15 @@ func startDaemonWith(t *testing.T, f fixture, metricsAddr string) *daemon {
 // that the others still run against them (ENCWATCH_ABUSE_BIN).
 func startDaemonPolicy(t *testing.T, f fixture, metricsAddr, extra string) *daemon {
 	t.Helper()
+	return startDaemonText(t, f, func(alerts string) []byte {
+		return append(fmt.Appendf(nil, policy, audittest.Key(), metricsAddr, alerts), extra...)
+	})
+}
+
+// startDaemonText is startDaemon with the policy text conf returns for the
+// file sink's path.
+func startDaemonText(t *testing.T, f fixture, conf func(alerts string) []byte) *daemon {
+	t.Helper()
 	u := shippedUnit(t)
 	dir, err := os.MkdirTemp(f.stateDir, t.Name()+"-")
 	if err != nil {
@@ -215,8 +224,8 @@ func startDaemonPolicy(t *testing.T, f fixture, metricsAddr, extra string) *daem
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{alerts: filepath.Join(dir, "alerts.jsonl")}
-	conf := filepath.Join(dir, "config.hcl")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, policy+extra, audittest.Key(), metricsAddr, d.alerts), 0o600); err != nil {
+	confPath := filepath.Join(dir, "config.hcl")
+	if err := os.WriteFile(confPath, conf(d.alerts), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tmp := "true"
@@ -225,7 +234,7 @@ func startDaemonPolicy(t *testing.T, f fixture, metricsAddr, extra string) *daem
 	}
 	d.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", tmp+` && exec "$@"`, "sh",
 		"setpriv", "--bounding-set", "-all,+"+strings.Join(u.caps, ",+"), "--no-new-privs",
-		f.daemonBin, "run", "--config", conf, "--log-format", "json")
+		f.daemonBin, "run", "--config", confPath, "--log-format", "json")
 	d.cmd.Env = append(os.Environ(), u.env...)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 package abuse
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,8 @@ func runHelper(name string, args []string) error {
 		return holdPort(args)
 	case "keepalive":
 		return idleConns(args)
+	case "fdexec":
+		return fdExec(args)
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }
@@ -150,5 +153,41 @@ func holdLease(args []string) error {
 	}
 	fmt.Println("leased")
 	time.Sleep(time.Duration(secs * float64(time.Second)))
+	return nil
+}
+
+// fdExec (path, count, marker): copies base64 to path, keeps it open,
+// unlinks it and runs it count times through its descriptor
+// (/proc/PID/fd/N, as fexecve does) as "base64 -d /nonexistent-marker":
+// each exec is of the same file, whose exe the kernel reports as
+// "path (deleted)". It prints how many ran.
+func fdExec(args []string) error {
+	path, marker := args[0], args[2]
+	n, err := strconv.Atoi(args[1])
+	if err != nil {
+		return err
+	}
+	if err := copyFile("/usr/bin/base64", path); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	fd := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
+	ran := 0
+	for range n {
+		cmd := exec.Command(fd)
+		cmd.Args = []string{"base64", "-d", "/nonexistent-" + marker}
+		var exit *exec.ExitError
+		if err := cmd.Run(); err == nil || errors.As(err, &exit) {
+			ran++
+		}
+	}
+	fmt.Printf("%d execs of %s\n", ran, fd)
 	return nil
 }

@@ -48,7 +48,7 @@ type Settings struct {
 	Hostname string
 	// AncestryDepth is how many ancestors an alert carries.
 	AncestryDepth int
-	// AlertCap is the safety cap on new alerts per host and minute; 0 is
+	// AlertCap is the safety cap on new alerts per source (a user on a host) and minute; 0 is
 	// detect.DefaultAlertCap.
 	AlertCap int
 	// EncoderBinaries are the paths of encoder tools identified by device,

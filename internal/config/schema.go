@@ -161,7 +161,7 @@ func (st *state) settings(blk *hclsyntax.Block) {
 	if n, ok := b.Int("ancestry_depth", 1, 64); ok {
 		s.AncestryDepth = int(n)
 	}
-	// The safety cap on new alerts per host and minute (detect/throttle.go).
+	// The safety cap on new alerts per source (a user on a host) and minute (detect/throttle.go).
 	if n, ok := b.Int("alert_cap_per_minute", 1, int64(maxAlertCap)); ok {
 		s.AlertCap = int(n)
 	}

@@ -53,10 +53,16 @@ func TestThrottleSettingsAndModeActions(t *testing.T) {
 		{[]string{"base64", "f"}, "encode in ci"},
 		{[]string{"base64", "f"}, ""}, // identical: coalesced
 		{[]string{"base64", "-d", "f"}, "any mode"},
-		{[]string{"base64", "-d", "g"}, ""}, // new, but past the cap of 2
+		{[]string{"base64", "-d", "g"}, ""}, // new, but past the cap of 2: only the alert_flood
 	}
 	for i, tt := range tests {
 		got := run(uint64(i+1), tt.argv...)
+		if i == 3 {
+			if len(got) != 1 || got[0].Signature.Name != detect.FloodSignature {
+				t.Errorf("run %d %q past the cap = %+v, want only the %s", i, tt.argv, got, detect.FloodSignature)
+			}
+			continue
+		}
 		switch {
 		case tt.actions == "" && len(got) != 0:
 			t.Errorf("run %d %q = %d alerts, want none", i, tt.argv, len(got))

@@ -121,10 +121,15 @@ signature "decoder_piped_to_interpreter" {
   importance  = "critical"
   mitre       = ["T1140", "T1027", "T1059.004"]
   # echo ... | base64 -d | bash: both are children of the same shell and
-  # exec within milliseconds, in either order.
+  # exec within milliseconds, in either order, and the decoder's standard
+  # output is the interpreter's standard input (directly, or through
+  # filters). Shown to share no pipe (base64 -d f > out; bash build.sh),
+  # they are raised at unpiped_importance.
   sequence {
-    by     = "parent"
-    within = "3s"
+    by                 = "parent"
+    within             = "3s"
+    pipe               = "decoder | interpreter"
+    unpiped_importance = "high"
     step "decoder" {
       executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "perl"]
       mode        = "decode"
@@ -248,11 +253,19 @@ signature "encoder_then_network" {
   description = "Encoded data sent to a network tool (exfiltration)"
   category    = "Exfiltration"
   method      = "Data Encoding"
-  importance  = "high"
+  importance  = "critical"
   mitre       = ["T1132.001", "T1048", "T1041"]
+  # tar cz /etc | base64 | curl -d @- ...: the encoder's standard output is
+  # the pipe the network tool reads. Two children of one shell within
+  # seconds of each other (xxd f | head, then curl) are only a guess: shown
+  # to share no pipe, they are raised at unpiped_importance. A pipe that
+  # cannot be checked (a process gone too soon, a replay) is not held
+  # against the alert.
   sequence {
-    by     = "parent"
-    within = "10s"
+    by                 = "parent"
+    within             = "10s"
+    pipe               = "encoder | network"
+    unpiped_importance = "medium"
     step "encoder" {
       executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode"]
       mode        = "encode"
@@ -326,8 +339,10 @@ signature "inline_decoder_piped_to_interpreter" {
   # python3 -c 'print(base64.b64decode(...))' | sh, perl -MMIME::Base64 -e
   # ... | bash: the decoder is an interpreter's standard library, not a tool.
   sequence {
-    by     = "parent"
-    within = "3s"
+    by                 = "parent"
+    within             = "3s"
+    pipe               = "decoder | interpreter"
+    unpiped_importance = "high"
     step "decoder" {
       executables  = ["python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua"]
       decode_calls = ["any"]
@@ -350,8 +365,10 @@ signature "rot13_piped_to_interpreter" {
   mitre       = ["T1140", "T1027"]
   # echo ... | tr 'A-Za-z' 'N-ZA-Mn-za-m' | sh, echo ... | rev | bash
   sequence {
-    by     = "parent"
-    within = "3s"
+    by                 = "parent"
+    within             = "3s"
+    pipe               = "filter | interpreter"
+    unpiped_importance = "medium"
     step "filter" {
       executables = ["tr", "rev"]
       args_regex  = "^$|N-ZA-M|n-za-m|P-~!-O"

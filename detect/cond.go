@@ -70,6 +70,13 @@ type Exec struct {
 	// unread is the executed file, others than root could write, that
 	// Files could not read; nil when there is none.
 	unread *unreadFile
+
+	// imp is the importance the signature being admitted is raised at:
+	// its own, or lower when a sequence's pipe was shown not to be there.
+	imp Importance
+	// seqImp, when seqImpSet, is what the last completed sequence said.
+	seqImp    Importance
+	seqImpSet bool
 }
 
 // Event returns the exec's event: for a multi-call binary running an applet,

@@ -92,6 +92,7 @@ type Engine struct {
 	now    func() time.Time
 	procs  Processes
 	files  Files
+	desc   Descriptors
 	// uncapped turns the per-source safety cap off (Uncap).
 	uncapped bool
 
@@ -346,9 +347,14 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 		if len(e.skip) > 0 && slices.Contains(e.skip, s.info.Name) {
 			continue
 		}
+		x.seqImpSet = false
 		ms, first, ok := e.match(x, s, t)
 		if !ok {
 			continue
+		}
+		x.imp = s.info.Importance
+		if x.seqImpSet {
+			x.imp = x.seqImp
 		}
 		e.matched = append(e.matched, s.info.Name)
 		if a := e.allowed(x, s); a != nil {
@@ -378,6 +384,7 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			Throttled:   e.held[s.info.Name],
 			Mode:        mode,
 		}
+		a.Signature.Importance = x.imp
 		delete(e.held, s.info.Name)
 		if first != nil {
 			a.Related = []Process{first.proc}
@@ -479,6 +486,10 @@ type seqKey struct {
 type seqHit struct {
 	at   time.Time
 	proc Process
+	comm string
+	// stdio is the process's standard streams, once read (pipes.go).
+	stdio Stdio
+	read  bool
 }
 
 type seqState struct {
@@ -501,10 +512,20 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 		k = uint64(x.ev.PPID)
 	}
 	key := seqKey{sig: s.info.Name, key: k}
+	var cur *seqHit
 	for step := range 2 {
 		ms, ok := q.steps[step].match(x, nil)
 		if !ok {
 			continue
+		}
+		if cur == nil {
+			cur = &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+		}
+		if q.pipe != nil && e.desc != nil && step == q.pipe.from && !cur.read {
+			// The producer of a pipe (an encoder) is often gone within
+			// milliseconds: its descriptors are read as soon as it is seen.
+			// The consumer is read when the sequence completes.
+			cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
 		}
 		st := e.pending[key]
 		other := 1 - step
@@ -516,6 +537,10 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 					Value:  strings.Join(h.proc.Argv, " "),
 					Reason: q.names[other] + " (pid " + strconv.Itoa(h.proc.PID) + ") and " + q.names[step] + " ran under the same " + q.by + " within " + q.within.String(),
 				})
+				if imp, m := e.pipeEvidence(x, s, cur, h, step); m != nil {
+					ms = append(ms, *m)
+					x.seqImp, x.seqImpSet = imp, true
+				}
 				return ms, h, true
 			}
 		}
@@ -526,7 +551,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 			st = &seqState{}
 			e.pending[key] = st
 		}
-		st.steps[step] = &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}}
+		st.steps[step] = cur
 	}
 	return nil, nil, false
 }

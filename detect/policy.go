@@ -35,6 +35,17 @@ type SequenceSpec struct {
 	Within  time.Duration
 	Ordered bool
 	Steps   []StepSpec
+	// Pipe, when set, asks for evidence that the steps' processes share a
+	// pipe (pipes.go).
+	Pipe *PipeSpec
+}
+
+// PipeSpec names the step whose standard output should be the other's
+// standard input, From and To, and the importance a completed sequence is
+// raised at when the descriptors show no such pipe.
+type PipeSpec struct {
+	From, To string
+	Unpiped  Importance
 }
 
 // SignatureSpec is the uncompiled form of a signature: plain data, as the
@@ -191,6 +202,13 @@ type sequence struct {
 	ordered bool
 	steps   [2]*cond
 	names   [2]string
+	pipe    *seqPipe
+}
+
+// seqPipe is a compiled PipeSpec: from is the producer's step index.
+type seqPipe struct {
+	from    int
+	unpiped Importance
 }
 
 type allow struct {
@@ -385,6 +403,14 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 			return nil, fmt.Errorf("step %q: %w", st.Name, err)
 		}
 		seq.steps[i], seq.names[i] = c, st.Name
+	}
+	if q.Pipe != nil {
+		from := slices.Index(seq.names[:], q.Pipe.From)
+		to := slices.Index(seq.names[:], q.Pipe.To)
+		if from < 0 || to < 0 || from == to {
+			return nil, fmt.Errorf("sequence pipe %q | %q: want the two step names, %q and %q", q.Pipe.From, q.Pipe.To, seq.names[0], seq.names[1])
+		}
+		seq.pipe = &seqPipe{from: from, unpiped: q.Pipe.Unpiped}
 	}
 	return seq, nil
 }

@@ -164,7 +164,7 @@ func (e *Engine) admit(x *evalCtx, s *signature, host string, t time.Time) bool 
 	}
 	if !e.uncapped {
 		src, c := th.source(sourceOf(x.ev, host), t)
-		critical := s.info.Importance == Critical
+		critical := x.imp == Critical
 		used, limit := &c.n, x.p.alertCap()
 		if critical {
 			used, limit = &c.crit, limit*criticalCapFactor
@@ -269,7 +269,7 @@ func (e *Engine) flood(x *evalCtx, s *signature, src sourceKey, host string, c *
 		ev = x.orig
 	}
 	kind := "new alerts"
-	if s.info.Importance == Critical {
+	if x.imp == Critical {
 		kind = "new critical alerts"
 	}
 	who := "uid " + strconv.FormatUint(uint64(ev.UID), 10)

@@ -52,7 +52,7 @@ func waitReady(s *Stream, d time.Duration) bool {
 	}
 }
 
-// The stream's cycle: a first record starts the window; a drain that found
+// The stream's cycle: a lead record is handed over at once; a drain that found
 // records arms the timer for the next window (Ready fires with no new
 // record, and what came meanwhile is read then); an empty drain re-arms the
 // socket, after which an idle stream does not wake at all, and the next
@@ -109,6 +109,24 @@ func TestStreamWakesPerWindowUnderLoadAndNotWhenIdle(t *testing.T) {
 	}
 	if got := read(); len(got) != 1 || string(got[0].Data) != "after idling" {
 		t.Fatalf("drain after idling read %v, want the one record", got)
+	}
+}
+
+// The lead record of an idle stream is handed over at once, whatever the
+// window: a window of an hour does not hold it back.
+func TestStreamHandsOverTheLeadRecord(t *testing.T) {
+	s, peer := streamPair(t, time.Hour)
+	sendRecord(t, peer, 1300, "lead")
+	if !waitReady(s, 5*time.Second) {
+		t.Fatal("the lead record of an idle stream waited for the gather window")
+	}
+	if batch, _, err := s.Read(nil); err != nil || len(batch) != 1 || string(batch[0].Data) != "lead" {
+		t.Fatalf("read %v, %v, want the lead record", batch, err)
+	}
+	// What follows waits for the window.
+	sendRecord(t, peer, 1309, "follower")
+	if waitReady(s, 200*time.Millisecond) {
+		t.Fatal("a record after the lead one was handed over before the window ended")
 	}
 }
 

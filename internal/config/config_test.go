@@ -194,6 +194,11 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/structure.hcl:18:1: sink "alerts" needs attribute "path"`,
 			`testdata/structure.hcl:23:1: sink block needs 2 labels, type and name, got 1`,
 		}},
+		{"bad_pipe.hcl", []string{
+			`testdata/bad_pipe.hcl:4:26: pipe "encoder | curl" of the sequence of signature "a": want "encoder | network" or "network | encoder", the step that writes first`,
+			`testdata/bad_pipe.hcl:18:26: unknown importance "meduim"; did you mean "medium"?`,
+			`testdata/bad_pipe.hcl:30:12: the pipe of the sequence of signature "c" needs an unpiped_importance: the importance when its steps share no pipe`,
+		}},
 		{"duplicate_blocks.hcl", []string{
 			`testdata/duplicate_blocks.hcl:5:1: duplicate settings block; first defined at testdata/duplicate_blocks.hcl:1:1`,
 			`testdata/duplicate_blocks.hcl:10:13: duplicate sink "out"; first defined at testdata/duplicate_blocks.hcl:9:15`,

@@ -253,12 +253,46 @@ func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpe
 		step.Conditions = st.conditionBlock(inner, fmt.Sprintf("step %q of %s", inner.Labels[0], what))
 		q.Steps = append(q.Steps, step)
 	}
+	if len(q.Steps) == 2 {
+		st.sequencePipe(b, q, what)
+	}
 	b.Done("step")
 	if len(q.Steps) != 2 {
 		st.d.errorf(blk.TypeRange, "sequence of %s needs 2 step blocks, got %d", what, len(q.Steps))
 		return nil
 	}
 	return q
+}
+
+// sequencePipe decodes a sequence's pipe = "from | to" and the
+// unpiped_importance it needs into q.Pipe.
+func (st *state) sequencePipe(b *body, q *detect.SequenceSpec, what string) {
+	var pipe, unpiped string
+	pipeRng, hasPipe := b.String("pipe", &pipe)
+	unpRng, hasUnpiped := b.String("unpiped_importance", &unpiped)
+	switch {
+	case !hasPipe && !hasUnpiped:
+		return
+	case !hasPipe:
+		st.d.errorf(unpRng, "unpiped_importance in the sequence of %s needs a pipe = \"%s | %s\"", what, q.Steps[0].Name, q.Steps[1].Name)
+		return
+	case !hasUnpiped:
+		st.d.errorf(pipeRng, "the pipe of the sequence of %s needs an unpiped_importance: the importance when its steps share no pipe", what)
+		return
+	}
+	from, to, ok := strings.Cut(pipe, "|")
+	from, to = strings.TrimSpace(from), strings.TrimSpace(to)
+	names := []string{q.Steps[0].Name, q.Steps[1].Name}
+	if !ok || from == to || !contains(names, from) || !contains(names, to) {
+		st.d.errorf(pipeRng, "pipe %q of the sequence of %s: want \"%s | %s\" or \"%s | %s\", the step that writes first", pipe, what, names[0], names[1], names[1], names[0])
+		return
+	}
+	imp, ok := detect.ParseImportance(unpiped)
+	if !ok {
+		st.d.errorf(unpRng, "unknown importance %q%s", unpiped, didYouMean(unpiped, importances(), "use info, low, medium, high or critical"))
+		return
+	}
+	q.Pipe = &detect.PipeSpec{From: from, To: to, Unpiped: imp}
 }
 
 var throttlePers = []string{"parent_pid", "parent_exe", "ancestry", "host"}

@@ -53,6 +53,10 @@ func newPipeline(o pipelineOptions) *pipeline {
 	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: !o.Live,
 		Ancestors: func(pid int) []int { return procs.KnownAncestors(pid, 8) }})
 	engine.SetFiles(files)
+	if o.Live {
+		// Pipe evidence for sequences: the live processes' descriptors.
+		engine.SetDescriptors(proc.NewDescriptors("/proc"))
+	}
 	if !o.Live {
 		// A replay reports every new command: no real-time flood to cap.
 		engine.Uncap()

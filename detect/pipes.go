@@ -1,0 +1,205 @@
+package detect
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Pipe evidence for a sequence: the two steps of `base64 f | curl -d @-`
+// are children of one shell, and the encoder's standard output is the pipe
+// the network tool reads. Two children of one shell that ran within seconds
+// of each other, `xxd f | head` and then `curl`, are not: the same parent is
+// a guess, a shared pipe is evidence. A sequence with a Pipe compares the
+// descriptors of its processes while they live, and raises at its
+// signature's importance only when the shared pipe is shown or cannot be
+// ruled out; shown not to be there, it raises at the lower Unpiped.
+
+// StreamKind is what a standard stream refers to.
+type StreamKind uint8
+
+const (
+	// StreamUnread: the process was gone, or its descriptor could not be
+	// read.
+	StreamUnread StreamKind = iota
+	// StreamPipe is a pipe or a FIFO.
+	StreamPipe
+	// StreamSocket is a socket (a socketpair stands in for a pipe).
+	StreamSocket
+	// StreamOther is anything else: a terminal, a file, /dev/null.
+	StreamOther
+)
+
+// Stream is one standard stream of a process: a pipe or socket by its
+// inode (both ends of a pipe have the same one), anything else by the path
+// its descriptor names. A named FIFO is a path: its descriptor says where
+// it was opened, not that it is a FIFO.
+type Stream struct {
+	Kind StreamKind
+	Ino  uint64
+	// Name is the path of a StreamOther, as the kernel names it: chosen
+	// by whoever made the file, so it is quoted wherever it is shown.
+	Name string
+}
+
+// channel reports whether s can carry data between two processes.
+func (s Stream) channel() bool { return s.Kind == StreamPipe || s.Kind == StreamSocket }
+
+// file reports whether s is a path outside /dev: a file or named FIFO one
+// process can write and another read, unlike a terminal or /dev/null.
+func (s Stream) file() bool {
+	return s.Kind == StreamOther && strings.HasPrefix(s.Name, "/") && !strings.HasPrefix(s.Name, "/dev/")
+}
+
+// same reports whether s and o are read and refer to one object.
+func (s Stream) same(o Stream) bool {
+	return s.Kind != StreamUnread && s.Kind == o.Kind && s.Ino == o.Ino && s.Name == o.Name
+}
+
+func (s Stream) String() string {
+	switch s.Kind {
+	case StreamPipe:
+		return "pipe:[" + strconv.FormatUint(s.Ino, 10) + "]"
+	case StreamSocket:
+		return "socket:[" + strconv.FormatUint(s.Ino, 10) + "]"
+	case StreamOther:
+		return strconv.QuoteToASCII(s.Name)
+	}
+	return "unread"
+}
+
+// Stdio is a process's standard input and output.
+type Stdio struct{ In, Out Stream }
+
+// Descriptors reads live processes' standard streams, for pipe evidence.
+// internal/proc implements it from /proc. Each call reads at most a few
+// descriptors, and only for candidates of a sequence with a Pipe.
+type Descriptors interface {
+	// Stdio returns what pid's descriptors 0 and 1 refer to, StreamUnread
+	// for those it could not read. comm, when not "", is the command name
+	// the process must still have (a pid reused since is not read).
+	Stdio(pid int, comm string) Stdio
+	// Children returns at most max of pid's child processes.
+	Children(pid int, max int) []int
+}
+
+// SetDescriptors sets where pipe evidence comes from; without it (a replay,
+// a simulation) a sequence's pipe is not checked and it raises at its
+// signature's importance.
+func (e *Engine) SetDescriptors(d Descriptors) { e.desc = d }
+
+// maxRelays bounds the siblings read when the producer's output and the
+// consumer's input are different pipes: filters between them (base64 -d |
+// gunzip | sh) relay the data.
+const maxRelays = 32
+
+// PipeVerdict is what the descriptors showed about a sequence's pipe.
+type PipeVerdict int
+
+const (
+	// PipeNotChecked: there were no descriptors to read (replay).
+	PipeNotChecked PipeVerdict = iota
+	// PipeShown: the producer's output reaches the consumer's input,
+	// directly or through live siblings.
+	PipeShown
+	// PipeUnshown: a process had gone before its descriptors were read;
+	// a shared pipe can be neither shown nor ruled out.
+	PipeUnshown
+	// PipeRefuted: the consumer does not read, or the producer does not
+	// write, a pipe between siblings.
+	PipeRefuted
+)
+
+// pipeCheck decides the verdict for producer p and consumer c, children of
+// parent. relays returns the live siblings' streams, read only when needed.
+// from and to name the producer's and consumer's steps in the reason.
+func pipeCheck(p, c, parent Stdio, relays func() []Stdio, from, to string) (PipeVerdict, string) {
+	out, in := p.Out, c.In
+	switch {
+	case out.channel() && out.same(in):
+		return PipeShown, out.String()
+	case out.file() && out.same(in):
+		// base64 f > /tmp/p & curl -d @- < /tmp/p, through a named FIFO
+		// or a file.
+		return PipeShown, "the file " + out.String()
+	case in.Kind == StreamOther:
+		return PipeRefuted, to + "'s standard input is " + in.String() + ", not a pipe"
+	case in.channel() && in.same(parent.In):
+		return PipeRefuted, to + "'s standard input is its parent's, " + in.String() + ", not a pipe from a sibling"
+	case out.Kind == StreamOther:
+		return PipeRefuted, from + "'s standard output is " + out.String() + ", not a pipe"
+	case out.channel() && out.same(parent.Out):
+		return PipeRefuted, from + "'s standard output is its parent's, " + out.String() + ", not a pipe to a sibling"
+	case out.Kind == StreamUnread:
+		return PipeUnshown, from
+	case in.Kind == StreamUnread:
+		return PipeUnshown, to
+	}
+	// Two different pipes: shown if live siblings relay one into the other.
+	sib := relays()
+	seen := make([]bool, len(sib))
+	at, hops := out, 0
+	for hops < len(sib) {
+		next := -1
+		for i, s := range sib {
+			if !seen[i] && s.In.channel() && s.In.same(at) && s.Out.channel() {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			break
+		}
+		seen[next] = true
+		at, hops = sib[next].Out, hops+1
+		if at.same(in) {
+			return PipeShown, out.String() + " through " + strconv.Itoa(hops) + " filter(s) to " + in.String()
+		}
+	}
+	return PipeRefuted, from + " writes " + out.String() + " and " + to + " reads " + in.String() + ", and no live sibling joins them"
+}
+
+// pipeEvidence reads the pipe evidence of a completed sequence of s whose
+// other step is h, the current event being x's. It returns the importance
+// the alert is raised at and the match that says why.
+// cur is the current event's hit, step the step it completes.
+func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int) (Importance, *Match) {
+	q := s.seq
+	imp := s.info.Importance
+	if q.pipe == nil || e.desc == nil {
+		return imp, nil
+	}
+	hits := [2]*seqHit{}
+	hits[step], hits[1-step] = cur, h
+	prod, cons := hits[q.pipe.from], hits[1-q.pipe.from]
+	for _, h := range hits {
+		if !h.read {
+			h.stdio, h.read = e.desc.Stdio(h.proc.PID, h.comm), true
+		}
+	}
+	parent := e.desc.Stdio(x.ev.PPID, "")
+	relays := func() []Stdio {
+		var out []Stdio
+		for _, pid := range e.desc.Children(x.ev.PPID, maxRelays) {
+			if pid != prod.proc.PID && pid != cons.proc.PID {
+				out = append(out, e.desc.Stdio(pid, ""))
+			}
+		}
+		return out
+	}
+	from, to := q.names[q.pipe.from], q.names[1-q.pipe.from]
+	v, why := pipeCheck(prod.stdio, cons.stdio, parent, relays, from, to)
+	m := &Match{Field: "pipe"}
+	switch v {
+	case PipeShown:
+		m.Value = why
+		m.Reason = from + " (pid " + strconv.Itoa(prod.proc.PID) + ") writes what " + to + " (pid " + strconv.Itoa(cons.proc.PID) + ") reads: " + why
+	case PipeUnshown:
+		m.Value = "unshown"
+		m.Reason = "a shared pipe could be neither shown nor ruled out: " + why + " had exited before its descriptors were read; raised at " + imp.String()
+	case PipeRefuted:
+		m.Value = "none"
+		m.Reason = "no pipe from " + from + " to " + to + ": " + why + "; the same " + q.by + " alone is weaker evidence, so raised at " + q.pipe.unpiped.String() + ", not " + imp.String()
+		imp = q.pipe.unpiped
+	}
+	return imp, m
+}

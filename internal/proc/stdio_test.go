@@ -106,7 +106,12 @@ func TestDescriptorsOfALivePipeline(t *testing.T) {
 			syscall.Kill(k, syscall.SIGKILL)
 		}
 	}()
+	// Forked, the children are sh until they exec sleep: read as gone.
 	a, b := d.Stdio(kids[0], "sleep"), d.Stdio(kids[1], "sleep")
+	for i := 0; i < 500 && (a.In.Kind == detect.StreamUnread || b.In.Kind == detect.StreamUnread); i++ {
+		time.Sleep(10 * time.Millisecond)
+		a, b = d.Stdio(kids[0], "sleep"), d.Stdio(kids[1], "sleep")
+	}
 	if a.Out.Kind != detect.StreamPipe {
 		a, b = b, a // kids[1] is the writer
 	}

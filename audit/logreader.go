@@ -25,6 +25,9 @@ var (
 	// errSkip marks a line that is an audit record encwatch has no use for
 	// and cannot read (type=UNKNOWN[1329] msg=?): skipped, not malformed.
 	errSkip = errors.New("skipped record")
+	// errSeparator marks ausearch's "----" and "time->" lines: neither
+	// records nor malformed.
+	errSeparator = errors.New("ausearch separator")
 )
 
 // concernsExec reports whether records of type typ are part of an exec's
@@ -44,6 +47,20 @@ func concernsExec(typ uint16) bool {
 func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
 		line = line[:len(line)-1]
+	}
+	// A plain line takes no detour: stripLogPrefix is only asked about
+	// lines auditd does not write.
+	var host []byte
+	kind := prefixNone
+	if !hasPrefix(line, "type=") && !hasPrefix(line, "node=") {
+		var err error
+		host, line, kind, err = stripLogPrefix(line)
+		switch {
+		case err != nil:
+			return 0, rawHeader{}, dst, err
+		case kind == prefixSeparator:
+			return 0, rawHeader{}, dst, errSeparator
+		}
 	}
 	var node []byte
 	if hasPrefix(line, "node=") {
@@ -65,14 +82,24 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		i++
 	}
 	typ, typErr := typeFromName(line[:i])
+	if typErr != nil && kind != prefixNone {
+		// The kernel's printk, and some relays, write the number.
+		if n, ok := parseUint(line[:i], 10); ok && n <= 0xffff {
+			typ, typErr = uint16(n), nil
+		}
+	}
 	for i < len(line) && line[i] == ' ' {
 		i++
 	}
 	line = line[i:]
-	if !hasPrefix(line, "msg=") {
+	switch {
+	case hasPrefix(line, "msg="):
+		line = line[4:]
+	case kind == prefixKernel && hasPrefix(line, "audit("):
+		// The kernel's printk has no msg=.
+	default:
 		return 0, rawHeader{}, dst, errNoMsg
 	}
-	line = line[4:]
 	h, _, err := parseHeader(line)
 	switch {
 	case typErr != nil:
@@ -83,6 +110,11 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		return 0, h, dst, errSkip
 	case err != nil:
 		return 0, h, dst, err
+	}
+	if node == nil && host != nil {
+		// The syslog HOSTNAME names the record's node when the record
+		// itself does not (auditd's name_format = none).
+		node = host
 	}
 	h.node = node
 	if node != nil {
@@ -101,6 +133,8 @@ type LogStats struct {
 	Skipped   uint64 // records that concern no exec and have an unreadable header
 	Filtered  uint64 // records outside [Since, Until)
 	Malformed uint64 // lines that are not audit records, or are unreadable exec records
+	// Separators are ausearch's "----" and "time->" lines between events.
+	Separators uint64
 	// First and Last are the earliest and latest record times sent.
 	First, Last time.Time
 }
@@ -230,6 +264,9 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 		switch {
 		case perr == errSkip:
 			l.stats.Skipped++
+			return Record{}, false
+		case perr == errSeparator:
+			l.stats.Separators++
 			return Record{}, false
 		case perr != nil:
 			err = perr

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -184,25 +185,46 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		long    []byte // a line longer than the reader's buffer, being gathered
 		tooLong bool   // the line being gathered passed maxLogLine
 		lineN   int
+		// block is where ausearch's current event starts in batch, or -1
+		// outside one: its records are held back until the event ends, to
+		// be put back in the kernel's order (see ausearchOrder).
+		block = -1
 	)
-	send := func() error {
-		if len(batch) == 0 {
+	// send sends batch, except the records of an ausearch event that has
+	// not ended unless all is set.
+	send := func(all bool) error {
+		n := len(batch)
+		if block >= 0 && !all {
+			n = block
+		}
+		if n == 0 {
 			return nil
 		}
 		select {
-		case out <- batch:
+		case out <- batch[:n:n]:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		batch, arena = nil, nil
+		// The held records keep their Data in the old arena chunk, which
+		// the receiver only reads.
+		batch, arena = append([]Record(nil), batch[n:]...), nil
+		if block >= 0 {
+			block = 0
+		}
 		return nil
+	}
+	endBlock := func() {
+		if block >= 0 {
+			ausearchOrder(batch[block:])
+		}
+		block = len(batch)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if br.Buffered() == 0 {
-			if err := send(); err != nil {
+			if err := send(false); err != nil {
 				return err
 			}
 		}
@@ -216,7 +238,7 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			continue
 		}
 		if rerr != nil && rerr != io.EOF {
-			if err := send(); err != nil {
+			if err := send(true); err != nil {
 				return err
 			}
 			return fmt.Errorf("audit: read log: %w", rerr)
@@ -228,8 +250,11 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		}
 		if len(line) > 0 || tooLong {
 			lineN++
+			seps := l.stats.Separators
 			if r, ok := l.line(line, tooLong, lineN, &arena); ok {
 				batch = append(batch, r)
+			} else if l.stats.Separators != seps {
+				endBlock()
 			}
 		}
 		long, tooLong = long[:0], false
@@ -237,12 +262,20 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			long = nil
 		}
 		if len(batch) >= logBatch {
-			if err := send(); err != nil {
+			if block == 0 {
+				// An ausearch event of logBatch records or more: sent
+				// as it is.
+				block = -1
+			}
+			if err := send(false); err != nil {
 				return err
 			}
 		}
 		if rerr == io.EOF {
-			return send()
+			if block >= 0 {
+				endBlock()
+			}
+			return send(true)
 		}
 	}
 }
@@ -286,6 +319,18 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 		l.OnMalformed(lineN, fmt.Errorf("audit: log line %d: %w", lineN, err))
 	}
 	return Record{}, false
+}
+
+// ausearchOrder puts the records of one event from ausearch's output back
+// in the order the kernel wrote them. ausearch 3.0.9 (Debian 12) prints an
+// event's records last first (PROCTITLE ... EXECVE, SYSCALL); read that
+// way, PROCTITLE would close a replayed event before its SYSCALL arrived,
+// splitting it in two: the SYSCALL's half without its proctitle. An event
+// that ends with its SYSCALL, and does not start with it, is reversed.
+func ausearchOrder(recs []Record) {
+	if len(recs) > 1 && recs[len(recs)-1].Type == RecSyscall && recs[0].Type != RecSyscall {
+		slices.Reverse(recs)
+	}
 }
 
 // inRange reports whether h's time lies within [Since, Until).

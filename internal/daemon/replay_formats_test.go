@@ -1,0 +1,159 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/encwatch/encwatch/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/replay-formats.golden from testdata/replay-audit.log")
+
+// formatsGolden holds the alerts of testdata/replay-audit.log, without the
+// fields that name the host (host, audit.node, and id, which hashes the
+// host): what every
+// other framing of that log must replay to.
+const formatsGolden = "../../testdata/replay-formats.golden"
+
+// replayedAlert is one alert line of a replay: its host, and the line
+// without host, id and audit.node.
+type replayedAlert struct {
+	host string
+	rest string
+}
+
+// replayFile replays path with the default policy and returns its alerts
+// and summary; it fails the test on any error.
+func replayFile(t *testing.T, path string) ([]replayedAlert, ReplaySummary) {
+	t.Helper()
+	cfg, err := config.Load("../../config.hcl", config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	var out bytes.Buffer
+	s, err := ReplayLogs(context.Background(), cfg, logrus.NewEntry(log), ReplayOptions{Inputs: []string{path}, Out: &out})
+	if err != nil {
+		t.Fatalf("ReplayLogs(%s) = %v", path, err)
+	}
+	var alerts []replayedAlert
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("alert line is not JSON: %v: %q", err, line)
+		}
+		host, _ := m["host"].(string)
+		delete(m, "host")
+		delete(m, "id")
+		if au, ok := m["audit"].(map[string]any); ok {
+			// The record's node, which a syslog HOSTNAME supplies: it
+			// must be the alert's host.
+			if node, ok := au["node"].(string); ok && node != host {
+				t.Errorf("alert of %s: audit.node %q, host %q", path, node, host)
+			}
+			delete(au, "node")
+		}
+		b, err := json.Marshal(m) // keys sorted: a stable form
+		if err != nil {
+			t.Fatal(err)
+		}
+		alerts = append(alerts, replayedAlert{host, string(b)})
+	}
+	return alerts, s
+}
+
+func rests(alerts []replayedAlert) string {
+	var b strings.Builder
+	for _, a := range alerts {
+		b.WriteString(a.rest)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// TestReplayFormats replays each framing of the captured log (ausearch's
+// output, rsyslog's files, the kernel's printk form) and wants the plain
+// log's alerts, with no malformed line, and the syslog HOSTNAME as the host
+// where there is one. The files and how each was made: testdata/README.md.
+func TestReplayFormats(t *testing.T) {
+	plain, _ := replayFile(t, "../../testdata/replay-audit.log")
+	if *update {
+		if err := os.WriteFile(formatsGolden, []byte(rests(plain)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(formatsGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rests(plain), string(golden); got != want {
+		t.Fatalf("plain log alerts differ from %s (run with -update if the change is intended):\ngot\n%s\nwant\n%s", formatsGolden, got, want)
+	}
+	tests := []struct {
+		name     string
+		file     string
+		wantHost string // "": the plain log's (this machine's)
+	}{
+		{"ausearch", "ausearch/replay-audit.ausearch", ""},
+		{"rfc3164", "syslog/replay-audit.rfc3164.log", "vm"},
+		{"rfc3164 with rfc3339 time", "syslog/replay-audit.rfc3339.log", "vm"},
+		{"rfc5424", "syslog/replay-audit.rfc5424.log", "vm"},
+		{"kernel printk", "kmsg/replay-audit.kmsg", ""},
+		{"journalctl short kernel", "kmsg/replay-audit.journal-short", "vm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, s := replayFile(t, "../../testdata/"+tt.file)
+			if n := s.Malformed(); n != 0 {
+				t.Errorf("replay %s: %d malformed lines, want 0", tt.file, n)
+			}
+			if g, w := rests(got), string(golden); g != w {
+				t.Errorf("replay %s alerts:\n%s\nwant\n%s", tt.file, g, w)
+			}
+			for i, a := range got {
+				want := tt.wantHost
+				if want == "" && i < len(plain) {
+					want = plain[i].host
+				}
+				if a.host != want {
+					t.Errorf("replay %s alert %d host = %q, want %q", tt.file, i, a.host, want)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayMixedFile replays a file whose lines alternate between a plain
+// log (this machine's records) and another host's log forwarded through
+// rsyslog: each host's alerts are those of its own log replayed alone.
+func TestReplayMixedFile(t *testing.T) {
+	got, s := replayFile(t, "../../testdata/mixed/plain-and-rfc3164.log")
+	if n := s.Malformed(); n != 0 {
+		t.Errorf("mixed replay: %d malformed lines, want 0", n)
+	}
+	var local, web1 []replayedAlert
+	for _, a := range got {
+		if a.host == "web1" {
+			web1 = append(web1, a)
+		} else {
+			local = append(local, a)
+		}
+	}
+	plain, _ := replayFile(t, "../../testdata/replay-audit.log")
+	other, _ := replayFile(t, "../../testdata/replay-rotated/audit.log")
+	if g, w := rests(local), rests(plain); g != w {
+		t.Errorf("mixed replay, plain lines' alerts:\n%s\nwant\n%s", g, w)
+	}
+	if g, w := rests(web1), rests(other); g != w {
+		t.Errorf("mixed replay, web1's alerts:\n%s\nwant\n%s", g, w)
+	}
+}

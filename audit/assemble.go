@@ -728,6 +728,7 @@ func (f *inflight) event(early bool) *Event {
 	case e.Proctitle != "":
 		e.Argc = 0
 		e.Argv = splitNUL(e.Proctitle)
+		e.ArgvFromProctitle = true
 	}
 	if len(f.paths) > 0 {
 		e.Paths = make([]Path, len(f.paths))

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -155,5 +157,75 @@ func TestReplayMixedFile(t *testing.T) {
 	}
 	if g, w := rests(web1), rests(other); g != w {
 		t.Errorf("mixed replay, web1's alerts:\n%s\nwant\n%s", g, w)
+	}
+}
+
+// TestReplayProctitleArgs replays the captured base64 exec (serial 6) with
+// its EXECVE record removed, as a forwarder that drops it would leave it,
+// in three framings: plain, ausearch's (records last first, which once
+// split the event so that its SYSCALL half had no proctitle and alerted
+// with "args": []) and behind a bare-tag syslog header. argv comes from
+// PROCTITLE, and the alert says so.
+func TestReplayProctitleArgs(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/replay-audit.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var event []string
+	for _, l := range strings.Split(string(src), "\n") {
+		if strings.Contains(l, "msg=audit(1795759259.157:6)") && !strings.HasPrefix(l, "type=EXECVE") {
+			event = append(event, l)
+		}
+	}
+	reversed := slices.Clone(event)
+	slices.Reverse(reversed)
+	var syslog []string
+	for _, l := range event {
+		syslog = append(syslog, "Mar  5 17:38:33 web1 tag_audit "+l)
+	}
+	tests := []struct {
+		name     string
+		lines    []string
+		wantHost string
+	}{
+		{"plain", event, ""},
+		{"ausearch", append([]string{"----", "time->Fri Nov 27 06:00:59 2026"}, reversed...), ""},
+		{"syslog", syslog, "web1"},
+	}
+	dir := t.TempDir()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name+".log")
+			if err := os.WriteFile(path, []byte(strings.Join(tt.lines, "\n")+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			alerts, s := replayFile(t, path)
+			if len(alerts) != 1 || s.Malformed() != 0 {
+				t.Fatalf("replay %s: %d alerts, %d malformed lines, want 1 and 0", tt.name, len(alerts), s.Malformed())
+			}
+			var a struct {
+				Process struct {
+					Args       []string `json:"args"`
+					ArgsSource string   `json:"args_source"`
+				} `json:"process"`
+				Audit struct {
+					Records    int  `json:"records"`
+					Incomplete bool `json:"incomplete"`
+				} `json:"audit"`
+			}
+			if err := json.Unmarshal([]byte(alerts[0].rest), &a); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(a.Process.Args, " ") + " from " + a.Process.ArgsSource
+			if want := "/usr/bin/base64 --decode /etc/hostname from proctitle"; got != want {
+				t.Errorf("replay %s: args %s, want %s", tt.name, got, want)
+			}
+			if a.Audit.Records != len(event) || a.Audit.Incomplete {
+				t.Errorf("replay %s: event of %d records, incomplete %v; want %d, complete", tt.name, a.Audit.Records, a.Audit.Incomplete, len(event))
+			}
+			if tt.wantHost != "" && alerts[0].host != tt.wantHost {
+				t.Errorf("replay %s: host %q, want %q", tt.name, alerts[0].host, tt.wantHost)
+			}
+		})
 	}
 }

@@ -142,37 +142,40 @@ type spoolPayload struct {
 }
 
 type spoolEvent struct {
-	Time       time.Time   `json:"time"`
-	Serial     uint64      `json:"serial"`
-	Node       bstr        `json:"node,omitempty"`
-	Arch       uint32      `json:"arch"`
-	Syscall    int         `json:"syscall"`
-	Success    bool        `json:"success"`
-	Exit       int64       `json:"exit"`
-	PID        int         `json:"pid"`
-	PPID       int         `json:"ppid"`
-	UID        uint32      `json:"uid"`
-	EUID       uint32      `json:"euid"`
-	SUID       uint32      `json:"suid"`
-	FSUID      uint32      `json:"fsuid"`
-	GID        uint32      `json:"gid"`
-	EGID       uint32      `json:"egid"`
-	SGID       uint32      `json:"sgid"`
-	FSGID      uint32      `json:"fsgid"`
-	AUID       uint32      `json:"auid"`
-	Session    uint32      `json:"session"`
-	TTY        bstr        `json:"tty"`
-	Comm       bstr        `json:"comm"`
-	Exe        bstr        `json:"exe"`
-	Key        bstr        `json:"key"`
-	Subject    bstr        `json:"subject"`
-	Argc       int         `json:"argc"`
-	Argv       []bstr      `json:"argv"`
-	Cwd        bstr        `json:"cwd"`
-	Paths      []spoolPath `json:"paths,omitempty"`
-	Proctitle  bstr        `json:"proctitle"`
-	Records    int         `json:"records"`
-	Incomplete bool        `json:"incomplete,omitempty"`
+	Time    time.Time `json:"time"`
+	Serial  uint64    `json:"serial"`
+	Node    bstr      `json:"node,omitempty"`
+	Arch    uint32    `json:"arch"`
+	Syscall int       `json:"syscall"`
+	Success bool      `json:"success"`
+	Exit    int64     `json:"exit"`
+	PID     int       `json:"pid"`
+	PPID    int       `json:"ppid"`
+	UID     uint32    `json:"uid"`
+	EUID    uint32    `json:"euid"`
+	SUID    uint32    `json:"suid"`
+	FSUID   uint32    `json:"fsuid"`
+	GID     uint32    `json:"gid"`
+	EGID    uint32    `json:"egid"`
+	SGID    uint32    `json:"sgid"`
+	FSGID   uint32    `json:"fsgid"`
+	AUID    uint32    `json:"auid"`
+	Session uint32    `json:"session"`
+	TTY     bstr      `json:"tty"`
+	Comm    bstr      `json:"comm"`
+	Exe     bstr      `json:"exe"`
+	Key     bstr      `json:"key"`
+	Subject bstr      `json:"subject"`
+	Argc    int       `json:"argc"`
+	Argv    []bstr    `json:"argv"`
+	// ArgvFromProctitle is new in version 2's records; older ones lack
+	// it and decode as false (argv from EXECVE).
+	ArgvFromProctitle bool        `json:"argv_from_proctitle,omitempty"`
+	Cwd               bstr        `json:"cwd"`
+	Paths             []spoolPath `json:"paths,omitempty"`
+	Proctitle         bstr        `json:"proctitle"`
+	Records           int         `json:"records"`
+	Incomplete        bool        `json:"incomplete,omitempty"`
 }
 
 type spoolPath struct {
@@ -250,7 +253,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 			UID: e.UID, EUID: e.EUID, SUID: e.SUID, FSUID: e.FSUID,
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: bstr(e.TTY), Comm: bstr(e.Comm), Exe: bstr(e.Exe), Key: bstr(e.Key), Subject: bstr(e.Subject),
-			Argc: e.Argc, Argv: bstrs(e.Argv), Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
+			Argc: e.Argc, Argv: bstrs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
 			Records: e.Records, Incomplete: e.Incomplete,
 		}
 		for _, p := range e.Paths {
@@ -295,7 +298,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 			UID: e.UID, EUID: e.EUID, SUID: e.SUID, FSUID: e.FSUID,
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: string(e.TTY), Comm: string(e.Comm), Exe: string(e.Exe), Key: string(e.Key), Subject: string(e.Subject),
-			Argc: e.Argc, Argv: strs(e.Argv), Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
+			Argc: e.Argc, Argv: strs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
 			Records: e.Records, Incomplete: e.Incomplete,
 		}
 		for _, p := range e.Paths {

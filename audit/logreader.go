@@ -45,6 +45,11 @@ func concernsExec(typ uint16) bool {
 // record type, its header and the grown dst: the record's Data is what was
 // appended. A record of a known type that does not concern an exec and
 // has an unreadable header (type=UNKNOWN[1329] msg=?) returns errSkip.
+// Lines auditd does not write go through stripLogPrefix: ausearch's
+// separators return errSeparator, another program's syslog line
+// errForeign; a record behind a syslog header takes the HOSTNAME as its
+// node unless it has a node= of its own, and one behind the kernel's
+// "audit: " may give its type as a number and have no msg=.
 func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
 		line = line[:len(line)-1]
@@ -136,6 +141,9 @@ type LogStats struct {
 	Malformed uint64 // lines that are not audit records, or are unreadable exec records
 	// Separators are ausearch's "----" and "time->" lines between events.
 	Separators uint64
+	// Foreign are syslog lines of other programs, in a syslog file that
+	// also holds forwarded audit records.
+	Foreign uint64
 	// First and Last are the earliest and latest record times sent.
 	First, Last time.Time
 }
@@ -172,7 +180,12 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 // batches of at most logBatch, each a new slice the receiver owns, in file
 // order. A batch is sent when full, and also whenever r has no more input
 // ready, so that a slow stream (an audisp plugin's stdin) is not held back
-// waiting for a full batch. Empty lines are skipped, and so are records
+// waiting for a full batch. The lines may be auditd's (plain or
+// enriched), ausearch's output, or records behind a syslog header or the
+// kernel's printk prefix, mixed (see stripLogPrefix); an ausearch event is
+// held until its end and put back in the kernel's order (ausearchOrder).
+// Empty lines, ausearch's separators and other programs' syslog lines are
+// skipped, and so are records
 // that concern no exec and cannot be read (type=UNKNOWN[1329] msg=?); a
 // malformed or over-long line is reported to OnMalformed with its 1-based
 // line number, and reading goes on. Read returns nil at the end of r, ctx's
@@ -300,6 +313,9 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 			return Record{}, false
 		case perr == errSeparator:
 			l.stats.Separators++
+			return Record{}, false
+		case perr == errForeign:
+			l.stats.Foreign++
 			return Record{}, false
 		case perr != nil:
 			err = perr

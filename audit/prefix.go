@@ -25,7 +25,10 @@ package audit
 // (see journal.go), so those lines cannot be put back into events; they
 // are reported as errJournalShort, naming the export form that can.
 
-import "errors"
+import (
+	"bytes"
+	"errors"
+)
 
 // logPrefix is what stripLogPrefix found before a record.
 type logPrefix uint8
@@ -50,6 +53,10 @@ const maxTag = 128
 var (
 	errBadHost      = errors.New("syslog hostname not printable ascii, or longer than 255 bytes")
 	errJournalShort = errors.New("journal text without the audit(...) stamp: read the journal with journalctl -o export")
+	// errForeign marks a syslog line of another program (sshd, cron...):
+	// a well-formed header before a message with no sign of an audit
+	// record, which a forwarded syslog file holds plenty of.
+	errForeign = errors.New("syslog message of another program")
 )
 
 // stripLogPrefix finds where the audit record in line starts. A plain line
@@ -57,8 +64,9 @@ var (
 // Otherwise it skips a syslog header, the kernel's "audit: " prefix, or
 // both, and returns the syslog HOSTNAME (nil when there is none, or it is
 // RFC 5424's "-"), the record (a suffix of line) and what framed it;
-// ausearch's separator lines return prefixSeparator and no rest. ok is
-// false when the line is none of these. host is checked as
+// ausearch's separator lines return prefixSeparator and no rest. A
+// syslog line of another program returns errForeign, any other line an
+// error saying why it is not a record. host is checked as
 // printable ASCII without spaces, at most maxHostname bytes: a forwarded
 // log's hostname is whatever its sender wrote. stripLogPrefix does no I/O
 // and does not allocate.
@@ -117,9 +125,19 @@ func stripLogPrefix(line []byte) (host, rest []byte, kind logPrefix, err error) 
 		return host, r, prefixKernel, nil
 	}
 	if !hasPrefix(rest, "type=") && !hasPrefix(rest, "node=") {
-		return nil, nil, 0, errNoType
+		return nil, nil, 0, notRecord(rest)
 	}
 	return host, rest, kind, nil
+}
+
+// notRecord is the error for a syslog message msg that does not start
+// with a record: errForeign when nothing in it looks like one, errNoType
+// (malformed) when it has a type= or an audit( stamp somewhere.
+func notRecord(msg []byte) error {
+	if bytes.Contains(msg, []byte("type=")) || bytes.Contains(msg, []byte("audit(")) {
+		return errNoType
+	}
+	return errForeign
 }
 
 // strip5424 reads an RFC 5424 header after its VERSION SP.
@@ -176,7 +194,7 @@ func strip5424(b []byte) (host, rest []byte, kind logPrefix, err error) {
 		return host, r, prefixKernel, nil
 	}
 	if !hasPrefix(b, "type=") && !hasPrefix(b, "node=") {
-		return nil, nil, 0, errNoType
+		return nil, nil, 0, notRecord(b)
 	}
 	return host, b, prefixRFC5424, nil
 }

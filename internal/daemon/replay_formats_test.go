@@ -229,3 +229,39 @@ func TestReplayProctitleArgs(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaySyslogWithOtherPrograms replays the rsyslog capture with other
+// programs' lines between its records, as a host's forwarded syslog holds
+// them, and one damaged audit line: the others are skipped and counted
+// apart, the damaged one is malformed, and the alerts are the plain log's.
+func TestReplaySyslogWithOtherPrograms(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/syslog/replay-audit.rfc3164.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for i, l := range strings.SplitAfter(string(src), "\n") {
+		if i%10 == 0 {
+			b.WriteString("Dec  7 12:42:22 vm sshd[812]: Accepted publickey for root from 192.0.2.7 port 50522 ssh2\n")
+			b.WriteString("<30>1 2026-12-07T12:42:22Z vm cron 901 - - (root) CMD (run-parts /etc/cron.hourly)\n")
+		}
+		b.WriteString(l)
+	}
+	b.WriteString("Dec  7 12:42:22 vm audispd: type=SYSCALL msg=audit(garbage\n")
+	path := filepath.Join(t.TempDir(), "syslog")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, s := replayFile(t, path)
+	golden, err := os.ReadFile(formatsGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := rests(got), string(golden); g != w {
+		t.Errorf("alerts:\n%s\nwant\n%s", g, w)
+	}
+	in := s.Inputs[0]
+	if in.Foreign != 16 || in.Malformed != 1 {
+		t.Errorf("replay: %d foreign and %d malformed lines, want 16 and 1", in.Foreign, in.Malformed)
+	}
+}

@@ -128,8 +128,35 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		dst = append(dst, node...)
 		dst = append(dst, ' ')
 	}
+	if kind == prefixSyslog || kind == prefixRFC5424 {
+		if i := escapedGS(line); i >= 0 {
+			// rsyslog wrote the enriched separator as "#035".
+			dst = append(dst, line[:i]...)
+			dst = append(dst, 0x1d)
+			line = line[i+len("#035"):]
+		}
+	}
 	dst = append(dst, line...)
 	return typ, h, dst, nil
+}
+
+// escapedGS returns where an enriched record's separator (0x1d) is in
+// line as rsyslog writes a control character on receipt (its
+// EscapeControlCharactersOnReceive, on by default: '#' and three octal
+// digits), or -1. Only an occurrence outside double quotes counts: the
+// kernel hex-encodes any value holding '"', so quote parity is reliable,
+// and "#035" typed into a quoted argument stays text.
+func escapedGS(line []byte) int {
+	quoted := false
+	for i := 0; i+4 <= len(line); i++ {
+		switch {
+		case line[i] == '"':
+			quoted = !quoted
+		case !quoted && line[i] == '#' && string(line[i:i+4]) == "#035":
+			return i
+		}
+	}
+	return -1
 }
 
 // LogStats count what a LogReader has read.

@@ -78,6 +78,8 @@ func TestParseLogLinePrefixed(t *testing.T) {
 		{"rfc5424 nil host", "<13>1 - - - - - - type=CWD msg=audit(1.000:6): cwd=\"/\"", RecCwd, "audit(1.000:6): cwd=\"/\""},
 		{"kmsg number", "audit: type=1300 audit(1.000:6): arch=c000003e syscall=59", RecSyscall, "audit(1.000:6): arch=c000003e syscall=59"},
 		{"kmsg unknown number", "audit: type=1339 audit(1.000:6): x=1", 1339, "audit(1.000:6): x=1"},
+		{"rsyslog-escaped enriched", "Mar  5 17:38:33 web1 a: type=SYSCALL msg=audit(1.000:6): key=\"k\"#035ARCH=x86_64 UID=\"root\"", RecSyscall, "node=web1 audit(1.000:6): key=\"k\"\x1dARCH=x86_64 UID=\"root\""},
+		{"#035 in a quoted value", "Mar  5 17:38:33 web1 a: type=EXECVE msg=audit(1.000:6): argc=2 a0=\"x\" a1=\"y#035ARCH=z\"", RecExecve, "node=web1 audit(1.000:6): argc=2 a0=\"x\" a1=\"y#035ARCH=z\""},
 		{"syslog number with msg", "Mar  5 17:38:33 web1 a: type=1307 msg=audit(1.000:6): cwd=\"/\"", RecCwd, "node=web1 audit(1.000:6): cwd=\"/\""},
 	}
 	for _, tt := range tests {

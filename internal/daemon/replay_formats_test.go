@@ -109,6 +109,8 @@ func TestReplayFormats(t *testing.T) {
 		{"rfc3164", "syslog/replay-audit.rfc3164.log", "vm"},
 		{"rfc3164 with rfc3339 time", "syslog/replay-audit.rfc3339.log", "vm"},
 		{"rfc5424", "syslog/replay-audit.rfc5424.log", "vm"},
+		{"enriched", "enriched/replay-audit-enriched.log", ""},
+		{"rfc3164 enriched, 0x1d escaped by rsyslog", "syslog/replay-audit-enriched.rfc3164.log", "vm"},
 		{"kernel printk", "kmsg/replay-audit.kmsg", ""},
 		{"journalctl short kernel", "kmsg/replay-audit.journal-short", "vm"},
 	}

@@ -234,7 +234,8 @@ func isJournalShort(tag, msg []byte) bool {
 }
 
 // timestamp3164 returns the length of an RFC 3164 TIMESTAMP at b's start,
-// "Mmm dd hh:mm:ss" with the day space- or zero-padded, or 0.
+// "Mmm dd hh:mm:ss" with the day space- or zero-padded, or 0; a fraction
+// of a second after it (journalctl -o short-precise) is included.
 func timestamp3164(b []byte) int {
 	const n = len("Mmm dd hh:mm:ss")
 	if len(b) < n || !isUpper(b[0]) || !isLower(b[1]) || !isLower(b[2]) || b[3] != ' ' ||
@@ -245,6 +246,9 @@ func timestamp3164(b []byte) int {
 		if (i == 2 || i == 5) != (c == ':') || c != ':' && !isDigit(c) {
 			return 0
 		}
+	}
+	if len(b) > n+1 && b[n] == '.' && isDigit(b[n+1]) {
+		return n + 1 + digits(b[n+1:])
 	}
 	return n
 }

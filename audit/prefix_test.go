@@ -36,6 +36,8 @@ func TestStripLogPrefix(t *testing.T) {
 		{"rfc5424 nil host", "<13>1 - - - - - - " + rec, "", rec, prefixRFC5424, nil},
 		{"kmsg", "audit: " + kern, "", kern, prefixKernel, nil},
 		{"dmesg", "[   12.345678] audit: " + kern, "", kern, prefixKernel, nil},
+		{"journal short-precise kernel", "Dec 07 12:15:25.123456 web1 kernel: audit: " + kern, "web1", kern, prefixKernel, nil},
+		{"journal short-iso kernel", "2026-12-07T12:15:25+0000 web1 kernel: audit: " + kern, "web1", kern, prefixKernel, nil},
 		{"journal short kernel", "Dec 07 12:15:25 web1 kernel: audit: " + kern, "web1", kern, prefixKernel, nil},
 		{"rfc5424 kernel", "<6>1 2026-12-07T12:15:25Z web1 kernel - - - audit: " + kern, "web1", kern, prefixKernel, nil},
 		{"journal short audit", "Dec 07 12:15:25 web1 audit[2817]: EXECVE argc=1 a0=\"x\"", "", "", 0, errJournalShort},

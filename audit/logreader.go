@@ -29,6 +29,9 @@ var (
 	// errSeparator marks ausearch's "----" and "time->" lines: neither
 	// records nor malformed.
 	errSeparator = errors.New("ausearch separator")
+	// errInterpreted names ausearch -i's output, whose stamps and values
+	// are rewritten for people (audit(11/27/26 06:00:59.157:6) : ...).
+	errInterpreted = errors.New("interpreted ausearch output (-i): replay ausearch's output without -i")
 )
 
 // concernsExec reports whether records of type typ are part of an exec's
@@ -114,6 +117,8 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		return 0, h, dst, typErr
 	case err != nil && !concernsExec(typ):
 		return 0, h, dst, errSkip
+	case err != nil && isInterpreted(line):
+		return 0, h, dst, errInterpreted
 	case err != nil:
 		return 0, h, dst, err
 	}
@@ -362,6 +367,12 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 		l.OnMalformed(lineN, fmt.Errorf("audit: log line %d: %w", lineN, err))
 	}
 	return Record{}, false
+}
+
+// isInterpreted reports whether stamp, what follows msg=, is ausearch -i's
+// local date (MM/DD/YY) rather than the kernel's seconds since the epoch.
+func isInterpreted(stamp []byte) bool {
+	return hasPrefix(stamp, "audit(") && len(stamp) > 9 && isDigit(stamp[6]) && isDigit(stamp[7]) && stamp[8] == '/'
 }
 
 // ausearchOrder puts the records of one event from ausearch's output back

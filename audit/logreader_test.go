@@ -30,6 +30,7 @@ func TestParseLogLine(t *testing.T) {
 		{"bad time", "type=SYSCALL msg=audit(1.000): x=1", 0, "", errBadTime},
 		{"bad serial", "type=SYSCALL msg=audit(1.000:x): x=1", 0, "", errBadSerial},
 		{"bad node", "node=only", 0, "", errBadNode},
+		{"ausearch -i", "type=SYSCALL msg=audit(11/27/26 06:00:59.157:6) : arch=x86_64 syscall=execve", 0, "", errInterpreted},
 		{"empty", "", 0, "", errNoType},
 	}
 	for _, tt := range tests {

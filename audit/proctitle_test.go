@@ -40,3 +40,29 @@ func TestProctitleArgv(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayReversedEvent pushes an event's records last first, as a tool
+// listing them so would without separators: one complete event, its argv
+// from PROCTITLE, not two halves.
+func TestReplayReversedEvent(t *testing.T) {
+	recs := []Record{
+		{RecProctitle, []byte(`audit(1.000:6): proctitle=2F62696E2F7368002D63006C73`)},
+		{RecPath, []byte(`audit(1.000:6): item=0 name="/bin/sh" inode=1 dev=fe:00 mode=0100755 nametype=NORMAL`)},
+		{RecCwd, []byte(`audit(1.000:6): cwd="/"`)},
+		{RecSyscall, []byte(`audit(1.000:6): arch=c000003e syscall=59 success=no exit=-2 pid=5 ppid=4 comm="sh"`)},
+		{RecSyscall, []byte(`audit(1.000:7): arch=c000003e syscall=59 success=yes exit=0 pid=6 ppid=4 comm="ls"`)},
+	}
+	a := NewAssembler(AssemblerConfig{Mode: ModeReplay})
+	var got []*Event
+	for _, r := range recs {
+		a.Push(r, t0, func(e *Event) { got = append(got, e) })
+	}
+	if len(got) != 1 {
+		t.Fatalf("events before the end of input = %d, want 1 (closed by its SYSCALL)", len(got))
+	}
+	e := got[0]
+	if e.Records != 4 || e.Incomplete || !e.ArgvFromProctitle || !slices.Equal(e.Argv, []string{"/bin/sh", "-c", "ls"}) || e.PID != 5 {
+		t.Errorf("event = %d records, incomplete %v, argv %q (from proctitle %v), pid %d; want 4, complete, [/bin/sh -c ls] from proctitle, pid 5",
+			e.Records, e.Incomplete, e.Argv, e.ArgvFromProctitle, e.PID)
+	}
+}

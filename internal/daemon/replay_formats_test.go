@@ -3,8 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -265,5 +267,55 @@ func TestReplaySyslogWithOtherPrograms(t *testing.T) {
 	in := s.Inputs[0]
 	if in.Foreign != 16 || in.Malformed != 1 {
 		t.Errorf("replay: %d foreign and %d malformed lines, want 16 and 1", in.Foreign, in.Malformed)
+	}
+}
+
+// TestReplayForwardedOpenssl is the issue's case: a web host's records,
+// forwarded through rsyslog with a bare tag (imfile's "tag_audit"), of an
+// openssl run encrypting to base64. Derived from the captured base64 exec
+// (serial 6) with openssl's executable and argv: it alerts, with the
+// syslog HOSTNAME as host.
+func TestReplayForwardedOpenssl(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/replay-audit.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{"openssl", "enc", "-aes-256-cbc", "-a", "-pbkdf2", "-in", "/var/www/db.sql"}
+	r := strings.NewReplacer(
+		`comm="base64" exe="/usr/bin/base64"`, `comm="openssl" exe="/usr/bin/openssl"`,
+		`argc=3 a0="/usr/bin/base64" a1="--decode" a2="/etc/hostname"`, `argc=7 a0="openssl" a1="enc" a2="-aes-256-cbc" a3="-a" a4="-pbkdf2" a5="-in" a6="/var/www/db.sql"`,
+		`name="/usr/bin/base64" inode=246996`, `name="/usr/bin/openssl" inode=251203`,
+		"proctitle=2F7573722F62696E2F626173653634002D2D6465636F6465002F6574632F686F73746E616D65", "proctitle="+strings.ToUpper(hex.EncodeToString([]byte(strings.Join(argv, "\x00")))),
+	)
+	var b strings.Builder
+	for _, l := range strings.Split(string(src), "\n") {
+		if strings.Contains(l, "msg=audit(1795759259.157:6)") {
+			b.WriteString("Mar  5 17:38:33 www-3 tag_audit " + r.Replace(l) + "\n")
+		}
+	}
+	path := filepath.Join(t.TempDir(), "messages")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alerts, s := replayFile(t, path)
+	if len(alerts) != 1 || s.Malformed() != 0 {
+		for _, a := range alerts {
+			t.Log(a.rest)
+		}
+		t.Fatalf("replay: %d alerts, %d malformed lines, want 1 and 0", len(alerts), s.Malformed())
+	}
+	var a struct {
+		Signature struct{ Name string } `json:"signature"`
+		Process   struct {
+			Args []string `json:"args"`
+			Mode string   `json:"mode"`
+		} `json:"process"`
+	}
+	if err := json.Unmarshal([]byte(alerts[0].rest), &a); err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%s on %s: %s (%s)", a.Signature.Name, alerts[0].host, strings.Join(a.Process.Args, " "), a.Process.Mode)
+	if want := "data_encoder_exec on www-3: " + strings.Join(argv, " ") + " (encode)"; got != want {
+		t.Errorf("alert = %s, want %s", got, want)
 	}
 }

@@ -8,9 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -317,5 +320,45 @@ func TestReplayForwardedOpenssl(t *testing.T) {
 	got := fmt.Sprintf("%s on %s: %s (%s)", a.Signature.Name, alerts[0].host, strings.Join(a.Process.Args, " "), a.Process.Mode)
 	if want := "data_encoder_exec on www-3: " + strings.Join(argv, " ") + " (encode)"; got != want {
 		t.Errorf("alert = %s, want %s", got, want)
+	}
+}
+
+// TestReplayRealRsyslog needs Debian's rsyslogd and util-linux's logger: it
+// forwards testdata/replay-audit.log through a private rsyslogd now
+// (testdata/syslog/capture.sh, the script that made the kept captures) and
+// replays what rsyslog wrote, in each of its file formats.
+func TestReplayRealRsyslog(t *testing.T) {
+	for _, bin := range []string{"/usr/sbin/rsyslogd", "logger"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s not installed (needs packages rsyslog and bsdutils): %v", bin, err)
+			}
+			t.Skipf("!!! SKIPPED: %s not installed; the real-rsyslog replay test did not run", bin)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	dir := t.TempDir()
+	cmd := exec.Command("../../testdata/syslog/capture.sh", "../../testdata/replay-audit.log", dir)
+	cmd.Env = append(os.Environ(), "PORT="+port, "AS_HOST=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("capture.sh: %v\n%s", err, out)
+	}
+	golden, err := os.ReadFile(formatsGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"rfc3164", "rfc3339", "rfc5424"} {
+		got, s := replayFile(t, filepath.Join(dir, "replay-audit."+f+".log"))
+		if n := s.Malformed(); n != 0 {
+			t.Errorf("replay of rsyslog's %s file: %d malformed lines, want 0", f, n)
+		}
+		if g, w := rests(got), string(golden); g != w {
+			t.Errorf("replay of rsyslog's %s file:\n%s\nwant\n%s", f, g, w)
+		}
 	}
 }

@@ -217,10 +217,9 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 // kernel's printk prefix, mixed (see stripLogPrefix); an ausearch event is
 // held until its end and put back in the kernel's order (ausearchOrder).
 // Empty lines, ausearch's separators and other programs' syslog lines are
-// skipped, and so are records
-// that concern no exec and cannot be read (type=UNKNOWN[1329] msg=?); a
-// malformed or over-long line is reported to OnMalformed with its 1-based
-// line number, and reading goes on. Read returns nil at the end of r, ctx's
+// skipped, and so are records that concern no exec and cannot be read
+// (type=UNKNOWN[1329] msg=?); a malformed or over-long line is reported
+// to OnMalformed with its 1-based line number, and reading goes on. Read returns nil at the end of r, ctx's
 // error if ctx is done, or r's read error. It does not close out.
 func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) error {
 	br := bufio.NewReaderSize(r, 64<<10)

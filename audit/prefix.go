@@ -66,10 +66,10 @@ var (
 // RFC 5424's "-"), the record (a suffix of line) and what framed it;
 // ausearch's separator lines return prefixSeparator and no rest. A
 // syslog line of another program returns errForeign, any other line an
-// error saying why it is not a record. host is checked as
-// printable ASCII without spaces, at most maxHostname bytes: a forwarded
-// log's hostname is whatever its sender wrote. stripLogPrefix does no I/O
-// and does not allocate.
+// error saying why it is not a record. host is checked as printable ASCII
+// without spaces, at most maxHostname bytes: a forwarded log's hostname is
+// whatever its sender wrote. stripLogPrefix does no I/O and does not
+// allocate.
 func stripLogPrefix(line []byte) (host, rest []byte, kind logPrefix, err error) {
 	if hasPrefix(line, "type=") || hasPrefix(line, "node=") {
 		return nil, line, prefixNone, nil

@@ -44,16 +44,17 @@ type Event struct {
 	AUID, Session                uint32 // Unset when the kernel says so
 	TTY, Comm, Exe, Key, Subject string
 
-	Argc int      // argc as the kernel reported it
-	Argv []string // every argument, in order, empty ones kept
+	Argc      int      // argc as the kernel reported it
+	Argv      []string // every argument, in order, empty ones kept
+	Cwd       string
+	Paths     []Path
+	Proctitle string // raw proctitle bytes (NUL-separated argv, possibly truncated)
+
 	// ArgvFromProctitle is set when the event had no EXECVE record (a
 	// failed exec, or a forwarder that dropped it) and Argv was split from
 	// the PROCTITLE record instead: as much of argv as the kernel kept
 	// there (it truncates the proctitle), and Argc is 0.
 	ArgvFromProctitle bool
-	Cwd               string
-	Paths             []Path
-	Proctitle         string // raw proctitle bytes (NUL-separated argv, possibly truncated)
 
 	// Records is how many records were joined into this event; Incomplete is
 	// set when the event was flushed without its closing record (timeout,

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,34 @@ func TestArgsSource(t *testing.T) {
 				t.Errorf("%s of a PROCTITLE argv = %s, want it to hold %s", tt.format, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestArgsSourceSpool checks that the spool keeps ArgvFromProctitle, and
+// that a record written before the field existed decodes as EXECVE.
+func TestArgsSourceSpool(t *testing.T) {
+	a := testAlert()
+	a.Event.ArgvFromProctitle = true
+	var buf bytes.Buffer
+	if err := encodeAlert(&buf, &a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeAlert(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Event.ArgvFromProctitle {
+		t.Errorf("decodeAlert(encodeAlert(alert from proctitle)).Event.ArgvFromProctitle = false, want true")
+	}
+	old := strings.Replace(buf.String(), `,"argv_from_proctitle":true`, "", 1)
+	if old == buf.String() {
+		t.Fatalf("spool record %s has no argv_from_proctitle", buf.String())
+	}
+	got, err = decodeAlert([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Event.ArgvFromProctitle {
+		t.Errorf("decodeAlert(record without the field).Event.ArgvFromProctitle = true, want false")
 	}
 }

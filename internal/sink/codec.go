@@ -142,40 +142,41 @@ type spoolPayload struct {
 }
 
 type spoolEvent struct {
-	Time    time.Time `json:"time"`
-	Serial  uint64    `json:"serial"`
-	Node    bstr      `json:"node,omitempty"`
-	Arch    uint32    `json:"arch"`
-	Syscall int       `json:"syscall"`
-	Success bool      `json:"success"`
-	Exit    int64     `json:"exit"`
-	PID     int       `json:"pid"`
-	PPID    int       `json:"ppid"`
-	UID     uint32    `json:"uid"`
-	EUID    uint32    `json:"euid"`
-	SUID    uint32    `json:"suid"`
-	FSUID   uint32    `json:"fsuid"`
-	GID     uint32    `json:"gid"`
-	EGID    uint32    `json:"egid"`
-	SGID    uint32    `json:"sgid"`
-	FSGID   uint32    `json:"fsgid"`
-	AUID    uint32    `json:"auid"`
-	Session uint32    `json:"session"`
-	TTY     bstr      `json:"tty"`
-	Comm    bstr      `json:"comm"`
-	Exe     bstr      `json:"exe"`
-	Key     bstr      `json:"key"`
-	Subject bstr      `json:"subject"`
-	Argc    int       `json:"argc"`
-	Argv    []bstr    `json:"argv"`
-	// ArgvFromProctitle is new in version 2's records; older ones lack
-	// it and decode as false (argv from EXECVE).
-	ArgvFromProctitle bool        `json:"argv_from_proctitle,omitempty"`
-	Cwd               bstr        `json:"cwd"`
-	Paths             []spoolPath `json:"paths,omitempty"`
-	Proctitle         bstr        `json:"proctitle"`
-	Records           int         `json:"records"`
-	Incomplete        bool        `json:"incomplete,omitempty"`
+	Time       time.Time   `json:"time"`
+	Serial     uint64      `json:"serial"`
+	Node       bstr        `json:"node,omitempty"`
+	Arch       uint32      `json:"arch"`
+	Syscall    int         `json:"syscall"`
+	Success    bool        `json:"success"`
+	Exit       int64       `json:"exit"`
+	PID        int         `json:"pid"`
+	PPID       int         `json:"ppid"`
+	UID        uint32      `json:"uid"`
+	EUID       uint32      `json:"euid"`
+	SUID       uint32      `json:"suid"`
+	FSUID      uint32      `json:"fsuid"`
+	GID        uint32      `json:"gid"`
+	EGID       uint32      `json:"egid"`
+	SGID       uint32      `json:"sgid"`
+	FSGID      uint32      `json:"fsgid"`
+	AUID       uint32      `json:"auid"`
+	Session    uint32      `json:"session"`
+	TTY        bstr        `json:"tty"`
+	Comm       bstr        `json:"comm"`
+	Exe        bstr        `json:"exe"`
+	Key        bstr        `json:"key"`
+	Subject    bstr        `json:"subject"`
+	Argc       int         `json:"argc"`
+	Argv       []bstr      `json:"argv"`
+	Cwd        bstr        `json:"cwd"`
+	Paths      []spoolPath `json:"paths,omitempty"`
+	Proctitle  bstr        `json:"proctitle"`
+	Records    int         `json:"records"`
+	Incomplete bool        `json:"incomplete,omitempty"`
+
+	// ArgvFromProctitle is new since version 2's first records; those
+	// lack it and decode as false (argv from EXECVE).
+	ArgvFromProctitle bool `json:"argv_from_proctitle,omitempty"`
 }
 
 type spoolPath struct {

@@ -182,6 +182,7 @@ type inflight struct {
 
 	argc                              int
 	hasSyscall, hasExecve, incomplete bool
+	hasProctitle                      bool
 	splitArg, splitNext               uint64
 	records                           int
 }
@@ -262,9 +263,26 @@ func (a *Assembler) Push(r Record, now time.Time, emit func(*Event)) {
 		a.stats.Malformed++
 		f.incomplete = true
 	}
-	if r.Type == RecEOE || (r.Type == RecProctitle && a.cfg.Mode == ModeReplay) {
+	if r.Type == RecEOE || (a.cfg.Mode == ModeReplay && closesReplayed(f, r.Type)) {
 		a.complete(f, false, emit)
 	}
+}
+
+// closesReplayed reports whether a record of type typ, just folded into f,
+// is the last of its event in a log: PROCTITLE after the SYSCALL, the
+// kernel's order; or SYSCALL after the PROCTITLE, the order of a tool
+// that lists an event's records last first (ausearch 3.0 does; LogReader
+// puts its output back in order, but not every relay says where its events
+// end). A PROCTITLE ahead of its SYSCALL closing the event would split it,
+// leaving the SYSCALL's half without argv when there is no EXECVE.
+func closesReplayed(f *inflight, typ uint16) bool {
+	switch typ {
+	case RecProctitle:
+		return f.hasSyscall
+	case RecSyscall:
+		return f.hasProctitle
+	}
+	return false
 }
 
 // Expire emits, as Incomplete, every live-mode event that has waited longer
@@ -535,6 +553,7 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 		}
 		f.paths = append(f.paths, p)
 	case RecProctitle:
+		f.hasProctitle = true
 		for s.next() {
 			if !s.enriched && string(s.key) == "proctitle" {
 				f.proctitle = f.addValue(&s, limit)
@@ -728,6 +747,7 @@ func (f *inflight) event(early bool) *Event {
 	case e.Proctitle != "":
 		e.Argc = 0
 		e.Argv = splitNUL(e.Proctitle)
+		e.ArgvFromProctitle = true
 	}
 	if len(f.paths) > 0 {
 		e.Paths = make([]Path, len(f.paths))

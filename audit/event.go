@@ -50,6 +50,12 @@ type Event struct {
 	Paths     []Path
 	Proctitle string // raw proctitle bytes (NUL-separated argv, possibly truncated)
 
+	// ArgvFromProctitle is set when the event had no EXECVE record (a
+	// failed exec, or a forwarder that dropped it) and Argv was split from
+	// the PROCTITLE record instead: as much of argv as the kernel kept
+	// there (it truncates the proctitle), and Argc is 0.
+	ArgvFromProctitle bool
+
 	// Records is how many records were joined into this event; Incomplete is
 	// set when the event was flushed without its closing record (timeout,
 	// in-flight bound, end of input) or when argv came out shorter than argc.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -25,6 +26,12 @@ var (
 	// errSkip marks a line that is an audit record encwatch has no use for
 	// and cannot read (type=UNKNOWN[1329] msg=?): skipped, not malformed.
 	errSkip = errors.New("skipped record")
+	// errSeparator marks ausearch's "----" and "time->" lines: neither
+	// records nor malformed.
+	errSeparator = errors.New("ausearch separator")
+	// errInterpreted names ausearch -i's output, whose stamps and values
+	// are rewritten for people (audit(11/27/26 06:00:59.157:6) : ...).
+	errInterpreted = errors.New("interpreted ausearch output (-i): replay ausearch's output without -i")
 )
 
 // concernsExec reports whether records of type typ are part of an exec's
@@ -41,9 +48,28 @@ func concernsExec(typ uint16) bool {
 // record type, its header and the grown dst: the record's Data is what was
 // appended. A record of a known type that does not concern an exec and
 // has an unreadable header (type=UNKNOWN[1329] msg=?) returns errSkip.
+// Lines auditd does not write go through stripLogPrefix: ausearch's
+// separators return errSeparator, another program's syslog line
+// errForeign; a record behind a syslog header takes the HOSTNAME as its
+// node unless it has a node= of its own, and one behind the kernel's
+// "audit: " may give its type as a number and have no msg=.
 func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 	for len(line) > 0 && (line[len(line)-1] == '\n' || line[len(line)-1] == '\r') {
 		line = line[:len(line)-1]
+	}
+	// A plain line takes no detour: stripLogPrefix is only asked about
+	// lines auditd does not write.
+	var host []byte
+	kind := prefixNone
+	if !hasPrefix(line, "type=") && !hasPrefix(line, "node=") {
+		var err error
+		host, line, kind, err = stripLogPrefix(line)
+		switch {
+		case err != nil:
+			return 0, rawHeader{}, dst, err
+		case kind == prefixSeparator:
+			return 0, rawHeader{}, dst, errSeparator
+		}
 	}
 	var node []byte
 	if hasPrefix(line, "node=") {
@@ -65,14 +91,24 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		i++
 	}
 	typ, typErr := typeFromName(line[:i])
+	if typErr != nil && kind != prefixNone {
+		// The kernel's printk, and some relays, write the number.
+		if n, ok := parseUint(line[:i], 10); ok && n <= 0xffff {
+			typ, typErr = uint16(n), nil
+		}
+	}
 	for i < len(line) && line[i] == ' ' {
 		i++
 	}
 	line = line[i:]
-	if !hasPrefix(line, "msg=") {
+	switch {
+	case hasPrefix(line, "msg="):
+		line = line[4:]
+	case kind == prefixKernel && hasPrefix(line, "audit("):
+		// The kernel's printk has no msg=.
+	default:
 		return 0, rawHeader{}, dst, errNoMsg
 	}
-	line = line[4:]
 	h, _, err := parseHeader(line)
 	switch {
 	case typErr != nil:
@@ -81,8 +117,15 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		return 0, h, dst, typErr
 	case err != nil && !concernsExec(typ):
 		return 0, h, dst, errSkip
+	case err != nil && isInterpreted(line):
+		return 0, h, dst, errInterpreted
 	case err != nil:
 		return 0, h, dst, err
+	}
+	if node == nil && host != nil {
+		// The syslog HOSTNAME names the record's node when the record
+		// itself does not (auditd's name_format = none).
+		node = host
 	}
 	h.node = node
 	if node != nil {
@@ -90,8 +133,35 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		dst = append(dst, node...)
 		dst = append(dst, ' ')
 	}
+	if kind == prefixSyslog || kind == prefixRFC5424 {
+		if i := escapedGS(line); i >= 0 {
+			// rsyslog wrote the enriched separator as "#035".
+			dst = append(dst, line[:i]...)
+			dst = append(dst, 0x1d)
+			line = line[i+len("#035"):]
+		}
+	}
 	dst = append(dst, line...)
 	return typ, h, dst, nil
+}
+
+// escapedGS returns where an enriched record's separator (0x1d) is in
+// line as rsyslog writes a control character on receipt (its
+// EscapeControlCharactersOnReceive, on by default: '#' and three octal
+// digits), or -1. Only an occurrence outside double quotes counts: the
+// kernel hex-encodes any value holding '"', so quote parity is reliable,
+// and "#035" typed into a quoted argument stays text.
+func escapedGS(line []byte) int {
+	quoted := false
+	for i := 0; i+4 <= len(line); i++ {
+		switch {
+		case line[i] == '"':
+			quoted = !quoted
+		case !quoted && line[i] == '#' && string(line[i:i+4]) == "#035":
+			return i
+		}
+	}
+	return -1
 }
 
 // LogStats count what a LogReader has read.
@@ -101,6 +171,11 @@ type LogStats struct {
 	Skipped   uint64 // records that concern no exec and have an unreadable header
 	Filtered  uint64 // records outside [Since, Until)
 	Malformed uint64 // lines that are not audit records, or are unreadable exec records
+	// Separators are ausearch's "----" and "time->" lines between events.
+	Separators uint64
+	// Foreign are syslog lines of other programs, in a syslog file that
+	// also holds forwarded audit records.
+	Foreign uint64
 	// First and Last are the earliest and latest record times sent.
 	First, Last time.Time
 }
@@ -137,10 +212,14 @@ func ReadLog(ctx context.Context, r io.Reader, out chan<- []Record, onErr func(l
 // batches of at most logBatch, each a new slice the receiver owns, in file
 // order. A batch is sent when full, and also whenever r has no more input
 // ready, so that a slow stream (an audisp plugin's stdin) is not held back
-// waiting for a full batch. Empty lines are skipped, and so are records
-// that concern no exec and cannot be read (type=UNKNOWN[1329] msg=?); a
-// malformed or over-long line is reported to OnMalformed with its 1-based
-// line number, and reading goes on. Read returns nil at the end of r, ctx's
+// waiting for a full batch. The lines may be auditd's (plain or
+// enriched), ausearch's output, or records behind a syslog header or the
+// kernel's printk prefix, mixed (see stripLogPrefix); an ausearch event is
+// held until its end and put back in the kernel's order (ausearchOrder).
+// Empty lines, ausearch's separators and other programs' syslog lines are
+// skipped, and so are records that concern no exec and cannot be read
+// (type=UNKNOWN[1329] msg=?); a malformed or over-long line is reported
+// to OnMalformed with its 1-based line number, and reading goes on. Read returns nil at the end of r, ctx's
 // error if ctx is done, or r's read error. It does not close out.
 func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) error {
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -150,25 +229,46 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		long    []byte // a line longer than the reader's buffer, being gathered
 		tooLong bool   // the line being gathered passed maxLogLine
 		lineN   int
+		// block is where ausearch's current event starts in batch, or -1
+		// outside one: its records are held back until the event ends, to
+		// be put back in the kernel's order (see ausearchOrder).
+		block = -1
 	)
-	send := func() error {
-		if len(batch) == 0 {
+	// send sends batch, except the records of an ausearch event that has
+	// not ended unless all is set.
+	send := func(all bool) error {
+		n := len(batch)
+		if block >= 0 && !all {
+			n = block
+		}
+		if n == 0 {
 			return nil
 		}
 		select {
-		case out <- batch:
+		case out <- batch[:n:n]:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		batch, arena = nil, nil
+		// The held records keep their Data in the old arena chunk, which
+		// the receiver only reads.
+		batch, arena = append([]Record(nil), batch[n:]...), nil
+		if block >= 0 {
+			block = 0
+		}
 		return nil
+	}
+	endBlock := func() {
+		if block >= 0 {
+			ausearchOrder(batch[block:])
+		}
+		block = len(batch)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if br.Buffered() == 0 {
-			if err := send(); err != nil {
+			if err := send(false); err != nil {
 				return err
 			}
 		}
@@ -182,7 +282,7 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			continue
 		}
 		if rerr != nil && rerr != io.EOF {
-			if err := send(); err != nil {
+			if err := send(true); err != nil {
 				return err
 			}
 			return fmt.Errorf("audit: read log: %w", rerr)
@@ -194,8 +294,11 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		}
 		if len(line) > 0 || tooLong {
 			lineN++
+			seps := l.stats.Separators
 			if r, ok := l.line(line, tooLong, lineN, &arena); ok {
 				batch = append(batch, r)
+			} else if l.stats.Separators != seps {
+				endBlock()
 			}
 		}
 		long, tooLong = long[:0], false
@@ -203,12 +306,20 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			long = nil
 		}
 		if len(batch) >= logBatch {
-			if err := send(); err != nil {
+			if block == 0 {
+				// An ausearch event of logBatch records or more: sent
+				// as it is.
+				block = -1
+			}
+			if err := send(false); err != nil {
 				return err
 			}
 		}
 		if rerr == io.EOF {
-			return send()
+			if block >= 0 {
+				endBlock()
+			}
+			return send(true)
 		}
 	}
 }
@@ -231,6 +342,12 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 		case perr == errSkip:
 			l.stats.Skipped++
 			return Record{}, false
+		case perr == errSeparator:
+			l.stats.Separators++
+			return Record{}, false
+		case perr == errForeign:
+			l.stats.Foreign++
+			return Record{}, false
 		case perr != nil:
 			err = perr
 		case !l.inRange(h):
@@ -249,6 +366,24 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 		l.OnMalformed(lineN, fmt.Errorf("audit: log line %d: %w", lineN, err))
 	}
 	return Record{}, false
+}
+
+// isInterpreted reports whether stamp, what follows msg=, is ausearch -i's
+// local date (MM/DD/YY) rather than the kernel's seconds since the epoch.
+func isInterpreted(stamp []byte) bool {
+	return hasPrefix(stamp, "audit(") && len(stamp) > 9 && isDigit(stamp[6]) && isDigit(stamp[7]) && stamp[8] == '/'
+}
+
+// ausearchOrder puts the records of one event from ausearch's output back
+// in the order the kernel wrote them. ausearch 3.0.9 (Debian 12) prints an
+// event's records last first (PROCTITLE ... EXECVE, SYSCALL); read that
+// way, PROCTITLE would close a replayed event before its SYSCALL arrived,
+// splitting it in two: the SYSCALL's half without its proctitle. An event
+// that ends with its SYSCALL, and does not start with it, is reversed.
+func ausearchOrder(recs []Record) {
+	if len(recs) > 1 && recs[len(recs)-1].Type == RecSyscall && recs[0].Type != RecSyscall {
+		slices.Reverse(recs)
+	}
 }
 
 // inRange reports whether h's time lies within [Since, Until).

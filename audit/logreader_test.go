@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -29,6 +30,7 @@ func TestParseLogLine(t *testing.T) {
 		{"bad time", "type=SYSCALL msg=audit(1.000): x=1", 0, "", errBadTime},
 		{"bad serial", "type=SYSCALL msg=audit(1.000:x): x=1", 0, "", errBadSerial},
 		{"bad node", "node=only", 0, "", errBadNode},
+		{"ausearch -i", "type=SYSCALL msg=audit(11/27/26 06:00:59.157:6) : arch=x86_64 syscall=execve", 0, "", errInterpreted},
 		{"empty", "", 0, "", errNoType},
 	}
 	for _, tt := range tests {
@@ -225,4 +227,62 @@ func FuzzParseLogLine(f *testing.F) {
 		}
 		_, _ = ParseRecord(r)
 	})
+}
+
+func TestReadLogAusearch(t *testing.T) {
+	// ausearch 3.0.9's order: an event's records last first, between
+	// "----" and "time->" lines; one event arriving line by line, as
+	// through a pipe, and one of many records, more than a batch.
+	lines := []string{
+		"----\n",
+		"time->Fri Nov 27 06:00:59 2026\n",
+		"type=PROCTITLE msg=audit(1.000:6): proctitle=78\n",
+		"type=CWD msg=audit(1.000:6): cwd=\"/\"\n",
+		"type=SYSCALL msg=audit(1.000:6): syscall=59\n",
+		"----\n",
+		"time->Fri Nov 27 06:00:59 2026\n",
+		"type=CONFIG_CHANGE msg=audit(1.000:7): op=x\n",
+		"----\n",
+		"time->Fri Nov 27 06:00:59 2026\n",
+		"type=PROCTITLE msg=audit(1.000:8): proctitle=78\n",
+	}
+	for range logBatch {
+		lines = append(lines, "type=PATH msg=audit(1.000:8): item=0\n")
+	}
+	lines = append(lines, "type=SYSCALL msg=audit(1.000:8): syscall=59\n")
+	var all strings.Builder
+	for _, l := range lines {
+		all.WriteString(l)
+	}
+	for _, in := range []struct {
+		name string
+		r    io.Reader
+	}{{"file", strings.NewReader(all.String())}, {"pipe", &trickle{lines: lines}}} {
+		t.Run(in.name, func(t *testing.T) {
+			l := LogReader{OnMalformed: func(line int, err error) { t.Errorf("line %d malformed: %v", line, err) }}
+			out := make(chan []Record, 1024)
+			if err := l.Read(context.Background(), in.r, out); err != nil {
+				t.Fatal(err)
+			}
+			close(out)
+			var got []uint16
+			for b := range out {
+				for _, r := range b {
+					got = append(got, r.Type)
+				}
+			}
+			want := []uint16{RecSyscall, RecCwd, RecProctitle, RecConfigChange}
+			if len(got) != len(want)+logBatch+2 || !slices.Equal(got[:len(want)], want) {
+				t.Fatalf("record types = %v..., want %v then the long event", got[:min(len(got), 8)], want)
+			}
+			// The long event is sent as it came: no reordering across a
+			// batch.
+			if got[len(want)] != RecProctitle || got[len(got)-1] != RecSyscall {
+				t.Errorf("long event = %d..%d, want PROCTITLE..SYSCALL as read", got[len(want)], got[len(got)-1])
+			}
+			if st := l.Stats(); st.Separators != 6 || st.Malformed != 0 || st.Lines != uint64(len(lines)) {
+				t.Errorf("Stats() = %+v, want 6 separators, 0 malformed, %d lines", st, len(lines))
+			}
+		})
+	}
 }

@@ -160,6 +160,13 @@ func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
 	counts("signatures", s.BySignature)
 	counts("hosts", s.ByHost)
 	counts("top parents", s.TopParents)
+	var seps, foreign uint64
+	for _, in := range s.Inputs {
+		seps, foreign = seps+in.Separators, foreign+in.Foreign
+	}
+	if seps > 0 || foreign > 0 {
+		fmt.Fprintf(&b, "  not audit   %d lines (%d ausearch separators, %d syslog lines of other programs)\n", seps+foreign, seps, foreign)
+	}
 	fmt.Fprintf(&b, "  malformed   %d lines\n", s.Malformed())
 	for _, in := range s.Inputs {
 		if in.Malformed > 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -182,5 +183,37 @@ func TestParseWhen(t *testing.T) {
 	}
 	if _, err := parseWhen("yesterday"); err == nil {
 		t.Errorf("parseWhen(yesterday) = nil error, want one")
+	}
+}
+
+// TestReplayAusearchText replays ausearch's output with one event's EXECVE
+// record removed: the summary counts the separators apart from malformed
+// lines, and the text alert says its command came from the proctitle.
+func TestReplayAusearchText(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/ausearch/replay-audit.ausearch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.SplitAfter(string(src), "\n") {
+		if !strings.HasPrefix(l, "type=EXECVE msg=audit(1795759259.157:6)") {
+			kept = append(kept, l)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "ticket.txt")
+	if err := os.WriteFile(path, []byte(strings.Join(kept, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"replay", "--config", "../../config.hcl", "--format", "text", path}, &stdout, &stderr); err != nil {
+		t.Fatalf("replay: %v\n%s", err, stderr.String())
+	}
+	if want := "command  /usr/bin/base64 --decode /etc/hostname  (from proctitle)"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("text output lacks %q:\n%s", want, stdout.String())
+	}
+	for _, want := range []string{"not audit   24 lines (24 ausearch separators, 0 syslog lines of other programs)", "malformed   0 lines"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, stderr.String())
+		}
 	}
 }

@@ -90,7 +90,12 @@ func (t *textWriter) alert(a *detect.Alert) {
 	}
 	if e := a.Event; e != nil {
 		t.field("user", userText(a, e))
-		t.field("command", shellQuote(e.Argv))
+		cmd := shellQuote(e.Argv)
+		if e.ArgvFromProctitle {
+			// No EXECVE record: the kernel's proctitle, possibly cut short.
+			cmd += "  (from proctitle)"
+		}
+		t.field("command", cmd)
 		if e.Exe != "" {
 			t.field("exe", printable(e.Exe))
 		}

@@ -44,7 +44,10 @@ type ReplayOptions struct {
 	// Inputs are files, directories (every audit.log* in rotation order,
 	// oldest first), glob patterns, "-" for Stdin, or JournalInput. Each
 	// may be plain, gzip, zstd or xz (told by its magic bytes), and hold
-	// auditd log lines or a journal export (journalctl -o export).
+	// auditd log lines or a journal export (journalctl -o export). Log
+	// lines may be plain or enriched, ausearch's output, behind an RFC
+	// 3164 or RFC 5424 syslog header, or the kernel's "audit: type=NNNN"
+	// printk, mixed in one file (see audit.LogReader).
 	Inputs []string
 	// Since and Until, when not zero, keep only records stamped at or
 	// after Since and before Until.
@@ -302,6 +305,10 @@ func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error 
 		r.stats = append(r.stats, InputStats{Name: name, LogStats: st})
 		if st.Malformed > 0 {
 			r.log.WithFields(logrus.Fields{"file": name, "malformed": st.Malformed}).Warn("malformed lines skipped")
+		}
+		if st.Foreign > 0 {
+			// A syslog file holds other programs' lines: not damage.
+			r.log.WithFields(logrus.Fields{"file": name, "lines": st.Foreign}).Info("syslog lines of other programs skipped")
 		}
 		switch {
 		case err != nil:

@@ -173,6 +173,10 @@ type spoolEvent struct {
 	Proctitle  bstr        `json:"proctitle"`
 	Records    int         `json:"records"`
 	Incomplete bool        `json:"incomplete,omitempty"`
+
+	// ArgvFromProctitle is new since version 2's first records; those
+	// lack it and decode as false (argv from EXECVE).
+	ArgvFromProctitle bool `json:"argv_from_proctitle,omitempty"`
 }
 
 type spoolPath struct {
@@ -250,7 +254,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 			UID: e.UID, EUID: e.EUID, SUID: e.SUID, FSUID: e.FSUID,
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: bstr(e.TTY), Comm: bstr(e.Comm), Exe: bstr(e.Exe), Key: bstr(e.Key), Subject: bstr(e.Subject),
-			Argc: e.Argc, Argv: bstrs(e.Argv), Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
+			Argc: e.Argc, Argv: bstrs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
 			Records: e.Records, Incomplete: e.Incomplete,
 		}
 		for _, p := range e.Paths {
@@ -295,7 +299,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 			UID: e.UID, EUID: e.EUID, SUID: e.SUID, FSUID: e.FSUID,
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: string(e.TTY), Comm: string(e.Comm), Exe: string(e.Exe), Key: string(e.Key), Subject: string(e.Subject),
-			Argc: e.Argc, Argv: strs(e.Argv), Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
+			Argc: e.Argc, Argv: strs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
 			Records: e.Records, Incomplete: e.Incomplete,
 		}
 		for _, p := range e.Paths {

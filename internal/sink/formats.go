@@ -59,7 +59,8 @@ func severityOf(table []int, i detect.Importance) int {
 // process.parent.*, rule.*, threat.* and host.name. Fields ECS has no name
 // for are under "encwatch". Strings are escaped as by AppendJSON, so the
 // document is valid UTF-8 JSON on one line; when an argument of argv is not
-// valid UTF-8, encwatch.args_b64 holds its exact bytes.
+// valid UTF-8, encwatch.args_b64 holds its exact bytes, and
+// encwatch.args_source is "proctitle" when argv was split from PROCTITLE.
 //
 // It is longer than 80 lines because it writes the document field by field
 // in output order: read top to bottom, it is the document's layout.
@@ -155,6 +156,9 @@ func appendECS(dst []byte, a *detect.Alert, version string) []byte {
 		dst = append(dst, `,"mode":`...)
 		dst = appendString(dst, a.Mode)
 	}
+	if a.Event != nil && a.Event.ArgvFromProctitle {
+		dst = append(dst, `,"args_source":"proctitle"`...)
+	}
 	if !allValid(argv) {
 		dst = append(dst, `,"args_b64":`...)
 		dst = appendB64s(dst, argv)
@@ -168,7 +172,8 @@ func appendECS(dst []byte, a *detect.Alert, version string) []byte {
 // 100701), with the signature as finding_info (analytic, MITRE ATT&CK
 // techniques). OCSF has no argv array, so unmapped.args carries it.
 // Escaping is AppendJSON's; when an argument of argv is not valid UTF-8,
-// unmapped.args_b64 holds its exact bytes.
+// unmapped.args_b64 holds its exact bytes; unmapped.args_source is
+// "proctitle" when argv was split from PROCTITLE.
 func appendOCSF(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	sev := severityOf(ocsfSeverity[:], s.Importance)
@@ -236,6 +241,9 @@ func appendOCSF(dst []byte, a *detect.Alert, version string) []byte {
 	if a.Event != nil {
 		dst = append(dst, `,"args":`...)
 		dst = appendStrings(dst, argv)
+		if a.Event.ArgvFromProctitle {
+			dst = append(dst, `,"args_source":"proctitle"`...)
+		}
 	}
 	if a.Mode != "" {
 		dst = append(dst, `,"mode":`...)
@@ -311,7 +319,8 @@ func appendB64s(dst []byte, ss []string) []byte {
 // cat (signature category), act ("alert"), msg (description), spid, sproc
 // (process name), filePath (executable), suid, cs1 commandLine, cs2 argv
 // (JSON), cs3 mitre, cs4 parentProcess (executable), cn1 parentPid, cs5
-// environment, cs6 cwd, flexString1 argvBase64.
+// environment, cs6 cwd, flexString1 argvBase64, cn2 argvFromProctitle (1,
+// only when argv was split from PROCTITLE for want of an EXECVE record).
 func appendCEF(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, "CEF:0|encwatch|encwatch|"...)
@@ -344,6 +353,11 @@ func appendCEF(dst []byte, a *detect.Alert, version string) []byte {
 		dst = appendCEFExt(dst, "cs1", strings.Join(e.Argv, " "))
 		dst = appendCEFExt(dst, "cs2Label", "argv")
 		dst = appendCEFExt(dst, "cs2", string(appendStrings(nil, e.Argv)))
+		if e.ArgvFromProctitle {
+			// cs1..cs6 are taken; CEF has no flexString3.
+			dst = appendCEFExt(dst, "cn2Label", "argvFromProctitle")
+			dst = append(dst, " cn2=1"...)
+		}
 		dst = appendCEFExt(dst, "cs6Label", "cwd")
 		dst = appendCEFExt(dst, "cs6", e.Cwd)
 		if a.Mode != "" {
@@ -443,7 +457,8 @@ func appendSafe(dst []byte, s string, esc func([]byte, byte) ([]byte, bool)) []b
 // Attributes: devTime and devTimeFormat, sev (1-10), cat, identHostName,
 // externalId (alert id), usrName (the uid: LEEF has no uid key), and the
 // custom keys signature, description, mitre, environment, pid, ppid,
-// parentExe, exe, processName, cmdLine, argv, cwd, argvBase64.
+// parentExe, exe, processName, cmdLine, argv, argsSource ("proctitle" when argv was
+// split from PROCTITLE for want of an EXECVE record), cwd, argvBase64.
 func appendLEEFEvent(dst []byte, a *detect.Alert, version string) []byte {
 	s := &a.Signature
 	dst = append(dst, "LEEF:2.0|encwatch|encwatch|"...)
@@ -479,6 +494,9 @@ func appendLEEFEvent(dst []byte, a *detect.Alert, version string) []byte {
 		dst = appendLEEFAttr(dst, "processName", baseName(e.Exe))
 		dst = appendLEEFAttr(dst, "cmdLine", strings.Join(e.Argv, " "))
 		dst = appendLEEFAttr(dst, "argv", string(appendStrings(nil, e.Argv)))
+		if e.ArgvFromProctitle {
+			dst = appendLEEFAttr(dst, "argsSource", "proctitle")
+		}
 		dst = appendLEEFAttr(dst, "cwd", e.Cwd)
 		if a.Mode != "" {
 			dst = appendLEEFAttr(dst, "mode", a.Mode)

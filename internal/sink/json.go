@@ -26,7 +26,9 @@ type Format func(dst []byte, a *detect.Alert) []byte
 // because a JSON text must be UTF-8 (RFC 8259 section 8.1). So that this
 // replacement loses no evidence, when any argument of argv is not valid
 // UTF-8 the object also carries "args_b64": the exact bytes of every
-// argument, base64-encoded (RFC 4648 section 4).
+// argument, base64-encoded (RFC 4648 section 4). When the event had no
+// EXECVE record and args were split from its PROCTITLE, the process object
+// says so with "args_source": "proctitle" (absent: from EXECVE).
 //
 // The shape is fixed and documented by the golden files in testdata/.
 func AppendJSON(dst []byte, a *detect.Alert) []byte {
@@ -118,6 +120,11 @@ func appendProcess(dst []byte, e *audit.Event, user, loginUser string) []byte {
 	dst = append(dst, `,"name":`...)
 	dst = appendString(dst, baseName(e.Exe))
 	dst = appendArgs(dst, e.Argv)
+	if e.ArgvFromProctitle {
+		// No EXECVE record: args were split from PROCTITLE (see
+		// audit.Event.ArgvFromProctitle); absent means EXECVE.
+		dst = append(dst, `,"args_source":"proctitle"`...)
+	}
 	dst = append(dst, `,"argc":`...)
 	dst = strconv.AppendInt(dst, int64(e.Argc), 10)
 	dst = append(dst, `,"cwd":`...)

@@ -478,9 +478,13 @@ func throttleValue(x *evalCtx, per string) string {
 
 // Sequence correlation.
 
+// seqKey is where a sequence's first step waits: per signature, host (the
+// event's node; "" for this machine) and parent or session, so that two
+// hosts' pids in one forwarded or replayed stream never pair up.
 type seqKey struct {
-	sig string
-	key uint64
+	sig  string
+	host string
+	key  uint64
 }
 
 type seqHit struct {
@@ -511,7 +515,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 	default:
 		k = uint64(x.ev.PPID)
 	}
-	key := seqKey{sig: s.info.Name, key: k}
+	key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
 	var cur *seqHit
 	for step := range 2 {
 		ms, ok := q.steps[step].match(x, nil)

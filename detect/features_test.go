@@ -134,6 +134,27 @@ func TestSequence(t *testing.T) {
 	}
 }
 
+// Two hosts in one stream (a replay, a relay) have pids of their own: a
+// decoder on one and a shell under the same parent pid on the other are
+// no pair.
+func TestSequenceKeepsHostsApart(t *testing.T) {
+	on := func(node string, ev *audit.Event, pid int) *audit.Event {
+		ev.Node, ev.PID, ev.PPID = node, pid, 5
+		return ev
+	}
+	e := NewEngine(seqPolicy(t, false), "h", fixedNow)
+	if got := e.Evaluate(on("alpha", execEvent("/usr/bin/base64", "base64", "-d"), 10)); len(got) != 0 {
+		t.Fatalf("alpha's decoder raised %v", names(got))
+	}
+	if got := e.Evaluate(on("beta", execEvent("/usr/bin/sh", "sh"), 11)); len(got) != 0 {
+		t.Fatalf("beta's shell under the same parent pid paired with alpha's decoder: %v", names(got))
+	}
+	got := e.Evaluate(on("alpha", execEvent("/usr/bin/sh", "sh"), 12))
+	if len(got) != 1 || got[0].Host != "alpha" {
+		t.Fatalf("alpha's shell raised %v, want alpha's pipe alert", got)
+	}
+}
+
 func TestAllowCountsReason(t *testing.T) {
 	p := mustCompile(t, PolicySpec{
 		Signatures: []SignatureSpec{encoderSpec},

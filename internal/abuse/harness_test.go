@@ -2,6 +2,7 @@ package abuse
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -304,6 +305,7 @@ type alert struct {
 // alertsFor returns the alerts whose JSON mentions marker.
 func (d *daemon) alertsFor(marker string) []alert {
 	b, _ := os.ReadFile(d.alerts)
+	b = b[:bytes.LastIndexByte(b, '\n')+1] // not the line the sink is still writing
 	var out []alert
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if !strings.Contains(line, marker) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -184,31 +183,27 @@ func (d *testDaemon) readAlerts(t *testing.T) []alert {
 	return readJSONLines[alert](t, d.alerts)
 }
 
-// readJSONLines parses every line of the file at path as a T; none if the
-// file does not exist yet, and a line that is not one JSON object fails
-// the test.
+// readJSONLines parses every complete line of the file at path as a T; none
+// if the file does not exist yet. A line the sink is still writing (no
+// newline yet) is left for the next read; a complete line that is not one
+// JSON object fails the test.
 func readJSONLines[T any](t *testing.T, path string) []T {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
 	var out []T
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 4<<20)
-	for sc.Scan() {
+	for line := range bytes.Lines(b) {
 		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("alert line is not JSON: %v: %q", err, sc.Text())
+		if err := json.Unmarshal(line, &v); err != nil {
+			t.Fatalf("alert line is not JSON: %v: %q", err, line)
 		}
 		out = append(out, v)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

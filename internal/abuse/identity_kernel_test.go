@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,6 +124,63 @@ signature "unidentified_exec" {
 			}
 		})
 	}
+}
+
+// TestKernelReusedInode needs root and the kernel audit: root runs a copy
+// of true in a /tmp directory (root's, mode 0755: the daemon caches it) and
+// deletes it; nobody's copy of base64 made next takes the freed inode
+// number (ext4 hands it out again at once) at the same path. The cached
+// identity must not answer for it: the copy raises renamed_encoder.
+func TestKernelReusedInode(t *testing.T) {
+	f := setup(t)
+	d := startDaemon(t, f)
+	marker := fmt.Sprintf("reused-%d", time.Now().UnixNano())
+	dir := filepath.Join("/tmp", "encwatch-abuse-"+marker)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	kitty := filepath.Join(dir, "kitty")
+	b, err := os.ReadFile("/usr/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kitty, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(kitty).Run(); err != nil {
+		t.Fatal(err)
+	}
+	checkPlainDecode(t, d, "cached-"+marker) // the daemon has looked the copy of true up
+	freed := inode(t, kitty)
+	if err := os.Remove(kitty); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, nobodyUID, nobodyUID); err != nil {
+		t.Fatal(err)
+	}
+	script := "cp /usr/bin/base64 ./kitty && echo aGVsbG8K | ./kitty -d"
+	if out, err := asNobody("sh", "-c", "cd "+dir+" && "+script).CombinedOutput(); err != nil {
+		t.Fatalf("attack %q as nobody: %v\n%s", script, err, out)
+	}
+	if got := inode(t, kitty); got != freed {
+		t.Logf("nobody's copy has inode %d, not the freed %d: this file system did not reuse it", got, freed)
+	}
+	want := []string{"data_encoder_exec", "renamed_encoder"}
+	took, got := d.waitAlerts(kitty, want, 5*time.Second)
+	if !hasAll(got, want) {
+		t.Fatalf("%s on a freed inode raised %v within 5 s, want %v; daemon logs:\n%s", script, names(got), want, tail(d.log(), 20))
+	}
+	t.Logf("%s on inode %d: %v, %v after the attack ended", script, freed, names(got), took)
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
 // patchedBase64 writes dir/patched: base64 with a byte of its build id

@@ -36,13 +36,16 @@ const hashChunk = 256 << 10
 // known ancestor's or init's (the process has often exited: an encoder
 // run lasts milliseconds).
 func (i *Identifier) identify(j *Job, ref fileRef, deadline time.Time) (fileResult, error) {
-	r := fileResult{key: ref.key}
+	r := fileResult{key: ref.key, path: ref.path}
 	f, st, err := i.open(j, ref)
 	if err != nil {
 		return r, err
 	}
 	defer f.Close()
-	r.stable = st.Uid == 0 && st.Mode&0o022 == 0
+	// A deleted file (read through /proc/PID/exe) is not kept: its
+	// inode number is free for the next file created.
+	r.stable = st.Uid == 0 && st.Mode&0o022 == 0 && st.Nlink > 0
+	r.mode = st.Mode
 	ck := contentKey{dev: st.Dev, ino: st.Ino, size: st.Size, ctime: st.Ctim.Nano()}
 	i.mu.Lock()
 	id, hit := i.content[ck]

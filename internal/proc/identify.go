@@ -77,10 +77,17 @@ type IdentifierOptions struct {
 // returns.
 //
 // Only files that no untrusted user can change (owned by root, not group
-// or world writable) are cached by device and inode; any other is looked
-// at again on each exec, by a worker that re-reads it only when its size
-// or change time differ: a user who rewrites their own file in place keeps
-// its inode.
+// or world writable, linked) are cached, by device, inode and path, and
+// answer only a PATH record with the owner root and the mode they were read
+// with; any other is looked at again on each exec, by a worker that
+// re-reads it only when its size or change time differ: a user who rewrites
+// their own file in place keeps its inode. A file system hands a freed
+// inode number to the next file it creates (ext4 does at once), so the
+// device and inode of a deleted root binary, say a test binary under /tmp,
+// soon name a user's copy of an encoder: the owner and mode of the record
+// keep that copy from being answered with the binary's identity, and the
+// entry ages out after knownFor, so that root's own rewrite of a file in
+// place is read again within that time.
 type Identifier struct {
 	root       string
 	offline    bool
@@ -90,7 +97,7 @@ type Identifier struct {
 	ancestors  func(pid int) []int
 
 	// Owned by the detection goroutine.
-	known map[fileKey]detect.FileID
+	known map[knownKey]knownFile
 	fresh *Job
 	buf   []detect.FileID
 	// waiting is the argv bytes of the events whose lookup is not back.
@@ -113,6 +120,26 @@ type fileKey struct {
 	dev string // "fe:00", as the kernel prints it
 	ino uint64
 }
+
+// knownKey is a cached file: its device, inode and absolute path.
+type knownKey struct {
+	fileKey
+	path string
+}
+
+// knownFile is what the cache knows of a file: its identity, its st_mode,
+// and the time of the event whose lookup read it.
+type knownFile struct {
+	id   detect.FileID
+	mode uint32
+	at   time.Time
+}
+
+// knownFor is how long a cached file is trusted, by the time of the events
+// that ask (their audit timestamps: no clock is read). A hot binary is
+// read again once in that time, from the workers' content cache when it
+// has not changed.
+const knownFor = time.Minute
 
 // contentKey is a file's content as far as fstat tells: a write changes
 // the change time, which no unprivileged user can set.
@@ -147,8 +174,10 @@ type fileRef struct {
 
 type fileResult struct {
 	key    fileKey
+	path   string
 	id     detect.FileID // id.Unread says why a file was not read
 	stable bool          // no untrusted user can change the file
+	mode   uint32        // st_mode of the file read, when stable
 }
 
 // NewIdentifier returns an Identifier with an empty cache. Run starts its
@@ -175,7 +204,7 @@ func NewIdentifier(o IdentifierOptions) *Identifier {
 	if queue <= 0 {
 		queue = DefaultIdentifyQueue
 	}
-	i.known = make(map[fileKey]detect.FileID)
+	i.known = make(map[knownKey]knownFile)
 	i.content = make(map[contentKey]detect.FileID)
 	i.jobs = make(chan *Job, queue)
 	i.done = make(chan *Job, queue)
@@ -205,13 +234,13 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 		if !execPath(pa) {
 			continue
 		}
-		key := fileKey{pa.Dev, pa.Inode}
-		if id, ok := i.known[key]; ok && pa.Inode != 0 {
-			i.add(id)
+		key, path := fileKey{pa.Dev, pa.Inode}, absPath(pa.Name, ev.Cwd)
+		if k, ok := i.known[knownKey{key, path}]; ok && pa.Inode != 0 && pa.OUID == 0 && pa.Mode == k.mode &&
+			ev.Time.Sub(k.at) < knownFor && !ev.Time.Before(k.at) {
+			i.add(k.id)
 			continue
 		}
-		// Only a miss needs the path, for the worker that opens it.
-		missing = append(missing, fileRef{key: key, path: absPath(pa.Name, ev.Cwd)})
+		missing = append(missing, fileRef{key: key, path: path})
 	}
 	if len(missing) == 0 {
 		return i.buf, detect.Known
@@ -311,7 +340,7 @@ func (i *Identifier) Learn(j *Job) *audit.Event {
 		if len(i.known) >= i.maxEntries {
 			clear(i.known)
 		}
-		i.known[r.key] = r.id
+		i.known[knownKey{r.key, r.path}] = knownFile{id: r.id, mode: r.mode, at: j.ev.Time}
 	}
 	i.fresh = j
 	return j.ev

@@ -37,9 +37,9 @@ type replayedAlert struct {
 	rest string
 }
 
-// replayFile replays path with the default policy and returns its alerts
-// and summary; it fails the test on any error.
-func replayFile(t *testing.T, path string) ([]replayedAlert, ReplaySummary) {
+// replayShipped replays path with the shipped policy and returns its alert
+// lines and summary; it fails the test on any error.
+func replayShipped(t *testing.T, path string) ([]string, ReplaySummary) {
 	t.Helper()
 	cfg, err := config.Load("../../config.hcl", config.LoadOptions{})
 	if err != nil {
@@ -52,8 +52,16 @@ func replayFile(t *testing.T, path string) ([]replayedAlert, ReplaySummary) {
 	if err != nil {
 		t.Fatalf("ReplayLogs(%s) = %v", path, err)
 	}
+	return strings.Split(strings.TrimSpace(out.String()), "\n"), s
+}
+
+// replayFile replays path with the shipped policy and returns its alerts
+// and summary; it fails the test on any error.
+func replayFile(t *testing.T, path string) ([]replayedAlert, ReplaySummary) {
+	t.Helper()
+	lines, s := replayShipped(t, path)
 	var alerts []replayedAlert
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	for _, line := range lines {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("alert line is not JSON: %v: %q", err, line)

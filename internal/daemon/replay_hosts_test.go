@@ -1,19 +1,12 @@
 package daemon
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/sirupsen/logrus"
-
-	"github.com/encwatch/encwatch/internal/config"
 )
 
 // nodeAlert is what the two-host replay test reads of an alert.
@@ -66,18 +59,9 @@ func alphaBetaLog(t *testing.T, interleave bool) string {
 // replayNodeAlerts replays path through the shipped policy.
 func replayNodeAlerts(t *testing.T, path string) []nodeAlert {
 	t.Helper()
-	cfg, err := config.Load("../../config.hcl", config.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	var out bytes.Buffer
-	if err := Replay(context.Background(), cfg, logrus.NewEntry(log), []string{path}, &out); err != nil {
-		t.Fatalf("Replay: %v", err)
-	}
+	lines, _ := replayShipped(t, path)
 	var as []nodeAlert
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+	for _, line := range lines {
 		var a nodeAlert
 		if err := json.Unmarshal([]byte(line), &a); err != nil {
 			t.Fatalf("alert line is not JSON: %v: %q", err, line)

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 )
@@ -42,22 +41,15 @@ func TestArgsSource(t *testing.T) {
 func TestArgsSourceSpool(t *testing.T) {
 	a := testAlert()
 	a.Event.ArgvFromProctitle = true
-	var buf bytes.Buffer
-	if err := encodeAlert(&buf, &a); err != nil {
-		t.Fatal(err)
-	}
-	got, err := decodeAlert(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	got, rec := spoolRoundTrip(t, &a)
 	if !got.Event.ArgvFromProctitle {
 		t.Errorf("decodeAlert(encodeAlert(alert from proctitle)).Event.ArgvFromProctitle = false, want true")
 	}
-	old := strings.Replace(buf.String(), `,"argv_from_proctitle":true`, "", 1)
-	if old == buf.String() {
-		t.Fatalf("spool record %s has no argv_from_proctitle", buf.String())
+	old := strings.Replace(string(rec), `,"argv_from_proctitle":true`, "", 1)
+	if old == string(rec) {
+		t.Fatalf("spool record %s has no argv_from_proctitle", rec)
 	}
-	got, err = decodeAlert([]byte(old))
+	got, err := decodeAlert([]byte(old))
 	if err != nil {
 		t.Fatal(err)
 	}

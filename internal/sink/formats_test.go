@@ -414,14 +414,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			a.Event.Time = a.Event.Time.UTC()
 		}
 		a.Payload = &detect.Payload{Encoding: "base64", Length: 3, Kind: "text", Preview: "\x00x"}
-		var buf bytes.Buffer
-		if err := encodeAlert(&buf, &a); err != nil {
-			t.Fatal(err)
-		}
-		got, err := decodeAlert(buf.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
+		got, _ := spoolRoundTrip(t, &a)
 		if !got.Time.Equal(a.Time) {
 			t.Errorf("time = %v, want %v", got.Time, a.Time)
 		}

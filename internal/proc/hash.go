@@ -36,7 +36,7 @@ const hashChunk = 256 << 10
 // known ancestor's or init's (the process has often exited: an encoder
 // run lasts milliseconds).
 func (i *Identifier) identify(j *Job, ref fileRef, deadline time.Time) (fileResult, error) {
-	r := fileResult{key: ref.key, path: ref.path}
+	r := fileResult{key: ref.key}
 	f, st, err := i.open(j, ref)
 	if err != nil {
 		return r, err

@@ -77,9 +77,9 @@ type IdentifierOptions struct {
 // returns.
 //
 // Only files that no untrusted user can change (owned by root, not group
-// or world writable, linked) are cached, by device, inode and path, and
-// answer only a PATH record with the owner root and the mode they were read
-// with; any other is looked at again on each exec, by a worker that
+// or world writable, linked) are cached, by device and inode, and answer
+// only a PATH record with the owner root and the mode they were read with;
+// any other is looked at again on each exec, by a worker that
 // re-reads it only when its size or change time differ: a user who rewrites
 // their own file in place keeps its inode. A file system hands a freed
 // inode number to the next file it creates (ext4 does at once), so the
@@ -87,7 +87,9 @@ type IdentifierOptions struct {
 // soon name a user's copy of an encoder: the owner and mode of the record
 // keep that copy from being answered with the binary's identity, and the
 // entry ages out after knownFor, so that root's own rewrite of a file in
-// place is read again within that time.
+// place is read again within that time. The path is not part of the key:
+// a user who names one binary in many ways (symbolic links, "/usr//bin")
+// must not grow the cache, nor clear it for everyone.
 type Identifier struct {
 	root       string
 	offline    bool
@@ -97,7 +99,7 @@ type Identifier struct {
 	ancestors  func(pid int) []int
 
 	// Owned by the detection goroutine.
-	known map[knownKey]knownFile
+	known map[fileKey]knownFile
 	fresh *Job
 	buf   []detect.FileID
 	// waiting is the argv bytes of the events whose lookup is not back.
@@ -119,12 +121,6 @@ var _ detect.Files = (*Identifier)(nil)
 type fileKey struct {
 	dev string // "fe:00", as the kernel prints it
 	ino uint64
-}
-
-// knownKey is a cached file: its device, inode and absolute path.
-type knownKey struct {
-	fileKey
-	path string
 }
 
 // knownFile is what the cache knows of a file: its identity, its st_mode,
@@ -174,7 +170,6 @@ type fileRef struct {
 
 type fileResult struct {
 	key    fileKey
-	path   string
 	id     detect.FileID // id.Unread says why a file was not read
 	stable bool          // no untrusted user can change the file
 	mode   uint32        // st_mode of the file read, when stable
@@ -204,7 +199,7 @@ func NewIdentifier(o IdentifierOptions) *Identifier {
 	if queue <= 0 {
 		queue = DefaultIdentifyQueue
 	}
-	i.known = make(map[knownKey]knownFile)
+	i.known = make(map[fileKey]knownFile)
 	i.content = make(map[contentKey]detect.FileID)
 	i.jobs = make(chan *Job, queue)
 	i.done = make(chan *Job, queue)
@@ -234,13 +229,14 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 		if !execPath(pa) {
 			continue
 		}
-		key, path := fileKey{pa.Dev, pa.Inode}, absPath(pa.Name, ev.Cwd)
-		if k, ok := i.known[knownKey{key, path}]; ok && pa.Inode != 0 && pa.OUID == 0 && pa.Mode == k.mode &&
+		key := fileKey{pa.Dev, pa.Inode}
+		if k, ok := i.known[key]; ok && pa.Inode != 0 && pa.OUID == 0 && pa.Mode == k.mode &&
 			ev.Time.Sub(k.at) < knownFor && !ev.Time.Before(k.at) {
 			i.add(k.id)
 			continue
 		}
-		missing = append(missing, fileRef{key: key, path: path})
+		// Only a miss needs the path, for the worker that opens it.
+		missing = append(missing, fileRef{key: key, path: absPath(pa.Name, ev.Cwd)})
 	}
 	if len(missing) == 0 {
 		return i.buf, detect.Known
@@ -340,7 +336,7 @@ func (i *Identifier) Learn(j *Job) *audit.Event {
 		if len(i.known) >= i.maxEntries {
 			clear(i.known)
 		}
-		i.known[knownKey{r.key, r.path}] = knownFile{id: r.id, mode: r.mode, at: j.ev.Time}
+		i.known[r.key] = knownFile{id: r.id, mode: r.mode, at: j.ev.Time}
 	}
 	i.fresh = j
 	return j.ev

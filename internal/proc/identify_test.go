@@ -249,9 +249,9 @@ func TestIdentifierGoneProcess(t *testing.T) {
 }
 
 // TestIdentifierCacheAnswersOnlyItsFile: a cached root binary answers an
-// exec of the same device, inode and path, owner root and mode; a freed
-// inode number taken by a user's file (another owner or mode), another
-// path, or an entry past knownFor is looked up again.
+// exec of the same device and inode, owner root and mode, by whatever path;
+// a freed inode number taken by a user's file (another owner or mode), or
+// an entry past knownFor, is looked up again.
 func TestIdentifierCacheAnswersOnlyItsFile(t *testing.T) {
 	learned := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	cached := audit.Path{Name: "/tmp/go-build1/b001/x.test", Dev: "fe:00", Inode: 9978163, Mode: 0o100755, Nametype: "NORMAL"}
@@ -264,14 +264,14 @@ func TestIdentifierCacheAnswersOnlyItsFile(t *testing.T) {
 		{"the same file", func(*audit.Path) {}, time.Second, detect.Known},
 		{"inode taken by a user's file", func(p *audit.Path) { p.OUID = 65534 }, time.Second, detect.Pending},
 		{"inode taken with another mode", func(p *audit.Path) { p.Mode = 0o100700 }, time.Second, detect.Pending},
-		{"inode taken at another path", func(p *audit.Path) { p.Name = "/tmp/kitty" }, time.Second, detect.Pending},
+		{"the same file by another path", func(p *audit.Path) { p.Name = "/tmp/./go-build1//b001/x.test" }, time.Second, detect.Known},
 		{"entry aged out", func(*audit.Path) {}, knownFor, detect.Pending},
 		{"event older than the entry", func(*audit.Path) {}, -time.Second, detect.Pending},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			i := NewIdentifier(IdentifierOptions{}) // no worker: a miss stays queued
 			first := &audit.Event{Time: learned, PID: 4242, Paths: []audit.Path{cached}}
-			i.Learn(&Job{ev: first, results: []fileResult{{key: fileKey{cached.Dev, cached.Inode}, path: cached.Name,
+			i.Learn(&Job{ev: first, results: []fileResult{{key: fileKey{cached.Dev, cached.Inode},
 				id: detect.FileID{BuildID: "aa"}, stable: true, mode: cached.Mode}}})
 			i.Identify(first, nil) // takes the finished lookup back, as detection does
 			p := cached

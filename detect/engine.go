@@ -494,6 +494,16 @@ type seqHit struct {
 	// stdio is the process's standard streams, once read (pipes.go).
 	stdio Stdio
 	read  bool
+	// src is where a consumer reads its program; prog is the descriptor
+	// it names (sh /dev/fd/3), once read.
+	src      ProgramSource
+	prog     Stream
+	progRead bool
+	// capturedBy is the shell (parent or grandparent) that holds a
+	// producer's output pipe to read it, 0 for none; captureRead says
+	// whether every shell above it was read.
+	capturedBy  int
+	captureRead bool
 }
 
 type seqState struct {
@@ -505,37 +515,59 @@ type seqState struct {
 // alert.
 func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
 	q := s.seq
-	var k uint64
+	var keys [3]uint64
+	n := 0
 	switch q.by {
 	case "session":
 		if x.ev.Session == audit.Unset {
 			return nil, nil, false
 		}
-		k = uint64(x.ev.Session)
+		keys[0], n = uint64(x.ev.Session), 1
+	case "lineage":
+		// The process, its parent and its grandparent: a decoder in a
+		// command or process substitution is its shell's grandchild, the
+		// interpreter its child or the shell itself (exec); a network tool
+		// in a while loop is a grandchild too.
+		keys[0], keys[1], n = uint64(x.ev.PID), uint64(x.ev.PPID), 2
+		if anc := x.ancestry(); len(anc) > 0 && anc[0].PPID > 1 {
+			keys[2], n = uint64(anc[0].PPID), 3
+		}
 	default:
-		k = uint64(x.ev.PPID)
+		keys[0], n = uint64(x.ev.PPID), 1
 	}
-	key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
 	var cur *seqHit
 	for step := range 2 {
 		ms, ok := q.steps[step].match(x, nil)
 		if !ok {
 			continue
 		}
-		if q.pipe != nil && e.desc != nil {
-			if cur == nil {
-				cur = newSeqHit(x, t)
-			}
-			if step == q.pipe.from && !cur.read {
-				// The producer of a pipe (an encoder) is often gone within
-				// milliseconds: its descriptors are read as soon as it is
-				// seen. The consumer is read when the sequence completes.
-				cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+		if cur == nil {
+			cur = newSeqHit(x, t)
+		}
+		if q.pipe != nil && e.desc != nil && step == q.pipe.from && !cur.read {
+			// The producer of a pipe (an encoder) is often gone within
+			// milliseconds: its descriptors are read as soon as it is
+			// seen. The consumer is read when the sequence completes.
+			cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+			if q.pipe.capture {
+				e.capture(x, cur)
 			}
 		}
-		st := e.pending[key]
+		if step != q.pipe.fromStep() {
+			cur.src, _ = x.source()
+			if q.pipe != nil && e.desc != nil && cur.src.Kind == SourceFD && !cur.progRead {
+				// Read now too: sh /dev/fd/3 may be done before the
+				// decoder's event completes the sequence.
+				cur.prog, cur.progRead = e.desc.FD(x.ev.PID, x.ev.Comm, cur.src.FD), true
+			}
+		}
 		other := 1 - step
-		if st != nil {
+		for _, k := range keys[:n] {
+			key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
+			st := e.pending[key]
+			if st == nil {
+				continue
+			}
 			if h := st.steps[other]; h != nil && within(h.at, t, q.within) && (!q.ordered || other == 0) && h.proc.PID != x.ev.PID {
 				delete(e.pending, key)
 				ms = append(ms, Match{
@@ -550,23 +582,20 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				return ms, h, true
 			}
 		}
-		if st == nil {
-			if len(e.pending) >= maxPending {
-				e.expirePending(t)
+		for _, k := range keys[:n] {
+			key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
+			st := e.pending[key]
+			if st == nil {
+				if len(e.pending) >= maxPending {
+					e.expirePending(t)
+				}
+				st = &seqState{}
+				e.pending[key] = st
 			}
-			st = &seqState{}
-			e.pending[key] = st
+			st.steps[step] = cur
 		}
-		if cur == nil {
-			cur = newSeqHit(x, t)
-		}
-		st.steps[step] = cur
 	}
 	return nil, nil, false
-}
-
-func newSeqHit(x *evalCtx, t time.Time) *seqHit {
-	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
 }
 
 func within(a, b time.Time, d time.Duration) bool {
@@ -625,4 +654,8 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+func newSeqHit(x *evalCtx, t time.Time) *seqHit {
+	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
 }

@@ -209,6 +209,17 @@ type sequence struct {
 type seqPipe struct {
 	from    int
 	unpiped Importance
+	// capture: the consumer may run inline code, so a producer's output
+	// captured by its shell (command substitution) is looked for.
+	capture bool
+}
+
+// fromStep is the producer's step, -1 without a pipe.
+func (p *seqPipe) fromStep() int {
+	if p == nil {
+		return -1
+	}
+	return p.from
 }
 
 type allow struct {
@@ -387,8 +398,8 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 	if len(q.Steps) != 2 {
 		return nil, fmt.Errorf("a sequence has 2 steps, got %d", len(q.Steps))
 	}
-	if q.By != "parent" && q.By != "session" {
-		return nil, fmt.Errorf("sequence by %q: want parent or session", q.By)
+	if q.By != "parent" && q.By != "session" && q.By != "lineage" {
+		return nil, fmt.Errorf("sequence by %q: want parent, session or lineage", q.By)
 	}
 	if q.Within <= 0 {
 		return nil, errors.New("sequence within must be positive")
@@ -411,6 +422,8 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 			return nil, fmt.Errorf("sequence pipe %q | %q: want the two step names, %q and %q", q.Pipe.From, q.Pipe.To, seq.names[0], seq.names[1])
 		}
 		seq.pipe = &seqPipe{from: from, unpiped: q.Pipe.Unpiped}
+		srcs, _ := q.Steps[to].Conditions["program_from"].([]string)
+		seq.pipe.capture = slices.Contains(srcs, "inline")
 	}
 	return seq, nil
 }

@@ -89,6 +89,18 @@ signature "data_encoder_exec" {
     executables = ["openssl"]
     mode        = "decode"
   }
+  # Decoders by behaviour: interpreters' standard-library modules run as
+  # tools (python3 -m base64 -d, -m uu, -m quopri) and armour (gpg
+  # --enarmor wraps any data in base64; --dearmor, which installs every
+  # apt keyring, is left out).
+  match {
+    executables = ["python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables = ["python", "pypy", "gpg", "gpg2"]
+    mode        = "encode"
+  }
   # Every run alerts, encoding and decoding alike: decoding hides a
   # payload, encoding is how data leaves a host (T1132). The alert's
   # process.mode says which ("encode", "decode", "unknown"). Quiet a known
@@ -131,7 +143,9 @@ signature "decoder_piped_to_interpreter" {
     pipe               = "decoder | interpreter"
     unpiped_importance = "high"
     step "decoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "perl"]
+      # Module decoders (python3 -m base64 -d) and renamed or copied
+      # decoders (recognised by what the file is) count too.
+      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
       mode        = "decode"
     }
     step "interpreter" {
@@ -164,7 +178,7 @@ signature "decoder_then_tmp_exec" {
     within = "30s"
     ordered = true
     step "decoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "xxd", "openssl"]
+      executables = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
       mode        = "decode"
     }
     # Failed execs count: a decoded script without a shebang fails with
@@ -184,10 +198,12 @@ signature "interpreter_inline_decode" {
   method      = "Obfuscated Files or Information"
   importance  = "high"
   mitre       = ["T1027", "T1140", "T1059"]
-  executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua"]
+  executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua", "pwsh", "powershell"]
   # Every decoder of the interpreters' standard libraries: base64, base32,
   # hex, base85, uu, quoted-printable, and rot13 or decompression when the
-  # code also runs something.
+  # code also runs something; PowerShell's -EncodedCommand (-e, -ec, -enc,
+  # ... any abbreviation PowerShell accepts, in any case) is a base64
+  # decode of the command it runs.
   match {
     decode_calls = ["base64", "base32", "base85", "uu", "qp", "rot13", "compressed"]
   }
@@ -270,11 +286,12 @@ signature "encoder_then_network" {
     pipe               = "encoder | network"
     unpiped_importance = "medium"
     step "encoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode"]
+      executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode", "python", "pypy", "gpg", "gpg2"]
       mode        = "encode"
     }
     step "network" {
-      executables = ["curl", "wget", "nc", "ncat", "netcat", "socat", "dig", "nslookup", "host", "telnet"]
+      # DNS tools carry data in the names they look up.
+      executables = ["curl", "wget", "nc", "ncat", "netcat", "socat", "dig", "nslookup", "host", "drill", "kdig", "delv", "telnet"]
     }
   }
   actions {
@@ -565,6 +582,51 @@ test "decoded_program_on_another_descriptor" {
 test "decoded_program_on_stdin" {
   command = "sh -c 'cat t.b64 | base64 -d | python3 -'"
   expect  = ["decoder_piped_to_interpreter"]
+}
+
+test "python_module_decoder" {
+  argv   = ["python3", "-m", "base64", "-d"]
+  expect = ["data_encoder_exec"]
+}
+
+test "python_module_decoder_piped_to_sh" {
+  command = "sh -c 'echo ZWNobyBoaQo= | python3 -m base64 -d | sh'"
+  expect  = ["decoder_piped_to_interpreter", "data_encoder_exec"]
+}
+
+test "python_json_tool_is_no_decoder" {
+  argv       = ["python3", "-m", "json.tool"]
+  expect_not = ["data_encoder_exec"]
+}
+
+test "pwsh_encoded_command" {
+  argv   = ["pwsh", "-NoProfile", "-enc", "ZQBjAGgAbwAgAGgAaQA="]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "pwsh_encoded_command_slash_abbreviation" {
+  argv   = ["powershell", "/EC", "ZQBjAGgAbwAgAGgAaQA="]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "gpg_enarmor" {
+  argv   = ["gpg", "--enarmor", "secret.tar"]
+  expect = ["data_encoder_exec"]
+}
+
+test "gpg_verify_is_quiet" {
+  argv       = ["gpg", "--verify", "release.asc"]
+  expect_not = ["data_encoder_exec"]
+}
+
+test "python_nested_decode_call" {
+  argv   = ["python3", "-c", "import codecs;print(codecs.decode(open(\"q\").read(),\"base64\"))"]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "node_nested_decode_call" {
+  argv   = ["node", "-e", "console.log(Buffer.from(require(\"fs\").readFileSync(\"q\",\"utf8\"),\"base64\").toString())"]
+  expect = ["interpreter_inline_decode"]
 }
 
 test "git_is_quiet" {

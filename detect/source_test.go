@@ -126,3 +126,47 @@ func TestPwshEncodedCommandAbbreviations(t *testing.T) {
 		}
 	}
 }
+
+func TestBehaviourDecoders(t *testing.T) {
+	tests := []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"python3", "-m", "base64", "-d"}, ModeDecode},
+		{[]string{"python3", "-mbase64", "-d", "f"}, ModeDecode},
+		{[]string{"python3.12", "-I", "-m", "base64", "-u"}, ModeDecode},
+		{[]string{"python3", "-m", "base64", "f"}, ModeEncode},
+		{[]string{"python3", "-m", "uu", "-d", "f"}, ModeDecode},
+		{[]string{"python3", "-m", "quopri", "-d"}, ModeDecode},
+		{[]string{"python3", "-m", "json.tool"}, ""},
+		{[]string{"python3", "script.py", "-m", "base64", "-d"}, ""},
+		{[]string{"python3", "-c", "pass", "-m", "base64"}, ""},
+		{[]string{"gpg", "--enarmor", "f"}, ModeEncode},
+		{[]string{"gpg", "--enarm", "f"}, ModeEncode},
+		{[]string{"gpg2", "-o", "x", "--enarmour"}, ModeEncode},
+		{[]string{"gpg", "--dearmor", "key.asc"}, ""},
+		{[]string{"gpg", "--", "--enarmor"}, ""},
+		{[]string{"gpg", "--en"}, ""},
+	}
+	for _, tt := range tests {
+		if got, _ := toolMode(basename(tt.argv[0]), tt.argv); got != tt.want {
+			t.Errorf("toolMode(%q) = %q, want %q", tt.argv, got, tt.want)
+		}
+	}
+}
+
+func TestNestedDecodeCalls(t *testing.T) {
+	for _, code := range []string{
+		`import codecs;print(codecs.decode(open("q").read(),"base64"))`,
+		`console.log(Buffer.from(require("fs").readFileSync("q","utf8"),"base64").toString())`,
+		`Buffer.from(f(g(h)), 'base64')`,
+		`codecs.decode(open(p).read().strip(), 'hex')`,
+	} {
+		if calls := decodeCalls(code); len(calls) == 0 {
+			t.Errorf("decodeCalls(%q) found none", code)
+		}
+	}
+	if calls := decodeCalls(`Buffer.from(x).toString("base64")`); len(calls) != 0 {
+		t.Errorf("an encode call read as a decode: %v", calls)
+	}
+}

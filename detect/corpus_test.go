@@ -58,13 +58,8 @@ func defaultPolicy(t testing.TB) *detect.Policy {
 	return cfg.Policy
 }
 
-// raised runs one corpus command through a fresh engine.
-func raised(t *testing.T, p *detect.Policy, command string) []string {
-	names, _ := raisedImp(t, p, command)
-	return names
-}
-
-// raisedImp is raised, with the critical signatures among them.
+// raisedImp runs one corpus command through a fresh engine and returns the
+// signatures it raised, and the critical ones among them.
 func raisedImp(t *testing.T, p *detect.Policy, command string) (names, critical []string) {
 	t.Helper()
 	argv, err := detect.SplitCommand(command)

@@ -329,9 +329,6 @@ func optSource(f *familyOpts, args []string) ProgramSource {
 					return *found
 				}
 			case f.module != 0 && c == f.module:
-				if takesNext {
-					i++
-				}
 				if found == nil {
 					return ProgramSource{Kind: SourceModule, Arg: val}
 				}

@@ -178,12 +178,14 @@ signature "decoded_command_executed" {
   # interpreter with inline code. bash <(echo … | base64 -d): the
   # interpreter reads its program from /dev/fd/63, the decoder's pipe.
   # The decoder runs in a subshell of the shell that runs the interpreter
-  # (by lineage). Inline code is paired only on the live evidence of the
-  # capture (the shell held the decoder's output pipe, then ran the
-  # interpreter): a decoder beside "sh -c" under one shell is everyday
-  # work (make, CI steps), so without it (a replay, a decoder gone before
-  # it was read) data_encoder_exec's high is the alert. A /dev/fd/N
-  # program is a pipe compared as for decoder_piped_to_interpreter.
+  # (by lineage). Inline code is paired live: the shell held the decoder's
+  # output pipe and then ran the interpreter ("captured"), or the decoder
+  # was gone before it could be read (a quick attacker gains nothing).
+  # Shown not to be so (the decoder wrote a file, or a pipe no shell above
+  # it reads, or the code ran first), there is no pair: a decoder beside
+  # "sh -c" under one shell is everyday work. A replay, which reads no
+  # descriptors, pairs no inline code. A /dev/fd/N program is a pipe,
+  # compared as for decoder_piped_to_interpreter.
   # PASS=$(… | base64 -d); mysql -p"$PASS" runs no interpreter. Not ordered: bash <(…) may exec
   # before its decoder does (inline code is only ever run after it).
   sequence {
@@ -762,8 +764,8 @@ test "decoder_under_a_shell_is_not_a_web_shell" {
 }
 
 test "process_substitution_runs_decoded_text" {
-  # bash -c "$(… | base64 -d)" is paired only live, on the evidence of the
-  # shell capturing the decoder's output (tests read no descriptors).
+  # bash -c "$(… | base64 -d)" is paired only live, where the shell
+  # capturing the decoder's output is seen (tests read no descriptors).
   command = "bash -c 'bash <(echo ZWNobyBoaQo= | base64 -d)'"
   expect  = ["decoded_command_executed"]
 }

@@ -565,8 +565,8 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 			if consumer {
 				cons = cur
 			}
-			if q.pipe != nil && cons.src.Kind == SourceInline && !e.inlineShown(s, cur, h, step) {
-				// Inline code run with a decoder's output: only seen live,
+			if q.pipe != nil && cons.src.Kind == SourceInline && !e.inlinePaired(s, cur, h, step) {
+				// Inline code run with a decoder's output: seen only live,
 				// as a shell capturing that output.
 				continue
 			}

@@ -47,7 +47,7 @@ func TestLineageDecodedCommand(t *testing.T) {
 		{"command substitution, bash a child", ev(30, 10, 5, "bash", "-c", "id"),
 			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, Critical, "captured"},
 		{"decoder gone", ev(30, 10, 5, "bash", "-c", "id"),
-			&fakeDescriptors{}, 0, ""},
+			&fakeDescriptors{}, Critical, "unshown"},
 		{"decoder wrote a file", ev(30, 10, 5, "bash", "-c", "id"),
 			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: other("/tmp/key")}}}, 0, ""},
 		{"decoder's pipe read by no shell", ev(30, 10, 5, "bash", "-c", "id"),
@@ -117,5 +117,34 @@ func TestRelaySearchBoundedByCost(t *testing.T) {
 	}
 	if n := len(d.reads); n > maxRelayReads+8 {
 		t.Errorf("read %d processes, want at most the bound %d and a few", n, maxRelayReads)
+	}
+}
+
+// Without descriptors (a replay, a simulation) no capture can be seen, and
+// inline code is paired with no decoder: a decoder and a "sh -c" under
+// one shell are everyday work. A /dev/fd/N program still pairs.
+func TestLineageWithoutDescriptors(t *testing.T) {
+	table := ProcessTable{
+		1:  {PID: 1, Exe: "/sbin/init", Argv: []string{"init"}},
+		10: {PID: 10, PPID: 1, Exe: "/usr/bin/dash", Argv: []string{"sh", "-c", "script"}},
+	}
+	ev := func(pid, ppid int, ms int, argv ...string) *audit.Event {
+		e := execEvent("/usr/bin/"+argv[0], argv...)
+		e.PID, e.PPID, e.Comm, e.Time = pid, ppid, argv[0], evTime.Add(time.Duration(ms)*time.Millisecond)
+		return e
+	}
+	for _, tt := range []struct {
+		interp *audit.Event
+		want   int
+	}{
+		{ev(30, 10, 5, "bash", "-c", "id"), 0},
+		{ev(30, 10, 5, "bash", "/dev/fd/63"), 1},
+	} {
+		e := NewEngine(lineagePolicy(t), "h", fixedNow)
+		e.SetProcesses(table)
+		e.Evaluate(ev(20, 10, 0, "base64", "-d"))
+		if got := e.Evaluate(tt.interp); len(got) != tt.want {
+			t.Errorf("%q after a decoder raised %v, want %d alert(s)", tt.interp.Argv, names(got), tt.want)
+		}
 	}
 }

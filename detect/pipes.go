@@ -282,13 +282,15 @@ func (e *Engine) pipeEvidence(x *evalCtx, s *signature, cur, h *seqHit, step int
 	return imp, m
 }
 
-// inlineShown reports whether a pair of s whose consumer runs inline code
-// has the evidence that makes it one: the producer's output captured by
-// the shell that ran the consumer, after it. Without descriptors (a
-// replay, a simulation) or with the producer gone, there is none: the
-// premise, a shell running what it read, is only seen live, and a decoder
-// beside a "sh -c" under one shell is everyday work (make, CI steps).
-func (e *Engine) inlineShown(s *signature, cur, h *seqHit, step int) bool {
+// inlinePaired reports whether a pair of s whose consumer runs inline code
+// is one: the producer's output captured by the shell that ran the
+// consumer after it, or no way to tell (the producer gone before it was
+// read: a quick decoder must gain nothing). Shown not to be so (a file, a
+// pipe no shell above it reads, code run before it), it is no pair: a
+// decoder beside a "sh -c" under one shell is everyday work (CI steps).
+// Without descriptors (a replay, a simulation) nothing can be seen of a
+// capture, the premise of the pair, and none is made.
+func (e *Engine) inlinePaired(s *signature, cur, h *seqHit, step int) bool {
 	q := s.seq
 	if q.pipe == nil || e.desc == nil {
 		return false
@@ -296,11 +298,16 @@ func (e *Engine) inlineShown(s *signature, cur, h *seqHit, step int) bool {
 	hits := [2]*seqHit{}
 	hits[step], hits[1-step] = cur, h
 	prod, cons := hits[q.pipe.from], hits[1-q.pipe.from]
-	if !prod.read {
+	if cons.at.Before(prod.at) {
 		return false
 	}
-	v, _ := inlineCheck(prod, q.names[q.pipe.from])
-	return v == PipeShown && !cons.at.Before(prod.at) && (prod.capturedBy == cons.proc.PID || prod.capturedBy == cons.proc.PPID)
+	switch v, _ := inlineCheck(prod, q.names[q.pipe.from]); v {
+	case PipeShown:
+		return prod.capturedBy == cons.proc.PID || prod.capturedBy == cons.proc.PPID
+	case PipeUnshown:
+		return true
+	}
+	return false
 }
 
 // inlineCheck is the evidence that a decoder's output became the inline

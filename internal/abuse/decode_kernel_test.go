@@ -117,6 +117,26 @@ func TestKernelDecodedCodeRan(t *testing.T) {
 		})
 	}
 
+	// A fexecve'd copy of base64, run as "kworker", piped to sh: a decoder
+	// by what the file is, in a sequence.
+	t.Run("fexecve_decoder_piped_to_sh", func(t *testing.T) {
+		marker := fmt.Sprintf("dec-fexecve-%d", time.Now().UnixNano())
+		out, err := helper(f, "fdpipe", filepath.Join(dir, marker), filepath.Join(dir, "t.b64"), marker).CombinedOutput()
+		if err != nil {
+			t.Fatalf("fdpipe: %v\n%s", err, out)
+		}
+		got := d.sequenceAlerts(t, marker, "decoder_piped_to_interpreter")
+		a, ok := findSig(got, "decoder_piped_to_interpreter")
+		if !ok {
+			t.Fatalf("fexecve'd decoder piped to sh raised %v, want decoder_piped_to_interpreter", got)
+		}
+		v, why := a.pipe()
+		t.Logf("decoder_piped_to_interpreter %s: pipe %q: %s", a.Signature.Importance, v, why)
+		if a.Signature.Importance != "critical" {
+			t.Errorf("decoder_piped_to_interpreter is %s (pipe %q: %s), want critical", a.Signature.Importance, v, why)
+		}
+	})
+
 	benign := []struct{ name, cmd string }{
 		{"gunzip_tar", "base64 -d a.b64 | gunzip | tar tv >/dev/null"},
 		{"zcat", "base64 -d a.b64 | zcat | tar t >/dev/null"},

@@ -31,6 +31,8 @@ func runHelper(name string, args []string) error {
 		return idleConns(args)
 	case "fdexec":
 		return fdExec(args)
+	case "fdpipe":
+		return fdPipe(args)
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }
@@ -190,4 +192,49 @@ func fdExec(args []string) error {
 	}
 	fmt.Printf("%d execs of %s\n", ran, fd)
 	return nil
+}
+
+// fdPipe (path, input, marker): copies base64 to path, keeps it open,
+// unlinks it and runs it through its descriptor (as fexecve does) under
+// the name "kworker", decoding input into "sh -s marker": a decoder no
+// name shows, piped to a shell. The shell's input is held open a moment
+// (as a slow download would) so that both are read alive.
+func fdPipe(args []string) error {
+	path, input, marker := args[0], args[1], args[2]
+	if err := copyFile("/usr/bin/base64", path); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	in, err := os.Open(input)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	dec := exec.Command(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()))
+	dec.Args = []string{"kworker", "-d"}
+	dec.Stdin, dec.Stdout = in, w
+	sh := exec.Command("sh", "-s", marker)
+	sh.Stdin = r
+	if err := sh.Start(); err != nil {
+		return err
+	}
+	r.Close()
+	if err := dec.Start(); err != nil {
+		return err
+	}
+	dec.Wait()
+	time.Sleep(300 * time.Millisecond)
+	w.Close()
+	return sh.Wait()
 }

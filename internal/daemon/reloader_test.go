@@ -174,3 +174,9 @@ func TestAddingAReloader(t *testing.T) {
 func TestDevelopmentDocQuotesTheReloaderExample(t *testing.T) {
 	doctest.Quoted(t, "The daemon's lifecycle, and adding a reloader", "reload.go", "reloader_test.go")
 }
+
+// TestArchitectureDocQuotesTheReloaderExample: the reloader seam of
+// docs/architecture.md quotes this example verbatim.
+func TestArchitectureDocQuotesTheReloaderExample(t *testing.T) {
+	doctest.Architecture(t, "Seam: reloader", "reloader_test.go")
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 )
@@ -99,7 +100,7 @@ func TestReloadRefusedByKernelFails(t *testing.T) {
 // BacklogWaitTime being a pointer compared by value.
 func TestSameAudit(t *testing.T) {
 	u := func(v uint32) *uint32 { return &v }
-	base := config.Audit{RuleKey: "encwatch", BacklogLimit: 8192}
+	base := config.Audit{Settings: audit.Settings{RuleKey: "encwatch", BacklogLimit: 8192}}
 	with := func(f func(*config.Audit)) config.Audit {
 		a := base
 		f(&a)

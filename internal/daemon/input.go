@@ -104,7 +104,9 @@ type ownerInput struct{ *netlink.Owner }
 // Reconfigure applies a reloaded audit block to the kernel.
 func (o ownerInput) Reconfigure(a config.Audit) error { return o.Owner.Reconfigure(ownerConfig(a)) }
 
-func ownerConfig(a config.Audit) netlink.OwnerConfig { return netlink.OwnerConfig{Settings: a.Settings} }
+func ownerConfig(a config.Audit) netlink.OwnerConfig {
+	return netlink.OwnerConfig{Settings: a.Settings}
+}
 
 // multicastInput reads beside auditd: it watches the kernel and keeps rules
 // when asked, but owns no setting.

@@ -27,14 +27,9 @@ func page(t testing.TB, name string) string {
 	return string(b)
 }
 
-// GoBlocks returns the Go code blocks of the section of docs/development.md
-// whose level-2 heading is heading, up to the next level-2 heading. It fails
-// the test when the section or its code is missing.
-func GoBlocks(t testing.TB, heading string) []string {
-	t.Helper()
-	return goBlocks(t, "development.md", heading)
-}
-
+// goBlocks returns the Go code blocks of the section of docs/NAME whose
+// level-2 heading is heading, up to the next level-2 heading. It fails the
+// test when the section or its code is missing.
 func goBlocks(t testing.TB, name, heading string) []string {
 	t.Helper()
 	_, section, ok := strings.Cut(page(t, name), "\n## "+heading+"\n")

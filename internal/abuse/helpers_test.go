@@ -33,6 +33,10 @@ func runHelper(name string, args []string) error {
 		return fdExec(args)
 	case "fdpipe":
 		return fdPipe(args)
+	case "halfopen":
+		return halfOpen(args)
+	case "dialunix":
+		return dialUnix(args)
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }

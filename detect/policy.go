@@ -214,14 +214,6 @@ type seqPipe struct {
 	capture bool
 }
 
-// fromStep is the producer's step, -1 without a pipe.
-func (p *seqPipe) fromStep() int {
-	if p == nil {
-		return -1
-	}
-	return p.from
-}
-
 type allow struct {
 	name   string
 	reason string

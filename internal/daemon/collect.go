@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
@@ -43,45 +39,78 @@ type fleetCollector struct {
 	live   *liveness
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	// peers is the connection to the other collectors (collect_peers.go).
-	peers *nats.Conn
+	hosts  sink.HostSubject
+	// claims is the bucket in which collectors claim alerts
+	// (collect_claims.go); set by pull before the first fetch.
+	claims atomic.Pointer[claims]
+	// metricsLn is the metrics endpoint, bound at start.
+	metricsLn net.Listener
+	forgery   *forgeryLimiter
+	health    collectHealth
 
 	received, duplicates, undecodable atomic.Uint64
 	// redelivered counts messages the stream had delivered before (to this
 	// collector or another): each is an acknowledgement that did not arrive.
 	redelivered atomic.Uint64
-	// peerDuplicates counts messages another collector had delivered or
-	// was delivering: not delivered here.
-	peerDuplicates atomic.Uint64
+	// elsewhere counts messages another collector had delivered (and this
+	// one acknowledged); claimedElsewhere those another was delivering (left
+	// for the stream to offer again); unclaimed those delivered without a
+	// claim, the bucket not answering over three deliveries.
+	elsewhere, claimedElsewhere, unclaimed atomic.Uint64
+	// forged counts records whose host disagreed with their subject's.
+	forged atomic.Uint64
 }
+
+// collectInboxPrefix is the collector's inbox prefix: the replies of its
+// pulls carry every host's alerts, so the server's permissions let only
+// collectors subscribe to it (agents get _INBOX.>).
+const collectInboxPrefix = "_ENCWATCH_COLLECT_INBOX"
 
 // Collect runs the fleet side until ctx ends: it pulls alerts from the
 // collect block's durable consumer (several collectors on one consumer
 // share the load), delivers each into the policy's sinks, and acknowledges
 // a message only once every sink has taken it or spooled it; what is not
 // acknowledged is redelivered, so delivery is at least once and the alert
-// id lets a receiver drop a duplicate. It raises agent_silent when a host's
-// heartbeat is overdue and agent_back when it returns.
+// id lets a receiver drop a duplicate. Who sent a record is the host token
+// of its subject, never the record's own host field. It raises agent_silent
+// when a host's heartbeat is overdue and agent_back when it returns.
 func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts CollectOptions) error {
 	c := cfg.Collect
 	if c == nil {
 		return fmt.Errorf("collect: the policy %s has no collect block", cfg.Path)
 	}
-	sinks, err := buildSinks(cfg, log, opts.Version)
-	if err != nil {
-		return err
+	for _, w := range config.Warnings(cfg) {
+		log.Warn(w)
 	}
 	if opts.Check <= 0 {
 		opts.Check = 250 * time.Millisecond
 	}
-	col := &fleetCollector{log: log, cfg: cfg, c: c, acks: newAckTracker(len(sinks))}
-	col.live = newLiveness(c.SilentAfter)
+	hostSubject := c.HostSubject
+	if hostSubject == "" {
+		hostSubject = sink.DefaultNATSSubject
+	}
+	col := &fleetCollector{log: log, cfg: cfg, c: c, hosts: sink.ParseHostSubject(hostSubject)}
+	ln, err := listenEndpoint(cfg.Metrics.Address)
+	if err != nil {
+		return fmt.Errorf("collect: %w", err)
+	}
+	col.metricsLn = ln
+	sinks, err := buildSinks(cfg, log, opts.Version)
+	if err != nil {
+		closeListener(ln)
+		return err
+	}
+	col.acks = newAckTracker(len(sinks))
+	col.acks.onDone = col.claimDelivered
+	col.live = newLiveness(c)
+	col.forgery = newForgeryLimiter(c.MaxHosts)
 	col.router = sink.NewRouter(log.WithField("stage", "sink"), sinks, sink.RouterOptions{
 		// The stream holds what the sinks cannot take yet: wait for room
 		// rather than drop.
 		Block: true, DrainTimeout: 10 * time.Second, Accepted: col.acks.accepted,
 	})
 	col.nc, err = sink.DialNATS(c.URLs, c.TLS, c.Auth, "encwatch collect", log,
+		nats.CustomInboxPrefix(collectInboxPrefix),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.WithError(err).Warn("nats disconnected")
 			col.live.pause()
@@ -91,20 +120,23 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 			col.live.resume(time.Now())
 		}))
 	if err != nil {
+		closeListener(ln)
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: %w", err)
 	}
 	if col.js, err = jetstream.New(col.nc); err != nil {
 		col.nc.Close()
+		closeListener(ln)
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: jetstream: %w", err)
 	}
-	if err := col.dialPeers(); err != nil {
-		col.nc.Close()
-		closeSinks(sinks, log)
-		return fmt.Errorf("collect: peers: %w", err)
-	}
 	return col.run(ctx, opts)
+}
+
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		ln.Close()
+	}
 }
 
 // run owns the collector's goroutines and returns once all have stopped,
@@ -114,10 +146,12 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	routerDone := make(chan error, 1)
 	// The router drains within its deadline once ctx ends.
 	go func() { routerDone <- col.router.Run(ctx) }()
+	col.health.lastFetch.Store(time.Now().UnixNano())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return col.pull(gctx) })
 	g.Go(func() error { return col.watch(gctx, opts.Check) })
 	g.Go(func() error { return col.serveMetrics(gctx) })
+	g.Go(func() error { col.checkHealth(gctx, time.Second); return nil })
 	col.log.WithFields(logrus.Fields{
 		"stream": col.c.Stream, "consumer": col.c.Consumer, "sinks": len(col.cfg.Sinks),
 	}).Info("encwatch collect running")
@@ -131,10 +165,10 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 		col.log.WithError(ferr).Warn("flush acknowledgements")
 	}
 	col.nc.Close()
-	col.peers.Close()
 	col.log.WithFields(logrus.Fields{
 		"received": col.received.Load(), "duplicates": col.duplicates.Load(), "undecodable": col.undecodable.Load(),
-		"redelivered": col.redelivered.Load(), "delivered_elsewhere": col.peerDuplicates.Load(),
+		"redelivered": col.redelivered.Load(), "delivered_elsewhere": col.elsewhere.Load(),
+		"claimed_elsewhere": col.claimedElsewhere.Load(), "unclaimed": col.unclaimed.Load(), "forged": col.forged.Load(),
 	}).Info("encwatch collect stopping")
 	return err
 }
@@ -146,20 +180,25 @@ func (col *fleetCollector) pull(ctx context.Context) error {
 	if err != nil || cons == nil {
 		return err
 	}
+	col.health.cons.Store(&cons)
 	reacked := make(chan struct{})
 	go func() {
 		defer close(reacked)
 		col.reacknowledge(ctx, cons)
 	}()
 	defer func() { <-reacked }()
+	failing := false
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(col.c.Batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			col.log.WithError(err).Warn("fetch failed")
+			if !failing {
+				col.log.WithError(err).Warn("fetch failed")
+			}
+			failing = true
 			sleepCtx(ctx, 250*time.Millisecond)
 			continue
 		}
-		// Messages are sifted (collect_peers.go) in chunks: the first that
+		// Messages are claimed (collect_claims.go) in chunks: the first that
 		// arrives and every other already there.
 		var chunk []jetstream.Msg
 		ch := batch.Messages()
@@ -180,15 +219,25 @@ func (col *fleetCollector) pull(ctx context.Context) error {
 			col.sift(ctx, chunk)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			col.log.WithError(err).Debug("fetch ended early")
+			if !failing {
+				col.log.WithError(err).Warn("fetch failed")
+			}
+			failing = true
+			sleepCtx(ctx, 250*time.Millisecond)
+			continue
 		}
+		if failing {
+			col.log.Info("fetching again")
+		}
+		failing = false
+		col.health.lastFetch.Store(time.Now().UnixNano())
 	}
 	return nil
 }
 
-// consumer creates (or finds) the durable consumer and subscribes to the
-// stream's subjects for the heartbeat watch, retrying until the stream
-// exists or ctx ends (nil, nil).
+// consumer creates (or finds) the durable consumer and the claims bucket
+// and subscribes to the stream's subjects for the heartbeat watch, retrying
+// until the stream exists or ctx ends (nil, nil).
 func (col *fleetCollector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	for warned := false; ; warned = true {
 		cons, subjects, err := col.openConsumer(ctx)
@@ -207,6 +256,23 @@ func (col *fleetCollector) consumer(ctx context.Context) (jetstream.Consumer, er
 	}
 }
 
+// consumerConfig is the durable consumer; start > 0 starts it there (a
+// consumer recreated after it was deleted starts after its ack floor).
+func (col *fleetCollector) consumerConfig(start uint64) jetstream.ConsumerConfig {
+	cc := jetstream.ConsumerConfig{
+		Durable:       col.c.Consumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       col.c.AckWait,
+		MaxAckPending: col.c.MaxAckPending,
+		FilterSubject: col.c.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if start > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	return cc
+}
+
 func (col *fleetCollector) openConsumer(ctx context.Context) (jetstream.Consumer, []string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -214,17 +280,20 @@ func (col *fleetCollector) openConsumer(ctx context.Context) (jetstream.Consumer
 	if err != nil {
 		return nil, nil, fmt.Errorf("stream %s: %w", col.c.Stream, err)
 	}
-	cons, err := st.CreateOrUpdateConsumer(cctx, jetstream.ConsumerConfig{
-		Durable:       col.c.Consumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       col.c.AckWait,
-		MaxAckPending: col.c.MaxAckPending,
-		FilterSubject: col.c.Subject,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	var cons jetstream.Consumer
+	if col.c.ManageConsumer {
+		cons, err = st.CreateOrUpdateConsumer(cctx, col.consumerConfig(0))
+	} else {
+		cons, err = st.Consumer(cctx, col.c.Consumer)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("consumer %s: %w", col.c.Consumer, err)
 	}
+	cl, err := openClaims(cctx, col.js, col.c, st.CachedInfo().Config.Replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	col.claims.Store(cl)
 	subjects := st.CachedInfo().Config.Subjects
 	if col.c.Subject != "" {
 		subjects = []string{col.c.Subject}
@@ -242,37 +311,72 @@ func (col *fleetCollector) subscribe(subjects []string) error {
 			return fmt.Errorf("collect: subscribe %s: %w", s, err)
 		}
 		// Alerts pass here too; only heartbeats are decoded. Losing one
-		// under load would only delay a host's next sign of life.
-		_ = sub.SetPendingLimits(1<<20, 1<<30)
+		// under a flood only delays a host's next sign of life; the bound
+		// keeps a flood from holding the collector's memory.
+		_ = sub.SetPendingLimits(1<<16, 64<<20)
 	}
 	return nil
 }
 
 // heartbeatSeen reads a heartbeat or a clean stop off the watch
-// subscription.
+// subscription. One whose host is not its subject's is not believed (the
+// pulled copy raises fleet_forgery).
 func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
 	sig := m.Header.Get(sink.SignatureHeader)
 	if sig != SigHeartbeat && sig != SigStopped {
 		return
 	}
-	a, err := sink.DecodeRecord([]byte(m.Header.Get(sink.RecordHeader)))
-	if err != nil {
+	token, ok := col.hosts.Host(m.Subject)
+	if !ok {
 		return
 	}
-	if back := col.live.seen(&a, m.Subject, time.Now()); back != nil {
+	a, err := sink.DecodeRecord([]byte(m.Header.Get(sink.RecordHeader)))
+	if err != nil || sink.SubjectToken(a.Host) != token || a.Signature.Name != sig {
+		return
+	}
+	if back := col.live.seen(&a, token, m.Subject, time.Now()); back != nil {
 		col.raise(*back, m.Subject)
 	}
 }
 
-// decode reads the alert a pulled message carries; a message without one
-// is terminated (the stream never offers it again).
-func (col *fleetCollector) decode(msg jetstream.Msg) (detect.Alert, bool) {
+// admit reads the alert a pulled message carries and sets who sent it from
+// its subject. A message without a record, or on a subject no agent
+// publishes, is terminated (the stream never offers it again) and counted;
+// a forged record raises fleet_forgery and is delivered under its
+// subject's host, or, when it is one of the fleet's own records, dropped.
+func (col *fleetCollector) admit(msg jetstream.Msg) (detect.Alert, bool) {
+	token, ok := col.hosts.Host(msg.Subject())
 	rec := msg.Headers().Get(sink.RecordHeader)
-	a, err := sink.DecodeRecord([]byte(rec))
-	if rec == "" || err != nil {
+	var a detect.Alert
+	var err error
+	if ok && rec != "" {
+		a, err = sink.DecodeRecord([]byte(rec))
+	}
+	if !ok || rec == "" || err != nil {
 		col.undecodable.Add(1)
-		col.log.WithError(err).WithField("subject", msg.Subject()).Warn("message without an encwatch record; terminated")
+		col.health.junk(msg.Subject())
 		_ = msg.Term()
+		return detect.Alert{}, false
+	}
+	a.Subject = msg.Subject()
+	if sink.SubjectToken(a.Host) == token {
+		return a, true
+	}
+	col.forged.Add(1)
+	claimed := a.Host
+	a.ClaimedHost, a.Host = claimed, col.live.hostOf(token)
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	if f := col.forgery.raise(token, a, seq, time.Now()); f != nil {
+		col.log.WithFields(logrus.Fields{"subject": a.Subject, "claimed_host": claimed, "signature": a.Signature.Name}).Error("forged record: its host is not its subject's")
+		col.router.Deliver(*f)
+	}
+	if fleetSignature(a.Signature.Name) {
+		// A heartbeat, stop or silence for another host is a lie with no
+		// evidence in it: acknowledged, counted, not delivered.
+		_ = msg.Ack()
 		return detect.Alert{}, false
 	}
 	return a, true
@@ -295,8 +399,71 @@ func (col *fleetCollector) handle(msg jetstream.Msg, a detect.Alert) {
 	col.router.Deliver(a)
 }
 
+// sift delivers a chunk of pulled messages, each once this collector holds
+// its claim; what another collector delivered is acknowledged without a
+// second delivery, what another is delivering is left for the stream to
+// offer again after the ack wait, when the other has finished (and this one
+// acknowledges it) or failed (and its claim expired).
+func (col *fleetCollector) sift(ctx context.Context, msgs []jetstream.Msg) {
+	type pulled struct {
+		msg   jetstream.Msg
+		alert detect.Alert
+	}
+	var direct, ask []pulled
+	for _, msg := range msgs {
+		a, ok := col.admit(msg)
+		if !ok {
+			continue
+		}
+		if col.acks.has(a.ID) {
+			direct = append(direct, pulled{msg, a})
+		} else {
+			ask = append(ask, pulled{msg, a})
+		}
+	}
+	for _, d := range direct {
+		col.handle(d.msg, d.alert)
+	}
+	if len(ask) == 0 {
+		return
+	}
+	ids := make([]string, len(ask))
+	for i, d := range ask {
+		ids[i] = d.alert.ID
+	}
+	results := col.claims.Load().claim(ctx, ids)
+	for i, d := range ask {
+		switch results[i] {
+		case claimMine:
+			col.handle(d.msg, d.alert)
+		case claimDone:
+			_ = d.msg.Ack()
+			col.elsewhere.Add(1)
+		case claimPending:
+			col.claimedElsewhere.Add(1)
+		default:
+			// The bucket did not answer (a cluster node died): ask again
+			// soon; after three deliveries, deliver unclaimed (at least
+			// once: possibly twice, never lost).
+			if md, err := d.msg.Metadata(); err == nil && md.NumDelivered >= 3 {
+				col.unclaimed.Add(1)
+				col.handle(d.msg, d.alert)
+				continue
+			}
+			_ = d.msg.NakWithDelay(time.Second)
+		}
+	}
+}
+
+// claimDelivered is the ackTracker's onDone: every sink took alert id.
+func (col *fleetCollector) claimDelivered(id string) {
+	if cl := col.claims.Load(); cl != nil {
+		cl.delivered(id)
+	}
+}
+
 // watch raises agent_silent for every host whose heartbeat is overdue,
-// every check, until ctx ends.
+// every check, until ctx ends. Many hosts silent at once are one summary.
 func (col *fleetCollector) watch(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -305,7 +472,12 @@ func (col *fleetCollector) watch(ctx context.Context, every time.Duration) error
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
-			for _, s := range col.live.overdue(now) {
+			silent := col.live.overdue(now)
+			if len(silent) > massSilence {
+				col.deliverLater(massSilenceAlert(silent, now))
+				continue
+			}
+			for _, s := range silent {
 				col.raise(s.alert, s.subject)
 			}
 		}
@@ -315,19 +487,41 @@ func (col *fleetCollector) watch(ctx context.Context, every time.Duration) error
 // raise publishes a collector's alert (agent_silent, agent_back) to the
 // stream, on the host's own subject: its id is the same in every collector
 // that sees the silence, so the stream stores it once and one collector
-// delivers it. If the stream cannot take it, it goes to the sinks directly.
+// delivers it. It does not wait for the stream: the acknowledgement is
+// awaited on the side, and if the stream does not take it, it goes to the
+// sinks directly; one slow publish never delays another host's alert.
 func (col *fleetCollector) raise(a detect.Alert, subject string) {
 	col.log.WithFields(logrus.Fields{"signature": a.Signature.Name, "host": a.Host}).Warn("raising fleet alert")
 	msg, err := sink.NATSMessage(subject, &a, sink.AppendJSON)
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = col.js.PublishMsg(ctx, msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(col.c.Stream))
-		cancel()
+	if err != nil {
+		col.deliverLater(a)
+		return
 	}
+	f, err := col.js.PublishMsgAsync(msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(col.c.Stream))
 	if err != nil {
 		col.log.WithError(err).Warn("publish fleet alert failed; delivering it here")
-		col.router.Deliver(a)
+		col.deliverLater(a)
+		return
 	}
+	go func() {
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+			return
+		case err = <-f.Err():
+		case <-t.C:
+			err = errors.New("no acknowledgement within 5s")
+		}
+		col.log.WithError(err).Warn("publish fleet alert failed; delivering it here")
+		col.router.Deliver(a)
+	}()
+}
+
+// deliverLater hands a to the sinks without holding the caller while they
+// are full.
+func (col *fleetCollector) deliverLater(a detect.Alert) {
+	go col.router.Deliver(a)
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether ctx is still
@@ -357,6 +551,8 @@ type ackTracker struct {
 	// redelivery of one (its acknowledgement was lost with a cluster node)
 	// is acknowledged again, not delivered twice.
 	done map[string]int
+	// onDone, when set, is told of each alert every sink took (outside mu).
+	onDone func(id string)
 }
 
 // sentAck is one acknowledgement sent: the message's reply subject and the
@@ -408,46 +604,34 @@ func (t *ackTracker) has(id string) bool {
 	return pending || done
 }
 
-// known answers another collector (askPeers): a line "d ID" for each of ids
-// delivered and acknowledged lately, "p ID" for each on its way to the
-// sinks.
-func (t *ackTracker) known(ids []string) []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var b []byte
-	for _, id := range ids {
-		mark := byte(0)
-		if _, ok := t.done[id]; ok {
-			mark = peerDone
-		} else if _, ok := t.pending[id]; ok {
-			mark = peerPending
-		}
-		if mark != 0 {
-			b = append(append(append(b, mark, ' '), id...), '\n')
-		}
-	}
-	return b
-}
-
 // accepted is the router's RouterOptions.Accepted: one sink is done with a.
 // The last one acknowledges the messages.
 func (t *ackTracker) accepted(_ int, a *detect.Alert) {
+	if t.take(a.ID) && t.onDone != nil {
+		t.onDone(a.ID)
+	}
+}
+
+// take counts one sink done with alert id and, after the last, acknowledges
+// its messages; it reports whether it did.
+func (t *ackTracker) take(id string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p, ok := t.pending[a.ID]
+	p, ok := t.pending[id]
 	if !ok {
-		return
+		return false
 	}
 	if p.remaining--; p.remaining > 0 {
-		return
+		return false
 	}
-	delete(t.pending, a.ID)
+	delete(t.pending, id)
 	now := time.Now()
 	for _, m := range p.msgs {
 		// A publish into the connection's buffer: it does not wait.
 		_ = m.Ack()
-		t.remember(sentAck{reply: m.Reply(), id: a.ID, at: now})
+		t.remember(sentAck{reply: m.Reply(), id: id, at: now})
 	}
+	return true
 }
 
 // remember keeps an acknowledgement in the ring; under mu.
@@ -537,209 +721,3 @@ func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Con
 	}
 }
 
-// collectMetrics reports the collector's sinks under the agent's metric
-// names, and its own counters.
-type collectMetrics struct{ col *fleetCollector }
-
-var (
-	descCollected = prometheus.NewDesc("encwatch_collect_messages_total", "Messages pulled from the stream, by result: delivered (handed to the sinks), duplicate (already in flight), delivered_elsewhere (another collector delivered it or is delivering it), undecodable (terminated).", []string{"result"}, nil)
-	descHosts     = prometheus.NewDesc("encwatch_collect_hosts", "Hosts whose heartbeats the collector follows, by state.", []string{"state"}, nil)
-)
-
-func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCollected, descHosts, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped} {
-		ch <- d
-	}
-}
-
-func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
-	col := m.col
-	counter := counterTo(ch)
-	counter(descCollected, col.received.Load(), "delivered")
-	counter(descCollected, col.duplicates.Load(), "duplicate")
-	counter(descCollected, col.undecodable.Load(), "undecodable")
-	counter(descCollected, col.peerDuplicates.Load(), "delivered_elsewhere")
-	for state, n := range col.live.counts() {
-		ch <- prometheus.MustNewConstMetric(descHosts, prometheus.GaugeValue, float64(n), state)
-	}
-	collectSinkStats(ch, col.router.Stats())
-}
-
-// serveMetrics serves /metrics on the policy's metrics address until ctx
-// ends. No address, no endpoint.
-func (col *fleetCollector) serveMetrics(ctx context.Context) error {
-	addr := col.cfg.Metrics.Address
-	if addr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectMetrics{col})
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-	defer stop()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	return nil
-}
-
-// hostState is what the collector knows of one agent.
-type hostState struct {
-	last     time.Time     // when its last heartbeat was seen
-	interval time.Duration // the interval it announced
-	beatID   string        // its last heartbeat's id
-	subject  string        // where it publishes
-	silent   bool          // agent_silent raised, agent_back not yet
-	stopped  bool          // it said agent_stopped
-}
-
-// liveness follows every host's heartbeats.
-type liveness struct {
-	silentAfter time.Duration // 0: three of the host's intervals
-	mu          sync.Mutex
-	hosts       map[string]*hostState
-	paused      bool // disconnected from NATS: silence proves nothing
-}
-
-func newLiveness(silentAfter time.Duration) *liveness {
-	return &liveness{silentAfter: silentAfter, hosts: make(map[string]*hostState)}
-}
-
-// seen records a heartbeat (or clean stop) a, seen at now on subject. It
-// returns agent_back when the host was silent.
-func (l *liveness) seen(a *detect.Alert, subject string, now time.Time) *detect.Alert {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	h, ok := l.hosts[a.Host]
-	if !ok {
-		h = &hostState{}
-		l.hosts[a.Host] = h
-	}
-	h.interval = time.Minute
-	for _, m := range a.Matches {
-		if m.Field == heartbeatInterval {
-			if s, err := strconv.ParseFloat(m.Value, 64); err == nil && s > 0 {
-				h.interval = time.Duration(s * float64(time.Second))
-			}
-		}
-	}
-	// A heartbeat from a backlog counts from when it was sent.
-	seenAt := now
-	if a.Time.Before(now.Add(-l.after(h))) {
-		seenAt = a.Time
-	}
-	if seenAt.After(h.last) {
-		h.last = seenAt
-	}
-	h.beatID, h.subject = a.ID, subject
-	h.stopped = a.Signature.Name == SigStopped
-	if !h.silent || h.stopped || seenAt != now {
-		return nil
-	}
-	h.silent = false
-	back := fleetAlert(SigBack, a.Host, now, "agent_back-"+a.ID, detect.Low,
-		"encwatch on this host is sending heartbeats again after being silent",
-		[]detect.Match{{Field: "agent.last_heartbeat", Value: a.Time.UTC().Format(time.RFC3339Nano), Reason: "the heartbeat that ended the silence"}})
-	return &back
-}
-
-// after is how long h may stay silent.
-func (l *liveness) after(h *hostState) time.Duration {
-	if l.silentAfter > 0 {
-		return l.silentAfter
-	}
-	return 3 * h.interval
-}
-
-// silence is an agent_silent alert and the subject to publish it on.
-type silence struct {
-	alert   detect.Alert
-	subject string
-}
-
-// overdue returns agent_silent for each host newly silent at now.
-func (l *liveness) overdue(now time.Time) []silence {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.paused {
-		return nil
-	}
-	var out []silence
-	for host, h := range l.hosts {
-		if h.silent || h.stopped || now.Sub(h.last) <= l.after(h) {
-			continue
-		}
-		h.silent = true
-		a := fleetAlert(SigSilent, host, now, "agent_silent-"+h.beatID, detect.Critical,
-			"no heartbeat from encwatch on this host: the agent was killed, the host is down or cut off",
-			[]detect.Match{
-				{Field: "agent.last_heartbeat_seen", Value: h.last.UTC().Format(time.RFC3339Nano), Reason: "the last sign of life"},
-				{Field: "agent.silent_seconds", Value: strconv.FormatInt(int64(now.Sub(h.last).Seconds()), 10), Reason: "more than silent_after (" + l.after(h).String() + ")"},
-			})
-		out = append(out, silence{alert: a, subject: h.subject})
-	}
-	return out
-}
-
-// pause stops silence checks while the collector is cut off from NATS;
-// resume restarts the clocks at now, so that hosts are not blamed for the
-// collector's own outage.
-func (l *liveness) pause() {
-	l.mu.Lock()
-	l.paused = true
-	l.mu.Unlock()
-}
-
-func (l *liveness) resume(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.paused = false
-	for _, h := range l.hosts {
-		if h.last.Before(now) {
-			h.last = now
-		}
-	}
-}
-
-// counts returns how many hosts are alive, silent and stopped.
-func (l *liveness) counts() map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := map[string]int{"alive": 0, "silent": 0, "stopped": 0}
-	for _, h := range l.hosts {
-		switch {
-		case h.stopped:
-			c["stopped"]++
-		case h.silent:
-			c["silent"]++
-		default:
-			c["alive"]++
-		}
-	}
-	return c
-}
-
-// fleetAlert is an alert the collector raises about a host.
-func fleetAlert(name, host string, now time.Time, id string, imp detect.Importance, desc string, matches []detect.Match) detect.Alert {
-	return detect.Alert{
-		ID:   id,
-		Time: now,
-		Host: host,
-		Signature: detect.SignatureInfo{
-			Name: name, Description: desc, Category: "Agent Health", Method: "Heartbeat",
-			Importance: imp, MITRE: []string{"T1562.001"},
-		},
-		Matches: matches,
-		Actions: []string{"check the agent on the host: systemctl status encwatch; journalctl -u encwatch"},
-	}
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sirupsen/logrus"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -238,6 +236,12 @@ func (d *daemon) listenMetrics(addr string) (net.Listener, error) {
 	if d.opts.metricsListener != nil {
 		return d.opts.metricsListener, nil
 	}
+	return listenEndpoint(addr)
+}
+
+// listenEndpoint binds an endpoint's address; "" binds nothing. A taken
+// port is an error naming the address and, when /proc tells, who holds it.
+func listenEndpoint(addr string) (net.Listener, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -263,15 +267,7 @@ func (d *daemon) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", d.serveHealthz)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       metricsIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(d.log.WriterLevel(logrus.DebugLevel), "", 0),
-	}
+	srv := endpointServer(mux, d.log)
 	d.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

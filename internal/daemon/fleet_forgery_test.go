@@ -1,0 +1,355 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sirupsen/logrus"
+
+	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/natstest"
+	"github.com/encwatch/encwatch/internal/sink"
+)
+
+// siemLine is what these tests read of a collector's JSON line.
+type siemLine struct {
+	ID        string `json:"id"`
+	Host      string `json:"host"`
+	Signature struct {
+		Name string `json:"name"`
+	} `json:"signature"`
+	Fleet struct {
+		Subject     string `json:"subject"`
+		ClaimedHost string `json:"claimed_host"`
+	} `json:"fleet"`
+	Matches []struct {
+		Field, Value string
+	} `json:"matches"`
+	Throttled uint64 `json:"throttled"`
+}
+
+// readSIEM reads the complete lines of a collector's file sink.
+func readSIEM(t *testing.T, path string) []siemLine {
+	t.Helper()
+	b, _ := os.ReadFile(path)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else {
+		return nil
+	}
+	var out []siemLine
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var l siemLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("%s: bad line %q: %v", path, sc.Text(), err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// fleetCollectorProc is an in-process `encwatch collect` on a natstest
+// cluster with the collector's documented credentials.
+type fleetCollectorProc struct {
+	out, metrics string
+	cancel       context.CancelFunc
+	done         chan error
+	logs         lockedBuf
+}
+
+// lockedBuf is a buffer written by one goroutine and read by another.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func runCollector(t *testing.T, cl *natstest.Cluster, extra string) *fleetCollectorProc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &fleetCollectorProc{out: filepath.Join(dir, "siem.jsonl"), metrics: natstest.FreeAddr(t), done: make(chan error, 1)}
+	var urls []string
+	for _, u := range cl.URLs() {
+		urls = append(urls, fmt.Sprintf("%q", u))
+	}
+	cfg, err := config.Parse("collect.hcl", fmt.Appendf(nil, `
+metrics {
+  address = %q
+}
+collect {
+  urls      = [%s]
+  nkey_file = %q
+  ack_wait  = "5s"
+  %s
+}
+sink "file" "siem" {
+  path = %q
+}
+`, p.metrics, strings.Join(urls, ", "), cl.Seed(natstest.Collect), extra, p.out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	lg := logrus.New()
+	lg.SetOutput(&p.logs)
+	go func() {
+		p.done <- Collect(ctx, cfg, logrus.NewEntry(lg), CollectOptions{Check: 50 * time.Millisecond})
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("collector logs:\n%s", p.logs.String())
+		}
+	})
+	return p
+}
+
+func (p *fleetCollectorProc) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+		p.cancel = nil
+	}
+}
+
+// waitLine waits until the collector's file holds a line ok accepts.
+func (p *fleetCollectorProc) waitLine(t *testing.T, what string, within time.Duration, ok func(siemLine) bool) siemLine {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) { // polling the file
+		for _, l := range readSIEM(t, p.out) {
+			if ok(l) {
+				return l
+			}
+		}
+	}
+	t.Fatalf("no %s in the collector's file within %s", what, within)
+	return siemLine{}
+}
+
+// waitCount waits until the collector's file holds n lines ok accepts.
+func (p *fleetCollectorProc) waitCount(t *testing.T, what string, n int, within time.Duration, ok func(siemLine) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) { // polling the file
+		got := 0
+		for _, l := range readSIEM(t, p.out) {
+			if ok(l) {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d %s in the collector's file within %s", n, what, within)
+}
+
+// publisher is a nats sink with a host's credentials: an agent's, or a
+// liar's using them.
+func publisher(t *testing.T, cl *natstest.Cluster, user string) *sink.NATS {
+	t.Helper()
+	s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+		sink.NATSOptions{Settings: sink.NATSSettings{URLs: cl.URLs(), NKeyFile: cl.Seed(user), Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// liar publishes records as it likes on the subject its credentials
+// (user's) allow: its own.
+type liar struct {
+	js      jetstream.JetStream
+	subject string
+}
+
+func newLiar(t *testing.T, cl *natstest.Cluster, user string) *liar {
+	t.Helper()
+	nc, err := cl.Connect(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &liar{js: js, subject: "encwatch.alerts." + natstest.Token(user)}
+}
+
+// send publishes each of alerts on the liar's subject, whatever host it
+// names, and waits for the stream to store it.
+func (l *liar) send(t *testing.T, alerts ...detect.Alert) {
+	t.Helper()
+	for i := range alerts {
+		msg, err := sink.NATSMessage(l.subject, &alerts[i], sink.AppendJSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(alerts[i].ID))
+		cancel()
+		if err != nil {
+			t.Fatalf("liar publish on %s: %v", l.subject, err)
+		}
+	}
+}
+
+// heartbeatsOf sends host's heartbeat every interval until stop is closed
+// (a kill -9: no agent_stopped).
+func heartbeatsOf(t *testing.T, s *sink.NATS, host string, interval time.Duration, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			_ = s.Send(context.Background(), []detect.Alert{*beat(host, time.Now(), strconv.FormatFloat(interval.Seconds(), 'f', -1, 64))})
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return &wg
+}
+
+// forged is a record host claims, to be sent with another host's key.
+func forged(host, sig, id string, interval string) detect.Alert {
+	a := *beat(host, time.Now(), interval)
+	a.ID, a.Signature.Name = id, sig
+	return a
+}
+
+// TestFleetForgeryWithServer: with web1's credentials a liar sends, on
+// web1's own subject, a forged agent_stopped, a forged heartbeat announcing
+// a huge interval, and a forged alert, each claiming web2. web2's silence
+// after its "kill" is still raised within silent_after + 2 s, each forgery
+// raises a critical fleet_forgery naming web1's subject (one a minute per
+// subject: the rest counted into it), and the forged alert is delivered as
+// web1's, never web2's, with its subject and the claimed host.
+func TestFleetForgeryWithServer(t *testing.T) {
+	cl := natstest.Start(t, 1, nil)
+	cl.CreateStream(1)
+	col := runCollector(t, cl, "") // silent after three of each host's intervals
+	web1, web2, liar := publisher(t, cl, "web1.example.com"), publisher(t, cl, "web2.example.com"), newLiar(t, cl, "web1.example.com")
+	const interval = time.Second
+	const silentAfter = 3 * interval
+	stop1, stop2 := make(chan struct{}), make(chan struct{})
+	beats1 := heartbeatsOf(t, web1, "web1.example.com", interval, stop1)
+	defer func() { close(stop1); beats1.Wait() }()
+	beats2 := heartbeatsOf(t, web2, "web2.example.com", interval, stop2)
+	isBeat := func(host string) func(siemLine) bool {
+		return func(l siemLine) bool { return l.Signature.Name == SigHeartbeat && l.Host == host }
+	}
+	// Two heartbeats of each: the first may have come from the stream's
+	// backlog before the collector's watch began.
+	col.waitCount(t, "web2's heartbeats", 2, 20*time.Second, isBeat("web2.example.com"))
+	col.waitCount(t, "web1's heartbeats", 2, 5*time.Second, isBeat("web1.example.com"))
+
+	// The lies, then web2 dies.
+	enc := forged("web2.example.com", "data_encoder_exec", "forged-enc", "1")
+	enc.Signature.Importance = detect.High
+	liar.send(t,
+		forged("web2.example.com", SigStopped, "forged-stop", "1"),
+		forged("web2.example.com", SigHeartbeat, "forged-beat", "1e9"),
+		enc)
+	close(stop2)
+	beats2.Wait()
+	killed := time.Now()
+	for range 3 { // keep lying after the kill
+		liar.send(t, forged("web2.example.com", SigHeartbeat, fmt.Sprintf("forged-beat-%d", time.Now().UnixNano()), "1e9"))
+		time.Sleep(interval)
+	}
+	silent := col.waitLine(t, "agent_silent for web2", silentAfter+10*time.Second, func(l siemLine) bool {
+		return l.Signature.Name == SigSilent && l.Host == "web2.example.com"
+	})
+	took := time.Since(killed)
+	t.Logf("agent_silent for web2 %.2fs after its last heartbeat (silent_after %s), despite the forgeries", took.Seconds(), silentAfter)
+	if took > silentAfter+2*time.Second {
+		t.Errorf("agent_silent for web2 came %.1fs after its kill, want within silent_after + 2s (%s)", took.Seconds(), silentAfter+2*time.Second)
+	}
+	if silent.Fleet.Subject != "encwatch.alerts.web2_example_com" {
+		t.Errorf("agent_silent subject = %q, want web2's", silent.Fleet.Subject)
+	}
+
+	f := col.waitLine(t, "fleet_forgery", 10*time.Second, func(l siemLine) bool { return l.Signature.Name == SigForgery })
+	if f.Fleet.Subject != "encwatch.alerts.web1_example_com" || f.Host != "web1.example.com" || f.Fleet.ClaimedHost != "web2.example.com" {
+		t.Errorf("fleet_forgery = %+v, want it naming web1's subject and host, claiming web2", f)
+	}
+	lines := readSIEM(t, col.out)
+	forgeries, delivered := 0, map[string]siemLine{}
+	for _, l := range lines {
+		if l.Signature.Name == SigForgery {
+			forgeries++
+		}
+		delivered[l.ID] = l
+		if l.Fleet.Subject == "" {
+			t.Errorf("delivered record %s (%s) carries no subject", l.ID, l.Signature.Name)
+		}
+		if l.Host == "web2.example.com" && l.Fleet.Subject != "encwatch.alerts.web2_example_com" {
+			t.Errorf("record %s delivered as web2's from subject %q", l.ID, l.Fleet.Subject)
+		}
+	}
+	if forgeries != 1 {
+		t.Errorf("%d fleet_forgery alerts for 6 forgeries within a minute, want 1", forgeries)
+	}
+	got, ok := delivered["forged-enc"]
+	switch {
+	case !ok:
+		t.Error("the forged alert was not delivered at all, want it under web1 (the evidence of what web1 did)")
+	case got.Host != "web1.example.com" || got.Fleet.ClaimedHost != "web2.example.com" || got.Fleet.Subject != "encwatch.alerts.web1_example_com":
+		t.Errorf("forged alert delivered as %+v, want host web1.example.com, claimed web2.example.com, web1's subject", got)
+	}
+	for _, id := range []string{"forged-stop", "forged-beat"} {
+		if _, ok := delivered[id]; ok {
+			t.Errorf("forged fleet record %s delivered, want it dropped (counted)", id)
+		}
+	}
+	m := scrapeCollector(t, col.metrics)
+	if !strings.Contains(m, `encwatch_collect_messages_total{result="forged"} 6`) {
+		t.Errorf("metrics lack 6 forged messages:\n%s", grepLines(m, "encwatch_collect_messages_total"))
+	}
+}
+
+// scrapeCollector reads the collector's /metrics.
+func scrapeCollector(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}

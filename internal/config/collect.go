@@ -186,7 +186,7 @@ func (st *state) collect(blk *hclsyntax.Block) {
 	if nauth > 1 {
 		st.d.errorf(blk.TypeRange, "collect block: set only one of creds_file, nkey_file and token_file")
 	}
-	if msg := sink.CheckNATSSecurity(c.URLs, nauth == 1, sink.HasTLSBlock(b.Body), c.Insecure); msg != "" {
+	if msg := sink.CheckNATSSecurity(c.URLs, nauth > 0, sink.HasTLSBlock(b.Body), c.Insecure); msg != "" && nauth <= 1 {
 		st.d.errorf(blk.TypeRange, "collect block: %s", msg)
 	}
 	for _, blk := range blk.Body.Blocks {

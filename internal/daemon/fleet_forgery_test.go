@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sirupsen/logrus"
 
@@ -352,4 +354,169 @@ func scrapeCollector(t *testing.T, addr string) string {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return b.String()
+}
+
+// encAlert is an alert of host's, the i-th.
+func encAlert(host string, i int) detect.Alert {
+	a := benchAlert(i)
+	a.ID, a.Host = fmt.Sprintf("%s-%d", host, i), host
+	return a
+}
+
+// TestFleetLiarCannotDropAlertsWithServer: two collectors share the
+// consumer while web1 publishes 200 alerts. A client without credentials
+// is refused by the documented server; a liar with web2's credentials
+// listens to whatever it may and answers "delivered" to all of it, and
+// tries to claim every alert in the collectors' bucket first. Not one of
+// the 200 goes missing.
+func TestFleetLiarCannotDropAlertsWithServer(t *testing.T) {
+	cl := natstest.Start(t, 1, nil)
+	cl.CreateStream(1)
+	if nc, err := nats.Connect(strings.Join(cl.URLs(), ","), nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("a client without credentials was let in, want it refused")
+	}
+	const n = 200
+	var ids []string
+	for i := range n {
+		ids = append(ids, encAlert("web1.example.com", i).ID)
+	}
+	// The liar, with web2's key.
+	var refused atomic.Int32
+	lnc, err := cl.Connect("web2.example.com", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if strings.Contains(err.Error(), "Permissions Violation") {
+			refused.Add(1)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnc.Close()
+	answer := func(m *nats.Msg) {
+		_ = lnc.Publish(m.Reply, []byte("+ACK"))
+		for _, id := range ids {
+			_ = lnc.Publish(m.Reply, []byte("d "+id))
+		}
+	}
+	for _, subj := range []string{">", "_INBOX.>", collectInboxPrefix + ".>", "_ENCWATCH.>", "$KV.>", "$JS.ACK.>"} {
+		_, _ = lnc.Subscribe(subj, answer)
+	}
+	for _, id := range ids {
+		_ = lnc.Publish("$KV."+claimBucket(&config.Collect{Stream: "ENCWATCH", Consumer: config.DefaultCollectConsumer})+"."+claimKey(id), []byte("d liar"))
+		_ = lnc.Publish("_ENCWATCH.collect.ENCWATCH."+config.DefaultCollectConsumer, []byte(id))
+	}
+	_ = lnc.Flush()
+
+	a, b := runCollector(t, cl, ""), runCollector(t, cl, "")
+	web1 := publisher(t, cl, "web1.example.com")
+	for i := range n {
+		send(t, web1, encAlert("web1.example.com", i))
+	}
+	got := map[string]int{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(got) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling the files
+		clear(got)
+		for _, p := range []*fleetCollectorProc{a, b} {
+			for _, l := range readSIEM(t, p.out) {
+				if l.Host == "web1.example.com" && l.Signature.Name == "data_encoder_exec" {
+					got[l.ID]++
+				}
+			}
+		}
+	}
+	missing := 0
+	for _, id := range ids {
+		if got[id] == 0 {
+			missing++
+		}
+	}
+	t.Logf("%d of %d alerts delivered, %d missing; the server refused the liar %d times", len(got), n, missing, refused.Load())
+	if missing != 0 {
+		t.Errorf("%d of %d alerts never delivered with a liar about", missing, n)
+	}
+	if refused.Load() == 0 {
+		t.Error("the server refused the liar nothing, want its subscriptions and claims refused (the documented permissions)")
+	}
+}
+
+// TestFleetConsumerDeletedWithServer: deleting the collectors' durable
+// consumer makes /healthz answer 503 and raises a critical
+// collector_stalled within 10 s; the collector recreates the consumer and
+// delivery resumes without a restart.
+func TestFleetConsumerDeletedWithServer(t *testing.T) {
+	cl := natstest.Start(t, 1, nil)
+	cl.CreateStream(1)
+	col := runCollector(t, cl, `stall_after = "3s"`)
+	web1 := publisher(t, cl, "web1.example.com")
+	send(t, web1, encAlert("web1.example.com", 0))
+	col.waitLine(t, "the first alert", 20*time.Second, func(l siemLine) bool { return l.ID == "web1.example.com-0" })
+	if code, body := healthz(t, col.metrics); code != http.StatusOK {
+		t.Fatalf("/healthz = %d %q before the deletion, want 200", code, body)
+	}
+	js := cl.Admin()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, "ENCWATCH", config.DefaultCollectConsumer); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	stalled := col.waitLine(t, "collector_stalled", 10*time.Second, func(l siemLine) bool { return l.Signature.Name == SigStalled })
+	t.Logf("collector_stalled %.2fs after the consumer was deleted: %+v", time.Since(deleted).Seconds(), stalled.Matches)
+	saw503 := false
+	for time.Since(deleted) < 10*time.Second && !saw503 {
+		code, body := healthz(t, col.metrics)
+		saw503 = code == http.StatusServiceUnavailable && strings.Contains(body, "consumer")
+		time.Sleep(50 * time.Millisecond) // polling /healthz
+	}
+	if !saw503 {
+		t.Error("/healthz never answered 503 naming the consumer within 10 s of its deletion")
+	}
+	send(t, web1, encAlert("web1.example.com", 1))
+	col.waitLine(t, "an alert after the consumer was recreated", 20*time.Second, func(l siemLine) bool { return l.ID == "web1.example.com-1" })
+	t.Logf("delivery resumed %.2fs after the deletion", time.Since(deleted).Seconds())
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) { // polling /healthz
+		if code, _ := healthz(t, col.metrics); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz not 200 again after delivery resumed")
+		}
+	}
+	m := scrapeCollector(t, col.metrics)
+	for _, want := range []string{"encwatch_collect_stalls_total 1", "encwatch_collect_consumer_recreated_total 1", "encwatch_collect_healthy 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(m, "encwatch_collect_"))
+		}
+	}
+	n := 0
+	for _, l := range readSIEM(t, col.out) {
+		if l.ID == "web1.example.com-0" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the alert before the deletion delivered %d times, want once (the recreated consumer starts after the ack floor)", n)
+	}
+}
+
+// healthz reads the collector's /healthz.
+func healthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// send publishes alerts with an agent's nats sink.
+func send(t *testing.T, s *sink.NATS, alerts ...detect.Alert) {
+	t.Helper()
+	if err := s.Send(context.Background(), alerts); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
 }

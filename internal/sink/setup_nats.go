@@ -96,9 +96,20 @@ func decodeNATS(b *Body, s *NATSSettings) {
 	}
 	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
 	b.Bool("insecure", &s.Insecure)
-	if msg := CheckNATSSecurity(s.URLs, n == 1, HasTLSBlock(b.Body), s.Insecure); msg != "" {
+	if msg := CheckNATSSecurity(s.URLs, n > 0, HasTLSBlock(b.Body), s.Insecure); msg != "" && n <= 1 {
 		b.Errorf(b.DefRange(), "%s: %s", b.What(), msg)
 	}
+}
+
+// urlsValid reports whether there are URLs and each passes CheckNATSURL:
+// the security check speaks only of URLs that are otherwise right.
+func urlsValid(urls []string) bool {
+	for _, u := range urls {
+		if CheckNATSURL(u) != "" {
+			return false
+		}
+	}
+	return len(urls) > 0
 }
 
 // HasTLSBlock reports whether the body holds a tls block.
@@ -118,7 +129,7 @@ func HasTLSBlock(b *hclbody.Body) bool {
 // its host; a server anyone can use lets anyone forge, read or delete the
 // fleet's alerts.
 func CheckNATSSecurity(urls []string, auth, tlsBlock, insecure bool) string {
-	if insecure {
+	if insecure || !urlsValid(urls) {
 		return ""
 	}
 	if !auth {

@@ -335,7 +335,7 @@ func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
 		return
 	}
 	if back := col.live.seen(&a, token, m.Subject, time.Now()); back != nil {
-		col.raise(*back, m.Subject)
+		col.raise(*back)
 	}
 }
 
@@ -474,47 +474,41 @@ func (col *fleetCollector) watch(ctx context.Context, every time.Duration) error
 		case now := <-t.C:
 			silent := col.live.overdue(now)
 			if len(silent) > massSilence {
-				col.deliverLater(massSilenceAlert(silent, now))
+				col.raise(massSilenceAlert(silent, now))
 				continue
 			}
 			for _, s := range silent {
-				col.raise(s.alert, s.subject)
+				col.raise(s)
 			}
 		}
 	}
 }
 
-// raise publishes a collector's alert (agent_silent, agent_back) to the
-// stream, on the host's own subject: its id is the same in every collector
-// that sees the silence, so the stream stores it once and one collector
-// delivers it. It does not wait for the stream: the acknowledgement is
-// awaited on the side, and if the stream does not take it, it goes to the
-// sinks directly; one slow publish never delays another host's alert.
-func (col *fleetCollector) raise(a detect.Alert, subject string) {
+// raise delivers a collector's alert (agent_silent, agent_back,
+// agents_silent) straight to the sinks, once over every collector: its id
+// is the same in every collector that sees the silence, and only the one
+// whose claim of it succeeds delivers it (a claims bucket that does not
+// answer: every collector does, the id lets the SIEM drop the copies). It
+// does not go through the stream, where a flood on one agent's subject
+// would hold it back, and it does not wait: one slow claim never delays
+// another host's alert.
+func (col *fleetCollector) raise(a detect.Alert) {
 	col.log.WithFields(logrus.Fields{"signature": a.Signature.Name, "host": a.Host}).Warn("raising fleet alert")
-	msg, err := sink.NATSMessage(subject, &a, sink.AppendJSON)
-	if err != nil {
-		col.deliverLater(a)
-		return
-	}
-	f, err := col.js.PublishMsgAsync(msg, jetstream.WithMsgID(a.ID), jetstream.WithExpectStream(col.c.Stream))
-	if err != nil {
-		col.log.WithError(err).Warn("publish fleet alert failed; delivering it here")
-		col.deliverLater(a)
-		return
-	}
 	go func() {
-		t := time.NewTimer(5 * time.Second)
-		defer t.Stop()
-		select {
-		case <-f.Ok():
-			return
-		case err = <-f.Err():
-		case <-t.C:
-			err = errors.New("no acknowledgement within 5s")
+		key := "raise " + a.ID
+		cl := col.claims.Load()
+		if cl != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			res := cl.claim(ctx, []string{key})
+			cancel()
+			if res[0] == claimDone || res[0] == claimPending {
+				return // another collector raised it
+			}
 		}
-		col.log.WithError(err).Warn("publish fleet alert failed; delivering it here")
 		col.router.Deliver(a)
+		if cl != nil {
+			cl.delivered(key)
+		}
 	}()
 }
 

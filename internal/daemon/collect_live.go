@@ -121,6 +121,7 @@ func (l *liveness) seen(a *detect.Alert, token, subject string, now time.Time) *
 	back := fleetAlert(SigBack, a.Host, now, "agent_back-"+a.ID, detect.Low,
 		"encwatch on this host is sending heartbeats again after being silent",
 		[]detect.Match{{Field: "agent.last_heartbeat", Value: a.Time.UTC().Format(time.RFC3339Nano), Reason: "the heartbeat that ended the silence"}})
+	back.Subject = subject
 	return &back
 }
 
@@ -143,21 +144,15 @@ func (l *liveness) after(h *hostState) time.Duration {
 	return 3 * h.interval
 }
 
-// silence is an agent_silent alert and the subject to publish it on.
-type silence struct {
-	alert   detect.Alert
-	subject string
-}
-
 // overdue returns agent_silent for each host newly silent at now, and
 // forgets hosts stopped or silent for longer than forgetAfter.
-func (l *liveness) overdue(now time.Time) []silence {
+func (l *liveness) overdue(now time.Time) []detect.Alert {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.paused {
 		return nil
 	}
-	var out []silence
+	var out []detect.Alert
 	for token, h := range l.hosts {
 		if (h.silent || h.stopped) && now.Sub(h.last) > l.forgetAfter {
 			delete(l.hosts, token)
@@ -174,18 +169,18 @@ func (l *liveness) overdue(now time.Time) []silence {
 				{Field: "agent.silent_seconds", Value: strconv.FormatInt(int64(now.Sub(h.last).Seconds()), 10), Reason: "more than silent_after (" + l.after(h).String() + ")"},
 			})
 		a.Subject = h.subject
-		out = append(out, silence{alert: a, subject: h.subject})
+		out = append(out, a)
 	}
 	return out
 }
 
 // massSilenceAlert is one critical alert for many hosts silent at once:
 // how many, and the first massSilence of them by name.
-func massSilenceAlert(ss []silence, now time.Time) detect.Alert {
+func massSilenceAlert(ss []detect.Alert, now time.Time) detect.Alert {
 	hosts := make([]string, len(ss))
 	ids := make([]string, len(ss))
 	for i, s := range ss {
-		hosts[i], ids[i] = s.alert.Host, s.alert.ID
+		hosts[i], ids[i] = s.Host, s.ID
 	}
 	slices.Sort(hosts)
 	slices.Sort(ids)

@@ -36,10 +36,10 @@ func beat(host string, at time.Time, interval string) *detect.Alert {
 func TestLiveness(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := newLiveness(&config.Collect{MinInterval: 100 * time.Millisecond}) // three of the host's intervals
-	names := func(ss []silence) []string {
+	names := func(ss []detect.Alert) []string {
 		var out []string
 		for _, s := range ss {
-			out = append(out, s.alert.Signature.Name+" "+s.alert.Host+" "+s.subject)
+			out = append(out, s.Signature.Name+" "+s.Host+" "+s.Subject)
 		}
 		return out
 	}
@@ -49,11 +49,11 @@ func TestLiveness(t *testing.T) {
 		t.Errorf("overdue at 3s = %v, want none (3s is not more than 3 intervals)", names(got))
 	}
 	got := l.overdue(t0.Add(3100 * time.Millisecond))
-	if len(got) != 1 || got[0].alert.Signature.Name != SigSilent || got[0].alert.Host != "a" || got[0].subject != "encwatch.alerts.a" {
+	if len(got) != 1 || got[0].Signature.Name != SigSilent || got[0].Host != "a" || got[0].Subject != "encwatch.alerts.a" {
 		t.Fatalf("overdue at 3.1s = %v, want agent_silent a on its subject", names(got))
 	}
-	if got[0].alert.Signature.Importance != detect.Critical {
-		t.Errorf("agent_silent importance = %v, want critical", got[0].alert.Signature.Importance)
+	if got[0].Signature.Importance != detect.Critical {
+		t.Errorf("agent_silent importance = %v, want critical", got[0].Signature.Importance)
 	}
 	if again := l.overdue(t0.Add(5 * time.Second)); len(again) != 0 {
 		t.Errorf("overdue again = %v, want agent_silent once", names(again))
@@ -84,7 +84,7 @@ func TestLiveness(t *testing.T) {
 	// Identical ids in every collector that saw the same last heartbeat.
 	l2 := newLiveness(&config.Collect{SilentAfter: 2 * time.Second})
 	l2.seen(beat("c", t0, "1"), "c", "s", t0)
-	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].alert.ID != b[0].alert.ID {
+	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].ID != b[0].ID {
 		t.Errorf("agent_silent ids differ between collectors: %v, %v", a, b)
 	}
 }
@@ -106,7 +106,7 @@ func TestLivenessBounds(t *testing.T) {
 	got := map[string]time.Time{}
 	for _, at := range []time.Duration{2 * time.Second, 3100 * time.Millisecond, 29 * time.Second, 31 * time.Second} {
 		for _, s := range l.overdue(t0.Add(at)) {
-			got[s.alert.Host] = t0.Add(at)
+			got[s.Host] = t0.Add(at)
 		}
 	}
 	if want := t0.Add(3100 * time.Millisecond); !got["tiny"].Equal(want) {
@@ -125,9 +125,9 @@ func TestLivenessBounds(t *testing.T) {
 	if len(l.hosts) != 0 {
 		t.Errorf("%d hosts remembered 2h after they fell silent, want 0 (forget_after 1h)", len(l.hosts))
 	}
-	var ss []silence
+	var ss []detect.Alert
 	for i := range 50 {
-		ss = append(ss, silence{alert: detect.Alert{ID: strconv.Itoa(i), Host: fmt.Sprintf("h%02d", i)}})
+		ss = append(ss, detect.Alert{ID: strconv.Itoa(i), Host: fmt.Sprintf("h%02d", i)})
 	}
 	m := massSilenceAlert(ss, t0)
 	if m.Signature.Name != SigMassSilence || m.Signature.Importance != detect.Critical || m.Matches[0].Value != "50" || !strings.HasPrefix(m.Matches[1].Value, "h00,h01,") {

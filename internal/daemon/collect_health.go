@@ -208,7 +208,9 @@ func (col *fleetCollector) serveMetrics(ctx context.Context) error {
 		fmt.Fprintln(w, "ok")
 	})
 	srv := endpointServer(mux, col.log)
-	ln := &limitListener{Listener: col.metricsLn, max: metricsMaxConns}
+	ev := newIdleEvictor()
+	srv.ConnState = ev.track
+	ln := &limitListener{Listener: col.metricsLn, max: metricsMaxConns, full: ev.evict}
 	col.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -184,4 +186,42 @@ func TestListenMetricsTaken(t *testing.T) {
 		t.Errorf("error = %q, want the address and \"already in use\"", err)
 	}
 	t.Logf("%v", err)
+}
+
+// TestLimitListenerEvictsIdle: at the cap, the connection idle the longest
+// makes room for a new one, so that idle keep-alive connections cannot
+// keep a health check out.
+func TestLimitListenerEvictsIdle(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := newIdleEvictor()
+	ln := &limitListener{Listener: inner, max: 2, full: ev.evict}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }), ConnState: ev.track}
+	go srv.Serve(ln)
+	defer srv.Close()
+	var idle []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + inner.Addr().String() + "/")
+	if err != nil {
+		t.Fatalf("a request with the cap held by idle connections: %v, want it served", err)
+	}
+	resp.Body.Close()
+	idle[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil {
+		t.Error("the longest-idle connection is still open, want it closed for the new one")
+	}
 }

@@ -263,11 +263,13 @@ func (d *daemon) serveMetrics(ctx context.Context) error {
 	if d.metricsLn == nil {
 		return nil
 	}
-	ln := &limitListener{Listener: d.metricsLn, max: metricsMaxConns}
+	ev := newIdleEvictor()
+	ln := &limitListener{Listener: d.metricsLn, max: metricsMaxConns, full: ev.evict}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", d.serveHealthz)
 	srv := endpointServer(mux, d.log)
+	srv.ConnState = ev.track
 	d.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -299,6 +301,10 @@ type limitListener struct {
 	net.Listener
 	max  int64
 	open atomic.Int64
+	// full, when set, is asked to free a slot when the cap is reached (an
+	// idleEvictor closing the longest-idle keep-alive connection): idle
+	// connections then cannot keep a scrape or a health check out.
+	full func() bool
 }
 
 // Accept returns the next connection within the cap. A temporary accept
@@ -316,11 +322,59 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
-			c.Close()
-			continue
+			if l.full == nil || !l.full() {
+				c.Close()
+				continue
+			}
+			// An idle connection was closed for this one.
+			if l.open.Add(1) > l.max {
+				l.open.Add(-1)
+				c.Close()
+				continue
+			}
 		}
 		return &limitConn{Conn: c, l: l}, nil
 	}
+}
+
+// idleEvictor follows an http.Server's connections (its ConnState) and,
+// when the listener is full, closes the one idle the longest.
+type idleEvictor struct {
+	mu   sync.Mutex
+	idle map[net.Conn]time.Time
+}
+
+func newIdleEvictor() *idleEvictor { return &idleEvictor{idle: make(map[net.Conn]time.Time)} }
+
+// track is the server's ConnState.
+func (e *idleEvictor) track(c net.Conn, st http.ConnState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st == http.StateIdle {
+		e.idle[c] = time.Now()
+	} else {
+		delete(e.idle, c)
+	}
+}
+
+// evict closes the longest-idle connection; it reports whether there was
+// one.
+func (e *idleEvictor) evict() bool {
+	e.mu.Lock()
+	var oldest net.Conn
+	var at time.Time
+	for c, t := range e.idle {
+		if oldest == nil || t.Before(at) {
+			oldest, at = c, t
+		}
+	}
+	delete(e.idle, oldest)
+	e.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.Close()
+	return true
 }
 
 // limitConn gives its slot back once, on its first Close.

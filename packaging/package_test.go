@@ -415,3 +415,15 @@ func appendFile(t *testing.T, path, s string) {
 		t.Fatal(err)
 	}
 }
+
+// TestNATSConfInFleetDoc: docs/fleet.md ships nats-encwatch.conf, the
+// configuration the fleet tests run against, verbatim.
+func TestNATSConfInFleetDoc(t *testing.T) {
+	b, err := os.ReadFile("../docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "```text\n"+NATSConf+"```\n") {
+		t.Error("docs/fleet.md does not hold packaging/nats-encwatch.conf verbatim in a text block")
+	}
+}

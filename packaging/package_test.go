@@ -39,6 +39,7 @@ var packaged = []pkgFile{
 	{"/usr/share/doc/encwatch/README.md", 0o644, false},
 	{"/usr/share/doc/encwatch/packaging.md", 0o644, false},
 	{"/usr/share/doc/encwatch/fleet.md", 0o644, false},
+	{"/usr/share/doc/encwatch/nats-encwatch.conf", 0o644, false},
 }
 
 const (

@@ -212,7 +212,8 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	waitSeen := func(n int) {
 		for deadline := time.Now().Add(120 * time.Second); len(seen) < n; {
 			if time.Now().After(deadline) {
-				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s)", len(seen), n, streamState(cl))
+				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s); collector 0 logs:\n%s\ncollector 1 logs:\n%s",
+					len(seen), n, streamState(cl), tailLines(cols[0].logs.String(), 40), tailLines(cols[1].logs.String(), 40))
 			}
 			time.Sleep(100 * time.Millisecond) // polling the collectors' files
 			read(seen)
@@ -369,4 +370,10 @@ func clusterEvents(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// tailLines is the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -47,6 +47,8 @@ type fleetCollector struct {
 	metricsLn net.Listener
 	forgery   *forgeryLimiter
 	health    collectHealth
+	// marks are alert ids whose claims are to be marked delivered.
+	marks chan string
 
 	received, duplicates, undecodable atomic.Uint64
 	// redelivered counts messages the stream had delivered before (to this
@@ -101,6 +103,7 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 		return err
 	}
 	col.acks = newAckTracker(len(sinks))
+	col.marks = make(chan string, 1<<16)
 	col.acks.onDone = col.claimDelivered
 	col.live = newLiveness(c)
 	col.forgery = newForgeryLimiter(c.MaxHosts)
@@ -124,7 +127,9 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: %w", err)
 	}
-	if col.js, err = jetstream.New(col.nc); err != nil {
+	// Claims and their marks are asynchronous publishes: one whose answer
+	// died with a cluster node must not stay pending for ever.
+	if col.js, err = jetstream.New(col.nc, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(1<<14)); err != nil {
 		col.nc.Close()
 		closeListener(ln)
 		closeSinks(sinks, log)
@@ -152,6 +157,7 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	g.Go(func() error { return col.watch(gctx, opts.Check) })
 	g.Go(func() error { return col.serveMetrics(gctx) })
 	g.Go(func() error { col.checkHealth(gctx, time.Second); return nil })
+	g.Go(func() error { col.markClaims(gctx); return nil })
 	col.log.WithFields(logrus.Fields{
 		"stream": col.c.Stream, "consumer": col.c.Consumer, "sinks": len(col.cfg.Sinks),
 	}).Info("encwatch collect running")
@@ -445,20 +451,47 @@ func (col *fleetCollector) sift(ctx context.Context, msgs []jetstream.Msg) {
 			// The bucket did not answer (a cluster node died): ask again
 			// soon; after three deliveries, deliver unclaimed (at least
 			// once: possibly twice, never lost).
-			if md, err := d.msg.Metadata(); err == nil && md.NumDelivered >= 3 {
+			md, err := d.msg.Metadata()
+			if err == nil && md.NumDelivered >= unclaimedAfter {
 				col.unclaimed.Add(1)
 				col.handle(d.msg, d.alert)
 				continue
 			}
-			_ = d.msg.NakWithDelay(time.Second)
+			delay := time.Second
+			if err == nil {
+				delay *= time.Duration(md.NumDelivered)
+			}
+			_ = d.msg.NakWithDelay(delay)
 		}
 	}
 }
 
-// claimDelivered is the ackTracker's onDone: every sink took alert id.
+// unclaimedAfter is the delivery from which a message whose claim the
+// bucket never answered is delivered unclaimed: after 1+2+3+4 s of asking.
+const unclaimedAfter = 5
+
+// claimDelivered is the ackTracker's onDone: every sink took alert id. It
+// runs on the sink's worker, so the mark is handed to markClaims rather
+// than published here; a full hand-over drops it (the claim then expires:
+// at worst a duplicate, never a loss).
 func (col *fleetCollector) claimDelivered(id string) {
-	if cl := col.claims.Load(); cl != nil {
-		cl.delivered(id)
+	select {
+	case col.marks <- id:
+	default:
+	}
+}
+
+// markClaims marks the claims of delivered alerts done until ctx ends.
+func (col *fleetCollector) markClaims(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-col.marks:
+			if cl := col.claims.Load(); cl != nil {
+				cl.delivered(id)
+			}
+		}
 	}
 }
 
@@ -643,17 +676,22 @@ func (t *ackTracker) remember(a sentAck) {
 	t.next = (t.next + 1) % maxRecentAcks
 }
 
-// since returns the reply subjects of the acknowledgements sent after from.
-func (t *ackTracker) since(from time.Time) []string {
+// since returns the reply subjects of the acknowledgements sent after
+// from, and their alert ids (each once).
+func (t *ackTracker) since(from time.Time) (replies, ids []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []string
+	seen := make(map[string]bool)
 	for _, a := range t.recent {
 		if a.at.After(from) {
-			out = append(out, a.reply)
+			replies = append(replies, a.reply)
+			if !seen[a.id] {
+				seen[a.id] = true
+				ids = append(ids, a.id)
+			}
 		}
 	}
-	return out
+	return replies, ids
 }
 
 // nakAll hands every message still pending back to the stream.
@@ -707,9 +745,17 @@ func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Con
 			continue
 		}
 		rounds--
-		replies := col.acks.since(time.Now().Add(-col.c.AckWait))
+		replies, ids := col.acks.since(time.Now().Add(-col.c.AckWait))
 		for _, reply := range replies {
 			_ = col.nc.Publish(reply, []byte("+ACK"))
+		}
+		// The marks of the claims too: one lost with the node would make
+		// another collector, offered the alert again, wait for the claim
+		// to expire and then deliver it a second time.
+		if cl := col.claims.Load(); cl != nil {
+			for _, id := range ids {
+				cl.delivered(id)
+			}
 		}
 		col.log.WithFields(logrus.Fields{"acks": len(replies), "leader": leader}).Info("cluster changed: acknowledgements sent again")
 	}

@@ -197,7 +197,7 @@ func TestAckTracker(t *testing.T) {
 	if acks.Load() != 2 {
 		t.Errorf("acks = %d after both sinks, want 2 (the message and its redelivery)", acks.Load())
 	}
-	if got := tr.since(time.Now().Add(-time.Minute)); len(got) != 2 {
+	if got, ids := tr.since(time.Now().Add(-time.Minute)); len(got) != 2 || len(ids) != 1 {
 		t.Errorf("remembered %d acknowledgements, want 2 to resend after a cluster change", len(got))
 	}
 	tr.accepted(1, &a) // a late one: nothing pending

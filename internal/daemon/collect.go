@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/endpoint"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -43,8 +43,8 @@ type fleetCollector struct {
 	// claims is the bucket in which collectors claim alerts
 	// (collect_claims.go); set by pull before the first fetch.
 	claims atomic.Pointer[claims]
-	// metricsLn is the metrics endpoint, bound at start.
-	metricsLn net.Listener
+	// ep is the metrics endpoint, bound at start.
+	ep *endpoint.Endpoint
 	forgery   *forgeryLimiter
 	health    collectHealth
 	// marks are alert ids whose claims are to be marked delivered.
@@ -92,14 +92,14 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 		hostSubject = sink.DefaultNATSSubject
 	}
 	col := &fleetCollector{log: log, cfg: cfg, c: c, hosts: sink.ParseHostSubject(hostSubject)}
-	ln, err := listenEndpoint(cfg.Metrics.Address)
+	ep, err := listenCollectEndpoint(cfg.Metrics, log)
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
 	}
-	col.metricsLn = ln
+	col.ep = ep
 	sinks, err := buildSinks(cfg, log, opts.Version)
 	if err != nil {
-		closeListener(ln)
+		ep.Close()
 		return err
 	}
 	col.acks = newAckTracker(len(sinks))
@@ -123,7 +123,7 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 			col.live.resume(time.Now())
 		}))
 	if err != nil {
-		closeListener(ln)
+		ep.Close()
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: %w", err)
 	}
@@ -131,17 +131,25 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 	// died with a cluster node must not stay pending for ever.
 	if col.js, err = jetstream.New(col.nc, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(1<<14)); err != nil {
 		col.nc.Close()
-		closeListener(ln)
+		ep.Close()
 		closeSinks(sinks, log)
 		return fmt.Errorf("collect: jetstream: %w", err)
 	}
 	return col.run(ctx, opts)
 }
 
-func closeListener(ln net.Listener) {
-	if ln != nil {
-		ln.Close()
+// listenCollectEndpoint binds the collector's metrics endpoint (the
+// agent's hardening: internal/endpoint). A probe socket another live
+// collector answers on is a warning: this one serves without it.
+func listenCollectEndpoint(m config.Metrics, log *logrus.Entry) (*endpoint.Endpoint, error) {
+	cfg := endpoint.Config{Name: "metrics", Address: m.Address, ProbeSocket: m.ProbeSocket}
+	ep, err := endpoint.Listen(cfg)
+	if errors.Is(err, endpoint.ErrProbeInUse) {
+		log.WithError(err).Warn("probe socket held by another collector; serving the metrics endpoint without it")
+		cfg.ProbeSocket = ""
+		ep, err = endpoint.Listen(cfg)
 	}
+	return ep, err
 }
 
 // run owns the collector's goroutines and returns once all have stopped,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"net/http"
 	"strconv"
 	"sync"
@@ -157,7 +156,7 @@ var (
 )
 
 func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped} {
+	for _, d := range []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated, descQueue, descSpool, descSpoolMax, descSent, descSendErr, descRejected, descDropped} {
 		ch <- d
 	}
 }
@@ -187,13 +186,10 @@ func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	collectSinkStats(ch, col.router.Stats())
 }
 
-// serveMetrics serves /metrics and /healthz on the listener bound at start,
-// with the agent's connection cap and timeouts, until ctx ends. No address,
-// no endpoint. The endpoint failing is logged and does not stop delivery.
+// serveMetrics serves /metrics and /healthz on the endpoint bound at start
+// until ctx ends. The endpoint failing is logged and does not stop
+// delivery.
 func (col *fleetCollector) serveMetrics(ctx context.Context) error {
-	if col.metricsLn == nil {
-		return nil
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectMetrics{col})
 	mux := http.NewServeMux()
@@ -207,33 +203,8 @@ func (col *fleetCollector) serveMetrics(ctx context.Context) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	srv := endpointServer(mux, col.log)
-	ev := newIdleEvictor()
-	srv.ConnState = ev.track
-	ln := &limitListener{Listener: col.metricsLn, max: metricsMaxConns, full: ev.evict}
-	col.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-	defer stop()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := col.ep.Serve(ctx, mux, col.log); err != nil {
 		col.log.WithError(err).Error("metrics endpoint stopped; collection goes on")
 	}
 	return nil
-}
-
-// endpointServer is the HTTP server of the agent's and the collector's
-// endpoints: bounded headers, read, write and idle times.
-func endpointServer(h http.Handler, lg *logrus.Entry) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       metricsIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(lg.WriterLevel(logrus.DebugLevel), "", 0),
-	}
 }

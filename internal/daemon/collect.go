@@ -25,6 +25,9 @@ type CollectOptions struct {
 	Version string
 	// Check is how often hosts are checked for silence; 0 is 250ms.
 	Check time.Duration
+	// JunkEvery is how often terminated junk is summarised in the log; 0
+	// is 10s.
+	JunkEvery time.Duration
 }
 
 // fleetCollector is one `encwatch collect`: a durable JetStream pull
@@ -86,6 +89,9 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Co
 	}
 	if opts.Check <= 0 {
 		opts.Check = 250 * time.Millisecond
+	}
+	if opts.JunkEvery <= 0 {
+		opts.JunkEvery = junkEvery
 	}
 	hostSubject := c.HostSubject
 	if hostSubject == "" {
@@ -164,7 +170,7 @@ func (col *fleetCollector) run(ctx context.Context, opts CollectOptions) error {
 	g.Go(func() error { return col.pull(gctx) })
 	g.Go(func() error { return col.watch(gctx, opts.Check) })
 	g.Go(func() error { return col.serveMetrics(gctx) })
-	g.Go(func() error { col.checkHealth(gctx, time.Second); return nil })
+	g.Go(func() error { col.checkHealth(gctx, time.Second, opts.JunkEvery); return nil })
 	g.Go(func() error { col.markClaims(gctx); return nil })
 	col.log.WithFields(logrus.Fields{
 		"stream": col.c.Stream, "consumer": col.c.Consumer, "sinks": len(col.cfg.Sinks),

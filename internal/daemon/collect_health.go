@@ -41,7 +41,8 @@ func (h *collectHealth) junk(subject string) {
 	h.mu.Unlock()
 }
 
-// junkEvery is how often terminated junk is summarised in the log.
+// junkEvery is how often terminated junk is summarised in the log, by
+// default.
 const junkEvery = 10 * time.Second
 
 // unhealthy says why the collector is unhealthy, or "".
@@ -58,8 +59,8 @@ func (h *collectHealth) unhealthy() string {
 // straight to the sinks (the stream may be what is gone); a deleted
 // consumer is recreated when the collector manages it, after its last
 // known acknowledgement floor.
-func (col *fleetCollector) checkHealth(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+func (col *fleetCollector) checkHealth(ctx context.Context, every, junkEvery time.Duration) {
+	t := time.NewTicker(min(every, junkEvery))
 	defer t.Stop()
 	var floor uint64
 	lastJunk := time.Now()

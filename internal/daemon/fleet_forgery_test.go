@@ -122,7 +122,7 @@ sink "file" "siem" {
 	lg := logrus.New()
 	lg.SetOutput(&p.logs)
 	go func() {
-		p.done <- Collect(ctx, cfg, logrus.NewEntry(lg), CollectOptions{Check: 50 * time.Millisecond})
+		p.done <- Collect(ctx, cfg, logrus.NewEntry(lg), CollectOptions{Check: 50 * time.Millisecond, JunkEvery: 500 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		p.stop()
@@ -518,5 +518,54 @@ func send(t *testing.T, s *sink.NATS, alerts ...detect.Alert) {
 	t.Helper()
 	if err := s.Send(context.Background(), alerts); err != nil {
 		t.Fatalf("publish: %v", err)
+	}
+}
+
+// TestFleetJunkSummarisedWithServer: 20,000 messages without an encwatch
+// record on web1's subject are terminated and counted, and the log
+// summarises them in a few lines rather than one a message.
+func TestFleetJunkSummarisedWithServer(t *testing.T) {
+	const junk = 20000
+	cl := natstest.Start(t, 1, nil)
+	cl.CreateStream(1)
+	col := runCollector(t, cl, "")
+	nc, err := cl.Connect("web1.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range junk {
+		if _, err := js.PublishAsync("encwatch.alerts.web1_example_com", fmt.Appendf(nil, "junk %d\n\x1b[31mlevel=error msg=forged", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stream did not take the junk within 30 s")
+	}
+	want := fmt.Sprintf(`encwatch_collect_messages_total{result="undecodable"} %d`, junk)
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(scrapeCollector(t, col.metrics), want); time.Sleep(100 * time.Millisecond) { // polling /metrics
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never counted %d undecodable messages:\n%s", junk, grepLines(scrapeCollector(t, col.metrics), "encwatch_collect_messages_total"))
+		}
+	}
+	time.Sleep(time.Second) // one more summary interval
+	lines := 0
+	for line := range strings.SplitSeq(col.logs.String(), "\n") {
+		if strings.Contains(line, "without an encwatch record") {
+			lines++
+			if strings.Contains(line, "\x1b") {
+				t.Errorf("a log line carries the junk's escape byte: %q", line)
+			}
+		}
+	}
+	t.Logf("%d junk messages: %d summary lines in the log", junk, lines)
+	if lines == 0 || lines > 100 {
+		t.Errorf("%d log lines about %d junk messages, want a few summaries", lines, junk)
 	}
 }

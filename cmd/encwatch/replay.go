@@ -159,6 +159,13 @@ func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
 	}
 	counts("signatures", s.BySignature)
 	counts("hosts", s.ByHost)
+	if more := s.Hosts - uint64(len(s.ByHost)); s.Hosts > uint64(len(s.ByHost)) {
+		atLeast := ""
+		if s.HostsAtLeast {
+			atLeast = "at least "
+		}
+		fmt.Fprintf(&b, "  %-11s %6s  and %s%d more hosts (%s%d in all)\n", "", "", atLeast, more, atLeast, s.Hosts)
+	}
 	counts("top parents", s.TopParents)
 	var seps, foreign uint64
 	for _, in := range s.Inputs {

@@ -93,8 +93,13 @@ type ReplaySummary struct {
 	Inputs                  []InputStats
 	Records, Events, Alerts uint64
 	// BySignature counts alerts by "signature (importance)", ByHost by
-	// host, TopParents by the parent's command: most first.
+	// host (the topHosts most), TopParents by the parent's command: most
+	// first. Hosts is how many hosts raised alerts (HostsAtLeast: a lower
+	// bound); past tallyCapacity hosts the counts are estimates
+	// (replay_tally.go).
 	BySignature, ByHost, TopParents []Count
+	Hosts                           uint64
+	HostsAtLeast                    bool
 	// First and Last are the earliest and latest record times read.
 	First, Last time.Time
 	Elapsed     time.Duration
@@ -461,14 +466,14 @@ type tally struct {
 	out     sink.Sink
 	alerts  atomic.Uint64
 	bySig   map[string]uint64
-	byHost  map[string]uint64
-	parents map[string]uint64
+	byHost  *topCounter
+	parents *topCounter
 }
 
 var _ sink.Sink = (*tally)(nil)
 
 func newTally(out sink.Sink) *tally {
-	return &tally{out: out, bySig: map[string]uint64{}, byHost: map[string]uint64{}, parents: map[string]uint64{}}
+	return &tally{out: out, bySig: map[string]uint64{}, byHost: newTopCounter(), parents: newTopCounter()}
 }
 
 // Name returns the output sink's name.
@@ -480,8 +485,8 @@ func (t *tally) Send(ctx context.Context, alerts []detect.Alert) error {
 		a := &alerts[i]
 		t.alerts.Add(1)
 		t.bySig[a.Signature.Name+" ("+a.Signature.Importance.String()+")"]++
-		t.byHost[a.Host]++
-		t.parents[parentOf(a)]++
+		t.byHost.add(a.Host)
+		t.parents.add(parentOf(a))
 	}
 	return t.out.Send(ctx, alerts)
 }
@@ -514,8 +519,9 @@ const topParents = 5
 func (t *tally) summarise(s *ReplaySummary) {
 	s.Alerts = t.alerts.Load()
 	s.BySignature = sortedCounts(t.bySig, 0)
-	s.ByHost = sortedCounts(t.byHost, 0)
-	s.TopParents = sortedCounts(t.parents, topParents)
+	s.ByHost = t.byHost.top(topHosts)
+	s.Hosts, s.HostsAtLeast = t.byHost.distinctNames()
+	s.TopParents = t.parents.top(topParents)
 }
 
 // sortedCounts lists m most first (then by name), at most limit (0: all).

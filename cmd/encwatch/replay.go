@@ -16,7 +16,7 @@ import (
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [LOG|DIR|GLOB|-...]"
+const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [LOG|DIR|GLOB|-...]"
 
 // cmdReplay replays audit logs: alerts to stdout, warnings, the progress
 // line (on a terminal) and the summary to stderr.
@@ -28,6 +28,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	since := fs.String("since", "", "only records at or after this time: RFC 3339, \"2006-01-02 15:04:05\" (local), a date, or @UNIX")
 	until := fs.String("until", "", "only records before this time (same forms as --since)")
 	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
+	follow := fs.Bool("follow-symlinks", false, "follow symbolic links found in a log directory or by a glob (default: refused with a warning)")
+	maxWindow := fs.Uint64("max-window", daemon.DefaultMaxWindow>>20, "MiB: refuse a zstd or xz input declaring a larger window or dictionary")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +37,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout}
+	if *maxWindow == 0 || *maxWindow > 4096 {
+		return fmt.Errorf("--max-window: %d MiB: want 1 to 4096", *maxWindow)
+	}
+	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout, FollowSymlinks: *follow, MaxWindow: *maxWindow << 20}
 	if o.Since, err = parseWhen(*since); err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}

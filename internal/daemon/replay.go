@@ -18,9 +18,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/sirupsen/logrus"
-	"github.com/ulikunitz/xz"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
@@ -63,6 +61,11 @@ type ReplayOptions struct {
 	// Progress, if set, is called every 200 ms from a goroutine of
 	// ReplayLogs, and once more with Done set before ReplayLogs returns.
 	Progress func(ReplayProgress)
+	// FollowSymlinks follows symbolic links found in a directory or by a
+	// glob (replay_open.go); MaxWindow bounds a zstd window or xz
+	// dictionary (0: DefaultMaxWindow).
+	FollowSymlinks bool
+	MaxWindow      uint64
 }
 
 // ReplayProgress is a replay's progress so far.
@@ -136,10 +139,15 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 		// writer.
 		Router: newRouter(log, []sink.Sink{tally}, true),
 	})
-	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl}
+	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl,
+		named: make(map[string]bool), follow: o.FollowSymlinks, maxWindow: cmp.Or(o.MaxWindow, DefaultMaxWindow)}
+	for _, name := range o.Inputs {
+		in.named[name] = true
+	}
 	in.total = totalSize(files)
 	defer in.Close()
 	stopProgress := startProgress(o.Progress, in, p, tally, start)
+	defer abandonOnCancel(ctx, p)()
 	err := p.run(ctx, in.Run)
 	s := ReplaySummary{Inputs: in.stats, Elapsed: time.Since(start)}
 	stopProgress()
@@ -289,6 +297,11 @@ type replayInput struct {
 	since, until time.Time
 	stdin        io.Reader
 	journalctl   string
+	// named are the inputs named on the command line: the rest came from
+	// a directory or a glob (see openReplayFile).
+	named     map[string]bool
+	follow    bool
+	maxWindow uint64
 
 	total int64        // bytes of the regular files
 	read  atomic.Int64 // bytes read so far, as stored
@@ -304,7 +317,12 @@ var _ input = (*replayInput)(nil)
 func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error {
 	for _, name := range r.files {
 		st, err := r.file(ctx, name, out)
+		if warnRefused(r.log, name, err) {
+			continue
+		}
 		if ctx.Err() != nil {
+			// Interrupted: what was read of this input is summarised.
+			r.stats = append(r.stats, InputStats{Name: name, LogStats: st})
 			return ctx.Err()
 		}
 		r.stats = append(r.stats, InputStats{Name: name, LogStats: st})
@@ -345,14 +363,14 @@ func (r *replayInput) file(ctx context.Context, name string, out chan<- []audit.
 	case JournalInput:
 		return r.journal(ctx, l, out)
 	default:
-		f, err := os.Open(name)
+		f, err := openReplayFile(name, !r.named[name], r.follow)
 		if err != nil {
 			return audit.LogStats{}, fmt.Errorf("replay: %w", err)
 		}
 		defer f.Close()
 		src = f
 	}
-	dec, closeDec, err := decompress(countingReader{src, &r.read})
+	dec, closeDec, err := decompress(countingReader{src, &r.read}, r.maxWindow)
 	if err != nil {
 		return audit.LogStats{}, fmt.Errorf("replay %s: %w", name, err)
 	}
@@ -414,7 +432,7 @@ var (
 
 // decompress returns r decompressed as its first bytes say, and a function
 // that releases the decompressor.
-func decompress(r io.Reader) (io.Reader, func(), error) {
+func decompress(r io.Reader, maxWindow uint64) (io.Reader, func(), error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(6)
 	switch {
@@ -425,13 +443,9 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		}
 		return z, func() { _ = z.Close() }, nil
 	case hasMagic(head, magicZstd):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return z, z.Close, nil
+		return newZstdReader(br, maxWindow)
 	case hasMagic(head, magicXz):
-		z, err := xz.NewReader(br)
+		z, err := newXzReader(br, maxWindow)
 		if err != nil {
 			return nil, nil, fmt.Errorf("xz: %w", err)
 		}

@@ -19,9 +19,9 @@ import (
 	"github.com/encwatch/encwatch/internal/config"
 )
 
-// replayDir replays inputs with the shipped policy and o's options,
-// returning the alert lines, the summary, the error and the warnings.
-func replayWith(t *testing.T, o ReplayOptions) ([]string, ReplaySummary, error, string) {
+// replayWith replays inputs with the shipped policy and o's options,
+// returning the alert lines, the summary, the warnings and the error.
+func replayWith(t *testing.T, o ReplayOptions) ([]string, ReplaySummary, string, error) {
 	t.Helper()
 	cfg, err := config.Load("../../config.hcl", config.LoadOptions{})
 	if err != nil {
@@ -37,7 +37,7 @@ func replayWith(t *testing.T, o ReplayOptions) ([]string, ReplaySummary, error, 
 	if out.Len() > 0 {
 		lines = strings.Split(strings.TrimSpace(out.String()), "\n")
 	}
-	return lines, s, err, logs.String()
+	return lines, s, logs.String(), err
 }
 
 // TestReplayHostileDirectory: a log directory holding a FIFO named
@@ -70,7 +70,7 @@ func TestReplayHostileDirectory(t *testing.T) {
 		var logs string
 		go func() {
 			defer close(done)
-			lines, sum, rerr, logs = replayWith(t, ReplayOptions{Inputs: []string{dir}, FollowSymlinks: follow})
+			lines, sum, logs, rerr = replayWith(t, ReplayOptions{Inputs: []string{dir}, FollowSymlinks: follow})
 		}()
 		select {
 		case <-done:
@@ -106,7 +106,7 @@ func TestReplayNamedFIFORefused(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lines, _, err, logs := replayWith(t, ReplayOptions{Inputs: []string{fifo}})
+	lines, _, logs, err := replayWith(t, ReplayOptions{Inputs: []string{fifo}})
 	if err != nil || len(lines) != 0 || !strings.Contains(logs, "is a FIFO, not a regular file; not read (pipe it to replay - instead)") {
 		t.Errorf("replay of a FIFO: err %v, %d alerts, logs %q; want a warning and nothing read", err, len(lines), logs)
 	}
@@ -157,7 +157,7 @@ func TestReplayCompressionWindowBounded(t *testing.T) {
 		{"xz 256 MiB dictionary", xzBomb, 0, "dictionary is 256 MiB, past the limit of 128 MiB"},
 		{"xz 256 MiB dictionary, limit 300 MiB", xzBomb, 300 << 20, ""},
 	} {
-		lines, _, err, _ := replayWith(t, ReplayOptions{Inputs: []string{tc.path}, MaxWindow: tc.maxWindow})
+		lines, _, _, err := replayWith(t, ReplayOptions{Inputs: []string{tc.path}, MaxWindow: tc.maxWindow})
 		switch {
 		case tc.wantErr == "" && (err != nil || len(lines) != 4):
 			t.Errorf("%s: %d alerts, error %v; want the log's 4", tc.name, len(lines), err)

@@ -16,7 +16,7 @@ import (
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [LOG|DIR|GLOB|-...]"
+const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
 
 // cmdReplay replays audit logs: alerts to stdout, warnings, the progress
 // line (on a terminal) and the summary to stderr.
@@ -29,6 +29,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	until := fs.String("until", "", "only records before this time (same forms as --since)")
 	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
 	follow := fs.Bool("follow-symlinks", false, "follow symbolic links found in a log directory or by a glob (default: refused with a warning)")
+	tz := fs.String("tz", "UTC", "time zone of ausearch -i stamps (the analyst's, e.g. Europe/Paris or Local)")
 	maxWindow := fs.Uint64("max-window", daemon.DefaultMaxWindow>>20, "MiB: refuse a zstd or xz input declaring a larger window or dictionary")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -40,7 +41,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *maxWindow == 0 || *maxWindow > 4096 {
 		return fmt.Errorf("--max-window: %d MiB: want 1 to 4096", *maxWindow)
 	}
-	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout, FollowSymlinks: *follow, MaxWindow: *maxWindow << 20}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return fmt.Errorf("--tz: %w", err)
+	}
+	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout, FollowSymlinks: *follow, MaxWindow: *maxWindow << 20, Location: loc}
 	if o.Since, err = parseWhen(*since); err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}

@@ -66,6 +66,8 @@ type ReplayOptions struct {
 	// dictionary (0: DefaultMaxWindow).
 	FollowSymlinks bool
 	MaxWindow      uint64
+	// Location is the time zone of ausearch -i stamps (nil: UTC).
+	Location *time.Location
 }
 
 // ReplayProgress is a replay's progress so far.
@@ -140,7 +142,7 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 		Router: newRouter(log, []sink.Sink{tally}, true),
 	})
 	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl,
-		named: make(map[string]bool), follow: o.FollowSymlinks, maxWindow: cmp.Or(o.MaxWindow, DefaultMaxWindow)}
+		named: make(map[string]bool), follow: o.FollowSymlinks, maxWindow: cmp.Or(o.MaxWindow, DefaultMaxWindow), loc: o.Location}
 	for _, name := range o.Inputs {
 		in.named[name] = true
 	}
@@ -302,6 +304,7 @@ type replayInput struct {
 	named     map[string]bool
 	follow    bool
 	maxWindow uint64
+	loc       *time.Location
 
 	total int64        // bytes of the regular files
 	read  atomic.Int64 // bytes read so far, as stored
@@ -347,7 +350,7 @@ func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error 
 
 // file reads one input, decompressing it as its magic bytes say.
 func (r *replayInput) file(ctx context.Context, name string, out chan<- []audit.Record) (audit.LogStats, error) {
-	l := &audit.LogReader{Since: r.since, Until: r.until, OnMalformed: func(line int, err error) {
+	l := &audit.LogReader{Since: r.since, Until: r.until, Location: r.loc, OnMalformed: func(line int, err error) {
 		r.shown++
 		switch {
 		case r.shown <= maxShownMalformed:

@@ -179,6 +179,8 @@ type spoolEvent struct {
 	// ArgvFromProctitle is new since version 2's first records; those
 	// lack it and decode as false (argv from EXECVE).
 	ArgvFromProctitle bool `json:"argv_from_proctitle,omitempty"`
+	// NoSyscall is new in issue 26; records without it decode as false.
+	NoSyscall bool `json:"no_syscall,omitempty"`
 }
 
 type spoolPath struct {
@@ -257,7 +259,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: bstr(e.TTY), Comm: bstr(e.Comm), Exe: bstr(e.Exe), Key: bstr(e.Key), Subject: bstr(e.Subject),
 			Argc: e.Argc, Argv: bstrs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
-			Records: e.Records, Incomplete: e.Incomplete,
+			Records: e.Records, Incomplete: e.Incomplete, NoSyscall: e.NoSyscall,
 		}
 		for _, p := range e.Paths {
 			s.Event.Paths = append(s.Event.Paths, spoolPath{
@@ -302,7 +304,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: string(e.TTY), Comm: string(e.Comm), Exe: string(e.Exe), Key: string(e.Key), Subject: string(e.Subject),
 			Argc: e.Argc, Argv: strs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
-			Records: e.Records, Incomplete: e.Incomplete,
+			Records: e.Records, Incomplete: e.Incomplete, NoSyscall: e.NoSyscall,
 		}
 		for _, p := range e.Paths {
 			a.Event.Paths = append(a.Event.Paths, audit.Path{

@@ -200,6 +200,11 @@ func appendAudit(dst []byte, e *audit.Event) []byte {
 	if e.Incomplete {
 		dst = append(dst, `,"incomplete":true`...)
 	}
+	if e.NoSyscall {
+		// An EXECVE without its SYSCALL (audit.Event.NoSyscall): the
+		// process's ids, pid and exe are unknown, not root's.
+		dst = append(dst, `,"no_syscall":true`...)
+	}
 	if len(e.Paths) > 0 {
 		dst = append(dst, `,"paths":[`...)
 		for i := range e.Paths {

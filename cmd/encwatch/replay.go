@@ -65,7 +65,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rep *report.Report
 	if *reportPath != "" {
 		rep = report.New(report.DefaultMax)
-		o.Format = rep.Format(o.Format)
+		o.Out, o.Format = rep.Attach(o.Out, o.Format)
 	}
 	sum, err := daemon.ReplayLogs(ctx, cfg, log, o)
 	if sum.Inputs != nil || sum.Records > 0 {

@@ -88,7 +88,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".encwatch-report-*")
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
 	w := bufio.NewWriter(f)
@@ -103,7 +103,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	return nil
 }

@@ -204,3 +204,17 @@ func TestReportHostileLogRunsNoScript(t *testing.T) {
 		t.Errorf("%d <script> elements, want the page's own only", n)
 	}
 }
+
+// TestReportUnwritableSaysWhere: a report that cannot be written is an
+// error naming it; the alerts are still printed.
+func TestReportUnwritableSaysWhere(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing-dir", "report.html")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"replay", "--config", "../../config.hcl", "--report", path, "../../testdata/replay-audit.log"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--report "+path) {
+		t.Errorf("replay --report %s: %v, want an error naming the report", path, err)
+	}
+	if strings.Count(stdout.String(), "\n") == 0 {
+		t.Error("no alert printed")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -236,3 +237,29 @@ func FuzzPageEscapes(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWrite writes a page of DefaultMax alerts on 20 hosts and
+// reports its size per alert.
+func BenchmarkWrite(b *testing.B) {
+	r := New(0)
+	for i := range DefaultMax {
+		a := alertOf(fmt.Sprintf("host%02d", i%20), 1000+i, 1, []string{"sh", "-c", "echo ZWNobyBoZWxsbwo= | base64 -d | sh"}, i)
+		a.Payload = &detect.Payload{Encoding: "base64", Length: 11, Kind: "shell", Preview: "echo hello\n"}
+		r.Add(&a)
+	}
+	var n int
+	b.ReportAllocs()
+	for b.Loop() {
+		var w countWriter
+		if err := r.Write(&w, Summary{}); err != nil {
+			b.Fatal(err)
+		}
+		n = int(w)
+	}
+	b.ReportMetric(float64(n)/DefaultMax, "bytes/alert")
+	b.ReportMetric(float64(n)/1e6, "MB/page")
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/encwatch/encwatch/internal/natstest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -255,17 +256,17 @@ sink "http" "hook" {
 
 	// The fleet: an agent publishing heartbeats to NATS JetStream (Debian's
 	// nats-server) and a collector following them.
-	nodes := startNATSCluster(t, 1)
-	urls := natsURLs(nodes)
-	createStream(t, urls, 1)
+	cl := natstest.Start(t, 1, []string{"web1.example.com"})
+	urls := cl.URLs()
+	cl.CreateStream(1)
 	collectMetrics, fleetMetrics := freeAddr(t), freeAddr(t)
 	cpolicy := filepath.Join(dir, "collect.hcl")
-	writePolicy(t, cpolicy, collectorPolicy(urls, filepath.Join(dir, "siem.jsonl"), collectMetrics, "3s"))
+	writePolicy(t, cpolicy, collectorPolicy(urls, cl.Seed(natstest.Collect), filepath.Join(dir, "siem.jsonl"), collectMetrics, "3s"))
 	col := &daemonProc{args: []string{"collect", "--config", cpolicy}}
 	col.start(t, bin)
 	defer col.stop()
 	apolicy := filepath.Join(dir, "web1.hcl")
-	writePolicy(t, apolicy, strings.Replace(agentPolicy("web1.example.com", urls, filepath.Join(dir, "web1.jsonl"), "1s"),
+	writePolicy(t, apolicy, strings.Replace(agentPolicy("web1.example.com", urls, cl.Seed("web1.example.com"), filepath.Join(dir, "web1.jsonl"), "1s"),
 		`address = ""`, fmt.Sprintf("address = %q", fleetMetrics), 1))
 	web1 := &daemonProc{args: []string{"run", "--config", apolicy}}
 	web1.start(t, bin)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/encwatch/encwatch/internal/natstest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/natstest"
 )
 
 // The operator files of the packages (packaging/), which a real Prometheus

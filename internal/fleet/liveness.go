@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"slices"
@@ -97,7 +97,7 @@ func (l *liveness) seen(a *detect.Alert, token, subject string, now time.Time) *
 	}
 	h.interval = time.Minute
 	for _, m := range a.Matches {
-		if m.Field == heartbeatInterval {
+		if m.Field == HeartbeatInterval {
 			if s, err := strconv.ParseFloat(m.Value, 64); err == nil && s > 0 && s < 1e9 {
 				h.interval = time.Duration(s * float64(time.Second))
 			}

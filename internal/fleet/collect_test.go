@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"bufio"
@@ -122,7 +122,7 @@ sink "file" "siem" {
 	lg := logrus.New()
 	lg.SetOutput(&p.logs)
 	go func() {
-		p.done <- Collect(ctx, cfg, logrus.NewEntry(lg), CollectOptions{Check: 50 * time.Millisecond, JunkEvery: 500 * time.Millisecond})
+		p.done <- Collect(ctx, cfg, logrus.NewEntry(lg), Options{Check: 50 * time.Millisecond, JunkEvery: 500 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		p.stop()
@@ -568,4 +568,15 @@ func TestFleetJunkSummarisedWithServer(t *testing.T) {
 	if lines == 0 || lines > 100 {
 		t.Errorf("%d log lines about %d junk messages, want a few summaries", lines, junk)
 	}
+}
+
+// grepLines keeps the lines of s that start with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

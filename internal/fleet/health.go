@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"context"
@@ -156,9 +156,22 @@ var (
 	descRecreated     = prometheus.NewDesc("encwatch_collect_consumer_recreated_total", "Times the collector recreated its deleted durable consumer.", nil, nil)
 )
 
+// Descs are the descriptions of the collector's own metrics (beside the
+// sinks', Options.SinkDescs).
+func Descs() []*prometheus.Desc {
+	return []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated}
+}
+
 func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated, descQueue, descSpool, descSpoolMax, descSent, descSendErr, descRejected, descDropped} {
+	for _, d := range append(Descs(), m.col.opts.SinkDescs...) {
 		ch <- d
+	}
+}
+
+// counterTo sends counters to ch.
+func counterTo(ch chan<- prometheus.Metric) func(desc *prometheus.Desc, v uint64, labels ...string) {
+	return func(desc *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), labels...)
 	}
 }
 
@@ -184,7 +197,9 @@ func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCollectHealth, prometheus.GaugeValue, healthy)
 	counter(descStalls, col.health.stalls.Load())
 	counter(descRecreated, col.health.recreated.Load())
-	collectSinkStats(ch, col.router.Stats())
+	if col.opts.SinkStats != nil {
+		col.opts.SinkStats(ch, col.router.Stats())
+	}
 }
 
 // serveMetrics serves /metrics and /healthz on the endpoint bound at start

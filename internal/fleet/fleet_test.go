@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func beat(host string, at time.Time, interval string) *detect.Alert {
 	return &detect.Alert{
 		ID: "hb-" + host + "-" + strconv.FormatInt(at.UnixNano(), 10), Time: at, Host: host,
 		Signature: detect.SignatureInfo{Name: SigHeartbeat},
-		Matches:   []detect.Match{{Field: heartbeatInterval, Value: interval}},
+		Matches:   []detect.Match{{Field: HeartbeatInterval, Value: interval}},
 	}
 }
 
@@ -294,7 +294,7 @@ func routeAll(b *testing.B, s sink.Sink, n int) {
 // stream's acknowledgement), to a syslog TCP receiver beside it, and from
 // the stream through one collector into a file sink (pull, deliver,
 // acknowledge). Run it with
-// go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/daemon/
+// go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/fleet/
 func BenchmarkFleet(b *testing.B) {
 	url := startNATS(b)
 	b.Run("agent-to-stream", func(b *testing.B) {
@@ -369,7 +369,7 @@ sink "file" "siem" {
 	b.ResetTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Collect(ctx, cfg, quietLog(), CollectOptions{}) }()
+	go func() { done <- Collect(ctx, cfg, quietLog(), Options{}) }()
 	for {
 		c, err := js.Consumer(ctx, stream, config.DefaultCollectConsumer)
 		if err == nil && c.CachedInfo().AckFloor.Stream >= uint64(b.N) {

@@ -117,6 +117,29 @@ func TestKernelDecodedCodeRan(t *testing.T) {
 		})
 	}
 
+	// Decoders by behaviour and by context, one exec each: the signature
+	// and importance the issue asks for.
+	single := []struct{ name, shell, cmd, sig, imp string }{
+		{"gpg_enarmor", "sh", "gpg --batch --enarmor < t.b64 > /dev/null 2>&1; true", "data_encoder_exec", "high"},
+		{"python_nested_decode_call", "sh", py + ` -c 'import codecs;print(codecs.decode(open("t.b64").read(),"base64"))' > /dev/null; true`, "interpreter_inline_decode", "high"},
+		{"decoder_under_tomcat", "bash", `exec -a "java org.apache.catalina.startup.Bootstrap start" sh -c 'base64 -d t.b64 >/dev/null; true'`, "decoder_under_app_server", "critical"},
+	}
+	for _, tt := range single {
+		t.Run(tt.name, func(t *testing.T) {
+			marker := fmt.Sprintf("dec-%s-%d", tt.name, time.Now().UnixNano())
+			cmd := asNobody(tt.shell, "-c", tt.cmd, marker)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", tt.cmd, err, out)
+			}
+			got := d.sequenceAlerts(t, marker, tt.sig)
+			a, ok := findSig(got, tt.sig)
+			if !ok || a.Signature.Importance != tt.imp {
+				t.Fatalf("%s raised %v, want %s at %s", tt.cmd, got, tt.sig, tt.imp)
+			}
+		})
+	}
+
 	// A fexecve'd copy of base64, run as "kworker", piped to sh: critical.
 	// The file, run through /proc/PID/fd/N, is not identified as base64
 	// (its lookup through that path fails), so what raises it is

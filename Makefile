@@ -50,7 +50,7 @@ test-abuse:
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.
-TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server curl xxd
+TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server curl xxd prometheus chromium
 test-deps:
 	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

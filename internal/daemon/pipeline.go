@@ -62,6 +62,9 @@ type pipeline struct {
 	// recordGate bounds the bytes waiting for the assembler (budget.go).
 	recordGate recordGate
 	now        func() time.Time
+	// abandon drops the record batches still queued: an interrupted
+	// replay ends at once rather than after them (replay_open.go).
+	abandon atomic.Bool
 
 	// router is where detection delivers. Only the detection stage changes
 	// it (a reload hands it a new one through swaps); others only read it,
@@ -422,6 +425,9 @@ func (p *pipeline) assemble(in <-chan []audit.Record, out chan<- *audit.Event) {
 			if !ok {
 				p.asm.Flush(emit)
 				return
+			}
+			if p.abandon.Load() {
+				continue
 			}
 			p.asmMeter.begin()
 			now := p.now()

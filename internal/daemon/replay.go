@@ -18,9 +18,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/sirupsen/logrus"
-	"github.com/ulikunitz/xz"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
@@ -63,6 +61,13 @@ type ReplayOptions struct {
 	// Progress, if set, is called every 200 ms from a goroutine of
 	// ReplayLogs, and once more with Done set before ReplayLogs returns.
 	Progress func(ReplayProgress)
+	// FollowSymlinks follows symbolic links found in a directory or by a
+	// glob (replay_open.go); MaxWindow bounds a zstd window or xz
+	// dictionary (0: DefaultMaxWindow).
+	FollowSymlinks bool
+	MaxWindow      uint64
+	// Location is the time zone of ausearch -i stamps (nil: UTC).
+	Location *time.Location
 }
 
 // ReplayProgress is a replay's progress so far.
@@ -93,8 +98,13 @@ type ReplaySummary struct {
 	Inputs                  []InputStats
 	Records, Events, Alerts uint64
 	// BySignature counts alerts by "signature (importance)", ByHost by
-	// host, TopParents by the parent's command: most first.
+	// host (the topHosts most), TopParents by the parent's command: most
+	// first. Hosts is how many hosts raised alerts (HostsAtLeast: a lower
+	// bound); past tallyCapacity hosts the counts are estimates
+	// (replay_tally.go).
 	BySignature, ByHost, TopParents []Count
+	Hosts                           uint64
+	HostsAtLeast                    bool
 	// First and Last are the earliest and latest record times read.
 	First, Last time.Time
 	Elapsed     time.Duration
@@ -131,10 +141,15 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 		// writer.
 		Router: newRouter(log, []sink.Sink{tally}, true),
 	})
-	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl}
+	in := &replayInput{files: files, log: log, since: o.Since, until: o.Until, stdin: o.Stdin, journalctl: o.Journalctl,
+		named: make(map[string]bool), follow: o.FollowSymlinks, maxWindow: cmp.Or(o.MaxWindow, DefaultMaxWindow), loc: o.Location}
+	for _, name := range o.Inputs {
+		in.named[name] = true
+	}
 	in.total = totalSize(files)
 	defer in.Close()
 	stopProgress := startProgress(o.Progress, in, p, tally, start)
+	defer abandonOnCancel(ctx, p)()
 	err := p.run(ctx, in.Run)
 	s := ReplaySummary{Inputs: in.stats, Elapsed: time.Since(start)}
 	stopProgress()
@@ -284,6 +299,12 @@ type replayInput struct {
 	since, until time.Time
 	stdin        io.Reader
 	journalctl   string
+	// named are the inputs named on the command line: the rest came from
+	// a directory or a glob (see openReplayFile).
+	named     map[string]bool
+	follow    bool
+	maxWindow uint64
+	loc       *time.Location
 
 	total int64        // bytes of the regular files
 	read  atomic.Int64 // bytes read so far, as stored
@@ -299,7 +320,12 @@ var _ input = (*replayInput)(nil)
 func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error {
 	for _, name := range r.files {
 		st, err := r.file(ctx, name, out)
+		if warnRefused(r.log, name, err) {
+			continue
+		}
 		if ctx.Err() != nil {
+			// Interrupted: what was read of this input is summarised.
+			r.stats = append(r.stats, InputStats{Name: name, LogStats: st})
 			return ctx.Err()
 		}
 		r.stats = append(r.stats, InputStats{Name: name, LogStats: st})
@@ -324,7 +350,7 @@ func (r *replayInput) Run(ctx context.Context, out chan<- []audit.Record) error 
 
 // file reads one input, decompressing it as its magic bytes say.
 func (r *replayInput) file(ctx context.Context, name string, out chan<- []audit.Record) (audit.LogStats, error) {
-	l := &audit.LogReader{Since: r.since, Until: r.until, OnMalformed: func(line int, err error) {
+	l := &audit.LogReader{Since: r.since, Until: r.until, Location: r.loc, OnMalformed: func(line int, err error) {
 		r.shown++
 		switch {
 		case r.shown <= maxShownMalformed:
@@ -340,14 +366,14 @@ func (r *replayInput) file(ctx context.Context, name string, out chan<- []audit.
 	case JournalInput:
 		return r.journal(ctx, l, out)
 	default:
-		f, err := os.Open(name)
+		f, err := openReplayFile(name, !r.named[name], r.follow)
 		if err != nil {
 			return audit.LogStats{}, fmt.Errorf("replay: %w", err)
 		}
 		defer f.Close()
 		src = f
 	}
-	dec, closeDec, err := decompress(countingReader{src, &r.read})
+	dec, closeDec, err := decompress(countingReader{src, &r.read}, r.maxWindow)
 	if err != nil {
 		return audit.LogStats{}, fmt.Errorf("replay %s: %w", name, err)
 	}
@@ -409,7 +435,7 @@ var (
 
 // decompress returns r decompressed as its first bytes say, and a function
 // that releases the decompressor.
-func decompress(r io.Reader) (io.Reader, func(), error) {
+func decompress(r io.Reader, maxWindow uint64) (io.Reader, func(), error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(6)
 	switch {
@@ -420,13 +446,9 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		}
 		return z, func() { _ = z.Close() }, nil
 	case hasMagic(head, magicZstd):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return z, z.Close, nil
+		return newZstdReader(br, maxWindow)
 	case hasMagic(head, magicXz):
-		z, err := xz.NewReader(br)
+		z, err := newXzReader(br, maxWindow)
 		if err != nil {
 			return nil, nil, fmt.Errorf("xz: %w", err)
 		}
@@ -461,14 +483,14 @@ type tally struct {
 	out     sink.Sink
 	alerts  atomic.Uint64
 	bySig   map[string]uint64
-	byHost  map[string]uint64
-	parents map[string]uint64
+	byHost  *topCounter
+	parents *topCounter
 }
 
 var _ sink.Sink = (*tally)(nil)
 
 func newTally(out sink.Sink) *tally {
-	return &tally{out: out, bySig: map[string]uint64{}, byHost: map[string]uint64{}, parents: map[string]uint64{}}
+	return &tally{out: out, bySig: map[string]uint64{}, byHost: newTopCounter(), parents: newTopCounter()}
 }
 
 // Name returns the output sink's name.
@@ -480,8 +502,8 @@ func (t *tally) Send(ctx context.Context, alerts []detect.Alert) error {
 		a := &alerts[i]
 		t.alerts.Add(1)
 		t.bySig[a.Signature.Name+" ("+a.Signature.Importance.String()+")"]++
-		t.byHost[a.Host]++
-		t.parents[parentOf(a)]++
+		t.byHost.add(a.Host)
+		t.parents.add(parentOf(a))
 	}
 	return t.out.Send(ctx, alerts)
 }
@@ -514,8 +536,9 @@ const topParents = 5
 func (t *tally) summarise(s *ReplaySummary) {
 	s.Alerts = t.alerts.Load()
 	s.BySignature = sortedCounts(t.bySig, 0)
-	s.ByHost = sortedCounts(t.byHost, 0)
-	s.TopParents = sortedCounts(t.parents, topParents)
+	s.ByHost = t.byHost.top(topHosts)
+	s.Hosts, s.HostsAtLeast = t.byHost.distinctNames()
+	s.TopParents = t.parents.top(topParents)
 }
 
 // sortedCounts lists m most first (then by name), at most limit (0: all).

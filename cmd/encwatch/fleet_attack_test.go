@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -339,7 +339,7 @@ func TestValidateRefusesNATSWithoutCredentials(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, src, want string
-		ok             bool
+		ok              bool
 	}{
 		{"sink", "sink \"nats\" \"bus\" {\n  url = \"nats://127.0.0.1:4222\"\n}\n", `sink "bus": no credentials`, false},
 		{"collect", "collect {\n  url = \"nats://127.0.0.1:4222\"\n}\n", `collect block: no credentials`, false},

@@ -53,9 +53,9 @@ type fleetCollector struct {
 	// (claims.go); set by pull before the first fetch.
 	claims atomic.Pointer[claims]
 	// ep is the metrics endpoint, bound at start.
-	ep *endpoint.Endpoint
-	forgery   *forgeryLimiter
-	health    collectHealth
+	ep      *endpoint.Endpoint
+	forgery *forgeryLimiter
+	health  collectHealth
 	// marks are alert ids whose claims are to be marked delivered.
 	marks chan string
 	opts  Options
@@ -781,7 +781,6 @@ func (col *fleetCollector) reacknowledge(ctx context.Context, cons jetstream.Con
 		col.log.WithFields(logrus.Fields{"acks": len(replies), "leader": leader}).Info("cluster changed: acknowledgements sent again")
 	}
 }
-
 
 // closeSinks closes each sink, logging a failure.
 func closeSinks(sinks []sink.Sink, log *logrus.Entry) {

@@ -21,11 +21,11 @@ import (
 // collectHealth is what the collector knows of its own state: when a fetch
 // last succeeded, whether its consumer exists, and the junk it terminated.
 type collectHealth struct {
-	lastFetch atomic.Int64                        // unix nanoseconds
+	lastFetch atomic.Int64                       // unix nanoseconds
 	cons      atomic.Pointer[jetstream.Consumer] // set once the consumer is open
-	reason    atomic.Pointer[string]              // "" healthy
-	stalls    atomic.Uint64                       // times it became unhealthy
-	recreated atomic.Uint64                       // consumers recreated
+	reason    atomic.Pointer[string]             // "" healthy
+	stalls    atomic.Uint64                      // times it became unhealthy
+	recreated atomic.Uint64                      // consumers recreated
 
 	mu          sync.Mutex
 	junkCount   uint64 // since the last summary

@@ -173,17 +173,11 @@ func fdExec(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := copyFile("/usr/bin/base64", path); err != nil {
-		return err
-	}
-	f, err := os.Open(path)
+	f, err := unlinkedBase64(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := os.Remove(path); err != nil {
-		return err
-	}
 	fd := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
 	ran := 0
 	for range n {
@@ -198,6 +192,23 @@ func fdExec(args []string) error {
 	return nil
 }
 
+// unlinkedBase64 copies base64 to path and returns it open, the path
+// already removed: a file only its descriptor names.
+func unlinkedBase64(path string) (*os.File, error) {
+	if err := copyFile("/usr/bin/base64", path); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // fdPipe (path, input, marker): copies base64 to path, keeps it open,
 // unlinks it and runs it through its descriptor (as fexecve does) under
 // the name "kworker", decoding input into "sh -s marker": a decoder no
@@ -205,17 +216,11 @@ func fdExec(args []string) error {
 // (as a slow download would) so that both are read alive.
 func fdPipe(args []string) error {
 	path, input, marker := args[0], args[1], args[2]
-	if err := copyFile("/usr/bin/base64", path); err != nil {
-		return err
-	}
-	f, err := os.Open(path)
+	f, err := unlinkedBase64(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := os.Remove(path); err != nil {
-		return err
-	}
 	in, err := os.Open(input)
 	if err != nil {
 		return err

@@ -227,6 +227,8 @@ func recoverArgv(t *testing.T, name string, out []byte) []string {
 		default:
 			return argvFrom(t, doc.Unmapped.Args, doc.Unmapped.ArgsB64)
 		}
+	case "text":
+		return textArgv(t, out)
 	case "cef":
 		oneLine(t, name, out, false)
 		h, ext, err := parseCEF(string(out))

@@ -14,9 +14,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/term"
 
-	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -169,12 +169,26 @@ func (df daemonFlags) start(fs *flag.FlagSet, args []string, stderr io.Writer) (
 }
 
 // modeNames are the audit modes run takes.
-func modeNames() []string { return audit.InputModes() }
+func modeNames() []string { return input.Modes() }
+
+// modeHelp lists the modes with what each does: "owner (be the audit
+// daemon), ...".
+func modeHelp() string {
+	var parts []string
+	for _, k := range input.Kinds() {
+		if k.Help == "" {
+			parts = append(parts, k.Name)
+			continue
+		}
+		parts = append(parts, k.Name+" ("+k.Help+")")
+	}
+	return strings.Join(parts, ", ")
+}
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("run", "--config FILE [--mode "+strings.Join(modeNames(), "|")+"]", stderr)
 	df := addDaemonFlags(fs, "policy file")
-	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: owner (be the audit daemon), multicast (read beside auditd), audisp (auditd plugin: records on stdin)")
+	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: "+modeHelp())
 	cfg, log, err := df.start(fs, args, stderr)
 	if err != nil {
 		return err

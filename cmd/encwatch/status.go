@@ -11,6 +11,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/endpoint"
 )
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,13 +45,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			failed = true
 		}
 	}
-	addr := ""
+	m := config.Metrics{Address: config.DefaultMetricsAddress, ProbeSocket: config.DefaultProbeSocket}
 	if cfg != nil {
-		addr = cfg.Metrics.Address
+		m = cfg.Metrics
 	}
-	if addr == "" {
-		fmt.Fprintln(stdout, "daemon health: unknown (no metrics address configured)")
-	} else if !printHealth(ctx, addr, stdout) {
+	if !printHealth(ctx, m, stdout) {
 		failed = true
 	}
 	if failed {
@@ -92,24 +91,61 @@ func printKernel(c *netlink.Control, key string, w io.Writer) error {
 }
 
 // printHealth queries the daemon's /healthz and reports whether it is
-// healthy.
-func printHealth(ctx context.Context, addr string, w io.Writer) bool {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
-	if err != nil {
-		fmt.Fprintf(w, "daemon health: %v\n", err)
+// healthy: on the probe socket when it is there (no user's connections to
+// the TCP port can hold it), else on the metrics address.
+func printHealth(ctx context.Context, m config.Metrics, w io.Writer) bool {
+	if m.Address == "" && m.ProbeSocket == "" {
+		fmt.Fprintln(w, "daemon health: unknown (no metrics address or probe socket configured)")
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(w, "daemon health: not reachable at %s: %v\n", addr, err)
+	var probeErr error
+	if endpoint.ProbeAvailable(m.ProbeSocket) {
+		ok, err := queryHealth(ctx, endpoint.ProbeClient(m.ProbeSocket, healthTimeout), "unix:"+m.ProbeSocket, w)
+		if err == nil {
+			return ok
+		}
+		probeErr = err
+	}
+	if m.Address == "" {
+		if probeErr == nil {
+			probeErr = fmt.Errorf("no socket at %s", m.ProbeSocket)
+		}
+		fmt.Fprintf(w, "daemon health: not reachable at unix:%s: %v\n", m.ProbeSocket, probeErr)
 		return false
+	}
+	ok, err := queryHealth(ctx, &http.Client{Timeout: healthTimeout}, m.Address, w)
+	if err != nil {
+		if probeErr != nil {
+			fmt.Fprintf(w, "daemon health: not reachable at unix:%s: %v\n", m.ProbeSocket, probeErr)
+		}
+		fmt.Fprintf(w, "daemon health: not reachable at %s: %v\n", m.Address, err)
+		return false
+	}
+	return ok
+}
+
+// healthTimeout bounds one health query.
+const healthTimeout = 3 * time.Second
+
+// queryHealth asks /healthz through c (at where, for the output) and
+// prints the answer; an error is no answer.
+func queryHealth(ctx context.Context, c *http.Client, where string, w io.Writer) (bool, error) {
+	host := where
+	if strings.HasPrefix(where, "unix:") {
+		host = "probe"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/healthz", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	fmt.Fprintf(w, "daemon health (%s): %s\n", addr, strings.TrimSpace(string(body)))
-	return resp.StatusCode == http.StatusOK
+	fmt.Fprintf(w, "daemon health (%s): %s\n", where, strings.TrimSpace(string(body)))
+	return resp.StatusCode == http.StatusOK, nil
 }
 
 // hasKey reports whether rule, as auditctl prints it, carries key.

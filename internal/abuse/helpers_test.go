@@ -31,6 +31,10 @@ func runHelper(name string, args []string) error {
 		return idleConns(args)
 	case "fdexec":
 		return fdExec(args)
+	case "halfopen":
+		return halfOpen(args)
+	case "dialunix":
+		return dialUnix(args)
 	}
 	return fmt.Errorf("unknown helper %q", name)
 }

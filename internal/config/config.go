@@ -81,6 +81,10 @@ type Metrics struct {
 	// Address is HOST:PORT; "" switches the endpoint off. The default is
 	// loopback only: nothing listens beyond it unless configured.
 	Address string
+	// ProbeSocket is the unix socket (mode 0600, root's) serving the same
+	// endpoint to local probes (`encwatch status`, the service manager),
+	// out of reach of any user's connections to Address; "" serves none.
+	ProbeSocket string
 }
 
 // Defaults for what a policy leaves out.
@@ -103,6 +107,11 @@ const (
 	// collect block): the next port, so that a collector and an agent on
 	// one host both start with their defaults.
 	DefaultCollectMetricsAddress = "127.0.0.1:9465"
+	// DefaultProbeSocket is the agent's probe socket, in its unit's
+	// RuntimeDirectory; DefaultCollectProbeSocket the collector's, in its
+	// own (one unit's stop removes its directory).
+	DefaultProbeSocket        = "/run/encwatch/probe.sock"
+	DefaultCollectProbeSocket = "/run/encwatch-collect/probe.sock"
 )
 
 // LoadOptions says how strict Load is about the files it reads.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,6 +37,8 @@ type state struct {
 	allowSigRanges [][]hcl.Range
 	allowAt        map[string]hcl.Range
 	identify       bool
+	// probeSet: the metrics block names its probe_socket.
+	probeSet bool
 	// requireSignatures refuses a policy without signatures (the daemon's
 	// strict load).
 	requireSignatures bool
@@ -65,7 +68,7 @@ func load(path string, files []source, identify, requireSignatures bool, table d
 				MaxInFlight:    DefaultMaxInFlight,
 				TamperInterval: DefaultTamperInterval,
 			},
-			Metrics: Metrics{Address: DefaultMetricsAddress},
+			Metrics: Metrics{Address: DefaultMetricsAddress, ProbeSocket: DefaultProbeSocket},
 		},
 		sigAt:             make(map[string]hcl.Range),
 		sinkAt:            make(map[string]hcl.Range),
@@ -185,14 +188,20 @@ const maxTamperWait = 10 * time.Minute
 // maxAlertCap bounds settings.alert_cap_per_minute.
 const maxAlertCap = 10_000_000
 
-// metrics decodes the metrics block. An empty address switches the
-// endpoint off.
+// metrics decodes the metrics block. An empty address switches the TCP
+// endpoint off, an empty probe_socket the local probe socket.
 func (st *state) metrics(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "metrics block")
 	m := &st.cfg.Metrics
 	if rng, ok := b.String("address", &m.Address); ok && m.Address != "" {
 		if _, _, err := net.SplitHostPort(m.Address); err != nil {
 			st.d.errorf(rng, "address %q must be HOST:PORT, e.g. \"127.0.0.1:9464\"", m.Address)
+		}
+	}
+	if rng, ok := b.String("probe_socket", &m.ProbeSocket); ok {
+		st.probeSet = true
+		if m.ProbeSocket != "" && !filepath.IsAbs(m.ProbeSocket) {
+			st.d.errorf(rng, "probe_socket %q must be an absolute path, e.g. %q", m.ProbeSocket, DefaultProbeSocket)
 		}
 	}
 	b.Done()
@@ -270,6 +279,9 @@ func (st *state) finish() {
 		// A collector often shares a host with an agent, which has the
 		// default port: two daemons on one port would refuse to start.
 		cfg.Metrics.Address = DefaultCollectMetricsAddress
+	}
+	if cfg.Collect != nil && !st.probeSet {
+		cfg.Metrics.ProbeSocket = DefaultCollectProbeSocket
 	}
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.

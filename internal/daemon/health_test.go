@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/config"
 )
 
 // stuckDaemon is a daemon whose pipeline is running on the clock *now,
@@ -112,60 +114,6 @@ func TestDetectionStuckWithholdsWatchdog(t *testing.T) {
 	}
 }
 
-// TestLimitListener: connections past the cap are closed at once, and a
-// closed one frees its slot.
-func TestLimitListener(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := &limitListener{Listener: inner, max: 2}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 8)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
-			accepted <- c
-		}
-	}()
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", inner.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	a, b := dial(), dial()
-	first := <-accepted
-	<-accepted
-	extra := dial()
-	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := extra.Read(make([]byte, 1)); err == nil {
-		t.Errorf("read on the connection past the cap = %d, nil; want it closed", n)
-	}
-	if got := ln.open.Load(); got != 2 {
-		t.Errorf("open = %d, want 2", got)
-	}
-	first.Close()
-	first.Close() // a second Close gives nothing back
-	c := dial()
-	select {
-	case <-accepted:
-	case <-time.After(5 * time.Second):
-		t.Errorf("no connection accepted after one closed")
-	}
-	if got := ln.open.Load(); got != 2 {
-		t.Errorf("open after close and accept = %d, want 2", got)
-	}
-	for _, x := range []net.Conn{a, b, extra, c} {
-		x.Close()
-	}
-}
-
 // TestListenMetricsTaken: a taken port fails with the address in the
 // error.
 func TestListenMetricsTaken(t *testing.T) {
@@ -175,9 +123,9 @@ func TestListenMetricsTaken(t *testing.T) {
 	}
 	defer holder.Close()
 	d := &daemon{}
-	ln, err := d.listenMetrics(holder.Addr().String())
+	ep, err := d.listenMetrics(config.Metrics{Address: holder.Addr().String()})
 	if err == nil {
-		ln.Close()
+		ep.Close()
 		t.Fatalf("listenMetrics(%s) = nil error, want in use", holder.Addr())
 	}
 	if !strings.Contains(err.Error(), holder.Addr().String()) || !strings.Contains(err.Error(), "already in use") {

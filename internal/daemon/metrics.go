@@ -4,23 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
-	"net"
 	"net/http"
-	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
-
-	"github.com/sirupsen/logrus"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/endpoint"
 	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
@@ -44,6 +36,8 @@ type metrics struct {
 	// reader's record count then (the reader's stage probe).
 	backlog0      atomic.Pointer[backlogSample]
 	readerRecords func() uint64
+	// collectors are what reg holds.
+	collectors []prometheus.Collector
 }
 
 // backlogSample is a kernel backlog and the records read when it was seen.
@@ -86,9 +80,10 @@ func newMetrics(d *daemon) *metrics {
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
-	m.reg.MustRegister(m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
+	m.collectors = []prometheus.Collector{m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
 		&collector{d: d}, sink.NewSpoolCollector(func() *sink.Router { return d.p.router.Load() }),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+	m.reg.MustRegister(m.collectors...)
 	return m
 }
 
@@ -110,6 +105,7 @@ var (
 	descThrot    = prometheus.NewDesc("encwatch_throttled_total", "Alerts held back by a throttle, by signature.", []string{"signature"}, nil)
 	descQueue    = prometheus.NewDesc("encwatch_sink_queue_depth", "Alerts waiting in a sink's queue or spool.", []string{"sink"}, nil)
 	descSpool    = prometheus.NewDesc("encwatch_sink_spool_bytes", "Bytes of a sink's disk spool.", []string{"sink"}, nil)
+	descSpoolMax = prometheus.NewDesc("encwatch_sink_spool_max_bytes", "The bound on a sink's disk spool (its max_bytes); absent without a spool.", []string{"sink"}, nil)
 	descSent     = prometheus.NewDesc("encwatch_sink_sent_total", "Alerts a sink accepted.", []string{"sink"}, nil)
 	descSendErr  = prometheus.NewDesc("encwatch_sink_send_errors_total", "Failed send attempts, by sink.", []string{"sink"}, nil)
 	descRejected = prometheus.NewDesc("encwatch_sink_rejected_total", "Alerts a sink's receiver refused for good.", []string{"sink"}, nil)
@@ -118,7 +114,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped, descUp} {
+	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSpool, descSpoolMax, descSent, descSendErr, descRejected, descDropped, descUp} {
 		ch <- d
 	}
 }
@@ -174,6 +170,9 @@ func collectSinkStats(ch chan<- prometheus.Metric, stats []sink.Stats) {
 	for _, s := range stats {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
 		ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
+		if s.SpoolMaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(descSpoolMax, prometheus.GaugeValue, float64(s.SpoolMaxBytes), s.Sink)
+		}
 		counter(descSent, s.Sent, s.Sink)
 		counter(descSendErr, s.Failed, s.Sink)
 		counter(descRejected, s.Rejected, s.Sink)
@@ -222,67 +221,34 @@ func (d *daemon) stagesHealth() string {
 	return ""
 }
 
-// Limits of the metrics endpoint: any local user can connect to it.
-const (
-	// metricsMaxConns caps its open connections; past it a connection is
-	// closed at once, not queued, so that idle clients cannot take the
-	// daemon's descriptors.
-	metricsMaxConns = 64
-	// metricsIdleTimeout closes an idle keep-alive connection.
-	metricsIdleTimeout = 30 * time.Second
-)
-
-// listenMetrics binds the metrics address; "" binds nothing. A taken port
-// is an error naming the address and, when /proc tells, who holds it.
-func (d *daemon) listenMetrics(addr string) (net.Listener, error) {
+// listenMetrics binds the metrics endpoint: the policy's address (or the
+// test hook's listener) and its probe socket. A taken port fails start-up,
+// naming the address and who holds it. A probe socket another live daemon
+// answers on is a warning: this one serves without it (two daemons on one
+// host would more often have refused on the port already).
+func (d *daemon) listenMetrics(m config.Metrics) (*endpoint.Endpoint, error) {
+	cfg := endpoint.Config{Name: "metrics", Address: m.Address, ProbeSocket: m.ProbeSocket}
 	if d.opts.metricsListener != nil {
-		return d.opts.metricsListener, nil
+		cfg.Listener, cfg.Address, cfg.ProbeSocket = d.opts.metricsListener, "", d.opts.probeSocket
 	}
-	if addr == "" {
-		return nil, nil
+	ep, err := endpoint.Listen(cfg)
+	if errors.Is(err, endpoint.ErrProbeInUse) {
+		d.log.WithError(err).Warn("probe socket held by another daemon; serving the metrics endpoint without it")
+		cfg.ProbeSocket = ""
+		ep, err = endpoint.Listen(cfg)
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("metrics: address %s is already in use%s: %w", addr, portHolder(addr), err)
-		}
-		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
-	}
-	return ln, nil
+	return ep, err
 }
 
-// serveMetrics serves /metrics and /healthz on the listener bound at start
-// until ctx ends. No listener, no endpoint. It never returns an error: the
-// endpoint failing is logged and must not stop detection, reloads or the
-// watchdog, which share its errgroup.
+// serveMetrics serves /metrics and /healthz on the endpoint bound at start
+// until ctx ends. It never returns an error: the endpoint failing is logged
+// and must not stop detection, reloads or the watchdog, which share its
+// errgroup.
 func (d *daemon) serveMetrics(ctx context.Context) error {
-	if d.metricsLn == nil {
-		return nil
-	}
-	ln := &limitListener{Listener: d.metricsLn, max: metricsMaxConns}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", d.serveHealthz)
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       metricsIdleTimeout,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(d.log.WriterLevel(logrus.DebugLevel), "", 0),
-	}
-	d.log.WithField("address", ln.Addr().String()).Info("serving /metrics and /healthz")
-	stop := context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	})
-	defer stop()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		d.log.WithError(err).Error("metrics endpoint stopped; detection goes on")
-	}
-	return nil
+	return d.metricsEP.Serve(ctx, mux, d.log)
 }
 
 // serveHealthz answers ok, or 503 with the reason the daemon is unhealthy.
@@ -294,112 +260,4 @@ func (d *daemon) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-// limitListener accepts at most max open connections and closes any
-// beyond at once (golang.org/x/net/netutil.LimitListener queues them
-// instead, holding their descriptors).
-type limitListener struct {
-	net.Listener
-	max  int64
-	open atomic.Int64
-}
-
-// Accept returns the next connection within the cap. A temporary accept
-// error (EMFILE) is paced rather than ending the server.
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return nil, err
-		}
-		if l.open.Add(1) > l.max {
-			l.open.Add(-1)
-			c.Close()
-			continue
-		}
-		return &limitConn{Conn: c, l: l}, nil
-	}
-}
-
-// limitConn gives its slot back once, on its first Close.
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
-	return err
-}
-
-// portHolder names who listens on addr's TCP port, from /proc/net/tcp{,6}
-// and the descriptors of /proc/*/fd, as " (held by pid N comm, uid U)";
-// "" when it cannot tell.
-func portHolder(addr string) string {
-	_, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return ""
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return ""
-	}
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		uid, inode, ok := listeningSocket(f, uint16(port))
-		if !ok {
-			continue
-		}
-		if pid, comm, ok := socketOwner(inode); ok {
-			return fmt.Sprintf(" (held by pid %d %s, uid %s)", pid, comm, uid)
-		}
-		return fmt.Sprintf(" (held by uid %s)", uid)
-	}
-	return ""
-}
-
-// listeningSocket finds the listening socket on port in a /proc/net/tcp
-// table and returns its uid and inode.
-func listeningSocket(table string, port uint16) (uid, inode string, ok bool) {
-	b, err := os.ReadFile(table)
-	if err != nil {
-		return "", "", false
-	}
-	want := fmt.Sprintf(":%04X", port)
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-		if len(f) < 10 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
-			continue
-		}
-		return f[7], f[9], true
-	}
-	return "", "", false
-}
-
-// socketOwner finds a process holding socket inode.
-func socketOwner(inode string) (int, string, bool) {
-	procs, _ := os.ReadDir("/proc")
-	target := "socket:[" + inode + "]"
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
-		for _, fd := range fds {
-			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == target {
-				comm, _ := os.ReadFile("/proc/" + p.Name() + "/comm")
-				return pid, strings.TrimSpace(string(comm)), true
-			}
-		}
-	}
-	return 0, "", false
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/endpoint"
 	"github.com/encwatch/encwatch/internal/input"
 )
 
@@ -60,6 +61,7 @@ type Options struct {
 	// Test hooks.
 	input           input.Input   // instead of opening the input of the mode
 	metricsListener net.Listener  // instead of listening on the policy's address
+	probeSocket     string        // with metricsListener: the probe socket ("" none)
 	debounce        time.Duration // reload debounce; 0 is reloadDebounce
 	notify          *notifier     // instead of NOTIFY_SOCKET
 	canaryTimeout   time.Duration // 0 is canaryWait
@@ -90,8 +92,8 @@ type daemon struct {
 	running      atomic.Bool
 	// stages watches every stage for work without progress (health.go).
 	stages *stageMonitor
-	// metricsLn is the metrics listener, bound before start-up goes on.
-	metricsLn net.Listener
+	// metricsEP is the metrics endpoint, bound before start-up goes on.
+	metricsEP *endpoint.Endpoint
 }
 
 // Run reads the input of the policy's mode (or opts.Mode), one of
@@ -127,15 +129,13 @@ func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Option
 	d.cfg.Store(cfg)
 	// The metrics port is bound before anything starts: a port taken by
 	// another user fails start-up rather than the running daemon.
-	ln, err := d.listenMetrics(cfg.Metrics.Address)
+	ep, err := d.listenMetrics(cfg.Metrics)
 	if err != nil {
 		return err
 	}
-	d.metricsLn = ln
+	d.metricsEP = ep
 	if err := d.open(cfg); err != nil {
-		if ln != nil {
-			ln.Close()
-		}
+		ep.Close()
 		return err
 	}
 	return d.run(ctx, cfg)

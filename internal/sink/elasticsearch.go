@@ -146,10 +146,10 @@ func (s *Elasticsearch) send(ctx context.Context, alerts []detect.Alert) error {
 	}
 	if retry > 0 {
 		// Resend the whole batch: what was created comes back 409.
-		return fmt.Errorf("elasticsearch: %d items to retry (%s)", retry, firstRetry)
+		return fmt.Errorf("elasticsearch: %d items to retry (%s)", retry, snippet([]byte(s.t.red.String(firstRetry))))
 	}
 	if rejected > 0 {
-		return &RejectedError{Count: rejected, Err: fmt.Errorf("elasticsearch: %s", firstReject)}
+		return &RejectedError{Count: rejected, Err: fmt.Errorf("elasticsearch: %s", snippet([]byte(s.t.red.String(firstReject))))}
 	}
 	return nil
 }

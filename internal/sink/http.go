@@ -39,8 +39,11 @@ type httpTransport struct {
 	client    *http.Client
 	headers   map[string]string
 	auth      string // the Authorization header, "" without a token
-	token     string // redacted from error messages
 	userAgent string
+	// display is the URL as errors show it (scheme, host, port); red
+	// removes every configured secret from what errors carry.
+	display string
+	red     *redactor
 }
 
 // newHTTPTransport checks opts and returns the transport and the parsed
@@ -60,7 +63,10 @@ func newHTTPTransport(opts HTTPOptions, defaultScheme string) (*httpTransport, *
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	t := &httpTransport{headers: opts.Headers, token: opts.Token, userAgent: "encwatch/" + opts.Version}
+	t := &httpTransport{
+		headers: opts.Headers, userAgent: "encwatch/" + opts.Version,
+		display: displayURL(u), red: newRedactor(u, opts.Token, opts.Headers),
+	}
 	if opts.Token != "" {
 		t.auth = opts.AuthScheme + " " + opts.Token
 	}
@@ -94,12 +100,13 @@ func retryable(status int) bool {
 }
 
 // post sends one request and returns the body of a 2xx response (at most
-// 4 MiB). Errors never carry the token: the Authorization header is not in
-// them, and net/http redacts a password in the URL.
+// 4 MiB). Errors never carry a secret: the URL is shown as t.display, and
+// the receiver's answer and the transport's error pass t.red first (an
+// echoing proxy, a receiver quoting the request line).
 func (t *httpTransport) post(ctx context.Context, target, ctype string, body []byte, hdr map[string]string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("request: %w", err)
+		return nil, t.red.redactErr(fmt.Errorf("request to %s: %w", t.display, err), t.display)
 	}
 	for k, v := range t.headers {
 		req.Header.Set(k, v)
@@ -114,24 +121,22 @@ func (t *httpTransport) post(ctx context.Context, target, ctype string, body []b
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, t.red.redactErr(err, t.display)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
+		return nil, t.red.redactErr(fmt.Errorf("read response from %s: %w", t.display, err), t.display)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return out, nil
 	}
-	msg := snippet(out)
+	// Redacted whole, then cut: a cut first could keep part of a secret.
+	msg := snippet([]byte(t.red.String(string(out))))
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		msg = "redirect to " + snippet([]byte(resp.Header.Get("Location"))) + " not followed"
+		msg = "redirect to " + snippet([]byte(t.red.String(resp.Header.Get("Location")))) + " not followed"
 	}
-	if t.token != "" {
-		msg = strings.ReplaceAll(msg, t.token, "[redacted]") // an echoing proxy
-	}
-	err = fmt.Errorf("http %d: %s", resp.StatusCode, msg)
+	err = fmt.Errorf("http %d from %s: %s", resp.StatusCode, t.display, t.red.String(msg))
 	if retryable(resp.StatusCode) {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package sink
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -10,6 +11,7 @@ import (
 // post and how to authenticate. A tls block applies to https:// URLs.
 type HTTPSettings struct {
 	URL        string
+	URLFile    string // or the URL, read from this file when it holds a secret; never logged
 	Headers    map[string]string
 	TokenFile  string // the Authorization token, read from this file,
 	TokenEnv   string // or this environment variable; never logged
@@ -99,20 +101,21 @@ func init() {
 
 // decodeHTTP decodes the attributes every HTTP sink type shares.
 func decodeHTTP(b *Body, s *HTTPSettings) {
-	b.Require("url")
+	attrs := b.Syntax().Attributes
+	if _, file := attrs["url_file"]; !file {
+		b.Require("url")
+	} else if _, lit := attrs["url"]; lit {
+		b.Errorf(b.DefRange(), "%s: set url or url_file, not both", b.What())
+	}
 	var v string
 	if rng, ok := b.String("url", &v); ok {
-		u, err := url.Parse(v)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			b.Errorf(rng, "url %q must be an http:// or https:// URL", v)
-		case u.User != nil:
-			// A password in the policy would end up in logs and validate output.
-			b.Errorf(rng, "url must not carry credentials; use token_file or token_env")
-		default:
+		if msg := CheckHTTPURL(v, false); msg != "" {
+			b.Errorf(rng, "%s", msg)
+		} else {
 			s.URL = v
 		}
 	}
+	b.AbsPath("url_file", &s.URLFile)
 	b.StringMap("headers", &s.Headers)
 	b.AbsPath("token_file", &s.TokenFile)
 	b.String("token_env", &s.TokenEnv)
@@ -131,11 +134,75 @@ func decodeSplunk(b *Body, s *SplunkSettings) {
 	b.Duration("ack_timeout", &s.AckTimeout, time.Millisecond, maxSinkTimeout)
 }
 
-// httpOptions reads the token and returns the transport's options.
+// CheckHTTPURL says what is wrong with v, an HTTP sink's URL, or returns
+// "". A URL in the policy must carry no secret: user information, query
+// values and path segments that look like keys (Slack, Teams and Discord
+// webhooks carry theirs in the path) would reach validate's output and
+// anyone who reads the policy; such a URL goes in url_file. fromFile
+// allows the secrets (the file is root's and never shown).
+func CheckHTTPURL(v string, fromFile bool) string {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		if fromFile {
+			return "url_file must hold an http:// or https:// URL"
+		}
+		return fmt.Sprintf("url %q must be an http:// or https:// URL", v)
+	case u.User != nil && !fromFile:
+		// A password in the policy would end up in logs and validate output.
+		return "url must not carry credentials; use token_file or token_env"
+	case u.User != nil:
+		return "url_file: the URL must not carry credentials; use token_file or token_env"
+	case fromFile:
+		return ""
+	case u.RawQuery != "":
+		return "url must not carry a query (a ?token= is a secret in the policy); put the URL in url_file"
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if secretLike(seg) {
+			return "url: a path segment looks like a key (webhook URLs carry theirs in the path); put the URL in url_file"
+		}
+	}
+	return ""
+}
+
+// secretLike says whether a path segment looks like a key: 16 bytes or
+// more of letters, digits, '-' and '_', with both letters and digits.
+func secretLike(seg string) bool {
+	if len(seg) < 16 {
+		return false
+	}
+	var letter, digit bool
+	for _, c := range []byte(seg) {
+		switch {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letter = true
+		case c == '-' || c == '_':
+		default:
+			return false
+		}
+	}
+	return letter && digit
+}
+
+// httpOptions reads the token (and the URL from url_file) and returns the
+// transport's options.
 func httpOptions(s *HTTPSettings, env Env) (HTTPOptions, error) {
 	token, err := readToken(s.TokenFile, s.TokenEnv)
 	if err != nil {
 		return HTTPOptions{}, fmt.Errorf("sink %q: %w", env.Name, err)
+	}
+	if s.URLFile != "" {
+		b, err := readTrustedFile(s.URLFile, "url_file", true)
+		if err != nil {
+			return HTTPOptions{}, fmt.Errorf("sink %q: %w", env.Name, err)
+		}
+		s.URL = strings.TrimSpace(string(b))
+		if msg := CheckHTTPURL(s.URL, true); msg != "" {
+			return HTTPOptions{}, fmt.Errorf("sink %q: %s", env.Name, msg)
+		}
 	}
 	return HTTPOptions{
 		URL: s.URL, Headers: s.Headers, Token: token, AuthScheme: s.AuthScheme,

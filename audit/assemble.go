@@ -423,8 +423,11 @@ func (a *Assembler) complete(f *inflight, early bool, emit func(*Event)) {
 	} else {
 		w.newest = f.prev
 	}
-	if f.hasSyscall {
+	if f.hasSyscall || (f.hasExecve && a.cfg.Mode == ModeReplay) {
 		e := f.event(early)
+		if !f.hasSyscall {
+			execveOnly(e)
+		}
 		a.stats.Events++
 		if e.Incomplete {
 			a.stats.Incomplete++
@@ -436,6 +439,17 @@ func (a *Assembler) complete(f *inflight, early bool, emit func(*Event)) {
 	f.reset()
 	if len(a.free) < 64 {
 		a.free = append(a.free, f)
+	}
+}
+
+// execveOnly marks e, built from an EXECVE without its SYSCALL, as such:
+// an execve whose process is unknown (see Event.NoSyscall).
+func execveOnly(e *Event) {
+	e.NoSyscall = true
+	e.Syscall, e.Success = 59, true // x86_64 execve: Arch 0 reads as x86_64 (IsExec)
+	e.PID, e.PPID = 0, 0
+	for _, id := range []*uint32{&e.UID, &e.EUID, &e.SUID, &e.FSUID, &e.GID, &e.EGID, &e.SGID, &e.FSGID, &e.AUID, &e.Session} {
+		*id = Unset
 	}
 }
 

@@ -56,6 +56,14 @@ type Event struct {
 	// there (it truncates the proctitle), and Argc is 0.
 	ArgvFromProctitle bool
 
+	// NoSyscall is set for an event that had an EXECVE record but no
+	// SYSCALL (a replayed log of EXECVE lines alone, as grep'd into a
+	// write-up): only argv, and what CWD, PATH and PROCTITLE said, is
+	// known. Syscall is execve's, Success is assumed (the kernel writes
+	// EXECVE only for an exec that read its arguments), the pid is 0, the
+	// ids are Unset and Exe is empty.
+	NoSyscall bool
+
 	// Records is how many records were joined into this event; Incomplete is
 	// set when the event was flushed without its closing record (timeout,
 	// in-flight bound, end of input) or when argv came out shorter than argc.

@@ -115,10 +115,10 @@ func appendLogRecord(dst, line []byte) (uint16, rawHeader, []byte, error) {
 		// The table names every type the kernel and auditd write; a name
 		// outside it is damage, not news.
 		return 0, h, dst, typErr
-	case err != nil && !concernsExec(typ):
-		return 0, h, dst, errSkip
 	case err != nil && isInterpreted(line):
 		return 0, h, dst, errInterpreted
+	case err != nil && !concernsExec(typ):
+		return 0, h, dst, errSkip
 	case err != nil:
 		return 0, h, dst, err
 	}
@@ -193,9 +193,13 @@ type LogReader struct {
 	// OnMalformed, if set, is told of each malformed line with its
 	// 1-based line number.
 	OnMalformed func(line int, err error)
+	// Location is the time zone of ausearch -i's stamps (interpreted.go):
+	// the analyst's, which the output does not say; nil is UTC.
+	Location *time.Location
 
 	stats       LogStats
 	first, last rawHeader // of First and Last, compared without time.Time
+	scratch     []byte    // an ausearch -i line's raw form
 }
 
 // Stats returns the counts of everything Read has read so far.
@@ -295,7 +299,10 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		if len(line) > 0 || tooLong {
 			lineN++
 			seps := l.stats.Separators
-			if r, ok := l.line(line, tooLong, lineN, &arena); ok {
+			if !tooLong && isLaurel(line) {
+				// laurel's JSON: one line, one event (laurel.go).
+				batch = append(batch, l.laurel(line, lineN, &arena)...)
+			} else if r, ok := l.line(line, tooLong, lineN, &arena); ok {
 				batch = append(batch, r)
 			} else if l.stats.Separators != seps {
 				endBlock()
@@ -338,6 +345,10 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 			*arena = make([]byte, 0, max(64<<10, len(line)+64))
 		}
 		typ, h, grown, perr := appendLogRecord(*arena, line)
+		if perr == errInterpreted {
+			// ausearch -i: mapped back to the raw form (interpreted.go).
+			typ, h, grown, perr = l.uninterpret(*arena, line)
+		}
 		switch {
 		case perr == errSkip:
 			l.stats.Skipped++

@@ -118,16 +118,9 @@ type throttles struct {
 	swept time.Time
 	// due are summaries of windows that ended, waiting to be returned.
 	due []Alert
-	// next is the earliest end of a window in groups; zero when none.
-	next time.Time
-}
-
-// add files g under k.
-func (th *throttles) add(k groupKey, g *group) {
-	th.groups[k] = g
-	if th.next.IsZero() || g.end.Before(th.next) {
-		th.next = g.end
-	}
+	// expiry holds every group's window end, earliest first
+	// (throttle_expiry.go).
+	expiry expiries
 }
 
 func newThrottles() throttles {
@@ -372,28 +365,6 @@ func repeatKey(ev *audit.Event, perName, per string) string {
 	return k
 }
 
-// rollDue moves the summaries of windows that ended by t into th.due and
-// forgets those windows.
-func (e *Engine) rollDue(t time.Time) {
-	th := &e.thr
-	if th.next.IsZero() || t.Before(th.next) {
-		return
-	}
-	th.next = time.Time{}
-	for k, g := range th.groups {
-		if t.Before(g.end) {
-			if th.next.IsZero() || g.end.Before(th.next) {
-				th.next = g.end
-			}
-			continue
-		}
-		if g.held > 0 {
-			e.thr.due = append(e.thr.due, e.summary(g))
-		}
-		delete(e.thr.groups, k)
-	}
-}
-
 // Flush returns the summaries of throttle windows that ended by now: what
 // was held back, per signature and key. The detection goroutine calls it on
 // its timer, so that a summary does not wait for the next event; it is not
@@ -415,7 +386,7 @@ func (e *Engine) FlushAll() []Alert {
 		}
 	}
 	clear(e.thr.groups)
-	e.thr.next = time.Time{}
+	e.thr.expiry = nil
 	out := e.thr.due
 	e.thr.due = nil
 	return out

@@ -22,7 +22,7 @@ import (
 
 // replaySynopsis is replay's synopsis, listing the registered formats.
 func replaySynopsis() string {
-	return "--config FILE [--format " + strings.Join(sink.Formats(), "|") + "] [--report FILE.html] [--since T] [--until T] [--journal] [LOG|DIR|GLOB|-...]"
+	return "--config FILE [--format " + strings.Join(sink.Formats(), "|") + "] [--report FILE.html] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
 }
 
 // cmdReplay replays audit logs: alerts to stdout, warnings, the progress
@@ -36,6 +36,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	until := fs.String("until", "", "only records before this time (same forms as --since)")
 	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
 	reportPath := fs.String("report", "", "also write the alerts as one self-contained HTML page to this file (timeline per host, process trees, filters)")
+	follow := fs.Bool("follow-symlinks", false, "follow symbolic links found in a log directory or by a glob (default: refused with a warning)")
+	tz := fs.String("tz", "UTC", "time zone of ausearch -i stamps (the analyst's, e.g. Europe/Paris or Local)")
+	maxWindow := fs.Uint64("max-window", daemon.DefaultMaxWindow>>20, "MiB: refuse a zstd or xz input declaring a larger window or dictionary")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -43,7 +46,14 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout}
+	if *maxWindow == 0 || *maxWindow > 4096 {
+		return fmt.Errorf("--max-window: %d MiB: want 1 to 4096", *maxWindow)
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil {
+		return fmt.Errorf("--tz: %w", err)
+	}
+	o := daemon.ReplayOptions{Inputs: fs.Args(), Out: stdout, FollowSymlinks: *follow, MaxWindow: *maxWindow << 20, Location: loc}
 	if o.Since, err = parseWhen(*since); err != nil {
 		return fmt.Errorf("--since: %w", err)
 	}
@@ -66,7 +76,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rep *report.Report
 	if *reportPath != "" {
 		rep = report.New(report.DefaultMax)
-		o.Format = rep.Format(o.Format)
+		o.Out, o.Format = rep.Attach(o.Out, o.Format)
 	}
 	sum, err := daemon.ReplayLogs(ctx, cfg, log, o)
 	if sum.Inputs != nil || sum.Records > 0 {
@@ -89,7 +99,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".encwatch-report-*")
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
 	w := bufio.NewWriter(f)
@@ -104,7 +114,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	return nil
 }
@@ -204,6 +214,13 @@ func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
 	}
 	counts("signatures", s.BySignature)
 	counts("hosts", s.ByHost)
+	if more := s.Hosts - uint64(len(s.ByHost)); s.Hosts > uint64(len(s.ByHost)) {
+		atLeast := ""
+		if s.HostsAtLeast {
+			atLeast = "at least "
+		}
+		fmt.Fprintf(&b, "  %-11s %6s  and %s%d more hosts (%s%d in all)\n", "", "", atLeast, more, atLeast, s.Hosts)
+	}
 	counts("top parents", s.TopParents)
 	var seps, foreign uint64
 	for _, in := range s.Inputs {

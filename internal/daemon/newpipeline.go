@@ -36,6 +36,9 @@ type pipelineOptions struct {
 	// for us (audisp, replay) are not lossy.
 	Lossy bool
 
+	// DropOnCancel drops the record batches queued for the assembler once
+	// the context ends (an interrupted replay).
+	DropOnCancel bool
 	// Wrap, if set, wraps the input's stream (the heartbeat's
 	// agent_stopped at its end).
 	Wrap func(input.Stream) input.Stream
@@ -77,7 +80,7 @@ func newPipeline(o pipelineOptions) *pipeline {
 	}
 	p := &pipeline{
 		log:        o.Log,
-		stream:     input.StreamOptions{Assembler: acfg, Live: o.Live, Lossy: o.Lossy, Now: time.Now},
+		stream:     input.StreamOptions{Assembler: acfg, Live: o.Live, Lossy: o.Lossy, DropOnCancel: o.DropOnCancel, Now: time.Now},
 		wrap:       o.Wrap,
 		engine:     engine,
 		procs:      procs,

@@ -27,6 +27,10 @@ const progressEvery = 200 * time.Millisecond
 // records, read through journalctl.
 const JournalInput = input.Journal
 
+// DefaultMaxWindow is the largest zstd window or xz dictionary a replay
+// decompresses unless told otherwise.
+const DefaultMaxWindow = input.DefaultMaxWindow
+
 // ReplayOptions configure ReplayLogs.
 type ReplayOptions struct {
 	// Inputs are files, directories (every audit.log* in rotation order,
@@ -51,6 +55,13 @@ type ReplayOptions struct {
 	// Progress, if set, is called every 200 ms from a goroutine of
 	// ReplayLogs, and once more with Done set before ReplayLogs returns.
 	Progress func(ReplayProgress)
+	// FollowSymlinks follows symbolic links found in a directory or by a
+	// glob (internal/input/files_open.go); MaxWindow bounds a zstd window
+	// or xz dictionary (0: DefaultMaxWindow).
+	FollowSymlinks bool
+	MaxWindow      uint64
+	// Location is the time zone of ausearch -i stamps (nil: UTC).
+	Location *time.Location
 }
 
 // ReplayProgress is a replay's progress so far.
@@ -78,8 +89,13 @@ type ReplaySummary struct {
 	Inputs                  []InputStats
 	Records, Events, Alerts uint64
 	// BySignature counts alerts by "signature (importance)", ByHost by
-	// host, TopParents by the parent's command: most first.
+	// host (the topHosts most), TopParents by the parent's command: most
+	// first. Hosts is how many hosts raised alerts (HostsAtLeast: a lower
+	// bound); past tallyCapacity hosts the counts are estimates
+	// (replay_tally.go).
 	BySignature, ByHost, TopParents []Count
+	Hosts                           uint64
+	HostsAtLeast                    bool
 	// First and Last are the earliest and latest record times read.
 	First, Last time.Time
 	Elapsed     time.Duration
@@ -114,8 +130,12 @@ func ReplayLogs(ctx context.Context, cfg *config.Config, log *logrus.Entry, o Re
 		// Forensic output must be complete: detection waits for the
 		// writer.
 		Router: newRouter(log, []sink.Sink{tally}, true),
+		// An interrupted replay ends at once with the summary of what it
+		// read, rather than after the batches queued for the assembler.
+		DropOnCancel: true,
 	})
-	in := input.OpenFiles(input.FilesOptions{Inputs: o.Inputs, Since: o.Since, Until: o.Until, Stdin: o.Stdin, Journalctl: o.Journalctl, Log: log})
+	in := input.OpenFiles(input.FilesOptions{Inputs: o.Inputs, Since: o.Since, Until: o.Until, Stdin: o.Stdin, Journalctl: o.Journalctl,
+		FollowSymlinks: o.FollowSymlinks, MaxWindow: o.MaxWindow, Location: o.Location, Log: log})
 	defer in.Close()
 	stopProgress := startProgress(o.Progress, in, p, tally, start)
 	err := p.run(ctx, in)
@@ -180,14 +200,14 @@ type tally struct {
 	out     sink.Sink
 	alerts  atomic.Uint64
 	bySig   map[string]uint64
-	byHost  map[string]uint64
-	parents map[string]uint64
+	byHost  *topCounter
+	parents *topCounter
 }
 
 var _ sink.Sink = (*tally)(nil)
 
 func newTally(out sink.Sink) *tally {
-	return &tally{out: out, bySig: map[string]uint64{}, byHost: map[string]uint64{}, parents: map[string]uint64{}}
+	return &tally{out: out, bySig: map[string]uint64{}, byHost: newTopCounter(), parents: newTopCounter()}
 }
 
 // Name returns the output sink's name.
@@ -199,8 +219,8 @@ func (t *tally) Send(ctx context.Context, alerts []detect.Alert) error {
 		a := &alerts[i]
 		t.alerts.Add(1)
 		t.bySig[a.Signature.Name+" ("+a.Signature.Importance.String()+")"]++
-		t.byHost[a.Host]++
-		t.parents[parentOf(a)]++
+		t.byHost.add(a.Host)
+		t.parents.add(parentOf(a))
 	}
 	return t.out.Send(ctx, alerts)
 }
@@ -233,8 +253,9 @@ const topParents = 5
 func (t *tally) summarise(s *ReplaySummary) {
 	s.Alerts = t.alerts.Load()
 	s.BySignature = sortedCounts(t.bySig, 0)
-	s.ByHost = sortedCounts(t.byHost, 0)
-	s.TopParents = sortedCounts(t.parents, topParents)
+	s.ByHost = t.byHost.top(topHosts)
+	s.Hosts, s.HostsAtLeast = t.byHost.distinctNames()
+	s.TopParents = t.parents.top(topParents)
 }
 
 // sortedCounts lists m most first (then by name), at most limit (0: all).

@@ -119,6 +119,8 @@ func TestReplayFormats(t *testing.T) {
 		wantHost string // "": the plain log's (this machine's)
 	}{
 		{"ausearch", "ausearch/replay-audit.ausearch", ""},
+		{"ausearch -i, UTC", "ausearch/replay-audit.ausearch-i", ""},
+		{"laurel JSON", "evidence/replay-audit.laurel.json", ""},
 		{"rfc3164", "syslog/replay-audit.rfc3164.log", "vm"},
 		{"rfc3164 with rfc3339 time", "syslog/replay-audit.rfc3339.log", "vm"},
 		{"rfc5424", "syslog/replay-audit.rfc5424.log", "vm"},

@@ -116,7 +116,7 @@ func Feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- stri
 	}()
 	go func() {
 		defer f.wg.Done()
-		f.assemble(audit.NewAssembler(acfg), records, o, clock(o.Now))
+		f.assemble(ctx, audit.NewAssembler(acfg), records, o, clock(o.Now))
 	}()
 	return f
 }
@@ -133,7 +133,7 @@ type fed struct {
 
 // assemble owns the assembler: it pushes records in, expires overdue events
 // on a timer for live streams, and flushes what is left when run ends.
-func (f *fed) assemble(asm *audit.Assembler, in <-chan []audit.Record, o StreamOptions, now func() time.Time) {
+func (f *fed) assemble(ctx context.Context, asm *audit.Assembler, in <-chan []audit.Record, o StreamOptions, now func() time.Time) {
 	defer close(f.ready)
 	defer close(f.events)
 	var evs []*audit.Event
@@ -173,6 +173,9 @@ func (f *fed) assemble(asm *audit.Assembler, in <-chan []audit.Record, o StreamO
 				asm.Flush(emit)
 				hand()
 				return
+			}
+			if o.DropOnCancel && ctx.Err() != nil {
+				continue
 			}
 			if o.Meter != nil {
 				o.Meter.Begin()

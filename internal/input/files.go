@@ -17,9 +17,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/sirupsen/logrus"
-	"github.com/ulikunitz/xz"
 
 	"github.com/encwatch/encwatch/audit"
 )
@@ -50,7 +48,14 @@ type FilesOptions struct {
 	// Journalctl is the journalctl command for Journal (default
 	// "journalctl").
 	Journalctl string
-	Log        *logrus.Entry
+	// FollowSymlinks follows symbolic links found in a directory or by a
+	// glob (files_open.go); MaxWindow bounds a zstd window or xz
+	// dictionary (0: DefaultMaxWindow).
+	FollowSymlinks bool
+	MaxWindow      uint64
+	// Location is the time zone of ausearch -i stamps (nil: UTC).
+	Location *time.Location
+	Log      *logrus.Entry
 }
 
 // FileStats are what one input file held.
@@ -67,6 +72,12 @@ type Files struct {
 	since, until time.Time
 	stdin        io.Reader
 	journalctl   string
+	// named are the inputs named by the caller: the rest came from a
+	// directory or a glob (see openReplayFile).
+	named     map[string]bool
+	follow    bool
+	maxWindow uint64
+	loc       *time.Location
 
 	total int64        // bytes of the regular files
 	read  atomic.Int64 // bytes read so far, as stored
@@ -83,8 +94,13 @@ var _ Input = (*Files)(nil)
 // An input that names no file is an error of Err's; the others are read.
 func OpenFiles(o FilesOptions) *Files {
 	files, errs := expandInputs(o.Inputs)
-	return &Files{files: files, log: o.Log, since: o.Since, until: o.Until, stdin: o.Stdin,
-		journalctl: o.Journalctl, total: totalSize(files), errs: errs}
+	r := &Files{files: files, log: o.Log, since: o.Since, until: o.Until, stdin: o.Stdin,
+		journalctl: o.Journalctl, total: totalSize(files), errs: errs,
+		named: make(map[string]bool), follow: o.FollowSymlinks, maxWindow: cmp.Or(o.MaxWindow, DefaultMaxWindow), loc: o.Location}
+	for _, name := range o.Inputs {
+		r.named[name] = true
+	}
+	return r
 }
 
 // Events feeds the files' records through the assembler.
@@ -193,7 +209,12 @@ func totalSize(names []string) int64 {
 func (r *Files) Run(ctx context.Context, out chan<- []audit.Record) error {
 	for _, name := range r.files {
 		st, err := r.file(ctx, name, out)
+		if warnRefused(r.log, name, err) {
+			continue
+		}
 		if ctx.Err() != nil {
+			// Interrupted: what was read of this input is summarised.
+			r.stats = append(r.stats, FileStats{Name: name, LogStats: st})
 			return ctx.Err()
 		}
 		r.stats = append(r.stats, FileStats{Name: name, LogStats: st})
@@ -218,7 +239,7 @@ func (r *Files) Run(ctx context.Context, out chan<- []audit.Record) error {
 
 // file reads one input, decompressing it as its magic bytes say.
 func (r *Files) file(ctx context.Context, name string, out chan<- []audit.Record) (audit.LogStats, error) {
-	l := &audit.LogReader{Since: r.since, Until: r.until, OnMalformed: func(line int, err error) {
+	l := &audit.LogReader{Since: r.since, Until: r.until, Location: r.loc, OnMalformed: func(line int, err error) {
 		r.shown++
 		switch {
 		case r.shown <= maxShownMalformed:
@@ -234,14 +255,14 @@ func (r *Files) file(ctx context.Context, name string, out chan<- []audit.Record
 	case Journal:
 		return r.journal(ctx, l, out)
 	default:
-		f, err := os.Open(name)
+		f, err := openReplayFile(name, !r.named[name], r.follow)
 		if err != nil {
 			return audit.LogStats{}, fmt.Errorf("replay: %w", err)
 		}
 		defer f.Close()
 		src = f
 	}
-	dec, closeDec, err := decompress(countingReader{src, &r.read})
+	dec, closeDec, err := decompress(countingReader{src, &r.read}, r.maxWindow)
 	if err != nil {
 		return audit.LogStats{}, fmt.Errorf("replay %s: %w", name, err)
 	}
@@ -303,7 +324,7 @@ var (
 
 // decompress returns r decompressed as its first bytes say, and a function
 // that releases the decompressor.
-func decompress(r io.Reader) (io.Reader, func(), error) {
+func decompress(r io.Reader, maxWindow uint64) (io.Reader, func(), error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, _ := br.Peek(6)
 	switch {
@@ -314,13 +335,9 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		}
 		return z, func() { _ = z.Close() }, nil
 	case hasMagic(head, magicZstd):
-		z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return z, z.Close, nil
+		return newZstdReader(br, maxWindow)
 	case hasMagic(head, magicXz):
-		z, err := xz.NewReader(br)
+		z, err := newXzReader(br, maxWindow)
 		if err != nil {
 			return nil, nil, fmt.Errorf("xz: %w", err)
 		}

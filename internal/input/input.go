@@ -75,6 +75,9 @@ type StreamOptions struct {
 	// Meter, if set, is told when the assembler starts and ends a batch in
 	// a goroutine of its own (Feed), for the stage monitor.
 	Meter Meter
+	// DropOnCancel drops the record batches still queued once ctx ends:
+	// an interrupted replay ends at once rather than after them (Feed).
+	DropOnCancel bool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }

@@ -109,6 +109,8 @@ type spoolAlert struct {
 	LoginUser   bstr           `json:"login_user,omitempty"`
 	ContainerID bstr           `json:"container_id,omitempty"`
 	Related     []spoolProcess `json:"related,omitempty"`
+	Subject     bstr           `json:"subject,omitempty"`
+	ClaimedHost bstr           `json:"claimed_host,omitempty"`
 }
 
 type spoolSignature struct {
@@ -177,6 +179,8 @@ type spoolEvent struct {
 	// ArgvFromProctitle is new since version 2's first records; those
 	// lack it and decode as false (argv from EXECVE).
 	ArgvFromProctitle bool `json:"argv_from_proctitle,omitempty"`
+	// NoSyscall is new in issue 26; records without it decode as false.
+	NoSyscall bool `json:"no_syscall,omitempty"`
 }
 
 type spoolPath struct {
@@ -239,7 +243,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 		},
 		Ancestry: toSpoolProcs(a.Ancestry), Actions: bstrs(a.Actions), Throttled: a.Throttled, Mode: bstr(a.Mode),
 		User: bstr(a.User), LoginUser: bstr(a.LoginUser), ContainerID: bstr(a.ContainerID),
-		Related: toSpoolProcs(a.Related),
+		Related: toSpoolProcs(a.Related), Subject: bstr(a.Subject), ClaimedHost: bstr(a.ClaimedHost),
 	}
 	for _, m := range a.Matches {
 		s.Matches = append(s.Matches, spoolMatch{Field: bstr(m.Field), Value: bstr(m.Value), Reason: bstr(m.Reason)})
@@ -255,7 +259,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: bstr(e.TTY), Comm: bstr(e.Comm), Exe: bstr(e.Exe), Key: bstr(e.Key), Subject: bstr(e.Subject),
 			Argc: e.Argc, Argv: bstrs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: bstr(e.Cwd), Proctitle: bstr(e.Proctitle),
-			Records: e.Records, Incomplete: e.Incomplete,
+			Records: e.Records, Incomplete: e.Incomplete, NoSyscall: e.NoSyscall,
 		}
 		for _, p := range e.Paths {
 			s.Event.Paths = append(s.Event.Paths, spoolPath{
@@ -284,7 +288,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 		},
 		Ancestry: fromSpoolProcs(s.Ancestry), Actions: strs(s.Actions), Throttled: s.Throttled, Mode: string(s.Mode),
 		User: string(s.User), LoginUser: string(s.LoginUser), ContainerID: string(s.ContainerID),
-		Related: fromSpoolProcs(s.Related),
+		Related: fromSpoolProcs(s.Related), Subject: string(s.Subject), ClaimedHost: string(s.ClaimedHost),
 	}
 	for _, m := range s.Matches {
 		a.Matches = append(a.Matches, detect.Match{Field: string(m.Field), Value: string(m.Value), Reason: string(m.Reason)})
@@ -300,7 +304,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 			GID: e.GID, EGID: e.EGID, SGID: e.SGID, FSGID: e.FSGID, AUID: e.AUID, Session: e.Session,
 			TTY: string(e.TTY), Comm: string(e.Comm), Exe: string(e.Exe), Key: string(e.Key), Subject: string(e.Subject),
 			Argc: e.Argc, Argv: strs(e.Argv), ArgvFromProctitle: e.ArgvFromProctitle, Cwd: string(e.Cwd), Proctitle: string(e.Proctitle),
-			Records: e.Records, Incomplete: e.Incomplete,
+			Records: e.Records, Incomplete: e.Incomplete, NoSyscall: e.NoSyscall,
 		}
 		for _, p := range e.Paths {
 			a.Event.Paths = append(a.Event.Paths, audit.Path{

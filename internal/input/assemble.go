@@ -100,6 +100,7 @@ func Feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- stri
 	f := &fed{
 		cancel: cancel,
 		events: make(chan []*audit.Event, eventBatches),
+		free:   make(chan []*audit.Event, eventBatches),
 		ready:  make(chan struct{}, 1),
 		c:      counters(o.Counters),
 	}
@@ -125,10 +126,13 @@ func Feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- stri
 type fed struct {
 	cancel context.CancelFunc
 	events chan []*audit.Event
-	ready  chan struct{}
-	c      *Counters
-	wg     sync.WaitGroup
-	err    error // run's, read after wg
+	// free takes the event slices Read is done with back to the
+	// assembler's goroutine, so that a batch costs no allocation.
+	free  chan []*audit.Event
+	ready chan struct{}
+	c     *Counters
+	wg    sync.WaitGroup
+	err   error // run's, read after wg
 }
 
 // assemble owns the assembler: it pushes records in, expires overdue events
@@ -141,20 +145,33 @@ func (f *fed) assemble(ctx context.Context, asm *audit.Assembler, in <-chan []au
 		f.c.Events.Add(1)
 		evs = append(evs, ev)
 	}
+	// hand passes the events of a batch to the reader and takes a slice
+	// the reader is done with for the next batch.
 	hand := func() {
 		if len(evs) == 0 {
 			return
 		}
+		sent := true
 		if o.Lossy {
 			select {
 			case f.events <- evs:
 			default:
 				f.c.DroppedEvents.Add(uint64(len(evs)))
+				sent = false
 			}
 		} else {
 			f.events <- evs
 		}
-		evs = nil
+		if sent {
+			select {
+			case evs = <-f.free:
+			default:
+				evs = nil
+			}
+		} else {
+			clear(evs)
+			evs = evs[:0]
+		}
 		select {
 		case f.ready <- struct{}{}:
 		default: // a read is due already
@@ -211,6 +228,11 @@ func (f *fed) Read(emit func(*audit.Event)) (bool, error) {
 		}
 		for _, ev := range evs {
 			emit(ev)
+		}
+		clear(evs)
+		select {
+		case f.free <- evs[:0]:
+		default:
 		}
 		return len(f.events) > 0, nil
 	default:

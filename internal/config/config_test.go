@@ -169,7 +169,7 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"bad_values.hcl", []string{
 			`testdata/bad_values.hcl:2:17: environment "Prod env" must be one word of lowercase letters, digits, "-" or "_" (ci, staging, production or your own)`,
-			`testdata/bad_values.hcl:6:19: unknown audit mode "multicst": use owner, multicast or audisp; did you mean "multicast"?`,
+			`testdata/bad_values.hcl:6:19: unknown audit mode "multicst": use owner, audisp or multicast; did you mean "multicast"?`,
 			`testdata/bad_values.hcl:7:19: enabled must be a bool, got string`,
 			`testdata/bad_values.hcl:8:19: backlog_limit must be a whole number from 0 to 4294967295, got -1`,
 			`testdata/bad_values.hcl:9:19: unknown failure mode "printf": use silent, printk or panic; did you mean "printk"?`,

@@ -50,7 +50,7 @@ test-abuse:
 
 # Debian packages the tests need. Installing never starts their services:
 # this machine's /usr/sbin/policy-rc.d forbids it, and we keep it that way.
-TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server curl xxd
+TEST_PKGS := rsyslog rsyslog-gnutls rpm systemd busybox nats-server curl xxd prometheus chromium
 test-deps:
 	@missing=""; for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -135,12 +135,16 @@ package-test: test-deps packages
 # not part of `make test`. bench-e2e measures encwatch beside Debian's auditd
 # (installed here if missing; policy-rc.d keeps it from starting as a
 # service) and rewrites its section of docs/performance.md. The storm tool
-# compiles its load generator (bench/storm/spawner/spawner.c) with gcc; it
-# runs 200/s, 1000/s and flat out with 2 spawners, each daemon twice per
-# rate, interleaved, and prints the encwatch/auditd ratio table. Each measured run
-# takes the kernel-test lock and restores the audit state it found.
-STORM_DURATION ?= 20s
-STORM_RATES    ?= 200,1000,max
+# compiles its load generator (bench/storm/spawner/spawner.c) with gcc; for
+# each workload (a host's mix of dynamic programs, shells, a pipeline and a
+# script; dynamic /bin/true; the static true) it runs 1000/s and flat out,
+# each daemon twice per point, interleaved, and prints the encwatch/auditd
+# ratio table with the kernel's syscall and context-switch counts. Each
+# measured run takes the kernel-test lock and restores the audit state it
+# found.
+STORM_DURATION  ?= 20s
+STORM_RATES     ?= 1000,max
+STORM_WORKLOADS ?= mix,true,static
 DURATION       ?= 10m
 SOAK_RELOAD    ?= both
 
@@ -150,7 +154,7 @@ bench-e2e: build
 	@dpkg -s auditd >/dev/null 2>&1 || { echo "installing auditd"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends auditd; }
 	$(GO) build -o bin/storm ./bench/storm
-	./bin/storm bench -bin $(BIN) -config config.hcl -duration $(STORM_DURATION) -rates $(STORM_RATES) -out docs/performance.md
+	./bin/storm bench -bin $(BIN) -config config.hcl -duration $(STORM_DURATION) -rates $(STORM_RATES) -workloads $(STORM_WORKLOADS) -out docs/performance.md
 
 soak: build
 	$(GO) build -o bin/storm ./bench/storm

@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -176,4 +178,95 @@ func CheckExcludeRecords(names []string) error {
 		}
 	}
 	return nil
+}
+
+// Settings are the kernel-facing settings of the policy's audit block: the
+// one type internal/config decodes them into and audit/netlink opens the
+// kernel with (both embed it), so no field is copied by hand on the way.
+// Which fields an opener uses is its own: the owner every one but
+// InstallRules (it always installs its rules), the multicast reader only
+// RuleKey, InstallRules, GatherWindow and ReceiveBuffer.
+type Settings struct {
+	// Enabled switches kernel auditing on (enabled=1) for as long as the
+	// owner is open. False leaves the enabled flag as found.
+	Enabled bool
+	// InstallRules, for the multicast reader, installs encwatch's execve
+	// rules (and removes them on exit); by default it relies on the rules
+	// auditd loads. The owner always installs them.
+	InstallRules bool
+	// BacklogLimit is how many records the kernel queues for the reader
+	// before it waits (BacklogWaitTime) and then drops, counting them as
+	// lost; 0 is DefaultBacklogLimit.
+	BacklogLimit uint32
+	// BacklogWaitTime is how long, in kernel ticks (jiffies; 60000 is
+	// 60 s at HZ=1000), an audited process waits for room when the backlog
+	// is full. nil leaves the kernel value alone. 0 never waits: records
+	// are dropped (and counted as lost) instead of stalling the process
+	// doing the exec; a larger value loses nothing but can stall every
+	// audited process while encwatch is slow.
+	BacklogWaitTime *uint32
+	// RateLimit caps records per second, 0 for no limit.
+	RateLimit uint32
+	// Failure is what the kernel does on a lost record: "silent", "printk"
+	// or "panic"; "" leaves the kernel value alone.
+	Failure string
+	// RuleKey tags encwatch's execve rules (-k), the only rules it removes
+	// on exit; "" is DefaultRuleKey.
+	RuleKey string
+	// GatherWindow is how long the reader lets records gather after the
+	// first one before draining them in one go: it trades alert latency
+	// for fewer wake-ups; 0 is DefaultGatherWindow.
+	GatherWindow time.Duration
+	// ReceiveBuffer is the data socket's receive buffer in bytes; 0 is
+	// DefaultReceiveBuffer. The policy does not set it.
+	ReceiveBuffer int
+	// ExcludeRecords (owner) are record types (ExcludableRecords) the
+	// kernel is told not to emit, with an exclude rule each: fewer records
+	// per exec, but kernel-wide, and removed on close. Empty by default.
+	ExcludeRecords []string
+}
+
+// WithDefaults fills in s's zero fields with the Default* values and checks
+// every field with this file's validators, the ones the policy is checked
+// with.
+func (s Settings) WithDefaults() (Settings, error) {
+	if s.BacklogLimit == 0 {
+		s.BacklogLimit = DefaultBacklogLimit
+	}
+	if s.RuleKey == "" {
+		s.RuleKey = DefaultRuleKey
+	}
+	if s.GatherWindow <= 0 {
+		s.GatherWindow = DefaultGatherWindow
+	}
+	if s.ReceiveBuffer <= 0 {
+		s.ReceiveBuffer = DefaultReceiveBuffer
+	}
+	errs := []error{
+		CheckRuleKey(s.RuleKey),
+		CheckGatherWindow(s.GatherWindow),
+		CheckExcludeRecords(s.ExcludeRecords),
+	}
+	if s.BacklogWaitTime != nil {
+		errs = append(errs, CheckBacklogWaitTime(int64(*s.BacklogWaitTime)))
+	}
+	if s.Failure != "" {
+		_, err := ParseFailure(s.Failure)
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("audit: %w", err)
+	}
+	return s, nil
+}
+
+// Equal reports whether s and o say the same, comparing BacklogWaitTime
+// and ExcludeRecords by value.
+func (s Settings) Equal(o Settings) bool {
+	sw, ow := s.BacklogWaitTime, o.BacklogWaitTime
+	sameWait := sw == nil && ow == nil || sw != nil && ow != nil && *sw == *ow
+	sameExclude := slices.Equal(s.ExcludeRecords, o.ExcludeRecords)
+	s.BacklogWaitTime, o.BacklogWaitTime = nil, nil
+	s.ExcludeRecords, o.ExcludeRecords = nil, nil
+	return reflect.DeepEqual(s, o) && sameWait && sameExclude
 }

@@ -3,6 +3,7 @@ package packaging
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -39,6 +40,10 @@ var packaged = []pkgFile{
 	{"/usr/share/doc/encwatch/README.md", 0o644, false},
 	{"/usr/share/doc/encwatch/packaging.md", 0o644, false},
 	{"/usr/share/doc/encwatch/fleet.md", 0o644, false},
+	{"/usr/share/doc/encwatch/monitoring.md", 0o644, false},
+	{"/usr/share/encwatch/prometheus/encwatch.rules.yml", 0o644, false},
+	{"/usr/share/encwatch/grafana/encwatch-dashboard.json", 0o644, false},
+	{"/usr/share/encwatch/grafana/encwatch-dashboards.yml", 0o644, false},
 }
 
 const (
@@ -220,6 +225,13 @@ func TestDebInstallRemovePurgeAsRoot(t *testing.T) {
 	out := run(t, "/usr/bin/encwatch", "validate", "/etc/encwatch/config.hcl")
 	if !strings.Contains(out, ": ok:") {
 		t.Errorf("encwatch validate /etc/encwatch/config.hcl = %q, want an ok summary", out)
+	}
+
+	if have("promtool") {
+		run(t, "promtool", "check", "rules", "/usr/share/encwatch/prometheus/encwatch.rules.yml")
+	}
+	if !json.Valid([]byte(readFile(t, "/usr/share/encwatch/grafana/encwatch-dashboard.json"))) {
+		t.Error("/usr/share/encwatch/grafana/encwatch-dashboard.json is not JSON")
 	}
 
 	out = run(t, "/usr/bin/encwatch", "validate", "/etc/encwatch/collect/collect.hcl")

@@ -40,7 +40,7 @@ func testLog(t testing.TB) *logrus.Entry {
 
 func testConfig() netlink.OwnerConfig {
 	// Zero fields take audit's defaults.
-	return netlink.OwnerConfig{Enabled: true, RuleKey: audittest.Key()}
+	return netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}
 }
 
 func status(t testing.TB) netlink.Status {
@@ -574,7 +574,7 @@ func TestKernelOwnerReconfigureRekeys(t *testing.T) {
 func TestKernelMulticastReconfigureRules(t *testing.T) {
 	audittest.Setup(t)
 	key := audittest.Key()
-	m, err := netlink.OpenMulticast(netlink.MulticastConfig{RuleKey: key, InstallRules: true}, testLog(t))
+	m, err := netlink.OpenMulticast(netlink.MulticastConfig{Settings: audit.Settings{RuleKey: key, InstallRules: true}}, testLog(t))
 	if err != nil {
 		t.Fatalf("OpenMulticast: %v", err)
 	}
@@ -586,14 +586,14 @@ func TestKernelMulticastReconfigureRules(t *testing.T) {
 	if got := keyedRules(t, key); got != 2 || !m.RulesInstalled() {
 		t.Fatalf("after OpenMulticast with InstallRules: %d rules, RulesInstalled %v; want 2, true", got, m.RulesInstalled())
 	}
-	if err := m.Reconfigure(netlink.MulticastConfig{RuleKey: key}); err != nil {
+	if err := m.Reconfigure(netlink.MulticastConfig{Settings: audit.Settings{RuleKey: key}}); err != nil {
 		t.Fatalf("Reconfigure without InstallRules: %v", err)
 	}
 	if got := keyedRules(t, key); got != 0 || m.RulesInstalled() {
 		t.Errorf("after Reconfigure without InstallRules: %d rules, RulesInstalled %v; want 0, false", got, m.RulesInstalled())
 	}
 	newKey := key + "-b"
-	if err := m.Reconfigure(netlink.MulticastConfig{RuleKey: newKey, InstallRules: true}); err != nil {
+	if err := m.Reconfigure(netlink.MulticastConfig{Settings: audit.Settings{RuleKey: newKey, InstallRules: true}}); err != nil {
 		t.Fatalf("Reconfigure with a new key: %v", err)
 	}
 	if got := keyedRules(t, newKey); got != 2 {

@@ -3,28 +3,25 @@ package netlink
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/encwatch/encwatch/audit"
 )
 
-// MulticastConfig is how a multicast reader sets up.
+// MulticastConfig is how a multicast reader sets up: of the policy's
+// settings it uses RuleKey, InstallRules (install encwatch's execve rules,
+// removed again by Close; without it the reader relies on rules someone
+// else, auditd's audit.rules, loads, and changes nothing in the kernel),
+// GatherWindow and ReceiveBuffer. It never changes a kernel setting.
 type MulticastConfig struct {
-	// RuleKey tags encwatch's execve rules; see OwnerConfig.RuleKey.
-	RuleKey string
-	// InstallRules installs encwatch's execve rules, removed again by
-	// Close. Without it the reader relies on rules someone else (auditd's
-	// audit.rules) loads, and changes nothing in the kernel.
-	InstallRules bool
-	// GatherWindow and ReceiveBuffer are as in OwnerConfig.
-	GatherWindow  time.Duration
-	ReceiveBuffer int
+	audit.Settings
 }
 
 // withDefaults is OwnerConfig.withDefaults for the fields a reader has.
 func (c MulticastConfig) withDefaults() (MulticastConfig, error) {
-	oc, err := OwnerConfig{RuleKey: c.RuleKey, GatherWindow: c.GatherWindow, ReceiveBuffer: c.ReceiveBuffer}.withDefaults()
-	c.RuleKey, c.GatherWindow, c.ReceiveBuffer = oc.RuleKey, oc.GatherWindow, oc.ReceiveBuffer
+	s, err := audit.Settings{RuleKey: c.RuleKey, GatherWindow: c.GatherWindow, ReceiveBuffer: c.ReceiveBuffer}.WithDefaults()
+	c.RuleKey, c.GatherWindow, c.ReceiveBuffer = s.RuleKey, s.GatherWindow, s.ReceiveBuffer
 	return c, err
 }
 

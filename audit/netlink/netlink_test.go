@@ -107,27 +107,27 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := OwnerConfig{
+	want := OwnerConfig{Settings: audit.Settings{
 		BacklogLimit:  audit.DefaultBacklogLimit,
 		RuleKey:       audit.DefaultRuleKey,
 		GatherWindow:  audit.DefaultGatherWindow,
 		ReceiveBuffer: audit.DefaultReceiveBuffer,
-	} // the zero value leaves the enabled flag alone
+	}} // the zero value leaves the enabled flag alone
 	if got.BacklogLimit != want.BacklogLimit || got.RuleKey != want.RuleKey ||
 		got.GatherWindow != want.GatherWindow || got.ReceiveBuffer != want.ReceiveBuffer || got.Enabled != want.Enabled {
 		t.Errorf("OwnerConfig{}.withDefaults() = %+v, want %+v", got, want)
 	}
 	for _, f := range []string{"", "silent", "printk", "panic"} {
-		if _, err := (OwnerConfig{Failure: f}).withDefaults(); err != nil {
+		if _, err := (OwnerConfig{Settings: audit.Settings{Failure: f}}).withDefaults(); err != nil {
 			t.Errorf("Failure %q: %v, want nil", f, err)
 		}
 	}
 	for _, key := range []string{"has space", `q"uote`, strings.Repeat("k", 257)} {
-		if _, err := (OwnerConfig{RuleKey: key}).withDefaults(); err == nil {
+		if _, err := (OwnerConfig{Settings: audit.Settings{RuleKey: key}}).withDefaults(); err == nil {
 			t.Errorf("RuleKey %.20q: nil error, want one", key)
 		}
 	}
-	if _, err := (OwnerConfig{Failure: "log"}).withDefaults(); err == nil || !strings.Contains(err.Error(), `"log"`) {
+	if _, err := (OwnerConfig{Settings: audit.Settings{Failure: "log"}}).withDefaults(); err == nil || !strings.Contains(err.Error(), `"log"`) {
 		t.Errorf("Failure \"log\": %v, want an error naming it", err)
 	}
 }
@@ -210,11 +210,11 @@ func TestConfigUsesAuditValidators(t *testing.T) {
 		cfg  OwnerConfig
 		want error // the validator's verdict
 	}{
-		{"rule key with a colon", OwnerConfig{RuleKey: "enc:watch"}, audit.CheckRuleKey("enc:watch")},
-		{"good rule key", OwnerConfig{RuleKey: "enc-watch"}, nil},
-		{"failure", OwnerConfig{Failure: "printf"}, func() error { _, err := audit.ParseFailure("printf"); return err }()},
-		{"backlog wait time", OwnerConfig{BacklogWaitTime: wait(1 << 31)}, audit.CheckBacklogWaitTime(1 << 31)},
-		{"gather window", OwnerConfig{GatherWindow: 2 * time.Second}, audit.CheckGatherWindow(2 * time.Second)},
+		{"rule key with a colon", OwnerConfig{Settings: audit.Settings{RuleKey: "enc:watch"}}, audit.CheckRuleKey("enc:watch")},
+		{"good rule key", OwnerConfig{Settings: audit.Settings{RuleKey: "enc-watch"}}, nil},
+		{"failure", OwnerConfig{Settings: audit.Settings{Failure: "printf"}}, func() error { _, err := audit.ParseFailure("printf"); return err }()},
+		{"backlog wait time", OwnerConfig{Settings: audit.Settings{BacklogWaitTime: wait(1 << 31)}}, audit.CheckBacklogWaitTime(1 << 31)},
+		{"gather window", OwnerConfig{Settings: audit.Settings{GatherWindow: 2 * time.Second}}, audit.CheckGatherWindow(2 * time.Second)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,7 +227,7 @@ func TestConfigUsesAuditValidators(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (MulticastConfig{RuleKey: "enc:watch"}).withDefaults(); err == nil {
-		t.Error(`MulticastConfig{RuleKey: "enc:watch"}.withDefaults() = nil, want an error`)
+	if _, err := (MulticastConfig{Settings: audit.Settings{RuleKey: "enc:watch"}}).withDefaults(); err == nil {
+		t.Error(`MulticastConfig{Settings: audit.Settings{RuleKey: "enc:watch"}}.withDefaults() = nil, want an error`)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
 	"github.com/sirupsen/logrus"
@@ -14,70 +13,20 @@ import (
 	"github.com/encwatch/encwatch/audit"
 )
 
-// OwnerConfig is how the Owner sets up the kernel side of audit. A zero
-// field takes its audit.Default* value (Enabled excepted); every field is
-// checked by the audit package's validators, as the policy is.
+// OwnerConfig is how the Owner sets up the kernel side of audit: the
+// policy's settings, every one of them but InstallRules (the Owner always
+// installs its rules). A zero field takes its audit.Default* value (Enabled
+// excepted); every field is checked by the audit package's validators, as
+// the policy is.
 type OwnerConfig struct {
-	// Enabled switches kernel auditing on (enabled=1) for as long as the
-	// Owner is open. False leaves the enabled flag as found.
-	Enabled bool
-	// BacklogLimit is how many records the kernel queues for the reader
-	// before it waits (BacklogWaitTime) and then drops, counting them as lost.
-	BacklogLimit uint32
-	// BacklogWaitTime is how long, in jiffies, an audited process waits for
-	// room in a full backlog before its record is dropped; 0 drops at once
-	// (no stall, more loss). Nil leaves it as found.
-	BacklogWaitTime *uint32
-	// RateLimit caps records per second (0: unlimited).
-	RateLimit uint32
-	// Failure is what the kernel does when it loses a record: "silent",
-	// "printk" or "panic"; "" leaves it as found.
-	Failure string
-	// RuleKey tags the execve rules (-k) so they can be told apart from
-	// anyone else's.
-	RuleKey string
-	// GatherWindow is how long the reader lets records accumulate after the
-	// first one before draining them all; it bounds the added latency.
-	GatherWindow time.Duration
-	// ReceiveBuffer is the data socket's receive buffer in bytes.
-	ReceiveBuffer int
-	// ExcludeRecords are record types (audit.ExcludableRecords) the kernel
-	// is told not to emit at all, with an exclude rule each: kernel-wide,
-	// so every audit consumer loses them, and removed on Close.
-	ExcludeRecords []string
+	audit.Settings
 }
 
 // withDefaults fills in zero fields and checks every field with the audit
 // package's validators, the ones the policy is checked with.
 func (c OwnerConfig) withDefaults() (OwnerConfig, error) {
-	if c.BacklogLimit == 0 {
-		c.BacklogLimit = audit.DefaultBacklogLimit
-	}
-	if c.RuleKey == "" {
-		c.RuleKey = audit.DefaultRuleKey
-	}
-	if c.GatherWindow <= 0 {
-		c.GatherWindow = audit.DefaultGatherWindow
-	}
-	if c.ReceiveBuffer <= 0 {
-		c.ReceiveBuffer = audit.DefaultReceiveBuffer
-	}
-	errs := []error{
-		audit.CheckRuleKey(c.RuleKey),
-		audit.CheckGatherWindow(c.GatherWindow),
-		audit.CheckExcludeRecords(c.ExcludeRecords),
-	}
-	if c.BacklogWaitTime != nil {
-		errs = append(errs, audit.CheckBacklogWaitTime(int64(*c.BacklogWaitTime)))
-	}
-	if c.Failure != "" {
-		_, err := audit.ParseFailure(c.Failure)
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("audit: %w", err)
-	}
-	return c, nil
+	s, err := c.Settings.WithDefaults()
+	return OwnerConfig{s}, err
 }
 
 // Owner is encwatch registered as the kernel's audit daemon: it owns the

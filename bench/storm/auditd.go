@@ -166,7 +166,7 @@ func auditdPoint(ctx context.Context, o options, p point, log *logrus.Entry) (me
 	}
 	m.daemon = "auditd"
 	m.pipelineLost = -1
-	all, own, cerr := countSyscalls(logFile, benchKey, m.gen.pid)
+	all, own, cerr := countSyscalls(logFile, benchKey, m.gen.pid, p.workload == "mix")
 	m.events, m.ownEvents = all, own
 	return m, errors.Join(err, cerr)
 }
@@ -185,8 +185,11 @@ func auditdFiles(dir string) (string, error) {
 }
 
 // countSyscalls counts the SYSCALL records with key in an auditd RAW log,
-// all of them and those of processes whose parent is ppid (the spawner).
-func countSyscalls(path, key string, ppid int) (all uint64, own int64, err error) {
+// all of them and the storm's: the successful execs of processes whose
+// parent is ppid (the spawner) and whose comm is the static or dynamic
+// true or base64, or, for the mix, every successful exec but auditctl's
+// (the mix's programs have shells, env and a script as parents).
+func countSyscalls(path, key string, ppid int, mix bool) (all uint64, own int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, err
@@ -203,7 +206,12 @@ func countSyscalls(path, key string, ppid int) (all uint64, own int64, err error
 		}
 		all++
 		// auditctl runs are children too: count only the storm's programs.
-		if strings.Contains(line, p) && (strings.Contains(line, ` comm="true" `) || strings.Contains(line, ` comm="base64" `)) {
+		switch {
+		case mix:
+			if strings.Contains(line, " success=yes ") && !strings.Contains(line, ` comm="auditctl" `) {
+				own++
+			}
+		case strings.Contains(line, p) && (strings.Contains(line, ` comm="true" `) || strings.Contains(line, ` comm="base64" `)):
 			own++
 		}
 	}

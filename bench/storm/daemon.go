@@ -184,6 +184,18 @@ type measure struct {
 	matched      []time.Duration // fork→alert latencies of marked runs, sorted
 	fromEvent    []time.Duration // kernel event time→alert, sorted
 	warns        []string
+	// kernel counts the daemon's system calls and context switches over
+	// the window (perf stat); counted false when perf could not.
+	kernel  kernelCounts
+	counted bool
+}
+
+// perExec divides a kernel count by the storm's execs.
+func (m measure) perExec(n uint64) string {
+	if !m.counted || m.gen.execs == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", float64(n)/float64(m.gen.execs))
 }
 
 func (m measure) cpuPerExec() float64 {
@@ -221,14 +233,22 @@ func window(ctx context.Context, pid int, s *storm, alerts string) (measure, err
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(wctx) }()
 	}
+	perf := startPerf(pid)
 	m.gen, err = s.run(ctx)
 	if err != nil {
+		perf.stop()
 		return m, err
 	}
 	select {
 	case <-time.After(drain):
 	case <-ctx.Done():
+		perf.stop()
 		return m, ctx.Err()
+	}
+	if m.kernel, err = perf.stop(); err == nil {
+		m.counted = true
+	} else {
+		m.warns = append(m.warns, "kernel counters: "+err.Error())
 	}
 	cpu1, err := cpuTime(pid)
 	if err != nil {
@@ -258,6 +278,7 @@ func window(ctx context.Context, pid int, s *storm, alerts string) (measure, err
 // point is one measured storm setting.
 type point struct {
 	label           string
+	workload        string // static, true or mix (spawner.c)
 	rate            float64
 	duration        time.Duration
 	backlogLimit    *uint32
@@ -267,6 +288,10 @@ type point struct {
 func (p point) workers() int {
 	if p.rate == 0 {
 		return flatOutSpawners
+	}
+	if p.workload == "mix" {
+		// A pipeline spawn waits for three forks of its shell.
+		return 8
 	}
 	// Enough spawners that one slow fork does not miss the schedule.
 	return 4
@@ -341,8 +366,13 @@ func encwatchPoint(ctx context.Context, o options, p point, log *logrus.Entry) (
 // newStorm sets up one storm of p. Its run id, from the process id and the
 // clock, keeps its markers apart from any earlier run's.
 func newStorm(p point, o options, dir string) *storm {
+	workload := p.workload
+	if workload == "" {
+		workload = "static"
+	}
 	return &storm{
 		spawner:  o.spawner,
+		workload: workload,
 		rate:     p.rate,
 		workers:  p.workers(),
 		duration: p.duration,

@@ -60,6 +60,7 @@ func gcc(dir, name string, src []byte, args ...string) error {
 // storm is one load generator run.
 type storm struct {
 	spawner  string  // the compiled spawner
+	workload string  // static, true or mix (spawner.c)
 	rate     float64 // execs per second; 0 is flat out
 	workers  int     // parallel spawners
 	duration time.Duration
@@ -89,9 +90,15 @@ func (r stormResult) rate() float64 {
 // run runs the spawner until the duration passes or ctx ends, recording
 // when each marked run was spawned as the spawner reports it.
 func (s *storm) run(ctx context.Context) (stormResult, error) {
+	if s.workload == "mix" {
+		// The mix's script file, root's, as a host's scripts are.
+		if err := os.WriteFile(filepath.Join(s.dir, "storm-script.sh"), []byte("#!/bin/sh\n/bin/true\n"), 0o755); err != nil {
+			return stormResult{}, err
+		}
+	}
 	cmd := exec.CommandContext(ctx, s.spawner, strconv.FormatFloat(s.rate, 'f', -1, 64), strconv.Itoa(s.workers),
 		strconv.FormatInt(s.duration.Milliseconds(), 10), strconv.Itoa(s.every), s.dir, s.runID,
-		trueBeside(s.spawner))
+		trueBeside(s.spawner), s.workload)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -20,6 +20,9 @@ type options struct {
 	config   string        // the policy to start from (the repo's config.hcl)
 	duration time.Duration // per measured point (bench) or in total (soak)
 	rates    []float64     // execs per second; 0 is flat out
+	// workloads are measured in turn at every rate (spawner.c: mix,
+	// true, static).
+	workloads []string
 	every    int           // every Nth exec is a marked encoder run
 	out      string        // markdown file to update; "" prints only
 	auditd   bool          // also measure auditd
@@ -35,7 +38,7 @@ func run(ctx context.Context, args []string) error {
 	mode := args[0]
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	var o options
-	var rates string
+	var rates, workloads string
 	fs.StringVar(&o.bin, "bin", "bin/encwatch", "encwatch binary")
 	fs.StringVar(&o.config, "config", "config.hcl", "policy to start from")
 	def := 20 * time.Second
@@ -44,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	fs.DurationVar(&o.duration, "duration", def, "measured time per point (bench) or in total (soak)")
 	fs.StringVar(&rates, "rates", "200,1000,max", "execs per second to measure; max is flat out")
+	fs.StringVar(&workloads, "workloads", "mix,true,static", "bench: what the storm runs, in turn: mix (a host's dynamic programs, shells, a pipeline, a script), true (dynamic /bin/true), static (a static, libc-free true)")
 	fs.IntVar(&o.every, "every", 50, "every Nth exec is a marked encoder run")
 	fs.StringVar(&o.out, "out", "", "markdown file whose bench (or soak) section is replaced with the results")
 	fs.BoolVar(&o.auditd, "auditd", true, "bench: measure auditd on the same storm")
@@ -56,6 +60,14 @@ func run(ctx context.Context, args []string) error {
 	case "sighup", "rename", "both", "none":
 	default:
 		return fmt.Errorf("bad -reload %q: sighup, rename, both or none", o.reload)
+	}
+	for _, w := range strings.Split(workloads, ",") {
+		switch w {
+		case "mix", "true", "static":
+			o.workloads = append(o.workloads, w)
+		default:
+			return fmt.Errorf("bad workload %q: mix, true or static", w)
+		}
 	}
 	for _, f := range strings.Split(rates, ",") {
 		if f == "max" {

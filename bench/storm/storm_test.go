@@ -164,3 +164,25 @@ func TestTrend(t *testing.T) {
 		}
 	}
 }
+
+// TestParsePerfStat reads perf stat's CSV output (-x,) as linux-perf 6
+// writes it on SIGINT, with a count and with an event that never fired.
+func TestParsePerfStat(t *testing.T) {
+	for _, tt := range []struct {
+		name, in string
+		want     kernelCounts
+		err      bool
+	}{
+		{"counted", "65541,,raw_syscalls:sys_enter,97147415,100.00,,\n50,,sched:sched_switch,97147415,100.00,,\n", kernelCounts{65541, 50}, false},
+		{"one not counted", "<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n7,,sched:sched_switch,5326270,100.00,,\n", kernelCounts{0, 7}, false},
+		{"nothing", "<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n<not counted>,,sched:sched_switch,0,100.00,,\n", kernelCounts{}, true},
+		{"not perf", "perf: command failed\n", kernelCounts{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePerfStat(tt.in)
+			if (err != nil) != tt.err || got != tt.want {
+				t.Errorf("parsePerfStat(%q) = %+v, %v, want %+v, error %v", tt.in, got, err, tt.want, tt.err)
+			}
+		})
+	}
+}

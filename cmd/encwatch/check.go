@@ -18,7 +18,7 @@ import (
 // ("echo x | base64 -d | sh") is run as `sh -c` would run it. Exit status 0
 // means the result was printed, whether or not anything matched.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", "--config FILE [--parent CMDLINE] [--user UID] [--json] -- ARGV...", stderr)
+	fs := newFlags("check", "--config FILE [--parent CMDLINE] [--user UID] [--cwd DIR] [--json] -- ARGV...", stderr)
 	path := fs.String("config", defaultConfig, "policy file")
 	parent := fs.String("parent", "", "command line of the parent process (default: an interactive bash)")
 	user := fs.String("user", "1000", "uid the command runs as")

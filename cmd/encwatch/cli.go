@@ -41,7 +41,7 @@ Commands:
                                      replay audit logs (rotated, .gz/.zst/.xz, "-" for stdin, journal exports)
                                      and print the alerts; a summary goes to stderr
   validate  --config FILE | FILE     check a policy and run its test blocks; prints file:line:col diagnostics, exit 1 on error
-  check     --config FILE [--parent CMDLINE] [--user UID] -- ARGV...
+  check     --config FILE [--parent CMDLINE] [--user UID] [--cwd DIR] [--json] -- ARGV...
                                      print the alerts a command line would raise, without the kernel
   version                            print the version
 

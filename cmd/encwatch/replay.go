@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +16,11 @@ import (
 
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
+	"github.com/encwatch/encwatch/internal/report"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
+const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--report FILE.html] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
 
 // cmdReplay replays audit logs: alerts to stdout, warnings, the progress
 // line (on a terminal) and the summary to stderr.
@@ -28,6 +32,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	since := fs.String("since", "", "only records at or after this time: RFC 3339, \"2006-01-02 15:04:05\" (local), a date, or @UNIX")
 	until := fs.String("until", "", "only records before this time (same forms as --since)")
 	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
+	reportPath := fs.String("report", "", "also write the alerts as one self-contained HTML page to this file (timeline per host, process trees, filters)")
 	follow := fs.Bool("follow-symlinks", false, "follow symbolic links found in a log directory or by a glob (default: refused with a warning)")
 	tz := fs.String("tz", "UTC", "time zone of ausearch -i stamps (the analyst's, e.g. Europe/Paris or Local)")
 	maxWindow := fs.Uint64("max-window", daemon.DefaultMaxWindow>>20, "MiB: refuse a zstd or xz input declaring a larger window or dictionary")
@@ -67,11 +72,50 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if isTerminal(stderr) {
 		o.Progress = progressLine(stderr)
 	}
+	var rep *report.Report
+	if *reportPath != "" {
+		rep = report.New(report.DefaultMax)
+		o.Format = rep.Format(o.Format)
+	}
 	sum, err := daemon.ReplayLogs(ctx, cfg, log, o)
 	if sum.Inputs != nil || sum.Records > 0 {
 		writeSummary(stderr, &sum)
 	}
+	if rep != nil {
+		if werr := writeReport(*reportPath, rep, &sum); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
 	return err
+}
+
+// writeReport writes the HTML report to path, through a temporary file
+// renamed into place, readable by its owner only: it holds command lines.
+func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) error {
+	s := report.Summary{Records: sum.Records, Events: sum.Events, Alerts: sum.Alerts, First: sum.First, Last: sum.Last, Elapsed: sum.Elapsed}
+	for _, in := range sum.Inputs {
+		s.Inputs = append(s.Inputs, report.Input{Name: in.Name, Records: in.Records, Malformed: in.Malformed})
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".encwatch-report-*")
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	defer os.Remove(f.Name())
+	w := bufio.NewWriter(f)
+	err = rep.Write(w, s)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("--report: %w", err)
+	}
+	return nil
 }
 
 // parseWhen reads a --since/--until time; "" is no bound.

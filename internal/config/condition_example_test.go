@@ -13,7 +13,7 @@ import (
 
 // comm is the worked example of docs/development.md ("Adding a condition"): a condition
 // on the kernel's name for the process (comm, 15 characters at most). In
-// encwatch itself the entry goes into detect's table (detect/conditions.go)
+// encwatch itself the entry goes into detect's table (detect/condition_builtins.go)
 // and its Compile function beside it; here it extends a copy of the table.
 var comm = detect.Condition{
 	Attr: "comm",          // the HCL attribute, and the key in detect.Conditions
@@ -73,4 +73,10 @@ signature "renamed_b64" {
 // condition" in docs/development.md this file, verbatim.
 func TestDevelopmentDocQuotesTheExample(t *testing.T) {
 	doctest.Quoted(t, "Adding a condition", "condition_example_test.go", "../../detect/condition.go")
+}
+
+// TestArchitectureDocQuotesTheExample: the condition seam of
+// docs/architecture.md quotes this example verbatim.
+func TestArchitectureDocQuotesTheExample(t *testing.T) {
+	doctest.Architecture(t, "Seam: condition", "condition_example_test.go")
 }

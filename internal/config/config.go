@@ -57,48 +57,18 @@ type Settings struct {
 }
 
 // Audit is the audit block: how encwatch talks to the kernel audit
-// subsystem.
+// subsystem. Its kernel-facing settings are audit.Settings, embedded: the
+// type the kernel side opens with, so that nothing is copied on the way.
 type Audit struct {
 	// Mode is how records are read: "owner" (encwatch is the audit daemon,
 	// holding the unicast netlink pid), "multicast" (read-only beside
 	// auditd, on the netlink readlog group) or "audisp" (auditd's
 	// dispatcher feeds records on standard input). See audit.InputModes.
 	Mode string
-	// InstallRules, in multicast mode, installs encwatch's execve rules
-	// (and removes them on exit); by default multicast mode relies on the
-	// rules auditd loads. Owner mode always installs them; audisp never.
-	InstallRules bool
 	// TamperInterval is how often the daemon checks the kernel status and
 	// its rules, besides reacting at once to CONFIG_CHANGE records.
 	TamperInterval time.Duration
-	Enabled        bool // set the kernel's audit enabled flag
-
-	// BacklogLimit is the kernel's queue of records not yet read.
-	BacklogLimit uint32
-	// BacklogWaitTime is how long, in kernel ticks (jiffies; 60000 is
-	// 60 s at HZ=1000), an audited process waits for room when the backlog
-	// is full. nil leaves the kernel value alone. 0 never waits: records are
-	// dropped (and counted as lost) instead of stalling the process doing the
-	// exec; a larger value loses nothing but can stall every audited process
-	// while encwatch is slow.
-	BacklogWaitTime *uint32
-	// RateLimit caps records per second, 0 for no limit.
-	RateLimit uint32
-	// Failure is what the kernel does on a lost record: "silent", "printk"
-	// or "panic"; "" leaves the kernel value alone.
-	Failure string
-	// RuleKey is the key encwatch's audit rules carry, and the key it
-	// removes on exit; it never touches rules with another key.
-	RuleKey string
-	// GatherWindow is how long the reader lets records gather after the
-	// first one before draining them in one go: it trades alert latency for
-	// fewer wake-ups.
-	GatherWindow time.Duration
-	// ExcludeRecords (owner mode) are record types the kernel is told not
-	// to emit, with an exclude rule each (audit.ExcludableRecords): fewer
-	// records per exec, but kernel-wide, and PROCTITLE is the argv of a
-	// failed exec. Empty by default.
-	ExcludeRecords []string
+	audit.Settings
 	// EventTimeout completes an event whose closing record never came.
 	EventTimeout time.Duration
 	// MaxInFlight bounds the events being assembled at once.

@@ -29,13 +29,15 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	wantAudit := Audit{
 		Mode:           "owner",
 		TamperInterval: 5 * time.Second,
-		Enabled:        true,
-		BacklogLimit:   8192,
-		Failure:        "printk",
-		RuleKey:        "encwatch",
-		GatherWindow:   20 * time.Millisecond,
-		EventTimeout:   2 * time.Second,
-		MaxInFlight:    4096,
+		Settings: audit.Settings{
+			Enabled:      true,
+			BacklogLimit: 8192,
+			Failure:      "printk",
+			RuleKey:      "encwatch",
+			GatherWindow: 20 * time.Millisecond,
+		},
+		EventTimeout: 2 * time.Second,
+		MaxInFlight:  4096,
 	}
 	if !reflect.DeepEqual(cfg.Audit, wantAudit) {
 		t.Errorf("Audit = %+v, want %+v", cfg.Audit, wantAudit)
@@ -80,8 +82,8 @@ func TestLoadDefaults(t *testing.T) {
 			file: "testdata/empty.hcl",
 			want: Config{
 				Settings: Settings{Environment: "production", Hostname: "testhost"},
-				Audit: Audit{Mode: "owner", Enabled: true, BacklogLimit: 8192, RuleKey: "encwatch",
-					GatherWindow: 20 * time.Millisecond, EventTimeout: 2 * time.Second, MaxInFlight: 4096, TamperInterval: 5 * time.Second},
+				Audit: Audit{Mode: "owner", Settings: audit.Settings{Enabled: true, BacklogLimit: 8192, RuleKey: "encwatch",
+					GatherWindow: 20 * time.Millisecond}, EventTimeout: 2 * time.Second, MaxInFlight: 4096, TamperInterval: 5 * time.Second},
 			},
 			sink: sink.Config{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}},
 		},
@@ -89,8 +91,8 @@ func TestLoadDefaults(t *testing.T) {
 			file: "testdata/full.hcl",
 			want: Config{
 				Settings: Settings{Environment: "ci", Hostname: "build-7"},
-				Audit: Audit{Mode: "owner", Enabled: false, BacklogLimit: 16384, RateLimit: 1000, Failure: "silent",
-					RuleKey: "encwatch-test", GatherWindow: 0, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100, TamperInterval: 5 * time.Second},
+				Audit: Audit{Mode: "owner", Settings: audit.Settings{Enabled: false, BacklogLimit: 16384, RateLimit: 1000, Failure: "silent",
+					RuleKey: "encwatch-test", GatherWindow: 0}, EventTimeout: 500 * time.Millisecond, MaxInFlight: 100, TamperInterval: 5 * time.Second},
 			},
 			sink: sink.Config{Type: "file", Name: "alerts", Settings: &sink.FileSettings{Path: "/var/log/encwatch/alerts.jsonl"}},
 		},

@@ -56,11 +56,13 @@ func load(path string, files []source, identify, requireSignatures bool, table d
 			Path:     path,
 			Settings: Settings{Environment: DefaultEnvironment},
 			Audit: Audit{
-				Mode:           DefaultAuditMode,
-				Enabled:        true,
-				BacklogLimit:   DefaultBacklogLimit,
-				RuleKey:        DefaultRuleKey,
-				GatherWindow:   DefaultGatherWindow,
+				Mode: DefaultAuditMode,
+				Settings: audit.Settings{
+					Enabled:      true,
+					BacklogLimit: DefaultBacklogLimit,
+					RuleKey:      DefaultRuleKey,
+					GatherWindow: DefaultGatherWindow,
+				},
 				EventTimeout:   DefaultEventTimeout,
 				MaxInFlight:    DefaultMaxInFlight,
 				TamperInterval: DefaultTamperInterval,

@@ -45,7 +45,7 @@ func TestKernelCaptureRotatedLogs(t *testing.T) {
 		t.Skip("generates testdata/replay-rotated; run with -capture as root")
 	}
 	audittest.Setup(t)
-	o, err := netlink.OpenOwner(netlink.OwnerConfig{Enabled: true, RuleKey: audittest.Key()}, logrus.NewEntry(logrus.New()))
+	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
 	if err != nil {
 		t.Fatalf("open the kernel audit socket (root): %v", err)
 	}

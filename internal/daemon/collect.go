@@ -547,7 +547,7 @@ var (
 )
 
 func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCollected, descHosts, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped} {
+	for _, d := range []*prometheus.Desc{descCollected, descHosts, descQueue, descSpool, descSpoolMax, descSent, descSendErr, descRejected, descDropped} {
 		ch <- d
 	}
 }

@@ -105,16 +105,7 @@ type ownerInput struct{ *netlink.Owner }
 func (o ownerInput) Reconfigure(a config.Audit) error { return o.Owner.Reconfigure(ownerConfig(a)) }
 
 func ownerConfig(a config.Audit) netlink.OwnerConfig {
-	return netlink.OwnerConfig{
-		Enabled:         a.Enabled,
-		BacklogLimit:    a.BacklogLimit,
-		BacklogWaitTime: a.BacklogWaitTime,
-		RateLimit:       a.RateLimit,
-		Failure:         a.Failure,
-		RuleKey:         a.RuleKey,
-		GatherWindow:    a.GatherWindow,
-		ExcludeRecords:  a.ExcludeRecords,
-	}
+	return netlink.OwnerConfig{Settings: a.Settings}
 }
 
 // multicastInput reads beside auditd: it watches the kernel and keeps rules
@@ -127,11 +118,7 @@ func (m multicastInput) Reconfigure(a config.Audit) error {
 }
 
 func multicastConfig(a config.Audit) netlink.MulticastConfig {
-	return netlink.MulticastConfig{
-		RuleKey:      a.RuleKey,
-		InstallRules: a.InstallRules,
-		GatherWindow: a.GatherWindow,
-	}
+	return netlink.MulticastConfig{Settings: a.Settings}
 }
 
 var (

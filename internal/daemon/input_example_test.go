@@ -100,3 +100,9 @@ func TestAddingAnInput(t *testing.T) {
 func TestDevelopmentDocQuotesTheInputExample(t *testing.T) {
 	doctest.Quoted(t, "Adding an input", "input.go", "input_example_test.go")
 }
+
+// TestArchitectureDocQuotesTheInputExample: the input seam of
+// docs/architecture.md quotes this example verbatim.
+func TestArchitectureDocQuotesTheInputExample(t *testing.T) {
+	doctest.Architecture(t, "Seam: input", "input_example_test.go")
+}

@@ -36,6 +36,8 @@ type metrics struct {
 	// reader's record count then (the reader's stage probe).
 	backlog0      atomic.Pointer[backlogSample]
 	readerRecords func() uint64
+	// collectors are what reg holds.
+	collectors []prometheus.Collector
 }
 
 // backlogSample is a kernel backlog and the records read when it was seen.
@@ -78,9 +80,10 @@ func newMetrics(d *daemon) *metrics {
 	}
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
-	m.reg.MustRegister(m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
+	m.collectors = []prometheus.Collector{m.latency, m.reloads, m.tamper, m.backlog, m.enabled, m.canaryOK,
 		&collector{d: d}, sink.NewSpoolCollector(func() *sink.Router { return d.p.router.Load() }),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})}
+	m.reg.MustRegister(m.collectors...)
 	return m
 }
 
@@ -102,6 +105,7 @@ var (
 	descThrot    = prometheus.NewDesc("encwatch_throttled_total", "Alerts held back by a throttle, by signature.", []string{"signature"}, nil)
 	descQueue    = prometheus.NewDesc("encwatch_sink_queue_depth", "Alerts waiting in a sink's queue or spool.", []string{"sink"}, nil)
 	descSpool    = prometheus.NewDesc("encwatch_sink_spool_bytes", "Bytes of a sink's disk spool.", []string{"sink"}, nil)
+	descSpoolMax = prometheus.NewDesc("encwatch_sink_spool_max_bytes", "The bound on a sink's disk spool (its max_bytes); absent without a spool.", []string{"sink"}, nil)
 	descSent     = prometheus.NewDesc("encwatch_sink_sent_total", "Alerts a sink accepted.", []string{"sink"}, nil)
 	descSendErr  = prometheus.NewDesc("encwatch_sink_send_errors_total", "Failed send attempts, by sink.", []string{"sink"}, nil)
 	descRejected = prometheus.NewDesc("encwatch_sink_rejected_total", "Alerts a sink's receiver refused for good.", []string{"sink"}, nil)
@@ -110,7 +114,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSpool, descSent, descSendErr, descRejected, descDropped, descUp} {
+	for _, d := range []*prometheus.Desc{descRecords, descEvents, descAlerts, descLosses, descSupp, descThrot, descQueue, descSpool, descSpoolMax, descSent, descSendErr, descRejected, descDropped, descUp} {
 		ch <- d
 	}
 }
@@ -166,6 +170,9 @@ func collectSinkStats(ch chan<- prometheus.Metric, stats []sink.Stats) {
 	for _, s := range stats {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(s.Pending), s.Sink)
 		ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.SpoolBytes), s.Sink)
+		if s.SpoolMaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(descSpoolMax, prometheus.GaugeValue, float64(s.SpoolMaxBytes), s.Sink)
+		}
 		counter(descSent, s.Sent, s.Sink)
 		counter(descSendErr, s.Failed, s.Sink)
 		counter(descRejected, s.Rejected, s.Sink)

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 )
@@ -259,15 +259,11 @@ func (d *daemon) auditReloader(ctx context.Context, r reconfigurer) reloader {
 	}}
 }
 
-// sameAudit reports whether two audit blocks say the same: BacklogWaitTime
-// and ExcludeRecords are compared by value, every other field with ==.
+// sameAudit reports whether two audit blocks say the same.
 func sameAudit(a, b config.Audit) bool {
-	aw, bw := a.BacklogWaitTime, b.BacklogWaitTime
-	a.BacklogWaitTime, b.BacklogWaitTime = nil, nil
-	sameWait := aw == nil && bw == nil || aw != nil && bw != nil && *aw == *bw
-	sameExclude := slices.Equal(a.ExcludeRecords, b.ExcludeRecords)
-	a.ExcludeRecords, b.ExcludeRecords = nil, nil
-	return reflect.DeepEqual(a, b) && sameWait && sameExclude
+	sa, sb := a.Settings, b.Settings
+	a.Settings, b.Settings = audit.Settings{}, audit.Settings{}
+	return reflect.DeepEqual(a, b) && sa.Equal(sb)
 }
 
 // reloadRestartOnly warns of the changes that only a restart applies.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 )
@@ -99,7 +100,7 @@ func TestReloadRefusedByKernelFails(t *testing.T) {
 // BacklogWaitTime being a pointer compared by value.
 func TestSameAudit(t *testing.T) {
 	u := func(v uint32) *uint32 { return &v }
-	base := config.Audit{RuleKey: "encwatch", BacklogLimit: 8192}
+	base := config.Audit{Settings: audit.Settings{RuleKey: "encwatch", BacklogLimit: 8192}}
 	with := func(f func(*config.Audit)) config.Audit {
 		a := base
 		f(&a)
@@ -173,4 +174,10 @@ func TestAddingAReloader(t *testing.T) {
 // example test.
 func TestDevelopmentDocQuotesTheReloaderExample(t *testing.T) {
 	doctest.Quoted(t, "The daemon's lifecycle, and adding a reloader", "reload.go", "reloader_test.go")
+}
+
+// TestArchitectureDocQuotesTheReloaderExample: the reloader seam of
+// docs/architecture.md quotes this example verbatim.
+func TestArchitectureDocQuotesTheReloaderExample(t *testing.T) {
+	doctest.Architecture(t, "Seam: reloader", "reloader_test.go")
 }

@@ -79,7 +79,7 @@ const maxContainers = 128
 // The checks of a remembered process (pidfd_open, pidfd_send_signal with
 // no signal) never block, so they are raw system calls: the runtime's
 // monitor thread is neither woken nor made to take the processor away
-// (DESIGN.md, the pipeline without wake-ups). Only a process not yet known
+// (docs/architecture.md, the pipeline without wake-ups). Only a process not yet known
 // costs a read of /proc/PID/cgroup.
 //
 // A Containers is for one goroutine: the detection stage's.

@@ -73,6 +73,7 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 	if ref.key.ino != 0 {
 		// A magic link: O_NOFOLLOW would refuse it (ELOOP), and it needs
 		// none, since no path is walked.
+		i.opened.Add(1)
 		if f, st, err := openVerified(unix.AT_FDCWD, i.procPath(j.pid, "exe"), openFlags, 0, ref.key); err == nil {
 			return f, st, nil
 		}
@@ -86,14 +87,12 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 	// then a path found nowhere, then no root to look in at all.
 	var last error = errNoRoot
 	for _, pid := range j.roots {
-		for _, name := range names {
-			f, st, err := i.openInRoot(pid, name, ref.key)
-			if err == nil {
-				return f, st, nil
-			}
-			if failureRank(err) > failureRank(last) {
-				last = err
-			}
+		f, st, err := i.openInRoot(pid, names, ref.key)
+		if err == nil {
+			return f, st, nil
+		}
+		if failureRank(err) > failureRank(last) {
+			last = err
 		}
 	}
 	return nil, nil, last
@@ -127,20 +126,36 @@ func unreadReason(err error) string {
 	return "it could not be opened (" + err.Error() + ")"
 }
 
-// openInRoot opens name as process pid sees it: resolved inside
-// /proc/PID/root (RESOLVE_IN_ROOT: an absolute symbolic link stays in the
-// process's root), no magic links, no final symbolic link.
-func (i *Identifier) openInRoot(pid int, name string, key fileKey) (*os.File, *unix.Stat_t, error) {
-	if !strings.HasPrefix(name, "/") {
-		return nil, nil, errNotTheFile
-	}
+// openInRoot opens the first of names that is the file, as process pid
+// sees it: resolved inside /proc/PID/root (RESOLVE_IN_ROOT: an absolute
+// symbolic link stays in the process's root), no magic links, no final
+// symbolic link. It returns the most telling failure (failureRank).
+func (i *Identifier) openInRoot(pid int, names []string, key fileKey) (*os.File, *unix.Stat_t, error) {
+	i.opened.Add(1)
 	root, err := unix.Open(i.procPath(pid, "root"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, errNoRoot // gone, or not ours to look through
 	}
 	defer unix.Close(root)
-	return openVerified(root, strings.TrimLeft(name, "/"), openFlags|unix.O_NOFOLLOW,
-		unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS, key)
+	var last error = errNoRoot
+	for _, name := range names {
+		if !strings.HasPrefix(name, "/") {
+			err = errNotTheFile
+		} else {
+			i.opened.Add(1)
+			var f *os.File
+			var st *unix.Stat_t
+			f, st, err = openVerified(root, strings.TrimLeft(name, "/"), openFlags|unix.O_NOFOLLOW,
+				unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS, key)
+			if err == nil {
+				return f, st, nil
+			}
+		}
+		if failureRank(err) > failureRank(last) {
+			last = err
+		}
+	}
+	return nil, nil, last
 }
 
 // openVerified opens path (relative to dir) with flags and resolve

@@ -78,8 +78,15 @@ type IdentifierOptions struct {
 //
 // Only files that no untrusted user can change (owned by root, not group
 // or world writable, linked) are cached, by device and inode, and answer
-// only a PATH record with the owner root and the mode they were read with;
-// any other is looked at again on each exec, by a worker that
+// only a PATH record with the owner root and the mode they were read with.
+// A lookup that failed is cached the same way when its record shows such a
+// file (the same owner, mode and age checks answer it): a root binary whose
+// process is gone before a worker looks fails again on every exec, through
+// every root, and costs the exec a dozen system calls each time. The
+// system's dynamic loader, as the ELF interpreter of a program, is not
+// looked up at all (systemLoader). So in steady state the programs a host
+// runs, and their loaders and script interpreters, cost no system call.
+// Any other file is looked at again on each exec, by a worker that
 // re-reads it only when its size or change time differ: a user who rewrites
 // their own file in place keeps its inode. A file system hands a freed
 // inode number to the next file it creates (ext4 does at once), so the
@@ -112,7 +119,7 @@ type Identifier struct {
 	mu      sync.Mutex
 	content map[contentKey]detect.FileID
 
-	queued, dropped, read, failed, timedOut atomic.Uint64
+	queued, dropped, read, failed, timedOut, opened atomic.Uint64
 }
 
 var _ detect.Files = (*Identifier)(nil)
@@ -166,13 +173,17 @@ type Job struct {
 type fileRef struct {
 	key  fileKey
 	path string // absolute, in the process's view
+	// rootOnly and mode are the record's: a file only root can have made
+	// (rootOnly), with that st_mode.
+	rootOnly bool
+	mode     uint32
 }
 
 type fileResult struct {
 	key    fileKey
 	id     detect.FileID // id.Unread says why a file was not read
-	stable bool          // no untrusted user can change the file
-	mode   uint32        // st_mode of the file read, when stable
+	stable bool          // no untrusted user can change the file (or, unread, the record says so)
+	mode   uint32        // st_mode of the file read (unread: the record's), when stable
 }
 
 // NewIdentifier returns an Identifier with an empty cache. Run starts its
@@ -226,17 +237,17 @@ func (i *Identifier) Identify(ev *audit.Event, sizes []int64) ([]detect.FileID, 
 	var missing []fileRef
 	for k := range ev.Paths {
 		pa := &ev.Paths[k]
-		if !execPath(pa) {
+		if !execPath(pa) || systemLoader(pa) {
 			continue
 		}
 		key := fileKey{pa.Dev, pa.Inode}
-		if k, ok := i.known[key]; ok && pa.Inode != 0 && pa.OUID == 0 && pa.Mode == k.mode &&
+		if k, ok := i.known[key]; ok && pa.Inode != 0 && rootOnly(pa) && pa.Mode == k.mode &&
 			ev.Time.Sub(k.at) < knownFor && !ev.Time.Before(k.at) {
 			i.add(k.id)
 			continue
 		}
 		// Only a miss needs the path, for the worker that opens it.
-		missing = append(missing, fileRef{key: key, path: absPath(pa.Name, ev.Cwd)})
+		missing = append(missing, fileRef{key: key, path: absPath(pa.Name, ev.Cwd), rootOnly: rootOnly(pa), mode: pa.Mode})
 	}
 	if len(missing) == 0 {
 		return i.buf, detect.Known
@@ -305,6 +316,37 @@ func (i *Identifier) add(id detect.FileID) {
 	}
 }
 
+// rootOnly reports whether a PATH record names a file that only root can
+// have made or changed: owned by root, not group or world writable. Only
+// such a file is answered from the cache.
+func rootOnly(pa *audit.Path) bool {
+	return pa.OUID == 0 && pa.Mode&0o022 == 0
+}
+
+// systemLoader reports whether a PATH record is the ELF interpreter the
+// kernel mapped for a dynamic program (an item after the first, named as
+// PT_INTERP names a dynamic loader: /lib64/ld-linux-x86-64.so.2) and only
+// root can have made it. It is not looked up at all. The kernel jumps to
+// an ELF interpreter without loading its own interpreter or libraries, so
+// only a static program can run there, and every encoder a host ships is
+// dynamic; the ELF interpreter's name is a symbolic link on every
+// merged-/usr system, which the worker's open refuses (O_NOFOLLOW) through
+// every root, on every exec. A loader a user made (another owner, or
+// writable by others) is looked up like any file. ld.so run as a program
+// is item 0 and is looked up; what it runs is the loader view's
+// (detect.launcherView).
+func systemLoader(pa *audit.Path) bool {
+	return pa.Item > 0 && rootOnly(pa) && loaderName(pa.Name[strings.LastIndexByte(pa.Name, '/')+1:])
+}
+
+// loaderName reports whether name is a dynamic loader's file name: glibc's
+// ld-linux*.so.N and ld.so, musl's ld-musl-ARCH.so.1, ld64.so.N (as
+// detect's isLoader).
+func loaderName(name string) bool {
+	return name == "ld.so" || strings.HasPrefix(name, "ld-linux") && strings.Contains(name, ".so") ||
+		strings.HasPrefix(name, "ld-musl-") || strings.HasPrefix(name, "ld64.so")
+}
+
 // execPath reports whether a PATH record of an exec names a file the
 // kernel ran: the program, its script interpreter or its ELF interpreter.
 func execPath(pa *audit.Path) bool {
@@ -367,6 +409,13 @@ func (i *Identifier) work(ctx context.Context) {
 						i.timedOut.Add(1)
 					}
 					r.id = detect.FileID{Unread: unreadReason(err), Dev: ref.key.dev, Inode: ref.key.ino}
+					// A failure is remembered for a file only root can
+					// have made, as the record shows it: its lookup
+					// fails the same way on the next exec (ld.so's
+					// name a symbolic link, the process gone), and
+					// retrying it costs every exec a walk through
+					// every root. A user's file is looked at again.
+					r.stable, r.mode = ref.rootOnly, ref.mode
 				}
 				j.results = append(j.results, r)
 			}
@@ -387,12 +436,15 @@ type IdentifierStats struct {
 	// Read counts files read; Failed, those that could not be opened,
 	// verified or read in time; TimedOut, those past the deadline.
 	Read, Failed, TimedOut uint64
+	// Opened counts the open system calls of lookups, failed ones
+	// included (a process's root, a file): what the cache saves.
+	Opened uint64
 }
 
 // Stats returns the counters. It is safe from any goroutine.
 func (i *Identifier) Stats() IdentifierStats {
 	return IdentifierStats{Queued: i.queued.Load(), Dropped: i.dropped.Load(),
-		Read: i.read.Load(), Failed: i.failed.Load(), TimedOut: i.timedOut.Load()}
+		Read: i.read.Load(), Failed: i.failed.Load(), TimedOut: i.timedOut.Load(), Opened: i.opened.Load()}
 }
 
 // procPath is root/PID/name.

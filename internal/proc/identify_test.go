@@ -287,3 +287,88 @@ func TestIdentifierCacheAnswersOnlyItsFile(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentifierRemembersRootFailures: a lookup that failed (the process
+// and every root gone) is remembered for a file only root can have made, so
+// that its next exec costs no open; a user's file, or one writable by
+// others, is looked up again on every exec.
+func TestIdentifierRemembersRootFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		path func(*audit.Path)
+		want detect.Lookup // of the second exec
+	}{
+		{"root-owned", func(*audit.Path) {}, detect.Known},
+		{"user-owned", func(p *audit.Path) { p.OUID = 65534 }, detect.Pending},
+		{"root-owned, group writable", func(p *audit.Path) { p.Mode = 0o100775 }, detect.Pending},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			procfs := t.TempDir() // no process at all: every lookup fails
+			i := NewIdentifier(IdentifierOptions{Root: procfs})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go i.Run(ctx)
+			pa := audit.Path{Name: "/usr/bin/gone", Dev: "fe:00", Inode: 4242, Mode: 0o100755, Nametype: "NORMAL"}
+			tt.path(&pa)
+			at := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+			first := &audit.Event{Time: at, Success: true, PID: 100, PPID: 99, Paths: []audit.Path{pa}}
+			if _, l := i.Identify(first, nil); l != detect.Pending {
+				t.Fatalf("first Identify = %v, want Pending", l)
+			}
+			i.Learn(waitJob(t, i))
+			i.Identify(first, nil) // takes the finished lookup back
+			opened := i.Stats().Opened
+			if opened == 0 {
+				t.Fatalf("the failed lookup opened nothing: Stats = %+v", i.Stats())
+			}
+			again := &audit.Event{Time: at.Add(time.Second), Success: true, PID: 101, PPID: 99, Paths: []audit.Path{pa}}
+			ids, l := i.Identify(again, nil)
+			if l != tt.want {
+				t.Fatalf("second exec Identify = %v (%+v), want %v", l, ids, tt.want)
+			}
+			if l == detect.Known && (len(ids) != 1 || ids[0].Unread == "" || ids[0].Inode != pa.Inode) {
+				t.Errorf("second exec ids = %+v, want the remembered failure", ids)
+			}
+			if l == detect.Pending {
+				i.Learn(waitJob(t, i))
+				if got := i.Stats().Opened; got <= opened {
+					t.Errorf("Opened = %d after a second lookup, want more than %d", got, opened)
+				}
+			}
+		})
+	}
+}
+
+// TestIdentifierSkipsSystemLoader: the ELF interpreter of a dynamic
+// program, root's, is not looked up; one a user made (or made writable),
+// or ld.so run as the program itself, is.
+func TestIdentifierSkipsSystemLoader(t *testing.T) {
+	prog := audit.Path{Item: 0, Name: "/usr/bin/true", Dev: "fe:00", Inode: 11, Mode: 0o100755, Nametype: "NORMAL"}
+	loader := audit.Path{Item: 1, Name: "/lib64/ld-linux-x86-64.so.2", Dev: "fe:00", Inode: 12, Mode: 0o100755, Nametype: "NORMAL"}
+	for _, tt := range []struct {
+		name    string
+		paths   []audit.Path
+		pending bool
+	}{
+		{"root's loader of a known program", []audit.Path{prog, loader}, false},
+		{"a user's loader", []audit.Path{prog, func() audit.Path { l := loader; l.OUID = 1000; return l }()}, true},
+		{"a writable loader", []audit.Path{prog, func() audit.Path { l := loader; l.Mode = 0o100777; return l }()}, true},
+		{"ld.so run as the program", []audit.Path{func() audit.Path { l := loader; l.Item = 0; return l }()}, true},
+		{"a script interpreter", []audit.Path{prog, {Item: 1, Name: "/bin/sh", Dev: "fe:00", Inode: 13, Mode: 0o100755, Nametype: "NORMAL"}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			i := NewIdentifier(IdentifierOptions{Root: t.TempDir()}) // no worker: a miss stays queued
+			at := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+			// The program itself is known.
+			i.Learn(&Job{ev: &audit.Event{Time: at}, results: []fileResult{{key: fileKey{prog.Dev, prog.Inode},
+				id: detect.FileID{BuildID: "aa"}, stable: true, mode: prog.Mode}}})
+			ev := &audit.Event{Time: at, Success: true, PID: 100, PPID: 99, Paths: tt.paths}
+			i.Identify(ev, nil) // takes the learned job back
+			ev = &audit.Event{Time: at, Success: true, PID: 101, PPID: 99, Paths: tt.paths}
+			_, l := i.Identify(ev, nil)
+			if got := l == detect.Pending; got != tt.pending {
+				t.Errorf("Identify = %v, want a lookup queued: %v", l, tt.pending)
+			}
+		})
+	}
+}

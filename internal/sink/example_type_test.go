@@ -161,3 +161,9 @@ func TestAddingASinkTypeDiagnostics(t *testing.T) {
 func TestDevelopmentDocQuotesTheExample(t *testing.T) {
 	doctest.Quoted(t, "Adding a sink type", "example_type_test.go")
 }
+
+// TestArchitectureDocQuotesTheExample: the sink type seam of
+// docs/architecture.md quotes this example verbatim.
+func TestArchitectureDocQuotesTheExample(t *testing.T) {
+	doctest.Architecture(t, "Seam: sink type", "example_type_test.go")
+}

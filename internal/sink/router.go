@@ -80,6 +80,9 @@ type Stats struct {
 	Pending  int    // alerts in the queue or spool now
 	// SpoolBytes is the size of the sink's spool on disk; 0 without one.
 	SpoolBytes int64
+	// SpoolMaxBytes is the bound on SpoolBytes (max_bytes); 0 without a
+	// spool.
+	SpoolMaxBytes int64
 	// SpoolCorrupt counts the alerts lost to damaged spool records (see
 	// Spool.Corrupt), apart from Dropped: they were queued, then their
 	// bytes on disk were damaged.
@@ -380,20 +383,21 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) Stats() []Stats {
 	st := make([]Stats, len(r.queues))
 	for i, q := range r.queues {
-		pending, spoolBytes, corrupt := len(q.ch), int64(0), uint64(0)
+		pending, spoolBytes, spoolMax, corrupt := len(q.ch), int64(0), int64(0), uint64(0)
 		if q.spool != nil {
-			pending, spoolBytes, corrupt = q.spool.Pending(), q.spool.Bytes(), q.spool.Corrupt()
+			pending, spoolBytes, spoolMax, corrupt = q.spool.Pending(), q.spool.Bytes(), q.spool.MaxBytes(), q.spool.Corrupt()
 		}
 		st[i] = Stats{
-			Sink:         q.sink.Name(),
-			Queued:       q.queued.Load(),
-			Sent:         q.sent.Load(),
-			Failed:       q.failed.Load(),
-			Rejected:     q.rejected.Load(),
-			Filtered:     q.filtered.Load(),
-			Pending:      pending,
-			SpoolBytes:   spoolBytes,
-			SpoolCorrupt: corrupt,
+			Sink:          q.sink.Name(),
+			Queued:        q.queued.Load(),
+			Sent:          q.sent.Load(),
+			Failed:        q.failed.Load(),
+			Rejected:      q.rejected.Load(),
+			Filtered:      q.filtered.Load(),
+			Pending:       pending,
+			SpoolBytes:    spoolBytes,
+			SpoolMaxBytes: spoolMax,
+			SpoolCorrupt:  corrupt,
 			Dropped: Dropped{
 				QueueFull:  q.droppedFull.Load(),
 				Closed:     q.droppedClosed.Load(),

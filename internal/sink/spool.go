@@ -584,6 +584,10 @@ func (s *Spool) Bytes() int64 {
 	return s.diskBytes
 }
 
+// MaxBytes is the bound on the spool's bytes on disk (SpoolOptions.MaxBytes
+// after defaults).
+func (s *Spool) MaxBytes() int64 { return s.opts.MaxBytes }
+
 // Read decodes up to max alerts from the first unacknowledged one on,
 // appending them to dst. It returns the cursor to Ack once they are
 // delivered, and the number of records it skipped as undecodable (counted

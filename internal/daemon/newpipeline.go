@@ -41,21 +41,28 @@ type pipelineOptions struct {
 	// Latency observes, per alert, the time from the event's kernel
 	// timestamp to its delivery to the router; nil observes nothing.
 	Latency prometheus.Observer
+	// ProcRoot is the proc filesystem a live pipeline reads processes and
+	// executed files through: "/proc" unless a test says otherwise.
+	ProcRoot string
 }
 
 // newPipeline builds reader → assembler → detection → enrichment → router
 // from o.
 func newPipeline(o pipelineOptions) *pipeline {
 	cfg := o.Config
-	procs := proc.New(proc.Options{Offline: !o.Live})
+	root := o.ProcRoot
+	if root == "" {
+		root = "/proc"
+	}
+	procs := proc.New(proc.Options{Root: root, Offline: !o.Live})
 	engine := detect.NewEngine(cfg.Policy, cfg.Settings.Hostname, time.Now)
 	engine.SetProcesses(procs)
-	files := proc.NewIdentifier(proc.IdentifierOptions{Offline: !o.Live,
+	files := proc.NewIdentifier(proc.IdentifierOptions{Root: root, Offline: !o.Live,
 		Ancestors: func(pid int) []int { return procs.KnownAncestors(pid, 8) }})
 	engine.SetFiles(files)
 	if o.Live {
 		// Pipe evidence for sequences: the live processes' descriptors.
-		engine.SetDescriptors(proc.NewDescriptors("/proc"))
+		engine.SetDescriptors(proc.NewDescriptors(root))
 	}
 	if !o.Live {
 		// A replay reports every new command: no real-time flood to cap.

@@ -28,7 +28,7 @@ func TestKernelCaptureEvidence(t *testing.T) {
 		t.Skip("generates testdata/evidence/capture.log; run with -capture as root")
 	}
 	audittest.Setup(t)
-	o, err := netlink.OpenOwner(netlink.OwnerConfig{Enabled: true, RuleKey: audittest.Key()}, logrus.NewEntry(logrus.New()))
+	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
 	if err != nil {
 		t.Fatalf("open the kernel audit socket (root): %v", err)
 	}

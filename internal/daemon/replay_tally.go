@@ -75,11 +75,13 @@ func (c *topCounter) add(name string) {
 }
 
 // top lists the limit most counted names (0: all followed), most first,
-// then by name.
+// then by name. Each count is the one guaranteed (the estimate less the
+// error it inherited): a name that took an evicted one's place is not
+// shown with the evicted name's count.
 func (c *topCounter) top(limit int) []Count {
 	out := make([]Count, 0, len(c.byName))
 	for _, e := range c.byName {
-		out = append(out, Count{e.name, e.n})
+		out = append(out, Count{e.name, e.n - e.error})
 	}
 	slices.SortFunc(out, func(a, b Count) int {
 		return cmp.Or(cmp.Compare(b.N, a.N), strings.Compare(a.Name, b.Name))

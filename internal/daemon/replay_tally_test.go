@@ -39,6 +39,12 @@ func TestTopCounter(t *testing.T) {
 	if len(top) != 1 || top[0].Name != "heavy" || top[0].N < flood/10 {
 		t.Errorf("top(1) after a flood of distinct names = %v, want heavy with at least %d", top, flood/10)
 	}
+	for _, x := range c.top(0) {
+		if x.Name != "heavy" && x.N != 1 {
+			t.Errorf("noise name %s shown with %d, want its own 1 (not an evicted name's count)", x.Name, x.N)
+			break
+		}
+	}
 	if n, atLeast := c.distinctNames(); n != flood+1 || atLeast {
 		t.Errorf("distinct = %d (at least %v), want %d exactly", n, atLeast, flood+1)
 	}

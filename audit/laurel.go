@@ -173,7 +173,9 @@ func laurelFields(typ uint16, obj map[string]json.RawMessage) ([]byte, error) {
 			keys = append(keys, k)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return laurelKeyOrder(keys[i]) < laurelKeyOrder(keys[j]) || laurelKeyOrder(keys[i]) == laurelKeyOrder(keys[j]) && keys[i] < keys[j] })
+	sort.Slice(keys, func(i, j int) bool {
+		return laurelKeyOrder(keys[i]) < laurelKeyOrder(keys[j]) || laurelKeyOrder(keys[i]) == laurelKeyOrder(keys[j]) && keys[i] < keys[j]
+	})
 	for _, k := range keys {
 		v := obj[k]
 		b = append(b, ' ')

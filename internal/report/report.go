@@ -26,7 +26,6 @@ import (
 	"sync"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/sink"
@@ -190,7 +189,7 @@ func (r *Report) add(a *detect.Alert) {
 }
 
 func procOf(p detect.Process, alerted bool) proc {
-	return proc{PID: p.PID, PPID: p.PPID, Exe: printable(p.Exe), Cmd: shellQuote(p.Argv), UID: strconv.FormatUint(uint64(p.UID), 10), Alerted: alerted}
+	return proc{PID: p.PID, PPID: p.PPID, Exe: printable(p.Exe), Cmd: sink.ShellQuote(p.Argv), UID: strconv.FormatUint(uint64(p.UID), 10), Alerted: alerted}
 }
 
 // Write writes the page for the alerts added so far and s.
@@ -381,60 +380,9 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"join": strings.Join,
 }).Parse(pageHTML))
 
-// shellQuote writes argv as a shell would take it back: safe words as
-// they are, others single-quoted, and those with control or invalid bytes
-// as $'...' with \xHH escapes, so that nothing in a command line is
-// hidden or reordered on screen.
-func shellQuote(argv []string) string {
-	var b strings.Builder
-	for i, arg := range argv {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		switch {
-		case arg == "":
-			b.WriteString("''")
-		case strings.Trim(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "":
-			b.WriteString(arg)
-		case isPrintable(arg):
-			b.WriteString("'" + strings.ReplaceAll(arg, "'", `'\''`) + "'")
-		default:
-			b.WriteString("$'")
-			for j := 0; j < len(arg); {
-				r, n := utf8.DecodeRuneInString(arg[j:])
-				switch {
-				case r == '\\' || r == '\'':
-					b.WriteByte('\\')
-					b.WriteRune(r)
-				case r != utf8.RuneError && (unicode.IsPrint(r) || r == ' '):
-					b.WriteString(arg[j : j+n])
-				default:
-					for k := j; k < j+n; k++ {
-						fmt.Fprintf(&b, `\x%02x`, arg[k])
-					}
-				}
-				j += n
-			}
-			b.WriteByte('\'')
-		}
-	}
-	return b.String()
-}
-
-// isPrintable reports whether s is valid UTF-8 without control or format
-// runes (bidi controls among them, which reorder text on screen).
-func isPrintable(s string) bool {
-	for _, r := range s {
-		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
-			return false
-		}
-	}
-	return true
-}
-
 // printable returns s when it is printable, else Go-quoted.
 func printable(s string) string {
-	if isPrintable(s) {
+	if sink.IsPrintable(s) {
 		return s
 	}
 	return strconv.Quote(s)

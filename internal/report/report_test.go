@@ -170,23 +170,6 @@ func TestProcessTreeFromEarlierAlerts(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	for _, tc := range []struct {
-		argv []string
-		want string
-	}{
-		{[]string{"base64", "-d", "/etc/hostname"}, "base64 -d /etc/hostname"},
-		{[]string{"sh", "-c", "echo a | base64 -d"}, "sh -c 'echo a | base64 -d'"},
-		{[]string{"echo", "it's", ""}, `echo 'it'\''s' ''`},
-		{[]string{"x", "a\x1b[2Jb\u202e"}, `x $'a\x1b[2Jb\xe2\x80\xae'`},
-		{[]string{"x", "\xff"}, `x $'\xff'`},
-	} {
-		if got := shellQuote(tc.argv); got != tc.want {
-			t.Errorf("shellQuote(%q) = %s, want %s", tc.argv, got, tc.want)
-		}
-	}
-}
-
 // pageTags are the elements the page's template writes.
 var pageTags = map[string]bool{}
 

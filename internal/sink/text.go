@@ -89,7 +89,7 @@ func (t *textWriter) alert(a *detect.Alert) {
 	}
 	if e := a.Event; e != nil {
 		t.field("user", userText(a, e))
-		cmd := shellQuote(e.Argv)
+		cmd := ShellQuote(e.Argv)
 		if e.ArgvFromProctitle {
 			// No EXECVE record: the kernel's proctitle, possibly cut short.
 			cmd += "  (from proctitle)"
@@ -150,12 +150,12 @@ func (t *textWriter) ancestry(chain []detect.Process, e *audit.Event) {
 		cmd, pid := "", e.PID
 		if depth < len(chain) {
 			p := chain[len(chain)-1-depth]
-			cmd, pid = shellQuote(p.Argv), p.PID
+			cmd, pid = ShellQuote(p.Argv), p.PID
 			if cmd == "" {
 				cmd = Printable(p.Exe)
 			}
 		} else {
-			cmd = shellQuote(e.Argv)
+			cmd = ShellQuote(e.Argv)
 		}
 		line := ""
 		if depth > 0 {
@@ -169,11 +169,11 @@ func (t *textWriter) ancestry(chain []detect.Process, e *audit.Event) {
 	}
 }
 
-// shellQuote writes argv so that pasting it into a POSIX shell (bash, zsh)
+// ShellQuote writes argv so that pasting it into a POSIX shell (bash, zsh)
 // runs the same argv: a word of safe bytes as is, else in single quotes,
 // else (control bytes, invalid UTF-8) in bash's $'...' with \xHH escapes.
 // The result holds no control byte.
-func shellQuote(argv []string) string {
+func ShellQuote(argv []string) string {
 	var b strings.Builder
 	for i, arg := range argv {
 		if i > 0 {
@@ -184,7 +184,7 @@ func shellQuote(argv []string) string {
 			b.WriteString("''")
 		case isShellSafe(arg):
 			b.WriteString(arg)
-		case isPrintable(arg):
+		case IsPrintable(arg):
 			b.WriteString("'" + strings.ReplaceAll(arg, "'", `'\''`) + "'")
 		default:
 			b.WriteString(ansiQuote(arg))
@@ -204,9 +204,9 @@ func isShellSafe(s string) bool {
 	return true
 }
 
-// isPrintable reports whether s is valid UTF-8 without control or format
+// IsPrintable reports whether s is valid UTF-8 without control or format
 // runes (those a terminal might act on, or that hide text).
-func isPrintable(s string) bool {
+func IsPrintable(s string) bool {
 	for _, r := range s {
 		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
 			return false
@@ -245,7 +245,7 @@ func ansiQuote(s string) string {
 // that no byte of it acts on the terminal: for text a person reads, as the
 // text format and the replay summary are.
 func Printable(s string) string {
-	if isPrintable(s) {
+	if IsPrintable(s) {
 		return s
 	}
 	return strconv.Quote(s)

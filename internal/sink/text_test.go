@@ -27,9 +27,9 @@ func TestShellQuotePastesBack(t *testing.T) {
 		{"x", "tab\there", "new\nline", "\x1b[31mred", "bell\a", "\xff\xfe", "naïve", "quote'\\"},
 	}
 	for _, argv := range argvs {
-		q := shellQuote(argv)
+		q := ShellQuote(argv)
 		if strings.ContainsFunc(q, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			t.Errorf("shellQuote(%q) = %q holds a control byte", argv, q)
+			t.Errorf("ShellQuote(%q) = %q holds a control byte", argv, q)
 		}
 		cmd := exec.Command(bash, "-c", `f() { for a in "$@"; do printf '%s\0' "$a"; done; }; f `+q)
 		out, err := cmd.Output()
@@ -38,7 +38,7 @@ func TestShellQuotePastesBack(t *testing.T) {
 		}
 		got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 		if !slices.Equal(got, argv) {
-			t.Errorf("bash read shellQuote(%q) = %q back as %q", argv, q, got)
+			t.Errorf("bash read ShellQuote(%q) = %q back as %q", argv, q, got)
 		}
 	}
 }
@@ -90,7 +90,7 @@ func textArgv(t *testing.T, out []byte) []string {
 	return argv
 }
 
-// unshell splits a command line as shellQuote writes it: bare words,
+// unshell splits a command line as ShellQuote writes it: bare words,
 // '...' (with '\” for a quote) and $'...' (with \\, \' and \xHH).
 func unshell(s string) ([]string, error) {
 	var argv []string
@@ -157,4 +157,21 @@ func unshell(s string) ([]string, error) {
 		argv = append(argv, w.String())
 	}
 	return argv, nil
+}
+
+func TestShellQuoteCases(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"base64", "-d", "/etc/hostname"}, "base64 -d /etc/hostname"},
+		{[]string{"sh", "-c", "echo a | base64 -d"}, "sh -c 'echo a | base64 -d'"},
+		{[]string{"echo", "it's", ""}, `echo 'it'\''s' ''`},
+		{[]string{"x", "a\x1b[2Jb\u202e"}, `x $'a\x1b[2Jb\xe2\x80\xae'`},
+		{[]string{"x", "\xff"}, `x $'\xff'`},
+	} {
+		if got := ShellQuote(tc.argv); got != tc.want {
+			t.Errorf("ShellQuote(%q) = %s, want %s", tc.argv, got, tc.want)
+		}
+	}
 }

@@ -89,7 +89,7 @@ bench:
 # one agent to a JetStream stream, the syslog TCP sink beside it, and the
 # stream through one collector, in one run (needs nats-server).
 bench-fleet: test-deps
-	$(GO) test -run '^$$' -bench BenchmarkFleet -benchtime 20000x ./internal/daemon/
+	$(GO) test -run '^$$' -bench BenchmarkFleet -benchtime 20000x ./internal/fleet/
 
 FUZZTIME ?= 30s
 fuzz:

@@ -100,4 +100,10 @@ type Alert struct {
 	// Related are the other processes of a correlated sequence: the first
 	// step, when this alert's event completed it.
 	Related []Process
+
+	// Subject is the NATS subject a collector received the alert on (""
+	// for an agent's own alert): the server's permissions tie it to the
+	// publisher's credentials. ClaimedHost is the host the record named
+	// when that disagreed with the subject's; Host is then the subject's.
+	Subject, ClaimedHost string
 }

@@ -14,7 +14,9 @@ collect {
   consumer = "encwatch-collect"
   # A host is silent after three of its heartbeat intervals without one.
   # silent_after = "3m"
-  # creds_file = "/etc/encwatch/collect/nats.creds"
+  # The collector's own nkey seed (root-owned, mode 0600) for the user of
+  # fleet.md's server configuration; a server off loopback needs tls://.
+  nkey_file = "/etc/encwatch/collect/nats.nk"
   # tls {
   #   ca_file = "/etc/encwatch/collect/ca.pem"
   # }

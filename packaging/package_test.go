@@ -40,6 +40,7 @@ var packaged = []pkgFile{
 	{"/usr/share/doc/encwatch/README.md", 0o644, false},
 	{"/usr/share/doc/encwatch/packaging.md", 0o644, false},
 	{"/usr/share/doc/encwatch/fleet.md", 0o644, false},
+	{"/usr/share/doc/encwatch/nats-encwatch.conf", 0o644, false},
 	{"/usr/share/doc/encwatch/monitoring.md", 0o644, false},
 	{"/usr/share/encwatch/prometheus/encwatch.rules.yml", 0o644, false},
 	{"/usr/share/encwatch/grafana/encwatch-dashboard.json", 0o644, false},
@@ -425,5 +426,17 @@ func appendFile(t *testing.T, path, s string) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNATSConfInFleetDoc: docs/fleet.md ships nats-encwatch.conf, the
+// configuration the fleet tests run against, verbatim.
+func TestNATSConfInFleetDoc(t *testing.T) {
+	b, err := os.ReadFile("../docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "```text\n"+NATSConf+"```\n") {
+		t.Error("docs/fleet.md does not hold packaging/nats-encwatch.conf verbatim in a text block")
 	}
 }

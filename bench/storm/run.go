@@ -23,12 +23,12 @@ type options struct {
 	// workloads are measured in turn at every rate (spawner.c: mix,
 	// true, static).
 	workloads []string
-	every    int           // every Nth exec is a marked encoder run
-	out      string        // markdown file to update; "" prints only
-	auditd   bool          // also measure auditd
-	reload   string        // soak: "sighup", "rename" or "both"
-	repeat   int           // bench: measurements of each daemon at each rate
-	spawner  string        // the compiled load generator
+	every     int    // every Nth exec is a marked encoder run
+	out       string // markdown file to update; "" prints only
+	auditd    bool   // also measure auditd
+	reload    string // soak: "sighup", "rename" or "both"
+	repeat    int    // bench: measurements of each daemon at each rate
+	spawner   string // the compiled load generator
 }
 
 func run(ctx context.Context, args []string) error {

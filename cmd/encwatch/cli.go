@@ -196,6 +196,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, err)
 		return exitCode(1)
 	}
+	for _, w := range config.Warnings(cfg) {
+		fmt.Fprintln(stderr, "warning: "+w)
+	}
 	if err := runPolicyTests(cfg, stdout); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitCode(1)

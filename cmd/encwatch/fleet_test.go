@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/natstest"
 )
 
 // fleetLine is what the fleet tests read of an alert line.
@@ -61,9 +63,10 @@ func (tl *tail) next(t *testing.T) []fleetLine {
 	return out
 }
 
-// agentPolicy is an audisp agent named host publishing to urls, with a
-// local file of what it raised, and heartbeats every interval.
-func agentPolicy(host string, urls []string, local, interval string) string {
+// agentPolicy is an audisp agent named host publishing to urls with its
+// own nkey (seed), with a local file of what it raised, and heartbeats
+// every interval.
+func agentPolicy(host string, urls []string, seed, local, interval string) string {
 	return fmt.Sprintf(`
 settings {
   hostname             = %q
@@ -84,9 +87,10 @@ heartbeat {
   sinks    = ["bus"]
 }
 sink "nats" "bus" {
-  urls    = [%s]
-  subject = "encwatch.alerts.{host}"
-  stream  = "ENCWATCH"
+  urls      = [%s]
+  subject   = "encwatch.alerts.{host}"
+  stream    = "ENCWATCH"
+  nkey_file = %q
   spool {
     dir = %q
   }
@@ -94,11 +98,12 @@ sink "nats" "bus" {
 sink "file" "local" {
   path = %q
 }
-`, host, interval, quoteList(urls), local+".spool", local)
+`, host, interval, quoteList(urls), seed, local+".spool", local)
 }
 
-// collectorPolicy is a collector of the ENCWATCH stream writing to file.
-func collectorPolicy(urls []string, out, metrics, silentAfter string) string {
+// collectorPolicy is a collector of the ENCWATCH stream, with the
+// collector's nkey (seed), writing to file.
+func collectorPolicy(urls []string, seed, out, metrics, silentAfter string) string {
 	return fmt.Sprintf(`
 metrics {
   address = %q
@@ -106,14 +111,14 @@ metrics {
 collect {
   urls         = [%s]
   stream       = "ENCWATCH"
-  consumer     = "siem"
+  nkey_file    = %q
   ack_wait     = "10s"
   silent_after = %q
 }
 sink "file" "siem" {
   path = %q
 }
-`, metrics, quoteList(urls), silentAfter, out)
+`, metrics, quoteList(urls), seed, silentAfter, out)
 }
 
 func quoteList(ss []string) string {
@@ -138,10 +143,14 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 		fmt.Sscan(n, &agents)
 	}
 	bin := buildEncwatch(t)
-	natsBin := needNATSServer(t)
-	nodes := startNATSCluster(t, 3)
-	urls := natsURLs(nodes)
-	createStream(t, urls, 3)
+	hosts := make([]string, agents)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("agent%02d.example.com", i)
+	}
+	cl := natstest.Start(t, 3, hosts)
+	nodes := cl.Nodes
+	urls := cl.URLs()
+	cl.CreateStream(3)
 	dir := t.TempDir()
 
 	cols := make([]*daemonProc, 2)
@@ -149,7 +158,7 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	for i := range cols {
 		out := filepath.Join(dir, fmt.Sprintf("siem-%d.jsonl", i))
 		policy := filepath.Join(dir, fmt.Sprintf("collect-%d.hcl", i))
-		writePolicy(t, policy, collectorPolicy(urls, out, freeAddr(t), "30s"))
+		writePolicy(t, policy, collectorPolicy(urls, cl.Seed(natstest.Collect), out, freeAddr(t), "30s"))
 		cols[i] = &daemonProc{args: []string{"collect", "--config", policy, "--log-format", "text"}}
 		cols[i].start(t, bin)
 		defer cols[i].kill()
@@ -158,10 +167,10 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	ags := make([]*daemonProc, agents)
 	locals := make([]*tail, agents)
 	for i := range ags {
-		host := fmt.Sprintf("agent%02d.example.com", i)
+		host := hosts[i]
 		local := filepath.Join(dir, host+".jsonl")
 		policy := filepath.Join(dir, host+".hcl")
-		writePolicy(t, policy, agentPolicy(host, urls, local, "2s"))
+		writePolicy(t, policy, agentPolicy(host, urls, cl.Seed(host), local, "2s"))
 		ags[i] = &daemonProc{args: []string{"run", "--config", policy, "--log-format", "text"}}
 		ags[i].start(t, bin)
 		defer ags[i].kill()
@@ -203,7 +212,8 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	waitSeen := func(n int) {
 		for deadline := time.Now().Add(120 * time.Second); len(seen) < n; {
 			if time.Now().After(deadline) {
-				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s)", len(seen), n, streamState(urls))
+				t.Fatalf("only %d alerts reached the collectors, waiting for %d (%s); collector 0 logs:\n%s\ncollector 1 logs:\n%s",
+					len(seen), n, streamState(cl), tailLines(cols[0].logs.String(), 40), tailLines(cols[1].logs.String(), 40))
 			}
 			time.Sleep(100 * time.Millisecond) // polling the collectors' files
 			read(seen)
@@ -213,11 +223,11 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	// The chaos: a cluster node dies and comes back, then a collector.
 	total := agents * perAgent
 	waitSeen(total / 10)
-	nodes[1].kill()
-	t.Logf("%.1fs: kill -9 nats-server %s (%d alerts in the files)", time.Since(start).Seconds(), nodes[1].name, len(seen))
+	nodes[1].Kill()
+	t.Logf("%.1fs: kill -9 nats-server %s (%d alerts in the files)", time.Since(start).Seconds(), nodes[1].Name, len(seen))
 	time.Sleep(3 * time.Second)
-	nodes[1].start(t, natsBin)
-	t.Logf("%.1fs: restarted %s", time.Since(start).Seconds(), nodes[1].name)
+	cl.StartNode(nodes[1])
+	t.Logf("%.1fs: restarted %s", time.Since(start).Seconds(), nodes[1].Name)
 	waitSeen(total * 3 / 10)
 	cols[0].kill()
 	read(seen)
@@ -233,7 +243,7 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	// What the agents raised, from their own files.
 	want := map[string]bool{}
 	deadline := time.Now().Add(150 * time.Second)
-	t.Logf("%.1fs: fed; %s", time.Since(start).Seconds(), streamState(urls))
+	t.Logf("%.1fs: fed; %s", time.Since(start).Seconds(), streamState(cl))
 	for len(want) < agents*perAgent && time.Now().Before(deadline) {
 		for _, l := range locals {
 			for _, a := range l.next(t) {
@@ -262,7 +272,7 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d alerts never reached a collector's file (%s); collector 0 logs:\n%s\ncollector 1 logs:\n%s\nagent 0 logs:\n%s",
-				missing, len(want), streamState(urls), cols[0].logs.String(), cols[1].logs.String(), ags[0].logs.String())
+				missing, len(want), streamState(cl), cols[0].logs.String(), cols[1].logs.String(), ags[0].logs.String())
 		}
 		time.Sleep(100 * time.Millisecond) // polling the collectors' files
 	}
@@ -275,7 +285,7 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 	}
 	if dupsBefore > 0 {
 		t.Errorf("%d duplicates before the collector was killed, want none (%d stored twice by the stream); %s; collectors' cluster events:\n%s\n%s",
-			dupsBefore, streamDuplicates(t, urls), streamState(urls), clusterEvents(cols[0].logs.String()), clusterEvents(cols[1].logs.String()))
+			dupsBefore, streamDuplicates(t, cl), streamState(cl), clusterEvents(cols[0].logs.String()), clusterEvents(cols[1].logs.String()))
 	}
 	t.Logf("fleet: %d alerts from %d agents through a 3-node cluster (R3) to 2 collectors in %.1fs: %.0f alerts/s end to end, %d duplicates (all after the collector kill), %d before",
 		len(want), agents, done.Seconds(), float64(len(want))/done.Seconds(), dups, dupsBefore)
@@ -300,20 +310,20 @@ func TestFleetThroughJetStreamClusterAsRoot(t *testing.T) {
 func TestAgentSilentAfterKill9AsRoot(t *testing.T) {
 	needRoot(t)
 	bin := buildEncwatch(t)
-	nodes := startNATSCluster(t, 1)
-	urls := natsURLs(nodes)
-	createStream(t, urls, 1)
+	cl := natstest.Start(t, 1, nil)
+	urls := cl.URLs()
+	cl.CreateStream(1)
 	dir := t.TempDir()
 	const interval, silentAfter = time.Second, 3 * time.Second
 
 	out := filepath.Join(dir, "siem.jsonl")
 	cpolicy := filepath.Join(dir, "collect.hcl")
-	writePolicy(t, cpolicy, collectorPolicy(urls, out, freeAddr(t), silentAfter.String()))
+	writePolicy(t, cpolicy, collectorPolicy(urls, cl.Seed(natstest.Collect), out, freeAddr(t), silentAfter.String()))
 	col := &daemonProc{args: []string{"collect", "--config", cpolicy, "--log-format", "text"}}
 	col.start(t, bin)
 	defer col.stop()
 	apolicy := filepath.Join(dir, "agent.hcl")
-	writePolicy(t, apolicy, agentPolicy("web1.example.com", urls, filepath.Join(dir, "local.jsonl"), interval.String()))
+	writePolicy(t, apolicy, agentPolicy("web1.example.com", urls, cl.Seed("web1.example.com"), filepath.Join(dir, "local.jsonl"), interval.String()))
 	agent := &daemonProc{args: []string{"run", "--config", apolicy, "--log-format", "text"}}
 	agent.start(t, bin)
 	defer agent.kill()
@@ -360,4 +370,10 @@ func clusterEvents(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// tailLines is the last n lines of s.
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

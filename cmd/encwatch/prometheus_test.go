@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/natstest"
 )
 
 // The operator files of the packages (packaging/), which a real Prometheus
@@ -34,7 +36,7 @@ type promServer struct {
 // evaluating rules every second, with the shipped rules whose `for:`
 // durations are cut to 3 s (a test cannot wait minutes; the expressions are
 // the shipped ones).
-func startPrometheus(t *testing.T, targets []string) *promServer {
+func startPrometheus(t *testing.T, jobs map[string][]string) *promServer {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -53,20 +55,16 @@ func startPrometheus(t *testing.T, targets []string) *promServer {
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), fast, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	quoted := make([]string, len(targets))
-	for i, tg := range targets {
-		quoted[i] = fmt.Sprintf("%q", tg)
-	}
 	conf := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
 rule_files: [%q]
 scrape_configs:
-  - job_name: encwatch
-    static_configs:
-      - targets: [%s]
-`, filepath.Join(dir, "rules.yml"), strings.Join(quoted, ", "))
+`, filepath.Join(dir, "rules.yml"))
+	for job, targets := range jobs {
+		conf += fmt.Sprintf("  - job_name: %s\n    static_configs:\n      - targets: [%s]\n", job, quoteList(targets))
+	}
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +163,32 @@ func (p *promServer) waitFor(t *testing.T, what string, within time.Duration, ok
 	}
 }
 
+// firing returns a check that the alert named is firing on a series whose
+// label has value.
+func (p *promServer) firing(alert, label, value string) func() (bool, error) {
+	return func() (bool, error) {
+		data, err := p.get("/api/v1/alerts", nil)
+		if err != nil {
+			return false, err
+		}
+		var a struct {
+			Alerts []struct {
+				Labels map[string]string
+				State  string
+			}
+		}
+		if err := json.Unmarshal(data, &a); err != nil {
+			return false, err
+		}
+		for _, al := range a.Alerts {
+			if al.Labels["alertname"] == alert && al.Labels[label] == value && al.State == "firing" {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("alerts: %+v", a.Alerts)
+	}
+}
+
 // dashboardQueries returns every query of the shipped dashboard, its
 // Grafana variables replaced as Grafana would with "All" selected.
 func dashboardQueries(t *testing.T) map[string]string {
@@ -200,11 +224,13 @@ var metricsIn = regexp.MustCompile(`\b(encwatch_[a-z_]+|process_[a-z_]+|up|ALERT
 // on loopback, its own storage) with the shipped rules, scraping the built
 // daemon in audisp mode (records on stdin, no kernel; root because the
 // daemon loads only a root-owned policy) whose webhook sink delivers
-// alerts. The receiver is then killed: Prometheus must see the sink's
-// failing alert (EncwatchSinkFailing) firing, through its own API. Every
-// query of the shipped dashboard is then evaluated by the same Prometheus:
-// each must parse, and return data when the daemon exports every metric it
-// reads.
+// alerts, and a fleet: a second agent beating to NATS JetStream (Debian's
+// nats-server) and a collector. The receiver is then killed: Prometheus
+// must see the sink's failing alert (EncwatchSinkFailing) firing, through
+// its own API; the fleet agent is killed with SIGKILL: EncwatchAgentSilent
+// must fire. Every query of the shipped dashboard is then evaluated by the
+// same Prometheus: each must parse, and return data when the daemons export
+// every metric it reads.
 func TestPrometheusAlertsOnLiveDaemonAsRoot(t *testing.T) {
 	rootOnly(t)
 	bin := buildEncwatch(t)
@@ -228,7 +254,30 @@ sink "http" "hook" {
 	agent := &daemonProc{args: []string{"run", "--config", policy}}
 	agent.start(t, bin)
 	defer agent.stop()
-	prom := startPrometheus(t, []string{metrics})
+
+	// The fleet: an agent publishing heartbeats to NATS JetStream (Debian's
+	// nats-server) and a collector following them.
+	cl := natstest.Start(t, 1, []string{"web1.example.com"})
+	urls := cl.URLs()
+	cl.CreateStream(1)
+	collectMetrics, fleetMetrics := freeAddr(t), freeAddr(t)
+	cpolicy := filepath.Join(dir, "collect.hcl")
+	writePolicy(t, cpolicy, collectorPolicy(urls, cl.Seed(natstest.Collect), filepath.Join(dir, "siem.jsonl"), collectMetrics, "3s"))
+	col := &daemonProc{args: []string{"collect", "--config", cpolicy}}
+	col.start(t, bin)
+	defer col.stop()
+	apolicy := filepath.Join(dir, "web1.hcl")
+	writePolicy(t, apolicy, strings.Replace(agentPolicy("web1.example.com", urls, cl.Seed("web1.example.com"), filepath.Join(dir, "web1.jsonl"), "1s"),
+		`address = ""`, fmt.Sprintf("address = %q", fleetMetrics), 1))
+	web1 := &daemonProc{args: []string{"run", "--config", apolicy}}
+	web1.start(t, bin)
+	defer web1.kill()
+
+	prom := startPrometheus(t, map[string][]string{"encwatch": {metrics, fleetMetrics}, "encwatch-collect": {collectMetrics}})
+	prom.waitFor(t, "the collector following web1.example.com", 30*time.Second, func() (bool, error) {
+		s, err := prom.vector(`encwatch_collect_hosts{job="encwatch-collect",state="alive"} >= 1`)
+		return err == nil && len(s) == 1, err
+	})
 
 	// Delivered while the receiver is up: Prometheus sees the sends.
 	if _, err := io.WriteString(agent.stdin, b64Events(t, 2000, 10)); err != nil {
@@ -241,27 +290,7 @@ sink "http" "hook" {
 	if got, _ := recv.distinct(); got != 10 {
 		t.Fatalf("receiver has %d alerts, want 10", got)
 	}
-	firing := func() (bool, error) {
-		data, err := prom.get("/api/v1/alerts", nil)
-		if err != nil {
-			return false, err
-		}
-		var a struct {
-			Alerts []struct {
-				Labels map[string]string
-				State  string
-			}
-		}
-		if err := json.Unmarshal(data, &a); err != nil {
-			return false, err
-		}
-		for _, al := range a.Alerts {
-			if al.Labels["alertname"] == "EncwatchSinkFailing" && al.Labels["sink"] == "hook" && al.State == "firing" {
-				return true, nil
-			}
-		}
-		return false, fmt.Errorf("alerts: %+v", a.Alerts)
-	}
+	firing := prom.firing("EncwatchSinkFailing", "sink", "hook")
 	if ok, _ := firing(); ok {
 		t.Fatal("EncwatchSinkFailing fires while the receiver is up")
 	}
@@ -274,6 +303,13 @@ sink "http" "hook" {
 	}
 	prom.waitFor(t, "EncwatchSinkFailing firing for sink hook", 90*time.Second, firing)
 
+	// web1 is killed: no heartbeat, no clean stop.
+	if ok, _ := prom.firing("EncwatchAgentSilent", "job", "encwatch-collect")(); ok {
+		t.Fatal("EncwatchAgentSilent fires while web1 beats")
+	}
+	web1.kill()
+	prom.waitFor(t, "EncwatchAgentSilent firing", 60*time.Second, prom.firing("EncwatchAgentSilent", "job", "encwatch-collect"))
+
 	// Every dashboard query, against the same Prometheus and data.
 	present := map[string]bool{}
 	for _, q := range dashboardQueries(t) {
@@ -284,7 +320,7 @@ sink "http" "hook" {
 			}
 		}
 	}
-	withData := 0
+	withData, noData := 0, []string{}
 	for where, q := range dashboardQueries(t) {
 		s, err := prom.vector(q)
 		if err != nil {
@@ -300,7 +336,9 @@ sink "http" "hook" {
 		}
 		if len(s) > 0 {
 			withData++
+		} else {
+			noData = append(noData, where)
 		}
 	}
-	t.Logf("%d dashboard queries evaluated, %d returned data", len(dashboardQueries(t)), withData)
+	t.Logf("%d dashboard queries evaluated, %d returned data; none (their metrics not exported yet) for %q", len(dashboardQueries(t)), withData, noData)
 }

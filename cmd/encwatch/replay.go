@@ -75,7 +75,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rep *report.Report
 	if *reportPath != "" {
 		rep = report.New(report.DefaultMax)
-		o.Format = rep.Format(o.Format)
+		o.Out, o.Format = rep.Attach(o.Out, o.Format)
 	}
 	sum, err := daemon.ReplayLogs(ctx, cfg, log, o)
 	if sum.Inputs != nil || sum.Records > 0 {
@@ -98,7 +98,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".encwatch-report-*")
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
 	w := bufio.NewWriter(f)
@@ -113,7 +113,7 @@ func writeReport(path string, rep *report.Report, sum *daemon.ReplaySummary) err
 		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("--report: %w", err)
+		return fmt.Errorf("--report %s: %w", path, err)
 	}
 	return nil
 }

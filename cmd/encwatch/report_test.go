@@ -130,7 +130,8 @@ func checkPage(t *testing.T, p chromiumPage, want int) {
 // --report and opens the page in headless Chromium: no console message,
 // the alert count of the golden log (testdata/replay-formats.golden holds
 // one line per alert of testdata/replay-audit.log), and a screenshot in the
-// test's temporary directory.
+// test's temporary directory; then the filters, preselected by the link
+// (?host=web1), hide every alert of the other host.
 func TestReportInChromium(t *testing.T) {
 	chromium(t)
 	golden, err := os.ReadFile("../../testdata/replay-formats.golden")
@@ -158,6 +159,22 @@ func TestReportInChromium(t *testing.T) {
 	checkPage(t, p, printed)
 	if strings.Count(p.dom, `<div class="host">`) != 2 {
 		t.Errorf("want a timeline for each of the 2 hosts (vm, web1)")
+	}
+
+	// The filters, preselected by the link: web1's alerts alone are shown.
+	web1 := strings.Count(p.dom, `data-host="web1"`)
+	if web1 == 0 || web1 == printed {
+		t.Fatalf("%d of %d alerts on web1: want some, not all", web1, printed)
+	}
+	p = openInChromium(t, report+"?host=web1", "")
+	if len(p.console) > 0 {
+		t.Errorf("console messages:\n%s", strings.Join(p.console, "\n"))
+	}
+	if m := alertCount.FindStringSubmatch(p.dom); m == nil || m[1] != fmt.Sprint(web1) {
+		t.Errorf("with ?host=web1 the count is %v, want %d", m, web1)
+	}
+	if got := len(regexp.MustCompile(`<article class="alert[^>]*data-host="vm"[^>]*hidden`).FindAllString(p.dom, -1)); got != printed-web1 {
+		t.Errorf("with ?host=web1 %d of vm's %d alerts are hidden", got, printed-web1)
 	}
 }
 
@@ -202,5 +219,19 @@ func TestReportHostileLogRunsNoScript(t *testing.T) {
 	}
 	if n := strings.Count(p.dom, "<script"); n != 1 {
 		t.Errorf("%d <script> elements, want the page's own only", n)
+	}
+}
+
+// TestReportUnwritableSaysWhere: a report that cannot be written is an
+// error naming it; the alerts are still printed.
+func TestReportUnwritableSaysWhere(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing-dir", "report.html")
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"replay", "--config", "../../config.hcl", "--report", path, "../../testdata/replay-audit.log"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--report "+path) {
+		t.Errorf("replay --report %s: %v, want an error naming the report", path, err)
+	}
+	if strings.Count(stdout.String(), "\n") == 0 {
+		t.Error("no alert printed")
 	}
 }

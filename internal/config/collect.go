@@ -39,7 +39,25 @@ type Collect struct {
 	MaxAckPending int
 	Auth          sink.NATSAuth
 	TLS           sink.TLSOptions
-	Range         hcl.Range
+	// Insecure allows a server without credentials, and one off loopback
+	// without TLS (sink.CheckNATSSecurity).
+	Insecure bool
+	// HostSubject is the subject template the agents publish with
+	// (sink.DefaultNATSSubject): its {host} token, which the server's
+	// permissions bind to each agent's credentials, is who sent a record.
+	HostSubject string
+	// MinInterval and MaxInterval bound the heartbeat interval a host may
+	// announce; MaxHosts the hosts followed; ForgetAfter how long a
+	// stopped or silent host is remembered.
+	MinInterval, MaxInterval time.Duration
+	MaxHosts                 int
+	ForgetAfter              time.Duration
+	// StallAfter is how long without a successful fetch makes the
+	// collector unhealthy; ManageConsumer lets it create the durable
+	// consumer and recreate it when it is deleted.
+	StallAfter     time.Duration
+	ManageConsumer bool
+	Range          hcl.Range
 }
 
 // Defaults of the collect block.
@@ -48,6 +66,11 @@ const (
 	DefaultCollectBatch    = 256
 	DefaultAckWait         = 30 * time.Second
 	DefaultMaxAckPending   = 8192
+	DefaultMinInterval     = time.Second
+	DefaultMaxInterval     = time.Hour
+	DefaultMaxHosts        = 100_000
+	DefaultForgetAfter     = 7 * 24 * time.Hour
+	DefaultStallAfter      = 5 * time.Second
 )
 
 // fleet decodes the top-level blocks of the fleet: heartbeat (the agent)
@@ -96,6 +119,10 @@ func (st *state) collect(blk *hclsyntax.Block) {
 	c := &Collect{
 		Stream: sink.DefaultNATSStream, Consumer: DefaultCollectConsumer,
 		Batch: DefaultCollectBatch, AckWait: DefaultAckWait, MaxAckPending: DefaultMaxAckPending,
+		HostSubject: sink.DefaultNATSSubject,
+		MinInterval: DefaultMinInterval, MaxInterval: DefaultMaxInterval,
+		MaxHosts: DefaultMaxHosts, ForgetAfter: DefaultForgetAfter,
+		StallAfter: DefaultStallAfter, ManageConsumer: true,
 		Range: blk.TypeRange,
 	}
 	var one string
@@ -130,9 +157,38 @@ func (st *state) collect(blk *hclsyntax.Block) {
 	if n, ok := b.Int("max_ack_pending", 1, 1<<20); ok {
 		c.MaxAckPending = int(n)
 	}
+	if rng, ok := b.String("host_subject", &c.HostSubject); ok {
+		if msg := sink.CheckHostSubject(c.HostSubject); msg != "" {
+			st.d.errorf(rng, "host_subject %q: %s", c.HostSubject, msg)
+		}
+	}
+	b.Duration("min_interval", &c.MinInterval, 100*time.Millisecond, 24*time.Hour)
+	b.Duration("max_interval", &c.MaxInterval, 100*time.Millisecond, 7*24*time.Hour)
+	if c.MaxInterval < c.MinInterval {
+		st.d.errorf(blk.TypeRange, "collect block: max_interval %s is below min_interval %s", c.MaxInterval, c.MinInterval)
+	}
+	if n, ok := b.Int("max_hosts", 1, 10_000_000); ok {
+		c.MaxHosts = int(n)
+	}
+	b.Duration("forget_after", &c.ForgetAfter, time.Minute, 365*24*time.Hour)
+	b.Duration("stall_after", &c.StallAfter, time.Second, time.Hour)
+	b.Bool("manage_consumer", &c.ManageConsumer)
+	b.Bool("insecure", &c.Insecure)
 	b.AbsPath("creds_file", &c.Auth.CredsFile)
 	b.AbsPath("nkey_file", &c.Auth.NKeyFile)
 	b.AbsPath("token_file", &c.Auth.TokenFile)
+	nauth := 0
+	for _, f := range []string{c.Auth.CredsFile, c.Auth.NKeyFile, c.Auth.TokenFile} {
+		if f != "" {
+			nauth++
+		}
+	}
+	if nauth > 1 {
+		st.d.errorf(blk.TypeRange, "collect block: set only one of creds_file, nkey_file and token_file")
+	}
+	if msg := sink.CheckNATSSecurity(c.URLs, nauth > 0, sink.HasTLSBlock(b.Body), c.Insecure); msg != "" && nauth <= 1 {
+		st.d.errorf(blk.TypeRange, "collect block: %s", msg)
+	}
 	for _, blk := range blk.Body.Blocks {
 		if blk.Type == "tls" && st.d.labels(blk) {
 			st.collectTLS(blk, &c.TLS)

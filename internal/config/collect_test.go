@@ -64,6 +64,10 @@ func TestCollectDiagnostics(t *testing.T) {
 		{"relative secret", "collect {\n  url = \"nats://h:4222\"\n  creds_file = \"x.creds\"\n}", `p.hcl:3:16: creds_file:`},
 		{"misspelt", "collect {\n  url = \"nats://h:4222\"\n  silent_afer = \"1m\"\n}", `p.hcl:3:3: unknown attribute "silent_afer"; did you mean "silent_after"?`},
 		{"duplicate", "collect {\n  url = \"nats://h:4222\"\n}\ncollect {\n  url = \"nats://h:4222\"\n}", `p.hcl:4:1: duplicate collect block; first defined at p.hcl:1:1`},
+		{"no credentials", "collect {\n  url = \"nats://127.0.0.1:4222\"\n}", `p.hcl:1:1: collect block: no credentials (creds_file, nkey_file or token_file)`},
+		{"plain off loopback", "collect {\n  url = \"nats://nats1.example.com:4222\"\n  nkey_file = \"/etc/encwatch/collect/nats.nk\"\n}", `p.hcl:1:1: collect block: url "nats://nats1.example.com:4222" reaches a server off loopback without TLS`},
+		{"bad host subject", "collect {\n  url = \"nats://127.0.0.1:4222\"\n  insecure = true\n  host_subject = \"a.b\"\n}", `p.hcl:4:18: host_subject "a.b": must hold {host} once`},
+		{"bounds", "collect {\n  url = \"nats://127.0.0.1:4222\"\n  insecure = true\n  min_interval = \"1m\"\n  max_interval = \"1s\"\n}", `max_interval 1s is below min_interval 1m0s`},
 		{"heartbeat too fast", "heartbeat {\n  interval = \"1ms\"\n}", `p.hcl:2:14: interval must be from 100ms to 24h0m0s, got 1ms`},
 		{"heartbeat label", `heartbeat "x" {}`, `p.hcl:1:11:`},
 	}
@@ -99,6 +103,27 @@ func TestFleetDocHCLLoads(t *testing.T) {
 	}
 }
 
+// TestCollectInsecure: insecure = true lets a collector reach a server
+// without credentials or TLS, and Warnings says so; credentials, or TLS
+// off loopback, need no such word.
+func TestCollectInsecure(t *testing.T) {
+	cfg, err := Parse("p.hcl", []byte("collect {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\nsink \"nats\" \"bus\" {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Warnings(cfg)
+	if len(w) != 2 || !strings.Contains(w[0], `sink "bus": insecure = true`) || !strings.Contains(w[1], "collect block: insecure = true") {
+		t.Errorf("Warnings = %q, want one for the sink and one for the collect block", w)
+	}
+	ok, err := Parse("p.hcl", []byte("collect {\n  url = \"tls://nats1.example.com:4222\"\n  nkey_file = \"/etc/encwatch/collect/nats.nk\"\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := Warnings(ok); len(w) != 0 {
+		t.Errorf("Warnings of a collector with an nkey over TLS = %q, want none", w)
+	}
+}
+
 // TestCollectorMetricsDefault: a collector and an agent on one host both
 // start with their default metrics addresses, and an explicit address
 // (or "" for none) is kept.
@@ -109,16 +134,19 @@ func TestCollectorMetricsDefault(t *testing.T) {
   executables = ["base64"]
 }`, DefaultMetricsAddress},
 		{"collector", `collect {
-  urls = ["nats://127.0.0.1:4222"]
+  urls     = ["nats://127.0.0.1:4222"]
+  insecure = true
 }`, DefaultCollectMetricsAddress},
 		{"collector set", `collect {
-  urls = ["nats://127.0.0.1:4222"]
+  urls     = ["nats://127.0.0.1:4222"]
+  insecure = true
 }
 metrics {
   address = "127.0.0.1:9999"
 }`, "127.0.0.1:9999"},
 		{"collector off", `collect {
-  urls = ["nats://127.0.0.1:4222"]
+  urls     = ["nats://127.0.0.1:4222"]
+  insecure = true
 }
 metrics {
   address = ""

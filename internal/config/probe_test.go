@@ -14,7 +14,8 @@ func TestProbeSocketSetting(t *testing.T) {
 }
 `
 	const collect = `collect {
-  urls = ["nats://127.0.0.1:4222"]
+  urls     = ["nats://127.0.0.1:4222"]
+  insecure = true
 }
 `
 	for _, tc := range []struct{ name, src, want, err string }{

@@ -15,23 +15,16 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/fleet"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// Signatures of the fleet's records: an agent's heartbeat and clean stop
-// (raised here), a host gone silent and back (raised by the collector).
+// The fleet's records an agent sends (internal/fleet defines them).
 const (
-	SigHeartbeat = "agent_heartbeat"
-	SigStopped   = "agent_stopped"
-	SigSilent    = "agent_silent"
-	SigBack      = "agent_back"
-)
-
-// Match fields of a heartbeat record. The collector reads heartbeatInterval
-// to know when a host is overdue.
-const (
-	heartbeatInterval = "heartbeat.interval_seconds"
-	heartbeatUptime   = "heartbeat.uptime_seconds"
+	SigHeartbeat      = fleet.SigHeartbeat
+	SigStopped        = fleet.SigStopped
+	heartbeatInterval = fleet.HeartbeatInterval
+	heartbeatUptime   = fleet.HeartbeatUptime
 )
 
 // heartbeats sends an agent_heartbeat record at start and then every

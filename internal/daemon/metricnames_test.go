@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
+
+	"github.com/encwatch/encwatch/internal/fleet"
 )
 
 // Files that name metrics for operators: the alerting and recording rules
@@ -23,6 +25,17 @@ const (
 // target's up and the firing alerts.
 var promMetrics = []string{"up", "ALERTS"}
 
+// descsOnly describes a collector's metrics and collects nothing.
+type descsOnly []*prometheus.Desc
+
+func (d descsOnly) Describe(ch chan<- *prometheus.Desc) {
+	for _, x := range d {
+		ch <- x
+	}
+}
+
+func (descsOnly) Collect(chan<- prometheus.Metric) {}
+
 // exportedNames returns every metric name the agent's and the collector's
 // registries describe; a histogram's name stands for its _bucket, _sum
 // and _count series.
@@ -30,7 +43,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	var cs []prometheus.Collector
 	cs = append(cs, newMetrics(&daemon{}).collectors...)
-	cs = append(cs, collectMetrics{})
+	cs = append(cs, descsOnly(append(fleet.Descs(), sinkDescs...)))
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	names := map[string]bool{}
 	for _, c := range cs {

@@ -31,7 +31,13 @@
     }
     count.textContent = String(shown);
   }
+  // A link may preselect filters: report.html?host=web1&signature=...
+  // A value no option has selects nothing.
+  var params = new URLSearchParams(window.location.search);
   for (var k in sel) {
+    if (params.has(k)) {
+      sel[k].value = params.get(k);
+    }
     sel[k].addEventListener("change", apply);
   }
   document.getElementById("f-reset").addEventListener("click", function () {

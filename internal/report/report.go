@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,8 @@ type Report struct {
 	byImportance map[detect.Importance]int
 	bySignature  map[string]int
 	byHost       map[string]int
+	// pending are the alerts formatted for a write not yet done (Attach).
+	pending []*detect.Alert
 }
 
 // New returns a report that keeps the first max alerts (DefaultMax when
@@ -104,23 +107,52 @@ type entry struct {
 	Incomplete  bool
 }
 
-// Format returns a sink format that adds each alert to r and then formats
-// it with inner (JSON lines when nil), so that a replay writes its usual
-// output and fills the report at once.
-func (r *Report) Format(inner sink.Format) sink.Format {
+// Attach returns the writer and format a replay's output sink should use
+// instead of w (os.Stdout when nil) and inner (JSON lines when nil): the report takes the alerts
+// of each batch the sink formats once the sink's write of that batch has
+// succeeded, so a batch the sink retries after a failed write is counted
+// once. The sink must format a batch and then write it, one batch at a
+// time (as sink.Stdout does).
+func (r *Report) Attach(w io.Writer, inner sink.Format) (io.Writer, sink.Format) {
+	if w == nil {
+		w = os.Stdout
+	}
 	if inner == nil {
 		inner = sink.AppendJSON
 	}
-	return func(dst []byte, a *detect.Alert) []byte {
-		r.Add(a)
+	format := func(dst []byte, a *detect.Alert) []byte {
+		r.mu.Lock()
+		r.pending = append(r.pending, a)
+		r.mu.Unlock()
 		return inner(dst, a)
 	}
+	return writerFunc(func(p []byte) (int, error) {
+		n, err := w.Write(p)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if err == nil {
+			for _, a := range r.pending {
+				r.add(a)
+			}
+		}
+		clear(r.pending)
+		r.pending = r.pending[:0]
+		return n, err
+	}), format
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // Add adds one alert.
 func (r *Report) Add(a *detect.Alert) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.add(a)
+}
+
+func (r *Report) add(a *detect.Alert) {
 	r.total++
 	r.byImportance[a.Signature.Importance]++
 	r.bySignature[a.Signature.Name]++

@@ -2,8 +2,12 @@ package report
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // alertOf returns an alert of pid's exec of argv on host, at second sec.
@@ -100,6 +105,44 @@ func TestCountsCoverEveryAlert(t *testing.T) {
 	if !strings.Contains(page, `<b id="total-alerts">5</b>`) || !strings.Contains(page, "shows the first 2 alerts of 5") {
 		t.Error("the page does not say 2 of 5 alerts are shown")
 	}
+}
+
+// TestRetriedBatchCountsOnce runs a stdout sink whose first write fails,
+// as a broken pipe would: the batch it sends again is on the page once.
+func TestRetriedBatchCountsOnce(t *testing.T) {
+	r := New(0)
+	var out bytes.Buffer
+	w, format := r.Attach(&failOnce{w: &out}, nil)
+	s := sink.NewStdout("replay", w, format)
+	batch := []detect.Alert{alertOf("vm", 10, 1, []string{"base64"}, 0), alertOf("vm", 11, 1, []string{"base64"}, 1)}
+	batch[0].ID, batch[1].ID = "433f877f9c24f48fd497d220ea4bf062", "696c65a51be973be72f5d096be2e0f80"
+	if err := s.Send(context.Background(), batch); err == nil {
+		t.Fatal("the first send did not fail")
+	}
+	if err := s.Send(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "\n"); got != 2 {
+		t.Errorf("stdout has %d lines, want 2", got)
+	}
+	page := write(t, r)
+	if got := strings.Count(page, `<article class="alert`); got != 2 {
+		t.Errorf("%d alerts on the page, want 2", got)
+	}
+}
+
+// failOnce fails its first write.
+type failOnce struct {
+	w      io.Writer
+	failed bool
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, errors.New("broken pipe")
+	}
+	return f.w.Write(p)
 }
 
 // TestProcessTreeFromEarlierAlerts: without ancestry (a replay), an
@@ -194,3 +237,29 @@ func FuzzPageEscapes(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWrite writes a page of DefaultMax alerts on 20 hosts and
+// reports its size per alert.
+func BenchmarkWrite(b *testing.B) {
+	r := New(0)
+	for i := range DefaultMax {
+		a := alertOf(fmt.Sprintf("host%02d", i%20), 1000+i, 1, []string{"sh", "-c", "echo ZWNobyBoZWxsbwo= | base64 -d | sh"}, i)
+		a.Payload = &detect.Payload{Encoding: "base64", Length: 11, Kind: "shell", Preview: "echo hello\n"}
+		r.Add(&a)
+	}
+	var n int
+	b.ReportAllocs()
+	for b.Loop() {
+		var w countWriter
+		if err := r.Write(&w, Summary{}); err != nil {
+			b.Fatal(err)
+		}
+		n = int(w)
+	}
+	b.ReportMetric(float64(n)/DefaultMax, "bytes/alert")
+	b.ReportMetric(float64(n)/1e6, "MB/page")
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }

@@ -109,6 +109,8 @@ type spoolAlert struct {
 	LoginUser   bstr           `json:"login_user,omitempty"`
 	ContainerID bstr           `json:"container_id,omitempty"`
 	Related     []spoolProcess `json:"related,omitempty"`
+	Subject     bstr           `json:"subject,omitempty"`
+	ClaimedHost bstr           `json:"claimed_host,omitempty"`
 }
 
 type spoolSignature struct {
@@ -241,7 +243,7 @@ func toSpool(a *detect.Alert) *spoolAlert {
 		},
 		Ancestry: toSpoolProcs(a.Ancestry), Actions: bstrs(a.Actions), Throttled: a.Throttled, Mode: bstr(a.Mode),
 		User: bstr(a.User), LoginUser: bstr(a.LoginUser), ContainerID: bstr(a.ContainerID),
-		Related: toSpoolProcs(a.Related),
+		Related: toSpoolProcs(a.Related), Subject: bstr(a.Subject), ClaimedHost: bstr(a.ClaimedHost),
 	}
 	for _, m := range a.Matches {
 		s.Matches = append(s.Matches, spoolMatch{Field: bstr(m.Field), Value: bstr(m.Value), Reason: bstr(m.Reason)})
@@ -286,7 +288,7 @@ func fromSpool(s *spoolAlert) detect.Alert {
 		},
 		Ancestry: fromSpoolProcs(s.Ancestry), Actions: strs(s.Actions), Throttled: s.Throttled, Mode: string(s.Mode),
 		User: string(s.User), LoginUser: string(s.LoginUser), ContainerID: string(s.ContainerID),
-		Related: fromSpoolProcs(s.Related),
+		Related: fromSpoolProcs(s.Related), Subject: string(s.Subject), ClaimedHost: string(s.ClaimedHost),
 	}
 	for _, m := range s.Matches {
 		a.Matches = append(a.Matches, detect.Match{Field: string(m.Field), Value: string(m.Value), Reason: string(m.Reason)})

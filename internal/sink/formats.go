@@ -148,6 +148,7 @@ func appendECS(dst []byte, a *detect.Alert, version string) []byte {
 	dst = appendString(dst, a.Environment)
 	dst = append(dst, `},"encwatch":{"method":`...)
 	dst = appendString(dst, s.Method)
+	dst = appendFleet(dst, a, ``, `,"subject":`, `,"claimed_host":`, ``)
 	dst = append(dst, `,"importance":`...)
 	dst = appendString(dst, s.Importance.String())
 	dst = append(dst, `,"actions":`...)
@@ -234,6 +235,7 @@ func appendOCSF(dst []byte, a *detect.Alert, version string) []byte {
 	}
 	dst = append(dst, `,"unmapped":{"environment":`...)
 	dst = appendString(dst, a.Environment)
+	dst = appendFleet(dst, a, ``, `,"subject":`, `,"claimed_host":`, ``)
 	dst = append(dst, `,"importance":`...)
 	dst = appendString(dst, s.Importance.String())
 	dst = append(dst, `,"actions":`...)
@@ -342,6 +344,14 @@ func appendCEF(dst []byte, a *detect.Alert, version string) []byte {
 	dst = appendCEFExt(dst, "cs3", strings.Join(s.MITRE, ","))
 	dst = appendCEFExt(dst, "cs5Label", "environment")
 	dst = appendCEFExt(dst, "cs5", a.Environment)
+	if a.Subject != "" {
+		// deviceFacility: where the collector received it; shost: the
+		// host the record claimed, when not the subject's.
+		dst = appendCEFExt(dst, "deviceFacility", a.Subject)
+		if a.ClaimedHost != "" {
+			dst = appendCEFExt(dst, "shost", a.ClaimedHost)
+		}
+	}
 	if e := a.Event; e != nil {
 		dst = append(dst, " spid="...)
 		dst = strconv.AppendInt(dst, int64(e.PID), 10)
@@ -476,6 +486,12 @@ func appendLEEFEvent(dst []byte, a *detect.Alert, version string) []byte {
 	dst = appendLEEFAttr(dst, "description", s.Description)
 	dst = appendLEEFAttr(dst, "mitre", strings.Join(s.MITRE, ","))
 	dst = appendLEEFAttr(dst, "environment", a.Environment)
+	if a.Subject != "" {
+		dst = appendLEEFAttr(dst, "fleetSubject", a.Subject)
+		if a.ClaimedHost != "" {
+			dst = appendLEEFAttr(dst, "claimedHost", a.ClaimedHost)
+		}
+	}
 	if e := a.Event; e != nil {
 		dst = append(dst, "\tpid="...)
 		dst = strconv.AppendInt(dst, int64(e.PID), 10)

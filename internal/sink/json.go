@@ -40,6 +40,7 @@ func AppendJSON(dst []byte, a *detect.Alert) []byte {
 	dst = appendString(dst, a.Host)
 	dst = append(dst, `,"environment":`...)
 	dst = appendString(dst, a.Environment)
+	dst = appendFleet(dst, a, `,"fleet":{`, `"subject":`, `,"claimed_host":`, `}`)
 
 	s := &a.Signature
 	dst = append(dst, `,"signature":{"name":`...)
@@ -362,4 +363,21 @@ func appendPayloadThrottled(dst []byte, a *detect.Alert) []byte {
 		dst = strconv.AppendUint(dst, a.Throttled, 10)
 	}
 	return dst
+}
+
+// appendFleet writes where a collector received a (open, then its subject
+// and claimed host under their keys, then closing), or nothing for an
+// alert no collector received.
+func appendFleet(dst []byte, a *detect.Alert, open, subject, claimed, closing string) []byte {
+	if a.Subject == "" {
+		return dst
+	}
+	dst = append(dst, open...)
+	dst = append(dst, subject...)
+	dst = appendString(dst, a.Subject)
+	if a.ClaimedHost != "" {
+		dst = append(dst, claimed...)
+		dst = appendString(dst, a.ClaimedHost)
+	}
+	return append(dst, closing...)
 }

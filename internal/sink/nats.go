@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,6 +92,9 @@ func NewNATS(env Env, opts NATSOptions) (*NATS, error) {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = logrus.NewEntry(l)
+	}
+	if s.Insecure {
+		log.Warn(NATSInsecureWarning("sink " + strconv.Quote(env.Name)))
 	}
 	return &NATS{name: env.Name, log: log, s: s, tls: opts.TLS, format: format, subject: parseSubject(s.Subject)}, nil
 }

@@ -257,17 +257,21 @@ func TestNATSDecodeDiagnostics(t *testing.T) {
 			`test.hcl:2:9: url must not carry credentials; use creds_file, nkey_file or token_file`}},
 		{"urls not a list", "sink \"nats\" \"n\" {\n  urls = \"nats://h:4222\"\n}", []string{
 			`test.hcl:2:10: urls must be a list of strings`}},
-		{"unknown field", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  subject = \"a.{hots}\"\n}", []string{
+		{"unknown field", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  subject = \"a.{hots}\"\n  insecure = true\n}", []string{
 			`test.hcl:3:13: subject "a.{hots}": unknown field {hots}; want {host}, {signature} or {importance}`}},
-		{"wildcard subject", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  subject = \"a.>\"\n}", []string{
+		{"wildcard subject", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  subject = \"a.>\"\n  insecure = true\n}", []string{
 			`test.hcl:3:13: subject "a.>": must be dot-separated tokens without spaces, ">" or "*"`}},
-		{"bad stream", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  stream = \"a.b\"\n}", []string{
+		{"bad stream", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  stream = \"a.b\"\n  insecure = true\n}", []string{
 			`test.hcl:3:12: stream "a.b" must be letters, digits, "-" or "_"`}},
 		{"two secrets", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  token_file = \"/t\"\n  creds_file = \"/c\"\n}", []string{
 			`test.hcl:1:1: sink "n": set only one of creds_file, nkey_file and token_file`}},
-		{"misspelt", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  create_steam = true\n}", []string{
+		{"misspelt", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  create_steam = true\n  insecure = true\n}", []string{
 			`test.hcl:3:3: unknown attribute "create_steam"; did you mean "create_stream"?`}},
-		{"replicas", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  stream_replicas = 7\n}", []string{
+		{"no credentials", "sink \"nats\" \"n\" {\n  url = \"nats://127.0.0.1:4222\"\n}", []string{
+			`test.hcl:1:1: sink "n": no credentials (creds_file, nkey_file or token_file): anyone reaching the server could forge, read or delete the fleet's alerts; set insecure = true to connect without`}},
+		{"plain off loopback", "sink \"nats\" \"n\" {\n  url = \"nats://nats1.example.com:4222\"\n  nkey_file = \"/n\"\n}", []string{
+			`test.hcl:1:1: sink "n": url "nats://nats1.example.com:4222" reaches a server off loopback without TLS (use tls:// or a tls block); set insecure = true to connect without`}},
+		{"replicas", "sink \"nats\" \"n\" {\n  url = \"nats://h:4222\"\n  stream_replicas = 7\n  insecure = true\n}", []string{
 			`test.hcl:3:21: stream_replicas must be a whole number from 1 to 5`}},
 	}
 	for _, tt := range tests {
@@ -282,7 +286,7 @@ func TestNATSDecodeDiagnostics(t *testing.T) {
 			}
 		})
 	}
-	cfgs := decodeSinks(t, "sink \"nats\" \"n\" {\n  urls = [\"nats://a:4222\", \"nats://b:4222\"]\n  format = \"ecs\"\n  stream_replicas = 3\n  create_stream = true\n}")
+	cfgs := decodeSinks(t, "sink \"nats\" \"n\" {\n  urls = [\"nats://a:4222\", \"nats://b:4222\"]\n  format = \"ecs\"\n  stream_replicas = 3\n  create_stream = true\n  insecure = true\n}")
 	s := cfgs[0].Settings.(*NATSSettings)
 	if !slices.Equal(s.URLs, []string{"nats://a:4222", "nats://b:4222"}) || !s.CreateStream || s.StreamReplicas != 3 || cfgs[0].Format != "ecs" {
 		t.Errorf("decoded %+v (format %q)", s, cfgs[0].Format)

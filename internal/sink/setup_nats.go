@@ -2,12 +2,15 @@ package sink
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/encwatch/encwatch/internal/hclbody"
 )
 
 // NATSSettings are what a `sink "nats" "NAME" { … }` block says: where the
@@ -28,6 +31,9 @@ type NATSSettings struct {
 	NKeyFile  string        // an nkey seed
 	TokenFile string        // a token
 	Timeout   time.Duration // per publish acknowledgement (default 5s)
+	// Insecure allows a server without credentials, and one off loopback
+	// without TLS; without it the policy is refused (CheckNATSSecurity).
+	Insecure bool
 }
 
 // Defaults of a nats sink.
@@ -89,6 +95,72 @@ func decodeNATS(b *Body, s *NATSSettings) {
 		b.Errorf(b.DefRange(), "%s: set only one of creds_file, nkey_file and token_file", b.What())
 	}
 	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+	b.Bool("insecure", &s.Insecure)
+	if msg := CheckNATSSecurity(s.URLs, n > 0, HasTLSBlock(b.Body), s.Insecure); msg != "" && n <= 1 {
+		b.Errorf(b.DefRange(), "%s: %s", b.What(), msg)
+	}
+}
+
+// urlsValid reports whether there are URLs and each passes CheckNATSURL:
+// the security check speaks only of URLs that are otherwise right.
+func urlsValid(urls []string) bool {
+	for _, u := range urls {
+		if CheckNATSURL(u) != "" {
+			return false
+		}
+	}
+	return len(urls) > 0
+}
+
+// HasTLSBlock reports whether the body holds a tls block.
+func HasTLSBlock(b *hclbody.Body) bool {
+	for _, blk := range b.Syntax().Blocks {
+		if blk.Type == "tls" {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckNATSSecurity says why a NATS client of urls is refused, or returns
+// "": without credentials (auth), or with a server off loopback reached
+// without TLS (neither a tls:// URL nor a tls block), unless insecure says
+// so in so many words. An agent's credentials are what tie its subject to
+// its host; a server anyone can use lets anyone forge, read or delete the
+// fleet's alerts.
+func CheckNATSSecurity(urls []string, auth, tlsBlock, insecure bool) string {
+	if insecure || !urlsValid(urls) {
+		return ""
+	}
+	if !auth {
+		return "no credentials (creds_file, nkey_file or token_file): anyone reaching the server could forge, read or delete the fleet's alerts; set insecure = true to connect without"
+	}
+	for _, v := range urls {
+		for _, one := range strings.Split(v, ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || u.Scheme == "tls" || tlsBlock {
+				continue
+			}
+			if !loopbackHost(u.Hostname()) {
+				return fmt.Sprintf("url %q reaches a server off loopback without TLS (use tls:// or a tls block); set insecure = true to connect without", one)
+			}
+		}
+	}
+	return ""
+}
+
+// NATSInsecureWarning is the warning validate and the log give for a NATS
+// client the policy lets run without credentials or TLS.
+func NATSInsecureWarning(what string) string {
+	return what + ": insecure = true: the NATS connection may run without credentials or TLS; anyone reaching the server can forge, read or delete the fleet's alerts"
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func checkNATSURL(b *Body, rng hcl.Range, v string) {
@@ -179,4 +251,65 @@ func (b *Body) strings(name string, dst *[]string) ([]hcl.Range, bool) {
 		ranges = append(ranges, a.Expr.Range())
 	}
 	return ranges, true
+}
+
+// CheckHostSubject says what is wrong with a collector's host_subject, the
+// template the agents publish with, or returns "": it must be a valid
+// template with {host} as one whole token, once.
+func CheckHostSubject(t string) string {
+	if msg := checkSubjectTemplate(t); msg != "" {
+		return msg
+	}
+	n := 0
+	for _, tok := range strings.Split(t, ".") {
+		if strings.Contains(tok, "{host}") {
+			if tok != "{host}" {
+				return "{host} must be a whole token"
+			}
+			n++
+		}
+	}
+	if n != 1 {
+		return "must hold {host} once"
+	}
+	return ""
+}
+
+// HostSubject finds who published on a subject of a template that passed
+// CheckHostSubject: the {host} token (the host's name with "." made "_",
+// SubjectToken), which the server's permissions bind to the publisher's
+// credentials. ok is false for a subject the template does not render.
+type HostSubject struct {
+	tokens []string // literal tokens, "*" for another field
+	host   int      // the index of {host}
+}
+
+// ParseHostSubject parses a template that passed CheckHostSubject.
+func ParseHostSubject(t string) HostSubject {
+	var h HostSubject
+	for i, tok := range strings.Split(t, ".") {
+		switch {
+		case tok == "{host}":
+			h.host = i
+			tok = "*"
+		case strings.Contains(tok, "{"):
+			tok = "*"
+		}
+		h.tokens = append(h.tokens, tok)
+	}
+	return h
+}
+
+// Host returns the host token of subject.
+func (h HostSubject) Host(subject string) (string, bool) {
+	toks := strings.Split(subject, ".")
+	if len(toks) != len(h.tokens) {
+		return "", false
+	}
+	for i, tok := range toks {
+		if tok == "" || (h.tokens[i] != "*" && tok != h.tokens[i]) {
+			return "", false
+		}
+	}
+	return toks[h.host], true
 }

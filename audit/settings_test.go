@@ -45,17 +45,6 @@ func TestCheckRuleKey(t *testing.T) {
 	}
 }
 
-func TestCheckMode(t *testing.T) {
-	for _, m := range InputModes() {
-		if err := CheckMode(m); err != nil {
-			t.Errorf("CheckMode(%q) = %v, want nil", m, err)
-		}
-	}
-	if err := CheckMode("ownr"); err == nil {
-		t.Error(`CheckMode("ownr") = nil, want an error`)
-	}
-}
-
 func TestCheckExcludeRecords(t *testing.T) {
 	for _, tc := range []struct {
 		names []string

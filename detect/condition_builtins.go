@@ -42,6 +42,7 @@ var builtin = Table{
 	{Attr: "no_flags", Type: Strings, Cost: CostScan, Compile: noFlags},
 	{Attr: "args_regex", Type: String, Check: Regex, Cost: CostRegex, Compile: argsRegex},
 	{Attr: "mode", Noun: "mode", Type: String, Check: OneOf, Allowed: Modes, Cost: CostIdentity, Compile: mode},
+	{Attr: "program_from", Noun: "program source", Type: Strings, Check: OneOf, Allowed: SourceNames[1:], Cost: CostScan, Compile: programFrom},
 	{Attr: "uid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.UID })},
 	{Attr: "auid", Type: Uint32s, Cost: CostCompare, Compile: ids(func(ev *audit.Event) uint32 { return ev.AUID })},
 	{Attr: "login", Type: Bool, Cost: CostCompare, Compile: login},
@@ -51,6 +52,7 @@ var builtin = Table{
 	{Attr: "parent_executables", Type: Strings, Cost: CostAncestry, Compile: parentExecutables},
 	{Attr: "parent_regex", Type: String, Check: Regex, Cost: CostAncestry, Compile: parentRegex},
 	{Attr: "ancestor_executables", Type: Strings, Cost: CostAncestry, Compile: ancestorExecutables},
+	{Attr: "ancestor_regex", Type: String, Check: Regex, Cost: CostAncestry, Compile: ancestorRegex},
 	{Attr: "ancestor_depth", Type: Int, Min: 1, Max: 64, Needs: "ancestor_executables"},
 	{Attr: "decode_calls", Noun: "decode call", Type: Strings, Check: OneOf, Allowed: DecodeCallEnc, Cost: CostPayload, Compile: decodeCallsCond},
 	{Attr: "payload", Noun: "payload kind", Type: Strings, Check: OneOf, Allowed: PayloadKinds, Cost: CostPayload, Compile: payload},
@@ -244,6 +246,45 @@ func mode(v any, _ Conditions) (*Predicate, error) {
 	}, nil
 }
 
+func programFrom(v any, _ Conditions) (*Predicate, error) {
+	kinds := slices.Clone(v.([]string))
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool {
+			s, ok := x.source()
+			return ok && slices.Contains(kinds, s.Kind.String())
+		},
+		Explain: func(x *Exec, ms []Match) []Match {
+			s, _ := x.source()
+			why := "the interpreter reads its program from " + sourceWords(s)
+			return append(ms, Match{Field: "program", Value: s.Kind.String(), Reason: why})
+		},
+	}, nil
+}
+
+// sourceWords says where s is, for a match reason.
+func sourceWords(s ProgramSource) string {
+	arg := ""
+	if s.Arg != "" {
+		arg = " (" + strconv.QuoteToASCII(s.Arg) + ")"
+	}
+	switch s.Kind {
+	case SourceStdin:
+		return "its standard input" + arg
+	case SourceFD:
+		return "descriptor " + strconv.Itoa(s.FD) + arg
+	case SourceInline:
+		return "its command line" + arg
+	case SourceScript:
+		return "the file " + strconv.QuoteToASCII(s.Arg)
+	case SourceModule:
+		return "the module " + strconv.QuoteToASCII(s.Arg)
+	}
+	return "nowhere"
+}
+
 // ids compiles a list of user ids compared with the field field returns.
 func ids(field func(*audit.Event) uint32) func(any, Conditions) (*Predicate, error) {
 	return func(v any, _ Conditions) (*Predicate, error) {
@@ -320,28 +361,81 @@ func ancestorExecutables(v any, c Conditions) (*Predicate, error) {
 		return nil, nil
 	}
 	depth, _ := c["ancestor_depth"].(int)
-	// found is the nearest listed ancestor, -1 for none.
-	found := func(x *Exec) int {
-		anc := x.ancestry()
-		d := depth
-		if d <= 0 || d > len(anc) {
-			d = len(anc)
-		}
-		for i := range d {
-			if nameListed(names, basename(anc[i].Exe)) {
-				return i
+	found := func(x *Exec) (int, string) {
+		return x.findAncestor(depth, func(p *Process) string {
+			if n := basename(p.Exe); nameListed(names, n) {
+				return n
 			}
-		}
-		return -1
+			// A server that sets its process title ("php-fpm: pool www",
+			// "postgres: app db [local] idle", "nginx: worker process")
+			// names itself in argv[0]'s first word.
+			if n := titleName(p.Argv); n != "" && nameListed(names, n) {
+				return n
+			}
+			return ""
+		})
 	}
 	return &Predicate{
-		Holds: func(x *Exec) bool { return found(x) >= 0 },
+		Holds: func(x *Exec) bool { i, _ := found(x); return i >= 0 },
 		Explain: func(x *Exec, ms []Match) []Match {
-			i := found(x)
-			return append(ms, Match{Field: "ancestor.exe", Value: x.ancestry()[i].Exe,
-				Reason: "ancestor " + strconv.Itoa(i+1) + " generation(s) up is listed"})
+			i, name := found(x)
+			a := x.ancestry()[i]
+			return append(ms, Match{Field: "ancestor.exe", Value: a.Exe,
+				Reason: "ancestor " + strconv.Quote(name) + " (pid " + strconv.Itoa(a.PID) + ", " + strconv.Itoa(i+1) + " generation(s) up) is listed"})
 		},
 	}, nil
+}
+
+func ancestorRegex(v any, c Conditions) (*Predicate, error) {
+	re, err := compileRegex(v)
+	if re == nil {
+		return nil, err
+	}
+	depth, _ := c["ancestor_depth"].(int)
+	found := func(x *Exec) (int, string) {
+		return x.findAncestor(depth, func(p *Process) string {
+			if cl := strings.Join(p.Argv, " "); re.MatchString(cl) {
+				return cl
+			}
+			return ""
+		})
+	}
+	return &Predicate{
+		Holds: func(x *Exec) bool { i, _ := found(x); return i >= 0 },
+		Explain: func(x *Exec, ms []Match) []Match {
+			i, cl := found(x)
+			a := x.ancestry()[i]
+			return append(ms, Match{Field: "ancestor.argv", Value: cl,
+				Reason: "ancestor " + strconv.Quote(basename(a.Exe)) + " (pid " + strconv.Itoa(a.PID) + ", " + strconv.Itoa(i+1) + " generation(s) up) has a command line matching /" + re.String() + "/"})
+		},
+	}, nil
+}
+
+// findAncestor returns the nearest ancestor, up to depth generations (all
+// known when 0), for which name says something, and what it said; -1 for
+// none.
+func (x *Exec) findAncestor(depth int, name func(*Process) string) (int, string) {
+	anc := x.ancestry()
+	d := depth
+	if d <= 0 || d > len(anc) {
+		d = len(anc)
+	}
+	for i := range d {
+		if n := name(&anc[i]); n != "" {
+			return i, n
+		}
+	}
+	return -1, ""
+}
+
+// titleName is the program a process title names: argv[0]'s first word,
+// without a trailing ':' or a directory ("php-fpm: pool www" → "php-fpm").
+func titleName(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	w, _, _ := strings.Cut(argv[0], " ")
+	return basename(strings.TrimSuffix(w, ":"))
 }
 
 func decodeCallsCond(v any, _ Conditions) (*Predicate, error) {

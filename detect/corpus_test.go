@@ -58,34 +58,45 @@ func defaultPolicy(t testing.TB) *detect.Policy {
 	return cfg.Policy
 }
 
-// raised runs one corpus command through a fresh engine.
-func raised(t *testing.T, p *detect.Policy, command string) []string {
+// raisedImp runs one corpus command through a fresh engine and returns the
+// signatures it raised, and the critical ones among them.
+func raisedImp(t *testing.T, p *detect.Policy, command string) (names, critical []string) {
 	t.Helper()
 	argv, err := detect.SplitCommand(command)
 	if err != nil {
 		t.Fatalf("SplitCommand(%q): %v", command, err)
 	}
-	var names []string
 	for _, a := range detect.DryRun(p, detect.Command{Argv: argv, UID: 1000}, "corpus", time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		if !slices.Contains(names, a.Signature.Name) {
 			names = append(names, a.Signature.Name)
 		}
+		if a.Signature.Importance == detect.Critical && !slices.Contains(critical, a.Signature.Name) {
+			critical = append(critical, a.Signature.Name)
+		}
 	}
 	slices.Sort(names)
-	return names
+	return names, critical
 }
 
 func TestCorpus(t *testing.T) {
 	p := defaultPolicy(t)
 	lines := readCorpus(t)
-	var attacks, detected, benign, falsePos, encodes int
+	var attacks, detected, benign, falsePos, encodes, falseCrit, critAttacks int
 	var rewritten []string
 	for _, l := range lines {
 		if !l.isEntry {
 			rewritten = append(rewritten, l.raw)
 			continue
 		}
-		got := raised(t, p, l.command)
+		got, crit := raisedImp(t, p, l.command)
+		if l.class != "attack" && len(crit) > 0 {
+			// A critical alert wakes someone up: never on everyday work.
+			falseCrit++
+			t.Errorf("corpus.txt:%d: %s (%s) raised the critical %s", l.n, l.command, l.class, strings.Join(crit, ","))
+		}
+		if l.class == "attack" && len(crit) > 0 {
+			critAttacks++
+		}
 		gotStr := strings.Join(got, ",")
 		if gotStr == "" {
 			gotStr = "-"
@@ -126,4 +137,5 @@ func TestCorpus(t *testing.T) {
 	t.Logf("detection rate: %d/%d attack lines raised an alert (%.1f%%)", detected, attacks, 100*float64(detected)/float64(attacks))
 	t.Logf("false positives: %d/%d benign lines raised an alert (%.1f%%)", falsePos, benign, 100*float64(falsePos)/float64(benign))
 	t.Logf("encoder runs: %d everyday lines, each raising data_encoder_exec", encodes)
+	t.Logf("critical: %d/%d attack lines; false criticals: %d/%d benign and everyday lines", critAttacks, attacks, falseCrit, benign+encodes)
 }

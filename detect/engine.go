@@ -494,6 +494,16 @@ type seqHit struct {
 	// stdio is the process's standard streams, once read (pipes.go).
 	stdio Stdio
 	read  bool
+	// src is where a consumer reads its program; prog is the descriptor
+	// it names (sh /dev/fd/3), once read.
+	src      ProgramSource
+	prog     Stream
+	progRead bool
+	// capturedBy is the shell (parent or grandparent) that holds a
+	// producer's output pipe to read it, 0 for none; captureRead says
+	// whether every shell above it was read.
+	capturedBy  int
+	captureRead bool
 }
 
 type seqState struct {
@@ -505,68 +515,147 @@ type seqState struct {
 // alert.
 func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit, bool) {
 	q := s.seq
-	var k uint64
-	switch q.by {
-	case "session":
-		if x.ev.Session == audit.Unset {
-			return nil, nil, false
-		}
-		k = uint64(x.ev.Session)
-	default:
-		k = uint64(x.ev.PPID)
+	if q.by == "session" && x.ev.Session == audit.Unset {
+		return nil, nil, false
 	}
-	key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
+	var keys [4]uint64
+	n := 0
 	var cur *seqHit
 	for step := range 2 {
-		ms, ok := q.steps[step].match(x, nil)
-		if !ok {
+		// Reasons are built only for a pair that completes: most steps
+		// that hold ("sh -c" for an interpreter step) wait or pair with
+		// nothing.
+		if !q.steps[step].holds(x) {
 			continue
 		}
-		if q.pipe != nil && e.desc != nil {
+		if n == 0 {
+			n = seqKeys(x, q.by, &keys)
+		}
+		consumer := q.pipe != nil && step != q.pipe.from
+		var src ProgramSource
+		if consumer {
+			src, _ = x.source()
+		}
+		// Inline code pairs only with a decoder that ran before it: it is
+		// looked up, never waited for (every "sh -c" on the host would be).
+		waits := !(consumer && src.Kind == SourceInline)
+		if waits && cur == nil {
+			cur = newSeqHit(x, t)
+			e.readHit(x, q, cur, step, src)
+		}
+		other := 1 - step
+		for _, k := range keys[:n] {
+			key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
+			st := e.pending[key]
+			if st == nil {
+				continue
+			}
+			h := st.steps[other]
+			if h == nil || !within(h.at, t, q.within) || q.ordered && other != 0 || h.proc.PID == x.ev.PID ||
+				k == uint64(h.proc.PID) && h.src.Kind == SourceInline {
+				// (An interpreter running inline code is no pair with
+				// what its own children run after it.)
+				continue
+			}
 			if cur == nil {
 				cur = newSeqHit(x, t)
+				e.readHit(x, q, cur, step, src)
 			}
-			if step == q.pipe.from && !cur.read {
-				// The producer of a pipe (an encoder) is often gone within
-				// milliseconds: its descriptors are read as soon as it is
-				// seen. The consumer is read when the sequence completes.
-				cur.stdio, cur.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+			cons := h
+			if consumer {
+				cons = cur
 			}
+			if q.pipe != nil && cons.src.Kind == SourceInline && !e.inlinePaired(s, cur, h, step) {
+				// Inline code run with a decoder's output: seen only live,
+				// as a shell capturing that output.
+				continue
+			}
+			delete(e.pending, key)
+			ms, _ := q.steps[step].match(x, nil)
+			ms = append(ms, Match{
+				Field:  "sequence",
+				Value:  strings.Join(h.proc.Argv, " "),
+				Reason: q.names[other] + " (pid " + strconv.Itoa(h.proc.PID) + ") and " + q.names[step] + " ran under the same " + q.by + " within " + q.within.String(),
+			})
+			if imp, m := e.pipeEvidence(x, s, cur, h, step); m != nil {
+				ms = append(ms, *m)
+				x.seqImp, x.seqImpSet = imp, true
+			}
+			return ms, h, true
 		}
-		st := e.pending[key]
-		other := 1 - step
-		if st != nil {
-			if h := st.steps[other]; h != nil && within(h.at, t, q.within) && (!q.ordered || other == 0) && h.proc.PID != x.ev.PID {
-				delete(e.pending, key)
-				ms = append(ms, Match{
-					Field:  "sequence",
-					Value:  strings.Join(h.proc.Argv, " "),
-					Reason: q.names[other] + " (pid " + strconv.Itoa(h.proc.PID) + ") and " + q.names[step] + " ran under the same " + q.by + " within " + q.within.String(),
-				})
-				if imp, m := e.pipeEvidence(x, s, cur, h, step); m != nil {
-					ms = append(ms, *m)
-					x.seqImp, x.seqImpSet = imp, true
+		if !waits {
+			continue
+		}
+		for _, k := range keys[:n] {
+			key := seqKey{sig: s.info.Name, host: x.ev.Node, key: k}
+			st := e.pending[key]
+			if st == nil {
+				if len(e.pending) >= maxPending {
+					e.expirePending(t)
 				}
-				return ms, h, true
+				st = &seqState{}
+				e.pending[key] = st
 			}
+			st.steps[step] = cur
 		}
-		if st == nil {
-			if len(e.pending) >= maxPending {
-				e.expirePending(t)
-			}
-			st = &seqState{}
-			e.pending[key] = st
-		}
-		if cur == nil {
-			cur = newSeqHit(x, t)
-		}
-		st.steps[step] = cur
 	}
 	return nil, nil, false
 }
 
-func newSeqHit(x *evalCtx, t time.Time) *seqHit {
-	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+// seqKeys fills keys with where x's event waits for, and looks up, the other
+// step of a sequence by by, and returns how many.
+func seqKeys(x *evalCtx, by string, keys *[4]uint64) int {
+	switch by {
+	case "session":
+		keys[0] = uint64(x.ev.Session)
+		return 1
+	case "lineage":
+		// The process itself (a shell that execs its last command), its
+		// parent, and the shell above any forked subshell between them: a
+		// decoder in a command or process substitution, or a network tool
+		// in a while loop, runs in a subshell (a fork of the shell, same
+		// executable and argv); the interpreter is the shell's child or
+		// the shell itself.
+		keys[0], keys[1] = uint64(x.ev.PID), uint64(x.ev.PPID)
+		n := 2
+		anc := x.ancestry()
+		for i := 0; i+1 < len(anc) && n < len(keys) && subshellOf(&anc[i], &anc[i+1]); i++ {
+			keys[n] = uint64(anc[i+1].PID)
+			n++
+		}
+		return n
+	}
+	keys[0] = uint64(x.ev.PPID)
+	return 1
+}
+
+// readHit reads, for a step of q, what must be read while the process
+// lives: a producer's standard streams (and the shell capturing its
+// output), a consumer's program source and the descriptor it names.
+func (e *Engine) readHit(x *evalCtx, q *sequence, h *seqHit, step int, src ProgramSource) {
+	if q.pipe == nil {
+		return
+	}
+	if step != q.pipe.from {
+		h.src = src
+	}
+	if e.desc == nil {
+		return
+	}
+	if step == q.pipe.from && !h.read {
+		// The producer of a pipe (an encoder) is often gone within
+		// milliseconds: its descriptors are read as soon as it is seen.
+		// The consumer is read when the sequence completes.
+		h.stdio, h.read = e.desc.Stdio(x.ev.PID, x.ev.Comm), true
+		if q.pipe.capture {
+			e.capture(x, h)
+		}
+	}
+	if step != q.pipe.from && h.src.Kind == SourceFD && !h.progRead {
+		// Read now too: sh /dev/fd/3 may be done before the decoder's
+		// event completes the sequence.
+		h.prog, h.progRead = e.desc.FD(x.ev.PID, x.ev.Comm, h.src.FD), true
+	}
 }
 
 func within(a, b time.Time, d time.Duration) bool {
@@ -625,4 +714,14 @@ func basename(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// subshellOf reports whether a is a forked subshell of b: b's child, with
+// b's executable and argv (it forked without an exec).
+func subshellOf(a, b *Process) bool {
+	return a.PPID == b.PID && a.Exe == b.Exe && a.Exe != "" && slices.Equal(a.Argv, b.Argv)
+}
+
+func newSeqHit(x *evalCtx, t time.Time) *seqHit {
+	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
 }

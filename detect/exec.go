@@ -34,6 +34,16 @@ func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
 	return ms, true
 }
 
+// holds reports whether the event meets c, without the reasons.
+func (c *cond) holds(x *Exec) bool {
+	for i := range c.checks {
+		if !c.checks[i].Holds(x) {
+			return false
+		}
+	}
+	return true
+}
+
 // evalCtx is the engine's name for Exec.
 type evalCtx = Exec
 
@@ -67,6 +77,11 @@ type Exec struct {
 	// idPending: Files is still reading the file; the engine waits for
 	// it to hand the event back.
 	idPending bool
+	// src is where the interpreter reads its program (source.go);
+	// srcOK is false when the exec is no interpreter the table knows.
+	src            ProgramSource
+	srcOK, srcDone bool
+
 	// unread is the executed file, others than root could write, that
 	// Files could not read; nil when there is none.
 	unread *unreadFile

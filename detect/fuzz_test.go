@@ -44,6 +44,11 @@ func FuzzArgvMatch(f *testing.F) {
 	f.Add("openssl\x00enc\x00-d\x00-a")
 	f.Add("bash\x00-o\x00pipefail\x00-c\x00echo x | base64 -d | sh")
 	f.Add("sh\x00-c")
+	f.Add("sh\x00/dev/fd/3")
+	f.Add("python3\x00-Wignore\x00-mbase64\x00-d")
+	f.Add("pwsh\x00/EnC:ZQBjAGgAbwA=")
+	f.Add("perl\x00-lne\x00print")
+	f.Add("php\x00-f\x00/proc/self/fd/9")
 	p := mustCompile(f, PolicySpec{Signatures: []SignatureSpec{
 		encoderSpec,
 		{Name: "dec", Importance: High, Conditions: Conditions{"executables": []string{"base64", "xxd", "openssl"}, "mode": "decode", "args_regex": `.`}},
@@ -60,6 +65,13 @@ func FuzzArgvMatch(f *testing.F) {
 		if len(argv) > 0 {
 			InlineCode(basename(argv[0]), argv)
 		}
+		for _, tool := range []string{"sh", "bash", "python3", "perl", "ruby", "php", "node", "lua", "tclsh", "pwsh", "gpg"} {
+			if src, ok := programSource(tool, argv); ok && src.Kind == SourceFD && src.FD <= 0 {
+				t.Fatalf("programSource(%s, %q) = descriptor %d, want a positive one", tool, argv, src.FD)
+			}
+			toolMode(tool, argv)
+		}
+		pwshEncodedCommand(argv)
 		ScriptCommands(joined)
 		SplitCommand(joined)
 		e := NewEngine(p, "h", fixedNow)

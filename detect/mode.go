@@ -57,12 +57,73 @@ func toolMode(tool string, argv []string) (mode, why string) {
 		return xxdMode(args)
 	case tool == "openssl":
 		return opensslMode(args)
-	case strings.HasPrefix(tool, "python") && len(args) >= 2 && args[0] == "-m" && (args[1] == "base64" || args[1] == "binascii"):
-		// python -m base64 takes -d/-e like the GNU tool.
-		if m, _ := getoptMode(&lenientOpts, args[2:]); m == ModeDecode {
-			return ModeDecode, "decodes (-m base64 -d)"
+	case tool == "gpg" || tool == "gpg2":
+		return gpgMode(args)
+	case unversioned(tool) == "python" || unversioned(tool) == "pypy":
+		return pythonModuleMode(argv)
+	}
+	return "", ""
+}
+
+// pythonModules are the standard library modules whose command line
+// encodes or decodes (Lib/base64.py, Lib/uu.py, Lib/quopri.py): each
+// decodes with -d (base64 also -u) and encodes otherwise.
+var pythonModules = map[string]string{"base64": "du", "uu": "d", "quopri": "d"}
+
+// pythonModuleMode reads "python3 [options] -m MODULE [args]": a module of
+// pythonModules is an encoder tool, as the GNU ones are.
+func pythonModuleMode(argv []string) (string, string) {
+	src, ok := programSource("python", argv)
+	if !ok || src.Kind != SourceModule {
+		return "", ""
+	}
+	dec, ok := pythonModules[src.Arg]
+	if !ok {
+		return "", ""
+	}
+	// The module's own arguments follow its name.
+	var args []string
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		if a == src.Arg && i > 0 && argv[i-1] == "-m" || strings.HasSuffix(a, "m"+src.Arg) && strings.HasPrefix(a, "-") {
+			args = argv[i+1:]
+			break
 		}
-		return ModeEncode, "encodes (-m base64)"
+	}
+	for _, a := range args {
+		if a == "--" || len(a) < 2 || a[0] != '-' || a[1] == '-' {
+			if a == "-h" || a == "--help" {
+				return "", ""
+			}
+			continue
+		}
+		if a == "-h" {
+			return "", ""
+		}
+		if strings.ContainsAny(a[1:], dec) {
+			return ModeDecode, "decodes (-m " + src.Arg + " " + a + ")"
+		}
+	}
+	return ModeEncode, "encodes (-m " + src.Arg + ")"
+}
+
+// gpgMode: gpg --enarmor wraps any data in base64 ASCII armour. Its
+// inverse, --dearmor, is how every apt keyring is installed and is left
+// out (no mode). gpg takes an unambiguous prefix of a long option ("--enarm");
+// options end at "--".
+func gpgMode(args []string) (string, string) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		name, _, _ := strings.Cut(a, "=")
+		switch {
+		case len(name) >= len("--ena") && strings.HasPrefix("--enarmor", name),
+			len(name) >= len("--enarmour") && strings.HasPrefix("--enarmour", name):
+			return ModeEncode, "wraps data in base64 armour (" + a + ")"
+		case name == "--help" || name == "--version" || name == "-h":
+			return "", ""
+		}
 	}
 	return "", ""
 }

@@ -212,7 +212,43 @@ func inspect(argv []string, names ...string) *payloadInfo {
 		}
 	}
 	pi.blobs = findBlobs(args, 1)
+	for _, n := range names {
+		if isPowerShell(n) {
+			pwshInspect(pi, argv)
+			break
+		}
+	}
 	return pi
+}
+
+// pwshInspect adds PowerShell's -EncodedCommand to pi: a base64 decode of
+// the command it runs, whose UTF-16LE text is the payload shown.
+func pwshInspect(pi *payloadInfo, argv []string) {
+	arg, v, ok := pwshEncodedCommand(argv)
+	if !ok {
+		return
+	}
+	pi.calls = append(pi.calls, decodeCall{encoding: "base64", text: arg + " " + v})
+	dec, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return
+	}
+	// UTF-16LE: keep the low bytes when every high byte is zero.
+	if len(dec)%2 == 0 {
+		text := make([]byte, 0, len(dec)/2)
+		for i := 0; i+1 < len(dec); i += 2 {
+			if dec[i+1] != 0 {
+				text = nil
+				break
+			}
+			text = append(text, dec[i])
+		}
+		if text != nil {
+			dec = text
+		}
+	}
+	b := classifyBlob("base64", v, dec, 1)
+	pi.blobs = append([]blobInfo{b}, pi.blobs...)
 }
 
 // decodeCalls returns the first decode call of each kind in code. A call
@@ -250,19 +286,29 @@ func decodeCalls(code string) []decodeCall {
 // (base64_decode, hex2bin, gzinflate, str_rot13), Tcl (binary decode), the
 // shell's own tools. Encodings other than base64, base32 and hex are matched
 // only by decode_calls = ["any"]. Go's regexp runs in time linear in code.
+// callArgs matches the arguments of a call up to the quote of the encoding
+// name that ends the match: any text but parentheses, or a parenthesised
+// call nested two deep ("codecs.decode(open(f).read(), "base64")").
+const callArgs = `\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*?`
+
+// nested puts callArgs where a pattern says "(ARGS".
+func nested(re string) *regexp.Regexp {
+	return regexp.MustCompile(strings.ReplaceAll(re, `(ARGS`, callArgs))
+}
+
 var decodeCallRes = []struct {
 	encoding  string
 	needsExec bool
 	re        *regexp.Regexp
 }{
-	{"base64", false, regexp.MustCompile(`b64decode|decodebytes|decodestring|a2b_base64|decode_base64|Base64\.(?:strict_|urlsafe_)?decode64|\bunpack1?\s*\(?\s*['"]m0?['"]|base64_decode|\batob\s*\(|Buffer(?:\.from)?\s*\([^)]*['"]base64(?:url)?['"]|FromBase64String|binary\s+decode\s+base64|base64::decode|codecs\.decode\s*\([^)]*['"]base[_-]?64|\bbase64\s+(?:-[a-zA-Z]*[dD]\b|--decode\b|--dec)|openssl\s+(?:base64|enc)\b[^|;&]*\s-d\b`)},
-	{"base32", false, regexp.MustCompile(`b32(?:hex)?decode|\bbase32\s+(?:-[a-zA-Z]*d\b|--decode\b)|basenc\s+[^|;&]*--base32[^|;&]*(?:-d\b|--decode)`)},
-	{"hex", false, regexp.MustCompile(`fromhex|unhexlify|a2b_hex|b16decode|hex2bin|\bpack\s*\(?\s*['"]H\*?['"]|Buffer(?:\.from)?\s*\([^)]*['"]hex['"]|binary\s+decode\s+hex|codecs\.decode\s*\([^)]*['"]hex|\bxxd\s+(?:[^|;&]*\s)?-r|\[char\]\s*0x`)},
-	{"base85", false, regexp.MustCompile(`[ab]85decode`)},
-	{"uu", false, regexp.MustCompile(`a2b_uu|convert_uudecode|\bunpack1?\s*\(?\s*['"]u['"]|binary\s+decode\s+uuencode|codecs\.decode\s*\([^)]*['"]uu|\buudecode\b`)},
-	{"qp", false, regexp.MustCompile(`a2b_qp|quoted_printable_decode|decode_qp\b`)},
-	{"rot13", true, regexp.MustCompile(`(?i)rot_?13`)},
-	{"compressed", true, regexp.MustCompile(`(?:zlib|gzip|bz2|lzma)\.decompress|gzinflate|gzuncompress|gzdecode|Zlib::Inflate|inflateSync|gunzipSync|inflateRawSync|brotliDecompressSync|codecs\.decode\s*\([^)]*['"](?:zlib|bz2)|marshal\.loads`)},
+	{"base64", false, nested(`b64decode|decodebytes|decodestring|a2b_base64|decode_base64|Base64\.(?:strict_|urlsafe_)?decode64|\bunpack1?\s*\(?\s*['"]m0?['"]|base64_decode|\batob\s*\(|Buffer(?:\.from)?\s*(ARGS['"]base64(?:url)?['"]|FromBase64String|binary\s+decode\s+base64|base64::decode|codecs\.decode\s*(ARGS['"]base[_-]?64|\bbase64\s+(?:-[a-zA-Z]*[dD]\b|--decode\b|--dec)|openssl\s+(?:base64|enc)\b[^|;&]*\s-d\b`)},
+	{"base32", false, nested(`b32(?:hex)?decode|\bbase32\s+(?:-[a-zA-Z]*d\b|--decode\b)|basenc\s+[^|;&]*--base32[^|;&]*(?:-d\b|--decode)`)},
+	{"hex", false, nested(`fromhex|unhexlify|a2b_hex|b16decode|hex2bin|\bpack\s*\(?\s*['"]H\*?['"]|Buffer(?:\.from)?\s*(ARGS['"]hex['"]|binary\s+decode\s+hex|codecs\.decode\s*(ARGS['"]hex|\bxxd\s+(?:[^|;&]*\s)?-r|\[char\]\s*0x`)},
+	{"base85", false, nested(`[ab]85decode`)},
+	{"uu", false, nested(`a2b_uu|convert_uudecode|\bunpack1?\s*\(?\s*['"]u['"]|binary\s+decode\s+uuencode|codecs\.decode\s*(ARGS['"]uu|\buudecode\b`)},
+	{"qp", false, nested(`a2b_qp|quoted_printable_decode|decode_qp\b`)},
+	{"rot13", true, nested(`(?i)rot_?13`)},
+	{"compressed", true, nested(`(?:zlib|gzip|bz2|lzma)\.decompress|gzinflate|gzuncompress|gzdecode|Zlib::Inflate|inflateSync|gunzipSync|inflateRawSync|brotliDecompressSync|codecs\.decode\s*(ARGS['"](?:zlib|bz2)|marshal\.loads`)},
 }
 
 // execSinkRe finds code that runs what it made: eval, exec, a shell.

@@ -21,26 +21,33 @@ func TestPipeCheck(t *testing.T) {
 		want           PipeVerdict
 		wantWhy        string
 		wantRelaysRead bool
+		incomplete     bool
 	}{
-		{"shared pipe", Stdio{In: tty, Out: pipe(7)}, Stdio{In: pipe(7), Out: tty}, Stdio{In: tty, Out: tty}, nil, PipeShown, "pipe:[7]", false},
-		{"shared named fifo", Stdio{Out: other("/tmp/p")}, Stdio{In: other("/tmp/p")}, Stdio{}, nil, PipeShown, `the file "/tmp/p"`, false},
-		{"same terminal is no pipe", Stdio{Out: tty}, Stdio{In: tty}, Stdio{In: tty, Out: tty}, nil, PipeRefuted, `network's standard input is "/dev/pts/0", not a pipe`, false},
-		{"consumer reads /dev/null, producer gone", Stdio{}, Stdio{In: other("/dev/null")}, Stdio{}, nil, PipeRefuted, `network's standard input is "/dev/null"`, false},
-		{"consumer reads its parent's stdin", Stdio{}, Stdio{In: pipe(3)}, Stdio{In: pipe(3)}, nil, PipeRefuted, "its parent's, pipe:[3]", false},
-		{"producer writes a file, consumer gone", Stdio{Out: other("/tmp/out")}, Stdio{}, Stdio{}, nil, PipeRefuted, `encoder's standard output is "/tmp/out", not a pipe`, false},
-		{"producer writes its parent's stdout", Stdio{Out: pipe(4)}, Stdio{In: pipe(9)}, Stdio{Out: pipe(4)}, nil, PipeRefuted, "encoder's standard output is its parent's", false},
-		{"producer gone", Stdio{}, Stdio{In: pipe(9)}, Stdio{In: tty}, nil, PipeUnshown, "encoder", false},
-		{"consumer gone", Stdio{Out: pipe(9)}, Stdio{}, Stdio{}, nil, PipeUnshown, "network", false},
+		{"shared pipe", Stdio{In: tty, Out: pipe(7)}, Stdio{In: pipe(7), Out: tty}, Stdio{In: tty, Out: tty}, nil, PipeShown, "pipe:[7]", false, false},
+		{"shared named fifo", Stdio{Out: other("/tmp/p")}, Stdio{In: other("/tmp/p")}, Stdio{}, nil, PipeShown, `the file "/tmp/p"`, false, false},
+		{"same terminal is no pipe", Stdio{Out: tty}, Stdio{In: tty}, Stdio{In: tty, Out: tty}, nil, PipeRefuted, `network's standard input is "/dev/pts/0", not a pipe`, false, false},
+		{"consumer reads /dev/null, producer gone", Stdio{}, Stdio{In: other("/dev/null")}, Stdio{}, nil, PipeRefuted, `network's standard input is "/dev/null"`, false, false},
+		{"consumer reads its parent's stdin", Stdio{}, Stdio{In: pipe(3)}, Stdio{In: pipe(3)}, nil, PipeRefuted, "its parent's, pipe:[3]", false, false},
+		{"producer writes a file, consumer gone", Stdio{Out: other("/tmp/out")}, Stdio{}, Stdio{}, nil, PipeRefuted, `encoder's standard output is "/tmp/out", not a pipe`, false, false},
+		{"producer writes its parent's stdout", Stdio{Out: pipe(4)}, Stdio{In: pipe(9)}, Stdio{Out: pipe(4)}, nil, PipeRefuted, "encoder's standard output is its parent's", false, false},
+		{"producer gone", Stdio{}, Stdio{In: pipe(9)}, Stdio{In: tty}, nil, PipeUnshown, "encoder", false, false},
+		{"consumer gone", Stdio{Out: pipe(9)}, Stdio{}, Stdio{}, nil, PipeUnshown, "network", false, false},
 		{"through two filters", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{},
-			[]Stdio{{In: pipe(2), Out: pipe(3)}, {In: tty, Out: tty}, {In: pipe(1), Out: pipe(2)}}, PipeShown, "pipe:[1] through 2 filter(s) to pipe:[3]", true},
+			[]Stdio{{In: pipe(2), Out: pipe(3)}, {In: tty, Out: tty}, {In: pipe(1), Out: pipe(2)}}, PipeShown, "pipe:[1] through 2 filter(s) to pipe:[3]", true, false},
 		{"filters that join nothing", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{},
-			[]Stdio{{In: pipe(1), Out: pipe(2)}, {In: pipe(2), Out: pipe(1)}}, PipeRefuted, "no live sibling joins them", true},
-		{"different pipes, no siblings", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{}, nil, PipeRefuted, "encoder writes pipe:[1] and network reads pipe:[3]", true},
+			[]Stdio{{In: pipe(1), Out: pipe(2)}, {In: pipe(2), Out: pipe(1)}}, PipeUnshown, "no live relative joins them", true, false},
+		{"different pipes, no siblings", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{}, nil, PipeUnshown, "encoder writes pipe:[1] and network reads pipe:[3]", true, false},
+		// More relatives than one check reads (an attacker's 40 sleeps
+		// and more), or one gone while read: not evidence of no pipe.
+		{"relatives not all read", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{},
+			[]Stdio{{In: tty, Out: tty}}, PipeUnshown, "not every process that could join them was read", true, true},
+		{"a relative gone while read", Stdio{Out: pipe(1)}, Stdio{In: pipe(3)}, Stdio{},
+			[]Stdio{{In: pipe(1)}}, PipeUnshown, "not every process", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			read := false
-			got, why := pipeCheck(tt.prod, tt.cons, tt.parent, func() []Stdio { read = true; return tt.relays }, "encoder", "network")
+			got, why := pipeCheck(tt.prod, tt.cons, tt.parent, func() ([]Stdio, bool) { read = true; return tt.relays, !tt.incomplete }, "encoder", "network")
 			if got != tt.want || !strings.Contains(why, tt.wantWhy) {
 				t.Errorf("pipeCheck = %v, %q, want %v, containing %q", got, why, tt.want, tt.wantWhy)
 			}
@@ -55,6 +62,8 @@ func TestPipeCheck(t *testing.T) {
 type fakeDescriptors struct {
 	stdio    map[int]Stdio
 	children map[int][]int
+	fds      map[[2]int]Stream
+	held     map[int]uint64
 	reads    []int
 }
 
@@ -63,7 +72,22 @@ func (f *fakeDescriptors) Stdio(pid int, comm string) Stdio {
 	return f.stdio[pid]
 }
 
-func (f *fakeDescriptors) Children(pid, max int) []int { return f.children[pid] }
+func (f *fakeDescriptors) Children(pid, max int) ([]int, bool) {
+	k := f.children[pid]
+	if len(k) > max {
+		return k[:max], false
+	}
+	return k, true
+}
+
+func (f *fakeDescriptors) FD(pid int, comm string, fd int) Stream {
+	f.reads = append(f.reads, pid)
+	return f.fds[[2]int{pid, fd}]
+}
+
+func (f *fakeDescriptors) Holds(pid int, s Stream, max int) (bool, bool) {
+	return f.held[pid] == s.Ino && s.Ino != 0, true
+}
 
 func pipedPolicy(t *testing.T) *Policy {
 	return mustCompile(t, PolicySpec{Signatures: []SignatureSpec{{

@@ -209,6 +209,9 @@ type sequence struct {
 type seqPipe struct {
 	from    int
 	unpiped Importance
+	// capture: the consumer may run with the producer's output captured
+	// by their shell (command substitution), so that is looked for.
+	capture bool
 }
 
 type allow struct {
@@ -387,8 +390,8 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 	if len(q.Steps) != 2 {
 		return nil, fmt.Errorf("a sequence has 2 steps, got %d", len(q.Steps))
 	}
-	if q.By != "parent" && q.By != "session" {
-		return nil, fmt.Errorf("sequence by %q: want parent or session", q.By)
+	if q.By != "parent" && q.By != "session" && q.By != "lineage" {
+		return nil, fmt.Errorf("sequence by %q: want parent, session or lineage", q.By)
 	}
 	if q.Within <= 0 {
 		return nil, errors.New("sequence within must be positive")
@@ -411,6 +414,9 @@ func (t Table) compileSequence(q *SequenceSpec) (*sequence, error) {
 			return nil, fmt.Errorf("sequence pipe %q | %q: want the two step names, %q and %q", q.Pipe.From, q.Pipe.To, seq.names[0], seq.names[1])
 		}
 		seq.pipe = &seqPipe{from: from, unpiped: q.Pipe.Unpiped}
+		// Within a lineage, the consumer may be run with the producer's
+		// output, captured by their shell, as its code or arguments.
+		seq.pipe.capture = q.By == "lineage"
 	}
 	return seq, nil
 }

@@ -263,6 +263,15 @@ func lex(code string) []token {
 				i++
 			}
 			inWord = true
+		case (c == '<' || c == '>') && i+1 < len(code) && code[i+1] == '(':
+			// Process substitution: the command runs beside, and the word
+			// is the descriptor bash names it by.
+			end := matchParen(code, i+1)
+			s := code[i+2 : end]
+			sub = &s
+			w.WriteString("/dev/fd/63")
+			inWord = true
+			i = end
 		case c == '$' && i+1 < len(code) && code[i+1] == '(':
 			end := matchParen(code, i+1)
 			s := code[i+2 : end]

@@ -54,6 +54,13 @@ func TestCheck(t *testing.T) {
 			[]string{"decoder_piped_to_interpreter [critical]", "base64_shebang_cmdline [critical]", "payload: base64"}},
 		{[]string{"--config", "../../config.hcl", "--json", "--parent", "nginx: worker", "--", "base64 -d x"},
 			[]string{`"data_encoder_exec"`}},
+		// Issue 25: decoders by behaviour, nested calls, a web shell.
+		{[]string{"--config", "../../config.hcl", "--", "python3", "-m", "base64", "-d"}, []string{"data_encoder_exec [high]", "decodes (-m base64 -d)"}},
+		{[]string{"--config", "../../config.hcl", "--", "pwsh", "-enc", "ZQBjAGgAbwAgAGgAaQA="}, []string{"interpreter_inline_decode [high]", "payload: base64, 7 bytes, shell: echo hi"}},
+		{[]string{"--config", "../../config.hcl", "--", "gpg", "--enarmor"}, []string{"data_encoder_exec [high]", "base64 armour"}},
+		{[]string{"--config", "../../config.hcl", "--", "python3", "-c", `import codecs;print(codecs.decode(open("q").read(),"base64"))`}, []string{"interpreter_inline_decode [high]"}},
+		{[]string{"--config", "../../config.hcl", "--", "node", "-e", `console.log(Buffer.from(require("fs").readFileSync("q","utf8"),"base64").toString())`}, []string{"interpreter_inline_decode [high]"}},
+		{[]string{"--config", "../../config.hcl", "--parent", "php-fpm: pool www", "--", "base64", "-d"}, []string{"decoder_under_server [critical]", `ancestor "php-fpm"`}},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

@@ -16,6 +16,8 @@ import (
 
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
+	"github.com/encwatch/encwatch/internal/input"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,15 +31,21 @@ type exitCode int
 
 func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
 
-const usage = `usage: encwatch COMMAND [flags]
+// usage is the command's usage text. The modes and formats in it are the
+// registered ones, listed when it is printed: a test may register more.
+func usage() string {
+	return strings.NewReplacer("{modes}", strings.Join(modeNames(), "|"), "{formats}", strings.Join(sink.Formats(), "|")).Replace(usageTemplate)
+}
+
+const usageTemplate = `usage: encwatch COMMAND [flags]
 
 Commands:
-  run       --config FILE [--mode owner|multicast|audisp]
+  run       --config FILE [--mode {modes}]
                                      watch execs and raise alerts (root); reloads on SIGHUP and on policy file changes
   collect   --config FILE            pull the fleet's alerts from NATS JetStream into the policy's sinks; raise agent_silent
   status    [--config FILE] [--key KEY]
                                      print the kernel audit status, encwatch's rules and the daemon's health
-  replay    --config FILE [--format text|json|ecs|ocsf|cef|leef] [--since T] [--until T] [--journal] [LOG|DIR|GLOB...]
+  replay    --config FILE [--format {formats}] [--since T] [--until T] [--journal] [LOG|DIR|GLOB...]
                                      replay audit logs (rotated, .gz/.zst/.xz, "-" for stdin, journal exports)
                                      and print the alerts; a summary goes to stderr
   validate  --config FILE | FILE     check a policy and run its test blocks; prints file:line:col diagnostics, exit 1 on error
@@ -50,7 +58,7 @@ Run "encwatch COMMAND --help" for the flags of a command.
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return exitCode(2)
 	}
 	cmd, rest := args[0], args[1:]
@@ -71,10 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "encwatch %s\n", version)
 		return nil
 	case "help", "--help", "-help", "-h":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return nil
 	default:
-		fmt.Fprintf(stderr, "encwatch: unknown command %q\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "encwatch: unknown command %q\n%s", cmd, usage())
 		return exitCode(2)
 	}
 }
@@ -160,10 +168,27 @@ func (df daemonFlags) start(fs *flag.FlagSet, args []string, stderr io.Writer) (
 	return cfg, log, nil
 }
 
+// modeNames are the audit modes run takes.
+func modeNames() []string { return input.Modes() }
+
+// modeHelp lists the modes with what each does: "owner (be the audit
+// daemon), ...".
+func modeHelp() string {
+	var parts []string
+	for _, k := range input.Kinds() {
+		if k.Help == "" {
+			parts = append(parts, k.Name)
+			continue
+		}
+		parts = append(parts, k.Name+" ("+k.Help+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", "--config FILE [--mode owner|multicast|audisp]", stderr)
+	fs := newFlags("run", "--config FILE [--mode "+strings.Join(modeNames(), "|")+"]", stderr)
 	df := addDaemonFlags(fs, "policy file")
-	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: owner (be the audit daemon), multicast (read beside auditd), audisp (auditd plugin: records on stdin)")
+	mode := fs.String("mode", "", "audit mode, overriding the policy's audit.mode: "+modeHelp())
 	cfg, log, err := df.start(fs, args, stderr)
 	if err != nil {
 		return err

@@ -20,15 +20,18 @@ import (
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-const replaySynopsis = "--config FILE [--format text|json|ecs|ocsf|cef|leef] [--report FILE.html] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
+// replaySynopsis is replay's synopsis, listing the registered formats.
+func replaySynopsis() string {
+	return "--config FILE [--format " + strings.Join(sink.Formats(), "|") + "] [--report FILE.html] [--since T] [--until T] [--journal] [--follow-symlinks] [--max-window MIB] [--tz ZONE] [LOG|DIR|GLOB|-...]"
+}
 
 // cmdReplay replays audit logs: alerts to stdout, warnings, the progress
 // line (on a terminal) and the summary to stderr.
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("replay", replaySynopsis, stderr)
+	fs := newFlags("replay", replaySynopsis(), stderr)
 	path := fs.String("config", defaultConfig, "policy file")
 	level := fs.String("log-level", "warning", "log level: debug, info, warning, error")
-	format := fs.String("format", "json", "alert format: text (for people), json, ecs, ocsf, cef, leef")
+	format := fs.String("format", "json", "alert format: "+strings.Join(sink.Formats(), ", ")+" (text is for people)")
 	since := fs.String("since", "", "only records at or after this time: RFC 3339, \"2006-01-02 15:04:05\" (local), a date, or @UNIX")
 	until := fs.String("until", "", "only records before this time (same forms as --since)")
 	journal := fs.Bool("journal", false, "also read the systemd journal's audit records (journalctl -o export _TRANSPORT=audit)")
@@ -60,10 +63,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *journal {
 		o.Inputs = append(o.Inputs, daemon.JournalInput)
 	}
-	if *format == "text" {
-		o.Format = textFormat(isTerminal(stdout))
-	} else if o.Format, err = sink.NewFormat(*format, version); err != nil {
-		return fmt.Errorf("--format: %w (or text)", err)
+	if o.Format, err = sink.NewFormat(*format, sink.FormatOptions{Version: version, Terminal: isTerminal(stdout)}); err != nil {
+		return fmt.Errorf("--format: %w", err)
 	}
 	cfg, err := config.Load(*path, config.LoadOptions{})
 	if err != nil {
@@ -205,9 +206,9 @@ func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
 	counts := func(title string, cs []daemon.Count) {
 		for i, c := range cs {
 			if i == 0 {
-				fmt.Fprintf(&b, "  %-11s %6d  %s\n", title, c.N, printable(c.Name))
+				fmt.Fprintf(&b, "  %-11s %6d  %s\n", title, c.N, sink.Printable(c.Name))
 			} else {
-				fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", c.N, printable(c.Name))
+				fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", c.N, sink.Printable(c.Name))
 			}
 		}
 	}
@@ -231,7 +232,7 @@ func writeSummary(w io.Writer, s *daemon.ReplaySummary) {
 	fmt.Fprintf(&b, "  malformed   %d lines\n", s.Malformed())
 	for _, in := range s.Inputs {
 		if in.Malformed > 0 {
-			fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", in.Malformed, printable(in.Name))
+			fmt.Fprintf(&b, "  %-11s %6d  %s\n", "", in.Malformed, sink.Printable(in.Name))
 		}
 	}
 	io.WriteString(w, b.String())

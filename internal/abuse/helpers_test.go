@@ -31,6 +31,8 @@ func runHelper(name string, args []string) error {
 		return idleConns(args)
 	case "fdexec":
 		return fdExec(args)
+	case "fdpipe":
+		return fdPipe(args)
 	case "halfopen":
 		return halfOpen(args)
 	case "dialunix":
@@ -171,17 +173,11 @@ func fdExec(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := copyFile("/usr/bin/base64", path); err != nil {
-		return err
-	}
-	f, err := os.Open(path)
+	f, err := unlinkedBase64(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := os.Remove(path); err != nil {
-		return err
-	}
 	fd := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
 	ran := 0
 	for range n {
@@ -194,4 +190,60 @@ func fdExec(args []string) error {
 	}
 	fmt.Printf("%d execs of %s\n", ran, fd)
 	return nil
+}
+
+// unlinkedBase64 copies base64 to path and returns it open, the path
+// already removed: a file only its descriptor names.
+func unlinkedBase64(path string) (*os.File, error) {
+	if err := copyFile("/usr/bin/base64", path); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// fdPipe (path, input, marker): copies base64 to path, keeps it open,
+// unlinks it and runs it through its descriptor (as fexecve does) under
+// the name "kworker", decoding input into "sh -s marker": a decoder no
+// name shows, piped to a shell. The shell's input is held open a moment
+// (as a slow download would) so that both are read alive.
+func fdPipe(args []string) error {
+	path, input, marker := args[0], args[1], args[2]
+	f, err := unlinkedBase64(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	in, err := os.Open(input)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	dec := exec.Command(fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd()))
+	dec.Args = []string{"kworker", "-d"}
+	dec.Stdin, dec.Stdout = in, w
+	sh := exec.Command("sh", "-s", marker)
+	sh.Stdin = r
+	if err := sh.Start(); err != nil {
+		return err
+	}
+	r.Close()
+	if err := dec.Start(); err != nil {
+		return err
+	}
+	dec.Wait()
+	time.Sleep(300 * time.Millisecond)
+	w.Close()
+	return sh.Wait()
 }

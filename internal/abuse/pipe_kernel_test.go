@@ -138,10 +138,12 @@ func TestKernelPipeEvidence(t *testing.T) {
 		{"decoder_through_a_filter_to_sh", func(m string) string {
 			return "(cat " + script + "; sleep 0.5) | base64 -d | gzip -dc | sh -s " + m
 		}, "decoder_piped_to_interpreter", "critical", func(v string) bool { return strings.Contains(v, "through 1 filter") }, "through 1 filter"},
-		// Decoding to a file and running a script of one's own (one that
-		// takes a moment, as builds do): the same parent, no pipe.
+		// Decoding to a file and feeding a script of one's own to a shell
+		// (one that takes a moment, as builds do): the same parent, the
+		// shell's program is standard input, but that is a file, no pipe.
+		// (sh build.sh runs a script: its program is no stream at all.)
 		{"decode_to_file_then_sh", func(m string) string {
-			return "base64 -d " + script + " > decoded.gz; sh " + build + " " + m + " </dev/null"
+			return "base64 -d " + script + " > decoded.gz; sh -s " + m + " < " + build
 		}, "decoder_piped_to_interpreter", "high", func(v string) bool { return v == "none" }, "none"},
 	}
 	for _, tt := range tests {

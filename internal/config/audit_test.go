@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/encwatch/encwatch/audit"
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // TestAuditSettingsUseAuditValidators proves that `encwatch validate` (this
@@ -40,7 +41,7 @@ func TestAuditSettingsUseAuditValidators(t *testing.T) {
 		validator func(any) error
 		good, bad values
 	}{
-		{"mode", str(audit.CheckMode),
+		{"mode", str(input.CheckMode),
 			values{"owner", "multicast", "audisp"}, values{"ownr", "", "Owner"}},
 		{"rule_key", str(audit.CheckRuleKey),
 			values{"encwatch", "enc-watch_1.2", strings.Repeat("k", 256)}, // AUDIT_MAX_KEY_LEN

@@ -1,11 +1,12 @@
 package config
 
 import (
-	"github.com/encwatch/encwatch/internal/doctest"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/doctest"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -60,10 +61,10 @@ type Settings struct {
 // subsystem. Its kernel-facing settings are audit.Settings, embedded: the
 // type the kernel side opens with, so that nothing is copied on the way.
 type Audit struct {
-	// Mode is how records are read: "owner" (encwatch is the audit daemon,
-	// holding the unicast netlink pid), "multicast" (read-only beside
-	// auditd, on the netlink readlog group) or "audisp" (auditd's
-	// dispatcher feeds records on standard input). See audit.InputModes.
+	// Mode is how records are read, one of input.Modes: "owner" (encwatch
+	// is the audit daemon, holding the unicast netlink pid), "multicast"
+	// (read-only beside auditd, on the netlink readlog group) or "audisp"
+	// (auditd's dispatcher feeds records on standard input).
 	Mode string
 	// TamperInterval is how often the daemon checks the kernel status and
 	// its rules, besides reacting at once to CONFIG_CHANGE records.
@@ -86,18 +87,11 @@ type Metrics struct {
 	ProbeSocket string
 }
 
-// Audit modes, as the audit package defines them.
-const (
-	ModeOwner     = audit.InputOwner
-	ModeMulticast = audit.InputMulticast
-	ModeAudisp    = audit.InputAudisp
-)
-
 // Defaults for what a policy leaves out.
 const (
 	DefaultEnvironment = "production"
 	// The audit block's defaults are the audit package's.
-	DefaultAuditMode    = audit.DefaultMode
+	DefaultAuditMode    = input.DefaultMode
 	DefaultBacklogLimit = audit.DefaultBacklogLimit
 	DefaultRuleKey      = audit.DefaultRuleKey
 	DefaultGatherWindow = audit.DefaultGatherWindow

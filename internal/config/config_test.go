@@ -51,8 +51,9 @@ func TestLoadDefaultPolicy(t *testing.T) {
 	for _, s := range cfg.Policy.Signatures() {
 		names = append(names, s.Name)
 	}
-	wantNames := []string{"data_encoder_exec", "decoder_piped_to_interpreter", "decoder_then_tmp_exec",
-		"interpreter_inline_decode", "base64_shebang_cmdline", "hex_payload_decode", "encoder_then_network", "renamed_encoder", "unidentified_exec",
+	wantNames := []string{"data_encoder_exec", "decoder_piped_to_interpreter", "decoded_command_executed", "decoder_then_tmp_exec",
+		"interpreter_inline_decode", "base64_shebang_cmdline", "hex_payload_decode", "encoder_then_network",
+		"decoder_under_server", "decoder_under_app_server", "renamed_encoder", "unidentified_exec",
 		"inline_decoder_piped_to_interpreter", "rot13_piped_to_interpreter", "fileless_exec"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("signatures = %v, want %v", names, wantNames)
@@ -168,7 +169,7 @@ func TestLoadErrors(t *testing.T) {
 		}},
 		{"bad_values.hcl", []string{
 			`testdata/bad_values.hcl:2:17: environment "Prod env" must be one word of lowercase letters, digits, "-" or "_" (ci, staging, production or your own)`,
-			`testdata/bad_values.hcl:6:19: unknown audit mode "multicst": use owner, multicast or audisp; did you mean "multicast"?`,
+			`testdata/bad_values.hcl:6:19: unknown audit mode "multicst": use owner, audisp or multicast; did you mean "multicast"?`,
 			`testdata/bad_values.hcl:7:19: enabled must be a bool, got string`,
 			`testdata/bad_values.hcl:8:19: backlog_limit must be a whole number from 0 to 4294967295, got -1`,
 			`testdata/bad_values.hcl:9:19: unknown failure mode "printf": use silent, printk or panic; did you mean "printk"?`,

@@ -242,7 +242,7 @@ func (st *state) sequence(blk *hclsyntax.Block, what string) *detect.SequenceSpe
 	}
 	b := st.d.body(blk, "sequence of "+what)
 	q := &detect.SequenceSpec{By: "parent", Within: 3 * time.Second}
-	b.oneOf("by", &q.By, []string{"parent", "session"})
+	b.oneOf("by", &q.By, []string{"parent", "session", "lineage"})
 	b.Duration("within", &q.Within, time.Millisecond, time.Hour)
 	b.Bool("ordered", &q.Ordered)
 	for _, inner := range blk.Body.Blocks {

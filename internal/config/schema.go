@@ -14,6 +14,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/hclbody"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -213,8 +214,8 @@ func (st *state) audit(blk *hclsyntax.Block) {
 	b := st.d.body(blk, "audit block")
 	a := &st.cfg.Audit
 	if rng, ok := b.String("mode", &a.Mode); ok {
-		if err := audit.CheckMode(a.Mode); err != nil {
-			st.d.errorf(rng, "%v%s", err, suggestion(a.Mode, audit.InputModes()))
+		if err := input.CheckMode(a.Mode); err != nil {
+			st.d.errorf(rng, "%v%s", err, suggestion(a.Mode, input.Modes()))
 		}
 	}
 	b.Bool("install_rules", &a.InstallRules)

@@ -1,17 +1,10 @@
 package daemon
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-
-	"github.com/sirupsen/logrus"
-
-	"github.com/encwatch/encwatch/audit"
-	"github.com/encwatch/encwatch/audit/netlink"
-	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // evidenceDir holds the logs a responder is handed (testdata/README.md):
@@ -27,16 +20,7 @@ func TestKernelCaptureEvidence(t *testing.T) {
 	if !*capture {
 		t.Skip("generates testdata/evidence/capture.log; run with -capture as root")
 	}
-	audittest.Setup(t)
-	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
-	if err != nil {
-		t.Fatalf("open the kernel audit socket (root): %v", err)
-	}
-	defer o.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := make(chan []audit.Record, 1024)
-	go func() { _ = o.Run(ctx, out) }()
+	out := captureRecords(t)
 	www := filepath.Join(t.TempDir(), "www")
 	if err := os.Mkdir(www, 0o755); err != nil {
 		t.Fatal(err)

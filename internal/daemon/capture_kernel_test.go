@@ -44,16 +44,7 @@ func TestKernelCaptureRotatedLogs(t *testing.T) {
 	if !*capture {
 		t.Skip("generates testdata/replay-rotated; run with -capture as root")
 	}
-	audittest.Setup(t)
-	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
-	if err != nil {
-		t.Fatalf("open the kernel audit socket (root): %v", err)
-	}
-	defer o.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := make(chan []audit.Record, 1024)
-	go func() { _ = o.Run(ctx, out) }()
+	out := captureRecords(t)
 	dir := t.TempDir()
 	for i, f := range rotation {
 		round := len(rotation) - 1 - i // audit.log.3 is round 3 ... audit.log round 0
@@ -157,4 +148,22 @@ func writeCompressed(path, how string, data []byte) error {
 		return err
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// captureRecords takes the kernel test lock, opens encwatch's owner of the
+// audit socket with the test's own rule key, and returns the channel its
+// records arrive on, until the test ends.
+func captureRecords(t *testing.T) <-chan []audit.Record {
+	t.Helper()
+	audittest.Setup(t)
+	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
+	if err != nil {
+		t.Fatalf("open the kernel audit socket (root): %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan []audit.Record, 1024)
+	done := make(chan struct{})
+	go func() { _ = o.Run(ctx, out); close(done) }()
+	t.Cleanup(func() { cancel(); o.Close(); <-done })
+	return out
 }

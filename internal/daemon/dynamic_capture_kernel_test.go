@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,11 +10,8 @@ import (
 	"time"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
-	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/audit"
-	"github.com/encwatch/encwatch/audit/netlink"
-	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // dynamicExecs is the recorded batch of TestDynamicExecsOpenNoFile.
@@ -45,16 +41,7 @@ func TestKernelCaptureDynamicExecs(t *testing.T) {
 	if !*capture {
 		t.Skip("generates testdata/dynamic-execs.log; run with -capture as root")
 	}
-	audittest.Setup(t)
-	o, err := netlink.OpenOwner(netlink.OwnerConfig{Settings: audit.Settings{Enabled: true, RuleKey: audittest.Key()}}, logrus.NewEntry(logrus.New()))
-	if err != nil {
-		t.Fatalf("open the kernel audit socket (root): %v", err)
-	}
-	defer o.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := make(chan []audit.Record, 1024)
-	go func() { _ = o.Run(ctx, out) }()
+	out := captureRecords(t)
 	want := 0
 	for range 2 {
 		for _, c := range dynamicWorkload {

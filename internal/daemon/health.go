@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // Bounds after which a stage that has work and makes no progress is
@@ -32,8 +34,8 @@ type stageMeter struct {
 	begun, ended atomic.Uint64
 }
 
-func (m *stageMeter) begin() { m.begun.Add(1) }
-func (m *stageMeter) end()   { m.ended.Add(1) }
+func (m *stageMeter) Begin() { m.begun.Add(1) }
+func (m *stageMeter) End()   { m.ended.Add(1) }
 
 // probe reads one stage for the monitor: progress is a counter that rises
 // whenever the stage gets work done; busy whether it has work now (inside
@@ -127,8 +129,8 @@ func (sm *stageMonitor) run(ctx context.Context, now func() time.Time) error {
 // Detection has its own beat (pipeline.alive), checked in health.
 func (d *daemon) stageProbes() []probe {
 	ps := []probe{meterProbe("assembler", &d.p.asmMeter, stageStuckAfter)}
-	_, owner := d.in.(settingsOwner)
-	if rs, ok := d.in.(readerStats); ok && owner {
+	_, owner := d.in.(input.SettingsOwner)
+	if rs, ok := d.in.(input.Stats); ok && owner {
 		ps = append(ps, probe{
 			name: "reader",
 			progress: func() uint64 {

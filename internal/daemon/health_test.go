@@ -36,10 +36,10 @@ func TestStageHealth(t *testing.T) {
 	}{
 		{"idle at start", 0, nil, ""},
 		{"idle an hour", time.Hour, nil, ""},
-		{"enters a batch", time.Hour + time.Second, d.p.asmMeter.begin, ""},
+		{"enters a batch", time.Hour + time.Second, d.p.asmMeter.Begin, ""},
 		{"inside within the bound", time.Hour + stageStuckAfter, nil, ""},
 		{"inside past the bound", time.Hour + 2*stageStuckAfter, nil, "assembler stage stuck"},
-		{"finishes", time.Hour + 2*stageStuckAfter + time.Second, d.p.asmMeter.end, ""},
+		{"finishes", time.Hour + 2*stageStuckAfter + time.Second, d.p.asmMeter.End, ""},
 		{"idle again long after", 3 * time.Hour, nil, ""},
 	}
 	for _, s := range steps {

@@ -16,6 +16,7 @@ import (
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/fleet"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -72,27 +73,13 @@ func (d *daemon) checkHeartbeatSinks(cfg *config.Config) {
 	}
 }
 
-// stopRecord wraps the input's Run: once the input has returned, for a
-// stop or the end of its stream, and before the pipeline closes the router,
-// it sends agent_stopped. A kill -9 sends nothing, which is the point: the
+// stopStream wraps the input's stream: when the stream reports its end
+// (Err) or fails (Read), and before detection closes the router, it sends
+// agent_stopped, once. A kill -9 sends nothing, which is the point: the
 // collector tells a stopped agent from a silent one.
-func (d *daemon) stopRecord(run source) source {
+func (d *daemon) stopStream(st input.Stream) input.Stream {
 	started := time.Now()
-	return func(ctx context.Context, out chan<- []audit.Record) error {
-		err := run(ctx, out)
-		if cfg := d.cfg.Load(); cfg.Heartbeat != nil {
-			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigStopped, started))
-		}
-		return err
-	}
-}
-
-// stopStream is stopRecord for an input the detection goroutine reads
-// itself: when the stream reports its end (Err) or fails (Read), and before
-// detection closes the router, it sends agent_stopped, once.
-func (d *daemon) stopStream(st recordStream) recordStream {
-	started := time.Now()
-	s := &stoppingStream{recordStream: st}
+	s := &stoppingStream{Stream: st}
 	s.stop = func() {
 		if cfg := d.cfg.Load(); cfg.Heartbeat != nil {
 			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigStopped, started))
@@ -103,21 +90,21 @@ func (d *daemon) stopStream(st recordStream) recordStream {
 
 // stoppingStream runs stop once when the stream it wraps ends.
 type stoppingStream struct {
-	recordStream
+	input.Stream
 	stop func()
 	once sync.Once
 }
 
-func (s *stoppingStream) Read(b []audit.Record) ([]audit.Record, bool, error) {
-	out, more, err := s.recordStream.Read(b)
+func (s *stoppingStream) Read(emit func(*audit.Event)) (bool, error) {
+	more, err := s.Stream.Read(emit)
 	if err != nil {
 		s.once.Do(s.stop)
 	}
-	return out, more, err
+	return more, err
 }
 
 func (s *stoppingStream) Err() error {
-	err := s.recordStream.Err()
+	err := s.Stream.Err()
 	s.once.Do(s.stop)
 	return err
 }
@@ -136,8 +123,8 @@ func (d *daemon) heartbeatAlert(cfg *config.Config, name string, started time.Ti
 		host, _ = os.Hostname()
 	}
 	p := d.p
-	pipelineDrops := p.droppedEvents.Load()
-	if rs, ok := d.in.(readerStats); ok {
+	pipelineDrops := p.DroppedEvents.Load()
+	if rs, ok := d.in.(input.Stats); ok {
 		pipelineDrops += rs.Stats().DroppedRecords
 	}
 	var sinkDrops uint64
@@ -168,7 +155,7 @@ func (d *daemon) heartbeatAlert(cfg *config.Config, name string, started time.Ti
 			{Field: "heartbeat.mode", Value: d.mode, Reason: "the audit input"},
 			{Field: heartbeatUptime, Value: strconv.FormatInt(int64(now.Sub(started).Seconds()), 10), Reason: "seconds since start"},
 			{Field: heartbeatInterval, Value: strconv.FormatFloat(cfg.Heartbeat.Interval.Seconds(), 'f', -1, 64), Reason: "the next heartbeat is due within this"},
-			{Field: "heartbeat.events", Value: u(p.events.Load()), Reason: "events assembled since start"},
+			{Field: "heartbeat.events", Value: u(p.Events.Load()), Reason: "events assembled since start"},
 			{Field: "heartbeat.alerts", Value: u(p.alerts.Load()), Reason: "alerts raised since start"},
 			{Field: "heartbeat.kernel_lost", Value: u(d.m.kernelLost.Load()), Reason: "records the kernel lost since start"},
 			{Field: "heartbeat.pipeline_drops", Value: u(pipelineDrops), Reason: "records and events the pipeline dropped"},

@@ -60,13 +60,16 @@ func TestDynamicExecsOpenNoFileInSteadyState(t *testing.T) {
 	pass := func(shift time.Duration) (events uint64, st proc.IdentifierStats) {
 		t.Helper()
 		recs := readRecords(t, shiftTimes(text, shift))
-		p.asm = audit.NewAssembler(assemblerConfig(cfg, true))
-		before := p.events.Load()
+		asm := audit.NewAssembler(assemblerConfig(cfg, true))
+		emit := func(ev *audit.Event) {
+			events++
+			p.evaluate(ev)
+		}
 		now := time.Now()
 		for _, r := range recs {
-			p.asm.Push(r, now, p.emitted)
+			asm.Push(r, now, emit)
 		}
-		p.asm.Flush(p.emitted)
+		asm.Flush(emit)
 		// Detection takes every finished lookup back, as its loop does.
 		for learned < p.files.Stats().Queued {
 			select {
@@ -77,7 +80,7 @@ func TestDynamicExecsOpenNoFileInSteadyState(t *testing.T) {
 				t.Fatalf("%d of %d lookups finished within 10 s", learned, p.files.Stats().Queued)
 			}
 		}
-		return p.events.Load() - before, p.files.Stats()
+		return events, p.files.Stats()
 	}
 	events, first := pass(0)
 	if want := uint64(strings.Count(text, "type=SYSCALL ")); events != want || events == 0 {

@@ -3,24 +3,26 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"github.com/encwatch/encwatch/internal/doctest"
 	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/encwatch/encwatch/internal/doctest"
+	"github.com/encwatch/encwatch/internal/input"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/audit"
-	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// recordsInput is the worked example of docs/development.md ("Adding an input"): an
-// input that feeds records it was given, one batch per event. It has the
-// two methods every input has, plus one optional capability (readerStats),
-// which the daemon finds with a type assertion.
+// recordsInput is the worked example of docs/development.md ("Adding an
+// input"): an input that feeds records it was given, one batch per event,
+// through the assembler (input.Feed). It has the two methods every input
+// has, plus one optional capability (input.Stats), which the daemon finds
+// with a type assertion.
 type recordsInput struct {
 	batches [][]audit.Record
 	sent    atomic.Uint64
@@ -40,18 +42,23 @@ func (r *recordsInput) Run(ctx context.Context, out chan<- []audit.Record) error
 	return nil
 }
 
+// Events hands Run's records to the assembler, in goroutines of their own.
+func (r *recordsInput) Events(ctx context.Context, o input.StreamOptions) (input.Stream, error) {
+	return input.Feed(ctx, r.Run, o, nil), nil
+}
+
 // Close has nothing to release.
 func (r *recordsInput) Close() error { return nil }
 
-// Stats makes the input a readerStats: its counts reach /metrics and the
+// Stats makes the input an input.Stats: its counts reach /metrics and the
 // loss checks.
-func (r *recordsInput) Stats() netlink.ReaderStats {
-	return netlink.ReaderStats{Records: r.sent.Load()}
+func (r *recordsInput) Stats() input.ReaderStats {
+	return input.ReaderStats{Records: r.sent.Load()}
 }
 
 var (
-	_ input       = (*recordsInput)(nil)
-	_ readerStats = (*recordsInput)(nil)
+	_ input.Input = (*recordsInput)(nil)
+	_ input.Stats = (*recordsInput)(nil)
 )
 
 // TestAddingAnInput runs the example input through the pipeline and checks
@@ -75,7 +82,7 @@ func TestAddingAnInput(t *testing.T) {
 	log := logrus.NewEntry(l)
 	var out bytes.Buffer
 	p := newPipeline(pipelineOptions{Config: cfg, Log: log, Router: newRouter(log, []sink.Sink{sink.NewStdout("test", &out, nil)}, true)})
-	if err := p.run(context.Background(), in.Run); err != nil {
+	if err := p.run(context.Background(), in); err != nil {
 		t.Fatalf("pipeline run: %v", err)
 	}
 	if err := in.Close(); err != nil {
@@ -85,12 +92,12 @@ func TestAddingAnInput(t *testing.T) {
 	if got := out.String(); !strings.Contains(got, `"data_encoder_exec"`) {
 		t.Errorf("alerts = %q, want a data_encoder_exec alert", got)
 	}
-	var i input = in
-	if rs, ok := i.(readerStats); !ok || rs.Stats().Records != 5 {
-		t.Errorf("readerStats capability: ok %v, want the 5 records sent", ok)
+	var i input.Input = in
+	if rs, ok := i.(input.Stats); !ok || rs.Stats().Records != 5 {
+		t.Errorf("input.Stats capability: ok %v, want the 5 records sent", ok)
 	}
-	if _, ok := i.(kernelWatcher); ok {
-		t.Error("recordsInput is a kernelWatcher, want no tamper checks for it")
+	if _, ok := i.(input.KernelWatcher); ok {
+		t.Error("recordsInput is an input.KernelWatcher, want no tamper checks for it")
 	}
 }
 
@@ -98,11 +105,5 @@ func TestAddingAnInput(t *testing.T) {
 // input" in docs/development.md are verbatim from the input code and this
 // example.
 func TestDevelopmentDocQuotesTheInputExample(t *testing.T) {
-	doctest.Quoted(t, "Adding an input", "input.go", "input_example_test.go")
-}
-
-// TestArchitectureDocQuotesTheInputExample: the input seam of
-// docs/architecture.md quotes this example verbatim.
-func TestArchitectureDocQuotesTheInputExample(t *testing.T) {
-	doctest.Architecture(t, "Seam: input", "input_example_test.go")
+	doctest.Quoted(t, "Adding an input", "../input/input.go", "input_example_test.go")
 }

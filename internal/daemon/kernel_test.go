@@ -15,9 +15,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/audittest"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // testDaemon is a daemon.Run started by a kernel test, writing alerts as JSON
@@ -27,9 +27,9 @@ type testDaemon struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *syncBuffer
-	found  netlink.Status // the kernel status before the daemon started
-	dir    string         // holds config.hcl, which a test may rewrite
-	path   string         // config.hcl
+	found  input.Status // the kernel status before the daemon started
+	dir    string       // holds config.hcl, which a test may rewrite
+	path   string       // config.hcl
 }
 
 // syncBuffer is a bytes.Buffer the daemon's logger and the test can share.
@@ -102,7 +102,7 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prep
 	// An owner holds the audit pid; a multicast reader never takes it, so
 	// there the canary's log line says the kernel-to-pipeline path works.
 	what := "the daemon to register as audit pid and install its rules"
-	if opts.Mode == config.ModeMulticast {
+	if opts.Mode == "multicast" {
 		what = "the multicast daemon to install its rules and see its canary"
 	}
 	waitFor(t, what, func() (bool, error) {
@@ -115,7 +115,7 @@ func startDaemonWith(t *testing.T, policy, auditAttrs string, opts Options, prep
 		if len(keyRules(rules, audittest.Key())) != 2 {
 			return false, nil
 		}
-		if opts.Mode == config.ModeMulticast {
+		if opts.Mode == "multicast" {
 			if strings.Contains(d.logs.String(), "CANARY EXEC NOT SEEN") {
 				return false, fmt.Errorf("multicast canary not seen; logs:\n%s", d.logs)
 			}
@@ -239,7 +239,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	}
 }
 
-func kernelState(t *testing.T) (netlink.Status, []string) {
+func kernelState(t *testing.T) (input.Status, []string) {
 	t.Helper()
 	return audittest.State(t)
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/endpoint"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -73,7 +73,7 @@ func newMetrics(d *daemon) *metrics {
 		}),
 	}
 	m.readerRecords = func() uint64 {
-		if rs, ok := d.in.(readerStats); ok {
+		if rs, ok := d.in.(input.Stats); ok {
 			return rs.Stats().Records
 		}
 		return 0
@@ -87,7 +87,7 @@ func newMetrics(d *daemon) *metrics {
 	return m
 }
 
-func (m *metrics) observeStatus(st netlink.Status) {
+func (m *metrics) observeStatus(st input.Status) {
 	m.backlog.Set(float64(st.Backlog))
 	m.backlog0.Store(&backlogSample{backlog: uint64(st.Backlog), records: m.readerRecords()})
 	m.enabled.Set(float64(st.Enabled))
@@ -123,22 +123,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	d := c.d
 	p := d.p
 	counter := counterTo(ch)
-	counter(descRecords, p.records.Load())
-	counter(descEvents, p.events.Load())
+	counter(descRecords, p.Records.Load())
+	counter(descEvents, p.Events.Load())
 	p.bySignature.Range(func(k, v any) bool {
 		key := k.(alertKey)
 		counter(descAlerts, v.(interface{ Load() uint64 }).Load(), key.signature, key.importance)
 		return true
 	})
-	var ks netlink.ReaderStats
-	if rs, ok := d.in.(readerStats); ok {
+	var ks input.ReaderStats
+	if rs, ok := d.in.(input.Stats); ok {
 		ks = rs.Stats()
 	}
 	counter(descLosses, d.m.kernelLost.Load(), "kernel")
 	counter(descLosses, ks.ENOBUFS, "socket")
 	counter(descLosses, ks.DroppedRecords, "pipeline_records")
-	counter(descLosses, p.droppedEvents.Load(), "pipeline_events")
-	counter(descLosses, p.serialLost.Load(), "serial_gap")
+	counter(descLosses, p.DroppedEvents.Load(), "pipeline_events")
+	counter(descLosses, p.SerialLost.Load(), "serial_gap")
 	es := p.engine.Stats()
 	for r, v := range es.Suppressed {
 		counter(descSupp, v, r)

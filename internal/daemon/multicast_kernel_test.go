@@ -1,14 +1,14 @@
 package daemon
 
 import (
-	libaudit "github.com/elastic/go-libaudit/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	libaudit "github.com/elastic/go-libaudit/v2"
+
 	"github.com/encwatch/encwatch/internal/audittest"
-	"github.com/encwatch/encwatch/internal/config"
 )
 
 // TestKernelMulticastReadsBesideOwner needs root and the kernel audit
@@ -33,7 +33,7 @@ func TestKernelMulticastReadsBesideOwner(t *testing.T) {
 		setEnabled(true)
 		t.Cleanup(func() { setEnabled(st.Enabled != 0) })
 	}
-	d := startDaemonWith(t, encoderPolicy, "install_rules = true", Options{Mode: config.ModeMulticast}, enable)
+	d := startDaemonWith(t, encoderPolicy, "install_rules = true", Options{Mode: "multicast"}, enable)
 	if st, _ := kernelState(t); st.PID != d.found.PID {
 		t.Errorf("audit pid = %d in multicast mode, want it left as found (%d)", st.PID, d.found.PID)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
@@ -35,9 +36,12 @@ type pipelineOptions struct {
 	// for us (audisp, replay) are not lossy.
 	Lossy bool
 
-	// OtherRecord, if set, sees every non-syscall record in the assembler
-	// goroutine.
-	OtherRecord func(*audit.ParsedRecord)
+	// DropOnCancel drops the record batches queued for the assembler once
+	// the context ends (an interrupted replay).
+	DropOnCancel bool
+	// Wrap, if set, wraps the input's stream (the heartbeat's
+	// agent_stopped at its end).
+	Wrap func(input.Stream) input.Stream
 	// Latency observes, per alert, the time from the event's kernel
 	// timestamp to its delivery to the router; nil observes nothing.
 	Latency prometheus.Observer
@@ -70,14 +74,14 @@ func newPipeline(o pipelineOptions) *pipeline {
 	}
 	logEncoderProblems(cfg, o.Log)
 	acfg := assemblerConfig(cfg, o.Live)
-	acfg.Other = o.OtherRecord
 	latency := o.Latency
 	if latency == nil {
 		latency = prometheus.ObserverFunc(func(float64) {})
 	}
 	p := &pipeline{
 		log:        o.Log,
-		asm:        audit.NewAssembler(acfg),
+		stream:     input.StreamOptions{Assembler: acfg, Live: o.Live, Lossy: o.Lossy, DropOnCancel: o.DropOnCancel, Now: time.Now},
+		wrap:       o.Wrap,
 		engine:     engine,
 		procs:      procs,
 		enrichment: newEnrichment(o.Live),
@@ -87,8 +91,6 @@ func newPipeline(o pipelineOptions) *pipeline {
 		synth:      make(chan detect.Alert, synthQueue),
 		detectDone: make(chan struct{}),
 		latency:    latency,
-		lossy:      o.Lossy,
-		recordGate: recordGate{max: maxQueuedRecordBytes},
 		expire:     o.Live,
 	}
 	p.router.Store(o.Router)

@@ -11,60 +11,40 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/proc"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// Channel bounds between stages. A batch of records is whatever one netlink
-// drain returned, so recordBatches bounds memory by batches, not records.
+// Timers of the detection stage.
 const (
-	recordBatches = 256
-	eventQueue    = 4096
-	expireEvery   = 250 * time.Millisecond
+	expireEvery = 250 * time.Millisecond
 	// beatEvery is how often the detection stage marks itself alive, idle
 	// or not; the systemd watchdog is fed only while the mark is fresh.
 	beatEvery = time.Second
 )
 
-// source feeds record batches into out until it is done or ctx ends. It does
-// not close out; the pipeline does.
-type source func(ctx context.Context, out chan<- []audit.Record) error
-
-// recordStream is a record source the detection goroutine reads itself
-// (netlink.Stream): read → parse → assemble → detect in one goroutine, with
-// only alerts crossing to the router. Ready fires once per gathered batch
-// and closes when the stream ends; Read drains it; a record's Data is valid
-// until the next Read.
-type recordStream interface {
-	Ready() <-chan struct{}
-	Read(batch []audit.Record) ([]audit.Record, bool, error)
-	Err() error
-	Close() error
-}
-
-// pipeline is one run of reader → assembler → detection → enrichment →
-// sinks. Each stage is a goroutine that owns its state (enrichment runs in
-// detection's); values pass through bounded channels. newPipeline builds it
-// from pipelineOptions.
+// pipeline is one run of input → detection → enrichment → sinks, over the
+// input's event stream (input.Stream): the detection goroutine reads the
+// stream, whose record-based inputs assemble in it (the kernel's) or in
+// goroutines of their own (files, stdin); enrichment runs in detection's
+// goroutine and the router in its own. newPipeline builds it from
+// pipelineOptions.
 type pipeline struct {
 	log    *logrus.Entry
-	asm    *audit.Assembler
 	engine *detect.Engine
 	procs  *proc.Cache
 	// enrichment completes each alert of detection before the router.
 	enrichment enrichment
 	// files identifies executed files off the detection path (identify.go).
 	files *proc.Identifier
-	// recordGate bounds the bytes waiting for the assembler (budget.go).
-	recordGate recordGate
-	now        func() time.Time
-	// abandon drops the record batches still queued: an interrupted
-	// replay ends at once rather than after them (replay_open.go).
-	abandon atomic.Bool
+	// stream is how the input is asked for its events: the assembler's
+	// configuration, Live and Lossy.
+	stream input.StreamOptions
+	now    func() time.Time
 
 	// router is where detection delivers. Only the detection stage changes
 	// it (a reload hands it a new one through swaps); others only read it,
@@ -90,9 +70,6 @@ type pipeline struct {
 	// timestamp to its delivery to the router.
 	latency prometheus.Observer
 
-	// lossy is true for the live kernel stream: a full stage drops and counts
-	// rather than stall the kernel reader. Replay never drops.
-	lossy bool
 	// expire enables the wall-clock timeout for events whose EOE never came;
 	// only live streams have one.
 	expire bool
@@ -103,23 +80,19 @@ type pipeline struct {
 	// asmMeter counts the assembler's batches in and out (health.go).
 	asmMeter stageMeter
 
-	// batch is the detection stage's buffer for a stream's records, and
-	// streamErr why its stream failed; both only for runStream.
-	batch     []audit.Record
+	// streamErr is why the input's stream failed.
 	streamErr error
+	// wrap, if set, wraps the input's stream (pipelineOptions.Wrap).
+	wrap func(input.Stream) input.Stream
 	// holding is set while readStream evaluates a batch: evaluate then keeps
 	// its alerts in held, which readStream enriches and delivers once the
 	// batch is done (see holdAlerts).
 	holding bool
 	held    []detect.Alert
 
-	droppedEvents atomic.Uint64
-	records       atomic.Uint64
-	events        atomic.Uint64
-	alerts        atomic.Uint64
-	// serialLost mirrors the assembler's count of serials never seen, for
-	// readers outside the assembler goroutine.
-	serialLost atomic.Uint64
+	// Counters are the stream's records, events and losses.
+	input.Counters
+	alerts atomic.Uint64
 	// bySignature counts delivered alerts by alertKey.
 	bySignature sync.Map // alertKey → *atomic.Uint64
 }
@@ -133,50 +106,14 @@ func (p *pipeline) alive() bool {
 // alertKey labels the alert counters.
 type alertKey struct{ signature, importance string }
 
-// run starts every stage and returns once all have stopped: the source has
-// returned, the assembler has flushed, detection has handed its last alert to
-// the router and every router has drained its queues.
-func (p *pipeline) run(ctx context.Context, src source) error {
-	records := make(chan []audit.Record, recordBatches)
-	events := make(chan *audit.Event, eventQueue)
-
-	g, gctx := errgroup.WithContext(ctx)
-	// Routers outlive ctx: they drain what detection queued after a
-	// shutdown began, bounded by their own drain timeout.
-	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
-
-	if p.lossy {
-		src = p.recordGate.gate(src) // budget.go
-	}
-	g.Go(func() error {
-		defer close(records)
-		return src(gctx, records)
-	})
-	g.Go(func() error {
-		defer close(events)
-		p.assemble(records, events)
-		return nil
-	})
-	g.Go(func() error {
-		p.detect(context.WithoutCancel(ctx), events, nil)
-		return nil
-	})
-	g.Go(func() error { return p.runFiles(gctx) })
-	err := g.Wait()
-	p.routers.Wait()
-	p.routerMu.Lock()
-	defer p.routerMu.Unlock()
-	if err == nil {
-		err = p.routerErr
-	}
-	return err
-}
-
-// runStream is run for a source the detection stage reads itself: one
-// goroutine from the socket to the router. It returns once detection has
-// flushed the assembler and every router has drained.
-func (p *pipeline) runStream(ctx context.Context, open func(context.Context) (recordStream, error)) error {
-	st, err := open(ctx)
+// run reads in's events until the stream ends and returns once detection
+// has flushed them and every router has drained: one goroutine from the
+// input's stream to the router, beside the router's and the file
+// identifier's.
+func (p *pipeline) run(ctx context.Context, in input.Input) error {
+	o := p.stream
+	o.Counters, o.Meter = &p.Counters, &p.asmMeter
+	st, err := in.Events(ctx, o)
 	if err != nil {
 		// No detection stage will run: close the router it would have.
 		close(p.detectDone)
@@ -184,12 +121,15 @@ func (p *pipeline) runStream(ctx context.Context, open func(context.Context) (re
 		r.Close()
 		return errors.Join(err, r.Run(context.WithoutCancel(ctx)))
 	}
+	if p.wrap != nil {
+		st = p.wrap(st)
+	}
 	p.startRouter(context.WithoutCancel(ctx), p.router.Load())
 	// The file identifier's workers read executables off the detection
 	// path; they stop once detection has.
 	files := make(chan error, 1)
 	go func() { files <- p.runFiles(ctx) }()
-	p.detect(context.WithoutCancel(ctx), nil, st)
+	p.detect(context.WithoutCancel(ctx), st)
 	err = errors.Join(p.streamErr, st.Close(), <-files)
 	p.routers.Wait()
 	p.routerMu.Lock()
@@ -211,23 +151,19 @@ func (p *pipeline) startRouter(ctx context.Context, r *sink.Router) {
 }
 
 // detect is the detection stage: the only goroutine that evaluates events
-// and delivers alerts. Its events come from the assembler's goroutine, or,
-// with st, from the records it reads and assembles itself.
-func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event, st recordStream) {
+// and delivers alerts, read from st.
+func (p *pipeline) detect(ctx context.Context, st input.Stream) {
 	defer close(p.detectDone)
 	defer func() { p.router.Load().Close() }()
 	tick := time.NewTicker(beatEvery)
 	defer tick.Stop()
-	var ready <-chan struct{}
 	var expire <-chan time.Time
-	emit := p.emitted
-	if st != nil {
-		ready = st.Ready()
-		if p.expire {
-			t := time.NewTicker(expireEvery)
-			defer t.Stop()
-			expire = t.C
-		}
+	emit := p.evaluate
+	ready := st.Ready()
+	if p.expire {
+		t := time.NewTicker(expireEvery)
+		defer t.Stop()
+		expire = t.C
 	}
 	p.beat.Store(p.now().UnixNano())
 	for {
@@ -240,23 +176,17 @@ func (p *pipeline) detect(ctx context.Context, events <-chan *audit.Event, st re
 				// not the clock's, so it reports at its end.
 				p.deliverAll(p.engine.Flush(p.now()))
 			}
-		case ev, ok := <-events:
-			if !ok {
-				p.finish()
-				return
-			}
-			p.evaluate(ev)
 		case _, ok := <-ready:
-			if !ok || !p.readStream(st, emit) {
+			if !ok || !p.readStream(st) {
 				if !ok && st.Err() == nil {
-					p.readStream(st, emit) // shutting down: what arrived still counts
+					p.readStream(st) // shutting down: what arrived still counts
 				}
-				p.asm.Flush(emit)
+				p.hold(func() { st.Flush(emit) })
 				p.finish()
 				return
 			}
 		case <-expire:
-			p.asm.Expire(p.now(), emit)
+			p.hold(func() { st.Expire(p.now(), emit) })
 		case a := <-p.synth:
 			p.deliver(a)
 		case j := <-p.files.Done():
@@ -287,12 +217,6 @@ func (p *pipeline) evaluate(ev *audit.Event) {
 	p.deliverAll(as)
 }
 
-// emitted is the assembler's emit when detection assembles itself.
-func (p *pipeline) emitted(ev *audit.Event) {
-	p.events.Add(1)
-	p.evaluate(ev)
-}
-
 // finish reports whatever throttles still hold and delivers the alerts
 // raised while the input ended.
 func (p *pipeline) finish() {
@@ -308,21 +232,15 @@ func (p *pipeline) finish() {
 	}
 }
 
-// readStream reads what st has gathered and assembles it, evaluating each
-// event as it completes. It reports false when st failed (streamErr).
-func (p *pipeline) readStream(st recordStream, emit func(*audit.Event)) bool {
+// readStream reads what st has ready, evaluating each event as it
+// completes. It reports false when st failed (streamErr).
+func (p *pipeline) readStream(st input.Stream) bool {
 	for {
 		var more bool
 		var err error
-		p.batch, more, err = st.Read(p.batch[:0])
-		now := p.now()
-		p.records.Add(uint64(len(p.batch)))
 		p.holding = true
-		for _, r := range p.batch {
-			p.asm.Push(r, now, emit)
-		}
+		more, err = st.Read(p.evaluate)
 		p.holdAlerts()
-		p.serialLost.Store(p.asm.Stats().Lost)
 		if err != nil {
 			p.streamErr = err
 			return false
@@ -331,6 +249,14 @@ func (p *pipeline) readStream(st recordStream, emit func(*audit.Event)) bool {
 			return true
 		}
 	}
+}
+
+// hold runs fn, which evaluates events, holding their alerts until it is
+// done (holdAlerts).
+func (p *pipeline) hold(fn func()) {
+	p.holding = true
+	fn()
+	p.holdAlerts()
 }
 
 // holdAlerts ends holding: it enriches and delivers the alerts of the batch
@@ -394,51 +320,6 @@ func (p *pipeline) swapRouter(ctx context.Context, r *sink.Router) {
 		r.Close()
 		if err := r.Run(ctx); err != nil {
 			p.log.WithError(err).Warn("close sinks of a reload that came too late")
-		}
-	}
-}
-
-// assemble owns the assembler: it pushes records in, expires stale events on a
-// timer for live streams, and flushes what is left when the input ends.
-func (p *pipeline) assemble(in <-chan []audit.Record, out chan<- *audit.Event) {
-	emit := func(ev *audit.Event) {
-		p.events.Add(1)
-		if !p.lossy {
-			out <- ev
-			return
-		}
-		select {
-		case out <- ev:
-		default:
-			p.droppedEvents.Add(1)
-		}
-	}
-	var tick <-chan time.Time
-	if p.expire {
-		t := time.NewTicker(expireEvery)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case batch, ok := <-in:
-			if !ok {
-				p.asm.Flush(emit)
-				return
-			}
-			if p.abandon.Load() {
-				continue
-			}
-			p.asmMeter.begin()
-			now := p.now()
-			p.records.Add(uint64(len(batch)))
-			for _, r := range batch {
-				p.asm.Push(r, now, emit)
-			}
-			p.asmMeter.end()
-			p.serialLost.Store(p.asm.Stats().Lost)
-		case <-tick:
-			p.asm.Expire(p.now(), emit)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // newWatcher watches the policy's directory and its conf.d, or returns nil
@@ -130,7 +131,7 @@ func (d *daemon) reloaders(ctx context.Context) []reloader {
 		{name: "detection", apply: d.reloadDetection},
 		{name: "sinks", apply: func(old, cfg *config.Config) error { return d.reloadSinks(ctx, old, cfg) }},
 	}
-	if r, ok := d.in.(reconfigurer); ok {
+	if r, ok := d.in.(input.Reconfigurer); ok {
 		rs = append(rs, d.auditReloader(ctx, r))
 	}
 	return append(rs, reloader{name: "restart_only", apply: d.reloadRestartOnly})
@@ -247,7 +248,7 @@ func (d *daemon) reloadSinks(ctx context.Context, old, cfg *config.Config) error
 // supervisor. A block the kernel refused is applied again at the next
 // reload even if unchanged, so that a reload counts as ok only once the
 // kernel has taken the policy's block.
-func (d *daemon) auditReloader(ctx context.Context, r reconfigurer) reloader {
+func (d *daemon) auditReloader(ctx context.Context, r input.Reconfigurer) reloader {
 	refused := false // reloads run one at a time, in watchConfig
 	return reloader{name: "audit", apply: func(old, cfg *config.Config) error {
 		if sameAudit(old.Audit, cfg.Audit) && !refused {

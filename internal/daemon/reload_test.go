@@ -57,7 +57,7 @@ func startAudisp(t *testing.T, policy string, with ...func(*Options)) *audispDae
 	l.SetFormatter(&logrus.JSONFormatter{})
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	opts := Options{Mode: config.ModeAudisp, Stdin: pr, metricsListener: ln, debounce: 50 * time.Millisecond}
+	opts := Options{Mode: "audisp", Stdin: pr, metricsListener: ln, debounce: 50 * time.Millisecond}
 	for _, f := range with {
 		f(&opts)
 	}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"github.com/encwatch/encwatch/internal/doctest"
 	"io"
 	"os"
 	"strings"
@@ -11,10 +10,12 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/encwatch/encwatch/internal/doctest"
+	"github.com/encwatch/encwatch/internal/input"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/audit"
-	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/internal/config"
 )
 
@@ -22,17 +23,17 @@ import (
 // a pipe like audisp, reports a healthy kernel and refuses any audit block
 // with backlog_limit 4321, as a kernel refuses a setting it does not take.
 type refusingKernel struct {
-	audispInput
-	calls atomic.Int32 // Reconfigure calls
+	input.Input              // audisp's
+	calls       atomic.Int32 // Reconfigure calls
 }
 
-func (k *refusingKernel) Status() (netlink.Status, error) { return netlink.Status{Enabled: 1}, nil }
-func (k *refusingKernel) Found() netlink.Status           { return netlink.Status{Enabled: 1} }
+func (k *refusingKernel) Status() (input.Status, error) { return input.Status{Enabled: 1}, nil }
+func (k *refusingKernel) Found() input.Status           { return input.Status{Enabled: 1} }
 
 // Rules has no execve rule, so the daemon runs no canary.
 func (k *refusingKernel) Rules() ([]string, error) { return nil, nil }
 
-func (k *refusingKernel) Reconfigure(a config.Audit) error {
+func (k *refusingKernel) Reconfigure(a audit.Settings) error {
 	k.calls.Add(1)
 	if a.BacklogLimit == 4321 {
 		return errors.New("set backlog_limit 4321: operation not permitted")
@@ -40,7 +41,7 @@ func (k *refusingKernel) Reconfigure(a config.Audit) error {
 	return nil
 }
 
-var _ reconfigurer = (*refusingKernel)(nil)
+var _ input.Reconfigurer = (*refusingKernel)(nil)
 
 // TestReloadRefusedByKernelFails reloads a policy whose audit block the
 // kernel refuses: the reload counts as failed and raises
@@ -53,7 +54,12 @@ func TestReloadRefusedByKernelFails(t *testing.T) {
 	d := startAudisp(t, encoderPolicy, func(o *Options) {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
-		k = &refusingKernel{audispInput: audispInput{stdin: o.Stdin, log: logrus.NewEntry(l)}}
+		audisp, _ := input.Lookup("audisp")
+		in, err := audisp.Open(input.Config{Stdin: o.Stdin, Log: logrus.NewEntry(l)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k = &refusingKernel{Input: in}
 		o.input = k
 		o.Reload = sighup
 	})

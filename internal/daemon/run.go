@@ -14,10 +14,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/endpoint"
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // defaultMaxProcs is GOMAXPROCS unless the GOMAXPROCS environment variable
@@ -45,8 +45,8 @@ const synthQueue = 64
 
 // Options are how Run is started, beyond the policy.
 type Options struct {
-	// Mode overrides the policy's audit.mode ("owner", "multicast",
-	// "audisp"); "" keeps it. It holds across reloads.
+	// Mode overrides the policy's audit.mode (one of input.Modes); ""
+	// keeps it. It holds across reloads.
 	Mode string
 	// Stdin is where audisp mode reads auditd's records; nil is os.Stdin.
 	Stdin io.Reader
@@ -59,7 +59,7 @@ type Options struct {
 	Reload <-chan os.Signal
 
 	// Test hooks.
-	input           input         // instead of opening the input of the mode
+	input           input.Input   // instead of opening the input of the mode
 	metricsListener net.Listener  // instead of listening on the policy's address
 	probeSocket     string        // with metricsListener: the probe socket ("" none)
 	debounce        time.Duration // reload debounce; 0 is reloadDebounce
@@ -76,16 +76,17 @@ type daemon struct {
 	mode   string
 	cfg    atomic.Pointer[config.Config]
 	p      *pipeline
-	in     input
+	in     input.Input
+	kind   input.Kind
 	m      *metrics
 	notify *notifier
 
 	// kernelCalls hands work to the kernel supervisor, the only goroutine
 	// that talks to the kernel after start (see onKernel).
 	kernelCalls chan kernelCall
-	// configChanges carries CONFIG_CHANGE records from the assembler to the
-	// supervisor, for an immediate check.
-	configChanges chan string
+	// configChanges tells the supervisor of CONFIG_CHANGE records, for an
+	// immediate check (input.ConfigNotices; nil for an input without).
+	configChanges <-chan string
 	// kernelHealth is why the kernel side is unhealthy; "" when healthy.
 	kernelHealth atomic.Pointer[string]
 	running      atomic.Bool
@@ -95,10 +96,11 @@ type daemon struct {
 	metricsEP *endpoint.Endpoint
 }
 
-// Run reads the kernel audit stream until ctx ends, in the policy's mode
-// (or opts.Mode): as the registered audit daemon ("owner"), installing the
-// execve rules; beside auditd on the readlog multicast group ("multicast");
-// or as an audisp plugin reading stdin ("audisp"). It runs the pipeline into
+// Run reads the input of the policy's mode (or opts.Mode), one of
+// input.Modes, until ctx ends or the input does: as the registered audit
+// daemon ("owner"), installing the execve rules; beside auditd on the
+// readlog multicast group ("multicast"); or as an audisp plugin reading
+// stdin ("audisp"). It runs the pipeline into
 // the configured sinks, reloads the policy on opts.Reload and on changes to
 // its files, watches the kernel side for tampering, serves /metrics and
 // /healthz, and on the way out removes its rules and restores the kernel
@@ -106,19 +108,20 @@ type daemon struct {
 // GOMAXPROCS environment variable says otherwise.
 func Run(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Options) error {
 	d := &daemon{
-		log:           log,
-		opts:          opts,
-		mode:          cfg.Audit.Mode,
-		kernelCalls:   make(chan kernelCall),
-		configChanges: make(chan string, 16),
-		notify:        opts.notify,
+		log:         log,
+		opts:        opts,
+		mode:        cfg.Audit.Mode,
+		kernelCalls: make(chan kernelCall),
+		notify:      opts.notify,
 	}
 	if opts.Mode != "" {
 		d.mode = opts.Mode
 	}
-	if err := audit.CheckMode(d.mode); err != nil {
-		return err
+	kind, ok := input.Lookup(d.mode)
+	if !ok {
+		return input.CheckMode(d.mode)
 	}
+	d.kind = kind
 	if d.notify == nil {
 		d.notify = notifierFromEnv()
 	}
@@ -146,27 +149,29 @@ func (d *daemon) open(cfg *config.Config) error {
 	}
 	d.in = d.opts.input
 	if d.in == nil {
-		if d.in, err = openInput(d.mode, cfg, d.opts, d.log); err != nil {
+		d.in, err = d.kind.Open(input.Config{Settings: cfg.Audit.Settings, Stdin: d.opts.Stdin, Log: d.log})
+		if err != nil {
 			closeSinks(sinks, d.log)
 			return err
 		}
 	}
+	if cn, ok := d.in.(input.ConfigNotices); ok {
+		d.configChanges = cn.ConfigChanges()
+	}
 	// The metrics read the pipeline only when scraped, after Run has
 	// built it.
 	d.m = newMetrics(d)
-	_, kernel := d.in.(kernelWatcher)
 	d.p = newPipeline(pipelineOptions{
 		Config: cfg,
 		Log:    d.log,
 		Router: newRouter(d.log, sinks, false),
-		// Every input of Run reads this machine as it runs; events
-		// without EOE (audisp) still complete on a timer.
-		Live: true,
-		// The live kernel stream drops rather than stall its reader;
-		// auditd's dispatcher queues for us.
-		Lossy:       kernel,
-		OtherRecord: d.otherRecord,
-		Latency:     d.m.latency,
+		// As the mode says: the kernel's inputs read this machine as it
+		// runs and drop rather than stall their reader; auditd's
+		// dispatcher queues for us.
+		Live:    d.kind.Live,
+		Lossy:   d.kind.Lossy,
+		Wrap:    d.stopStream,
+		Latency: d.m.latency,
 	})
 	d.stages = newStageMonitor(d.stageProbes)
 	d.log.WithFields(logrus.Fields{
@@ -196,23 +201,14 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		defer stopPipeline()
 		d.running.Store(true)
 		defer d.running.Store(false)
-		if s, ok := d.in.(streamer); ok {
-			return d.p.runStream(pctx, func(ctx context.Context) (recordStream, error) {
-				st, err := s.Stream(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return d.stopStream(st), nil
-			})
-		}
-		return d.p.run(pctx, d.stopRecord(d.in.Run))
+		return d.p.run(pctx, d.in)
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
 	g.Go(func() error { return d.heartbeats(gctx) })
 	g.Go(func() error { return d.watchConfig(gctx, w, reloaders) })
 	g.Go(func() error {
 		d.start(gctx)
-		if kw, ok := d.in.(kernelWatcher); ok {
+		if kw, ok := d.in.(input.KernelWatcher); ok {
 			return newSupervisor(d, kw, cfg.Audit.TamperInterval).run(gctx)
 		}
 		return nil
@@ -243,10 +239,10 @@ func (d *daemon) start(ctx context.Context) {
 // another kernel input only when some rule covers execve; never by an input
 // that does not read the kernel (audisp, where auditd's rules decide).
 func (d *daemon) canaryApplies() bool {
-	if _, ok := d.in.(settingsOwner); ok {
+	if _, ok := d.in.(input.SettingsOwner); ok {
 		return true
 	}
-	kw, ok := d.in.(kernelWatcher)
+	kw, ok := d.in.(input.KernelWatcher)
 	if !ok {
 		return false
 	}
@@ -264,43 +260,18 @@ func (d *daemon) canaryApplies() bool {
 
 func (d *daemon) logStopping() {
 	fields := logrus.Fields{
-		"records":          d.p.records.Load(),
-		"dropped_events":   d.p.droppedEvents.Load(),
-		"events":           d.p.events.Load(),
+		"records":          d.p.Records.Load(),
+		"dropped_events":   d.p.DroppedEvents.Load(),
+		"events":           d.p.Events.Load(),
 		"alerts":           d.p.alerts.Load(),
-		"serial_gaps_lost": d.p.serialLost.Load(),
+		"serial_gaps_lost": d.p.SerialLost.Load(),
 	}
-	if rs, ok := d.in.(readerStats); ok {
+	if rs, ok := d.in.(input.Stats); ok {
 		ks := rs.Stats()
 		fields["kernel_enobufs"] = ks.ENOBUFS
 		fields["dropped_records"] = ks.DroppedRecords
 	}
 	d.log.WithFields(fields).Info("encwatch stopping")
-}
-
-// otherRecord sees every non-syscall record, in the assembler goroutine:
-// CONFIG_CHANGE records that touch what encwatch relies on wake the kernel
-// supervisor at once.
-func (d *daemon) otherRecord(r *audit.ParsedRecord) {
-	if r.Type != audit.RecConfigChange {
-		return
-	}
-	op, _ := r.Get("op")
-	_, enabled := r.Get("audit_enabled")
-	_, pid := r.Get("audit_pid")
-	if op != "remove_rule" && !enabled && !pid && op != "set" {
-		return
-	}
-	what := op
-	if enabled {
-		what = "audit_enabled"
-	} else if pid {
-		what = "audit_pid"
-	}
-	select {
-	case d.configChanges <- what:
-	default: // a check is already due
-	}
 }
 
 // syntheticAlert is an alert about encwatch itself rather than an event:

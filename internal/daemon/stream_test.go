@@ -10,6 +10,7 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
@@ -42,9 +43,19 @@ func (s *fakeStream) Read(batch []audit.Record) ([]audit.Record, bool, error) {
 	return batch, false, nil
 }
 
+// streamInput is an input whose records the detection goroutine reads and
+// assembles itself (input.Assemble), as the kernel's are.
+type streamInput struct{ st input.RecordSource }
+
+func (s streamInput) Events(_ context.Context, o input.StreamOptions) (input.Stream, error) {
+	return input.Assemble(s.st, o, nil), nil
+}
+
+func (s streamInput) Close() error { return nil }
+
 // TestRunStreamAssemblesAndDetectsInOneGoroutine feeds the recorded kernel
-// batch through runStream and checks that its events are counted and its
-// encoder runs alerted, as through the three-goroutine pipeline.
+// batch through an assembling stream and checks that its events are counted
+// and its encoder runs alerted, as through the queued (Feed) pipeline.
 func TestRunStreamAssemblesAndDetectsInOneGoroutine(t *testing.T) {
 	cfg, err := config.Load("../../config.hcl", config.LoadOptions{})
 	if err != nil {
@@ -59,13 +70,13 @@ func TestRunStreamAssemblesAndDetectsInOneGoroutine(t *testing.T) {
 	p := newPipeline(pipelineOptions{Config: cfg, Log: log,
 		Router: newRouter(log, []sink.Sink{sink.NewStdout("test", &out, nil)}, true)})
 	st := newFakeStream([][]audit.Record{recs[:half], recs[half:]})
-	if err := p.runStream(context.Background(), func(context.Context) (recordStream, error) { return st, nil }); err != nil {
-		t.Fatalf("runStream: %v", err)
+	if err := p.run(context.Background(), streamInput{st}); err != nil {
+		t.Fatalf("run: %v", err)
 	}
-	if got, want := p.records.Load(), uint64(len(recs)); got != want {
+	if got, want := p.Records.Load(), uint64(len(recs)); got != want {
 		t.Errorf("records = %d, want %d", got, want)
 	}
-	if got := p.events.Load(); got == 0 {
+	if got := p.Events.Load(); got == 0 {
 		t.Errorf("events = %d, want some", got)
 	}
 	alerts := strings.Count(out.String(), "\n")

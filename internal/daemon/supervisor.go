@@ -9,9 +9,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/encwatch/encwatch/audit/netlink"
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/input"
 )
 
 // Synthetic signatures.
@@ -41,7 +41,7 @@ type kernelView struct {
 // to it through daemon.kernelCalls.
 type supervisor struct {
 	d        *daemon
-	k        kernelWatcher
+	k        input.KernelWatcher
 	view     kernelView
 	interval time.Duration
 	ticker   *time.Ticker
@@ -54,7 +54,7 @@ type kernelCall struct {
 	done chan error
 }
 
-func newSupervisor(d *daemon, k kernelWatcher, interval time.Duration) *supervisor {
+func newSupervisor(d *daemon, k input.KernelWatcher, interval time.Duration) *supervisor {
 	if interval <= 0 {
 		interval = config.DefaultTamperInterval
 	}
@@ -82,7 +82,7 @@ func (s *supervisor) run(ctx context.Context) error {
 
 // onKernel runs fn in the supervisor's goroutine and returns its error, or
 // ctx's if ctx ends before the supervisor takes it (it starts once the
-// canary is through). Only a daemon whose input is a kernelWatcher has a
+// canary is through). Only a daemon whose input is an input.KernelWatcher has a
 // supervisor.
 func (d *daemon) onKernel(ctx context.Context, fn func(*supervisor) error) error {
 	c := kernelCall{fn: fn, done: make(chan error, 1)}
@@ -96,8 +96,8 @@ func (d *daemon) onKernel(ctx context.Context, fn func(*supervisor) error) error
 
 // reconfigure applies a reloaded audit block to the kernel through the
 // input, takes on its tamper interval and checks the kernel at once.
-func (s *supervisor) reconfigure(r reconfigurer, a config.Audit) error {
-	err := r.Reconfigure(a)
+func (s *supervisor) reconfigure(r input.Reconfigurer, a config.Audit) error {
+	err := r.Reconfigure(a.Settings)
 	if err == nil {
 		s.d.log.WithFields(logrus.Fields{"rule_key": a.RuleKey, "backlog_limit": a.BacklogLimit}).Info("audit settings applied")
 	}
@@ -128,7 +128,7 @@ func (f *findings) add(tamper string, m detect.Match) {
 // may repair, and raises alerts for what changed. Rules are checked only for
 // an input that keeps them; the pid and settings are repaired only by one
 // that owns them.
-func (d *daemon) check(k kernelWatcher, v *kernelView, trigger string) {
+func (d *daemon) check(k input.KernelWatcher, v *kernelView, trigger string) {
 	log := d.log.WithField("trigger", trigger)
 	st, err := k.Status()
 	if err != nil {
@@ -138,12 +138,12 @@ func (d *daemon) check(k kernelWatcher, v *kernelView, trigger string) {
 	}
 	d.m.observeStatus(st)
 	var f findings
-	rules, ownRules := d.in.(ruleKeeper)
+	rules, ownRules := d.in.(input.RuleKeeper)
 	ownRules = ownRules && rules.RulesInstalled()
 	if ownRules {
 		d.checkRules(rules, &f, log)
 	}
-	owner, owns := d.in.(settingsOwner)
+	owner, owns := d.in.(input.SettingsOwner)
 	if st.Enabled == 0 {
 		f.add("disabled", detect.Match{Field: "audit.enabled", Value: "0",
 			Reason: "kernel auditing was switched off: no records are produced"})
@@ -185,7 +185,7 @@ func (d *daemon) check(k kernelWatcher, v *kernelView, trigger string) {
 }
 
 // checkRules re-installs encwatch's rules if any went missing.
-func (d *daemon) checkRules(k ruleKeeper, f *findings, log *logrus.Entry) {
+func (d *daemon) checkRules(k input.RuleKeeper, f *findings, log *logrus.Entry) {
 	missing, err := k.VerifyRules()
 	switch {
 	case err != nil:
@@ -203,9 +203,9 @@ func (d *daemon) checkRules(k ruleKeeper, f *findings, log *logrus.Entry) {
 
 // checkPID reports that pid, not encwatch, holds the audit pid, and takes
 // it back when nobody does.
-func (d *daemon) checkPID(k settingsOwner, pid int, f *findings, log *logrus.Entry) {
+func (d *daemon) checkPID(k input.SettingsOwner, pid int, f *findings, log *logrus.Entry) {
 	who := fmt.Sprint(pid)
-	if comm := netlink.ProcessComm(pid); comm != "" {
+	if comm := input.ProcessComm(pid); comm != "" {
 		who += " (" + comm + ")"
 	}
 	f.add("pid", detect.Match{Field: "audit.pid", Value: who,
@@ -247,15 +247,15 @@ func (d *daemon) reportTamper(v *kernelView, f *findings) bool {
 
 // checkLoss raises audit_loss for the rise of the kernel's lost counter, the
 // socket's overflows and the pipeline's own drops since the last check.
-func (d *daemon) checkLoss(v *kernelView, st netlink.Status) {
+func (d *daemon) checkLoss(v *kernelView, st input.Status) {
 	var loss []detect.Match
 	if delta := st.Lost - v.lost; delta > 0 && delta < 1<<31 { // wrap-safe: uint32 arithmetic
 		loss = append(loss, detect.Match{Field: "loss.kernel", Value: fmt.Sprint(delta), Reason: "the kernel dropped records (backlog full or rate limit)"})
 		d.m.kernelLost.Add(uint64(delta))
 	}
 	v.lost = st.Lost
-	var ks netlink.ReaderStats
-	if rs, ok := d.in.(readerStats); ok {
+	var ks input.ReaderStats
+	if rs, ok := d.in.(input.Stats); ok {
 		ks = rs.Stats()
 	}
 	if ks.ENOBUFS > v.enobufs {
@@ -264,7 +264,7 @@ func (d *daemon) checkLoss(v *kernelView, st netlink.Status) {
 	if ks.DroppedRecords > v.dropped {
 		loss = append(loss, detect.Match{Field: "loss.pipeline_records", Value: fmt.Sprint(ks.DroppedRecords - v.dropped), Reason: "records dropped: the assembler was behind"})
 	}
-	if de := d.p.droppedEvents.Load(); de > v.droppedEvents {
+	if de := d.p.DroppedEvents.Load(); de > v.droppedEvents {
 		loss = append(loss, detect.Match{Field: "loss.pipeline_events", Value: fmt.Sprint(de - v.droppedEvents), Reason: "events dropped: detection was behind"})
 		v.droppedEvents = de
 	}

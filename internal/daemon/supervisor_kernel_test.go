@@ -9,7 +9,6 @@ import (
 	"github.com/elastic/go-libaudit/v2/rule/flags"
 
 	"github.com/encwatch/encwatch/internal/audittest"
-	"github.com/encwatch/encwatch/internal/config"
 )
 
 // kernelClient is the kernel's own audit interface, as auditctl uses it,
@@ -90,7 +89,7 @@ func TestKernelTamperPersistentStateAlertsOnce(t *testing.T) {
 		}
 		t.Cleanup(func() { client.SetEnabled(found != 0, libaudit.WaitForReply) })
 	}
-	d := startDaemonWith(t, encoderPolicy, "install_rules = true\n  tamper_interval = \"100ms\"", Options{Mode: config.ModeMulticast}, enable)
+	d := startDaemonWith(t, encoderPolicy, "install_rules = true\n  tamper_interval = \"100ms\"", Options{Mode: "multicast"}, enable)
 	if err := client.SetEnabled(false, libaudit.WaitForReply); err != nil {
 		t.Fatalf("disable audit: %v", err)
 	}

@@ -2,6 +2,8 @@ package proc
 
 import (
 	"bytes"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,18 +57,75 @@ func (d *Descriptors) hasComm(dir, comm string) bool {
 	return err == nil && string(bytes.TrimSuffix(b, []byte{'\n'})) == comm
 }
 
+// FD returns what pid's descriptor fd refers to, as Stdio does.
+func (d *Descriptors) FD(pid int, comm string, fd int) detect.Stream {
+	if pid <= 0 || fd < 0 {
+		return detect.Stream{}
+	}
+	dir := d.root + "/" + strconv.Itoa(pid)
+	if comm != "" && !d.hasComm(dir, comm) {
+		return detect.Stream{}
+	}
+	s := readStream(dir + "/fd/" + strconv.Itoa(fd))
+	if comm != "" && !d.hasComm(dir, comm) {
+		return detect.Stream{}
+	}
+	return s
+}
+
 // Children returns at most max children of pid's main thread, from
-// /proc/PID/task/PID/children; nil when the kernel has no such file.
-func (d *Descriptors) Children(pid int, max int) []int {
+// /proc/PID/task/PID/children, and whether they are all of them; nil and
+// false when the kernel has no such file.
+func (d *Descriptors) Children(pid int, max int) ([]int, bool) {
 	if pid <= 0 || max <= 0 {
-		return nil
+		return nil, false
 	}
 	p := strconv.Itoa(pid)
-	b, err := readBounded(d.root+"/"+p+"/task/"+p+"/children", int64(max)*12)
-	if err != nil {
-		return nil
+	// One pid more than asked tells whether there were more.
+	b, err := readBounded(d.root+"/"+p+"/task/"+p+"/children", int64(max+1)*12)
+	if err == io.EOF {
+		return nil, true // no children
 	}
-	return ParseChildren(b, max)
+	if err != nil {
+		return nil, false
+	}
+	kids := ParseChildren(b, max+1)
+	if len(kids) > max || int64(len(b)) >= int64(max+1)*12 {
+		return kids[:min(len(kids), max)], false
+	}
+	return kids, true
+}
+
+// Holds reports whether pid holds s open on a descriptor other than 1 and
+// 2, reading at most max of its descriptors, and whether it read them all.
+func (d *Descriptors) Holds(pid int, s detect.Stream, max int) (held, complete bool) {
+	if pid <= 0 || s.Kind != detect.StreamPipe && s.Kind != detect.StreamSocket {
+		return false, false
+	}
+	dir := d.root + "/" + strconv.Itoa(pid) + "/fd"
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(max + 1)
+	if err != nil && err != io.EOF {
+		return false, false
+	}
+	complete = len(names) <= max
+	for i, n := range names {
+		if i == max {
+			break
+		}
+		if n == "1" || n == "2" {
+			continue
+		}
+		got := readStream(dir + "/" + n)
+		if got.Kind == s.Kind && got.Ino == s.Ino {
+			return true, true
+		}
+	}
+	return false, complete
 }
 
 // ParseChildren parses /proc/PID/task/TID/children: pids separated by

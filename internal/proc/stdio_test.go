@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -93,7 +94,7 @@ func TestDescriptorsOfALivePipeline(t *testing.T) {
 	d := NewDescriptors("")
 	var kids []int
 	for range 500 {
-		if kids = d.Children(sh.Process.Pid, 8); len(kids) == 2 {
+		if kids, _ = d.Children(sh.Process.Pid, 8); len(kids) == 2 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -132,5 +133,52 @@ func TestDescriptorsOfALivePipeline(t *testing.T) {
 	}
 	if got != (detect.Stdio{}) {
 		t.Errorf("Stdio of a killed process = %+v, want nothing read", got)
+	}
+}
+
+// A process holding a pipe on descriptor 3 (as a shell reads a command
+// substitution, or sh /dev/fd/3 its program): FD reads it, Holds finds it,
+// and Children says when it listed every child.
+func TestDescriptorsBeyondStdio(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command("sleep", "30")
+	cmd.ExtraFiles = []*os.File{r}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	d := NewDescriptors("")
+	pid := cmd.Process.Pid
+	var got detect.Stream
+	for i := 0; i < 500; i++ {
+		if got = d.FD(pid, "sleep", 3); got.Kind == detect.StreamPipe {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got.Kind != detect.StreamPipe {
+		t.Fatalf("FD(sleep, 3) = %+v, want a pipe", got)
+	}
+	if held, complete := d.Holds(pid, got, 64); !held || !complete {
+		t.Errorf("Holds(sleep, %v) = %v, %v, want true, true", got, held, complete)
+	}
+	if held, _ := d.Holds(pid, detect.Stream{Kind: detect.StreamPipe, Ino: got.Ino + 1}, 64); held {
+		t.Errorf("Holds(sleep, another pipe) = true")
+	}
+	if got := d.FD(pid, "base64", 3); got != (detect.Stream{}) {
+		t.Errorf("FD with another comm = %+v, want nothing read", got)
+	}
+	if _, complete := d.Children(os.Getpid(), 1<<10); !complete {
+		t.Errorf("Children(test, 1024) not complete")
+	}
+	// This test has at least the sleep as a child: asked for none, the
+	// list cannot be complete.
+	if kids, complete := d.Children(os.Getpid(), 1); len(kids) > 1 {
+		t.Errorf("Children(test, 1) = %v, %v: more than asked", kids, complete)
 	}
 }

@@ -20,7 +20,7 @@ func TestArgsSource(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.format, func(t *testing.T) {
-			f, err := NewFormat(tt.format, "test")
+			f, err := NewFormat(tt.format, FormatOptions{Version: "test"})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -175,8 +175,8 @@ func TestBuild(t *testing.T) {
 		{"explicit json", []Config{{Type: "stdout", Common: Common{Format: "json"}}}, []string{"stdout"}, ""},
 		{"none", nil, nil, ""},
 		{"unknown type", []Config{{Type: "kafka", Name: "k"}}, nil, `sink "k": unknown type "kafka": want ` + strings.Join(Types(), ", ")},
-		{"unknown format", []Config{{Type: "stdout", Common: Common{Format: "xml"}}}, nil, `sink "stdout": unknown format "xml": want json, ecs, ocsf, cef or leef`},
-		{"unknown payload", []Config{{Type: "webhook", Name: "w", Common: Common{Format: "xml"}, Settings: &WebhookSettings{HTTPSettings{URL: "http://127.0.0.1:1"}, ""}}}, nil, `sink "w": payload: unknown format "xml": want json, ecs, ocsf, cef or leef`},
+		{"unknown format", []Config{{Type: "stdout", Common: Common{Format: "xml"}}}, nil, `sink "stdout": unknown format "xml": want json, ecs, ocsf, cef, leef, text`},
+		{"unknown payload", []Config{{Type: "webhook", Name: "w", Common: Common{Format: "xml"}, Settings: &WebhookSettings{HTTPSettings{URL: "http://127.0.0.1:1"}, ""}}}, nil, `sink "w": payload: unknown format "xml": want json, ecs, ocsf, cef, leef, text`},
 		{"duplicate", []Config{{Type: "stdout"}, {Type: "file", Name: "stdout", Settings: &FileSettings{Path: filepath.Join(dir, "b.json")}}}, nil, `sink "stdout": duplicate name`},
 		{"file without path", []Config{{Type: "stdout"}, {Type: "file"}}, nil, `sink "file": no path`},
 	}

@@ -11,28 +11,100 @@ import (
 	"github.com/encwatch/encwatch/detect"
 )
 
-// NewFormat returns the format called name ("" is json). version is the
-// product version the formats report: ECS observer.version, OCSF
-// metadata.product.version, the CEF and LEEF headers.
-func NewFormat(name, version string) (Format, error) {
-	switch name {
-	case "", "json":
-		return AppendJSON, nil
-	case "ecs":
-		return func(dst []byte, a *detect.Alert) []byte { return appendECS(dst, a, version) }, nil
-	case "ocsf":
-		return func(dst []byte, a *detect.Alert) []byte { return appendOCSF(dst, a, version) }, nil
-	case "cef":
-		return func(dst []byte, a *detect.Alert) []byte { return appendCEF(dst, a, version) }, nil
-	case "leef":
-		return func(dst []byte, a *detect.Alert) []byte { return appendLEEFEvent(dst, a, version) }, nil
-	}
-	return nil, fmt.Errorf("unknown format %q: want json, ecs, ocsf, cef or leef", name)
+// ContentJSON is the content type of a format whose encoding of one alert
+// is a JSON object.
+const ContentJSON = "application/json"
+
+// FormatKind is an alert format as it registers, as a sink type does: its
+// name (what a sink's format or payload attribute and replay's --format
+// name), the MIME type of one encoded alert, and its encoder's constructor.
+// Every sink that takes a format and replay take every registered one.
+type FormatKind struct {
+	Name string
+	// ContentType is the MIME type of one encoded alert. ContentJSON marks
+	// a JSON object: the Elasticsearch sink requires one, and the HTTP
+	// sinks send it as JSON rather than text.
+	ContentType string
+	// New returns the encoder for o.
+	New func(o FormatOptions) Format
 }
 
-// jsonFormat says the format called name writes a JSON object.
-func jsonFormat(name string) bool {
-	return name == "" || name == "json" || name == "ecs" || name == "ocsf"
+// FormatOptions are what a format's encoder is made for.
+type FormatOptions struct {
+	// Version is the product version the formats report: ECS
+	// observer.version, OCSF metadata.product.version, the CEF and LEEF
+	// headers.
+	Version string
+	// Terminal says the output is a terminal a person reads: a format for
+	// people may colour it. Sinks never set it.
+	Terminal bool
+}
+
+// formats holds every registered format, in registration order (the order
+// messages and help list them): the built-in ones, set before any init
+// function runs, then those RegisterFormat adds from init functions.
+var formats = builtinFormats()
+
+// RegisterFormat adds a format. It is meant for init functions and panics on
+// a duplicate or incomplete format, a programming error.
+func RegisterFormat(k FormatKind) {
+	if k.Name == "" || k.ContentType == "" || k.New == nil {
+		panic("sink: RegisterFormat: a format needs a name, a content type and New")
+	}
+	if _, dup := LookupFormat(k.Name); dup {
+		panic("sink: RegisterFormat: duplicate format " + k.Name)
+	}
+	formats = append(formats, k)
+}
+
+// Formats returns the names of the registered formats, in registration
+// order.
+func Formats() []string {
+	names := make([]string, len(formats))
+	for i, k := range formats {
+		names[i] = k.Name
+	}
+	return names
+}
+
+// LookupFormat returns the format called name ("" is json).
+func LookupFormat(name string) (FormatKind, bool) {
+	if name == "" {
+		name = "json"
+	}
+	for _, k := range formats {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return FormatKind{}, false
+}
+
+// NewFormat returns the encoder of the format called name ("" is json).
+func NewFormat(name string, o FormatOptions) (Format, error) {
+	k, ok := LookupFormat(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown format %q: want %s", name, strings.Join(Formats(), ", "))
+	}
+	return k.New(o), nil
+}
+
+// builtinFormats are encwatch's own formats, in the order messages list
+// them.
+func builtinFormats() []FormatKind {
+	versioned := func(f func([]byte, *detect.Alert, string) []byte) func(FormatOptions) Format {
+		return func(o FormatOptions) Format {
+			return func(dst []byte, a *detect.Alert) []byte { return f(dst, a, o.Version) }
+		}
+	}
+	return []FormatKind{
+		{Name: "json", ContentType: ContentJSON, New: func(FormatOptions) Format { return AppendJSON }},
+		{Name: "ecs", ContentType: ContentJSON, New: versioned(appendECS)},
+		{Name: "ocsf", ContentType: ContentJSON, New: versioned(appendOCSF)},
+		{Name: "cef", ContentType: "text/plain; charset=utf-8", New: versioned(appendCEF)},
+		{Name: "leef", ContentType: "text/plain; charset=utf-8", New: versioned(appendLEEFEvent)},
+		{Name: "text", ContentType: "text/plain; charset=utf-8", New: func(o FormatOptions) Format { return textFormat(o.Terminal) }},
+	}
 }
 
 // ecsSeverity maps an importance to ECS event.severity and event.risk_score

@@ -227,6 +227,8 @@ func recoverArgv(t *testing.T, name string, out []byte) []string {
 		default:
 			return argvFrom(t, doc.Unmapped.Args, doc.Unmapped.ArgsB64)
 		}
+	case "text":
+		return textArgv(t, out)
 	case "cef":
 		oneLine(t, name, out, false)
 		h, ext, err := parseCEF(string(out))
@@ -258,7 +260,7 @@ func recoverArgv(t *testing.T, name string, out []byte) []string {
 }
 
 func TestFormatsInjection(t *testing.T) {
-	for name, f := range formats {
+	for name, f := range allFormats {
 		t.Run(name, func(t *testing.T) {
 			a := hostileAlert()
 			out := f(nil, &a)
@@ -272,7 +274,7 @@ func TestFormatsInjection(t *testing.T) {
 // TestFormatsInSyslog wraps each format in an RFC 5424 message and parses
 // it back with a real RFC 5424 parser.
 func TestFormatsInSyslog(t *testing.T) {
-	for name, f := range formats {
+	for name, f := range allFormats {
 		t.Run(name, func(t *testing.T) {
 			s, err := NewSyslog(discardLog(), "s", SyslogOptions{Address: "tcp://127.0.0.1:1", Payload: f})
 			if err != nil {
@@ -343,11 +345,11 @@ func TestECSAndOCSFFields(t *testing.T) {
 	a := testAlert()
 	a.Ancestry = []detect.Process{{PID: 3100, PPID: 1, Exe: "/bin/bash", Argv: []string{"bash"}, UID: 0}}
 	var ecs map[string]any
-	if err := json.Unmarshal(formats["ecs"](nil, &a), &ecs); err != nil {
+	if err := json.Unmarshal(allFormats["ecs"](nil, &a), &ecs); err != nil {
 		t.Fatal(err)
 	}
 	var ocsf map[string]any
-	if err := json.Unmarshal(formats["ocsf"](nil, &a), &ocsf); err != nil {
+	if err := json.Unmarshal(allFormats["ocsf"](nil, &a), &ocsf); err != nil {
 		t.Fatal(err)
 	}
 	get := func(m map[string]any, path string) any {
@@ -443,7 +445,7 @@ func FuzzFormats(f *testing.F) {
 		a.Time = time.Unix(1700000000, 0)
 		a.Event.Argv = []string{"x", arg, arg + "\n" + exe}
 		a.Event.Exe, a.Event.Cwd = exe, cwd
-		for name, f := range formats {
+		for name, f := range allFormats {
 			out := f(nil, &a)
 			if got := recoverArgv(t, name, out); !slices.Equal(got, a.Event.Argv) {
 				t.Fatalf("%s argv = %q, want %q", name, got, a.Event.Argv)

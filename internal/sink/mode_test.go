@@ -23,7 +23,7 @@ func TestModeField(t *testing.T) {
 		{"leef", "leef", "\tmode=encode", "\tmode="},
 	}
 	for _, tt := range tests {
-		format, err := NewFormat(tt.format, "test")
+		format, err := NewFormat(tt.format, FormatOptions{Version: "test"})
 		if err != nil {
 			t.Fatalf("NewFormat(%q): %v", tt.format, err)
 		}

@@ -46,9 +46,11 @@ type Env struct {
 	Version string        // the product version, for formats and User-Agent
 	Common  Common
 	// Format encodes each alert, as Common.Format names it (default json),
-	// and JSONFormat says its output is a JSON object.
-	Format     Format
-	JSONFormat bool
+	// ContentType is the format's MIME type (FormatKind.ContentType) and
+	// JSONFormat says its output is a JSON object.
+	Format      Format
+	ContentType string
+	JSONFormat  bool
 }
 
 // Common are the settings every sink type shares, decoded in one place.
@@ -120,10 +122,6 @@ func Register[S any](k Kind[S]) {
 // Types returns the names of the registered sink types, sorted.
 func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
 
-// formatNames are the encodings Common.Format may name, in the order
-// messages list them.
-var formatNames = []string{"json", "ecs", "ocsf", "cef", "leef"}
-
 // Bounds of sink settings.
 const (
 	maxSinkTimeout = 10 * time.Minute
@@ -145,7 +143,7 @@ func DecodeBlock(blk *hclsyntax.Block) (Config, hcl.Diagnostics) {
 	}
 	b := newBody(&diags, blk.Body, fmt.Sprintf("sink %q", name), blk.TypeRange)
 	if k.formatAttr != "" {
-		b.Word(k.formatAttr, &c.Format, formatNames...)
+		b.Word(k.formatAttr, &c.Format, Formats()...)
 	}
 	c.Settings = k.decode(b)
 	decodeCommon(b, k, &c.Common)
@@ -256,14 +254,15 @@ func build(c Config, name string, opts BuildOptions) (Sink, error) {
 	}
 	env := Env{Name: name, Log: opts.Log.WithField("sink", name), Version: opts.Version, Common: c.Common}
 	if k.formatAttr != "" {
-		f, err := NewFormat(c.Format, opts.Version)
+		f, err := NewFormat(c.Format, FormatOptions{Version: opts.Version})
 		switch {
 		case err != nil && k.formatAttr == "format":
 			return nil, fmt.Errorf("sink %q: %w", name, err)
 		case err != nil:
 			return nil, fmt.Errorf("sink %q: %s: %w", name, k.formatAttr, err)
 		}
-		env.Format, env.JSONFormat = f, jsonFormat(c.Format)
+		fk, _ := LookupFormat(c.Format)
+		env.Format, env.ContentType, env.JSONFormat = f, fk.ContentType, fk.ContentType == ContentJSON
 	}
 	s, err := k.build(c.Settings, env)
 	if err != nil {

@@ -215,7 +215,7 @@ func newWebhook(s *WebhookSettings, env Env) (Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewWebhook(env.Name, WebhookOptions{HTTP: h, Format: env.Format, JSONFormat: env.JSONFormat, Body: s.Body})
+	return NewWebhook(env.Name, WebhookOptions{HTTP: h, Format: env.Format, JSONFormat: env.JSONFormat, ContentType: env.ContentType, Body: s.Body})
 }
 
 func newSplunk(s *SplunkSettings, env Env) (Sink, error) {

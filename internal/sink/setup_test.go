@@ -37,19 +37,19 @@ func parseSinks(src string) ([]Config, hcl.Diagnostics) {
 
 func mustFormat(t *testing.T, name string) Format {
 	t.Helper()
-	f, err := NewFormat(name, "dev")
+	f, err := NewFormat(name, FormatOptions{Version: "dev"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-// formats are the formats by name, with version "dev", for the tests that
+// allFormats are the formats by name, with version "dev", for the tests that
 // run every one.
-var formats = func() map[string]Format {
+var allFormats = func() map[string]Format {
 	m := map[string]Format{}
-	for _, name := range formatNames {
-		f, err := NewFormat(name, "dev")
+	for _, name := range Formats() {
+		f, err := NewFormat(name, FormatOptions{Version: "dev"})
 		if err != nil {
 			panic(err)
 		}
@@ -146,7 +146,7 @@ func TestFormatVersion(t *testing.T) {
 		"ecs":  `"observer":{"product":"encwatch","vendor":"encwatch","version":"9.9.9"}`,
 		"ocsf": `"version":"9.9.9"`,
 	} {
-		f, err := NewFormat(name, "9.9.9")
+		f, err := NewFormat(name, FormatOptions{Version: "9.9.9"})
 		if err != nil {
 			t.Fatal(err)
 		}

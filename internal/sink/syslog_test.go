@@ -335,7 +335,7 @@ input(type="imtcp" address="127.0.0.1" port="%d" ruleset="out")
 		{"udp", SyslogOptions{Address: fmt.Sprintf("udp://127.0.0.1:%d", udpPort), MaxMessage: 16384}},
 		{"tcp", SyslogOptions{Address: fmt.Sprintf("tcp://127.0.0.1:%d", tcpPort)}},
 		{"tls", SyslogOptions{Address: fmt.Sprintf("tls://127.0.0.1:%d", tlsPort), TLS: TLSOptions{CAFile: ca}}},
-		{"tls-cef", SyslogOptions{Address: fmt.Sprintf("tls://localhost:%d", tlsPort), TLS: TLSOptions{CAFile: ca}, Payload: formats["cef"]}},
+		{"tls-cef", SyslogOptions{Address: fmt.Sprintf("tls://localhost:%d", tlsPort), TLS: TLSOptions{CAFile: ca}, Payload: allFormats["cef"]}},
 	}
 	want := map[string]string{} // id -> payload format
 	for _, tr := range transports {

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 
@@ -11,9 +12,11 @@ import (
 type WebhookOptions struct {
 	HTTP HTTPOptions
 	// Format encodes each alert (default AppendJSON); JSONFormat says it
-	// writes JSON objects. A non-JSON format forces Body "ndjson".
-	Format     Format
-	JSONFormat bool
+	// writes JSON objects. A non-JSON format forces Body "ndjson", and its
+	// lines are sent as ContentType (default text/plain).
+	Format      Format
+	JSONFormat  bool
+	ContentType string
 	// Body is the batch shape: "array" (default: a JSON array) or "ndjson"
 	// (one alert a line).
 	Body string
@@ -83,7 +86,7 @@ func (s *Webhook) Send(ctx context.Context, alerts []detect.Alert) error {
 	} else {
 		ct = "application/x-ndjson"
 		if !s.opts.JSONFormat {
-			ct = "text/plain; charset=utf-8"
+			ct = cmp.Or(s.opts.ContentType, "text/plain; charset=utf-8")
 		}
 		b = appendLines(b, s.opts.Format, alerts)
 	}

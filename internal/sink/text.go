@@ -1,4 +1,4 @@
-package main
+package sink
 
 import (
 	"strconv"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/encwatch/encwatch/audit"
 	"github.com/encwatch/encwatch/detect"
-	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // ANSI SGR sequences of the text format's colours (ECMA-48, 8.3.117).
@@ -24,13 +23,13 @@ var importanceColour = [...]string{
 	detect.High: "\x1b[1;31m", detect.Critical: "\x1b[1;37;41m",
 }
 
-// textFormat returns the format for people reading a replay at 3 a.m.: one
+// textFormat returns the text format, for people reading a replay at 3 a.m.: one
 // block per alert with the time, host, user, signature, the command line
 // quoted so that it pastes back into a shell, the ancestry as an indented
 // tree, and the decoded payload's preview. Every string from the event is
 // escaped, so no byte of it reaches the terminal as a control sequence;
 // colour is used only when colour is set (stdout is a terminal).
-func textFormat(colour bool) sink.Format {
+func textFormat(colour bool) Format {
 	return func(dst []byte, a *detect.Alert) []byte {
 		t := textWriter{dst: dst, colour: colour}
 		t.alert(a)
@@ -68,7 +67,7 @@ func (t *textWriter) alert(a *detect.Alert) {
 	t.dst = a.Time.UTC().AppendFormat(t.dst, "2006-01-02 15:04:05.000 UTC")
 	t.sgr(sgrReset)
 	t.dst = append(t.dst, "  "...)
-	t.dst = append(t.dst, printable(a.Host)...)
+	t.dst = append(t.dst, Printable(a.Host)...)
 	t.dst = append(t.dst, "  "...)
 	if int(s.Importance) >= 0 && int(s.Importance) < len(importanceColour) {
 		t.sgr(importanceColour[s.Importance])
@@ -77,16 +76,16 @@ func (t *textWriter) alert(a *detect.Alert) {
 	t.sgr(sgrReset)
 	t.dst = append(t.dst, "  "...)
 	t.sgr(sgrBold)
-	t.dst = append(t.dst, printable(s.Name)...)
+	t.dst = append(t.dst, Printable(s.Name)...)
 	t.sgr(sgrReset)
 	if len(s.MITRE) > 0 {
 		t.dst = append(t.dst, " ["...)
-		t.dst = append(t.dst, printable(strings.Join(s.MITRE, ", "))...)
+		t.dst = append(t.dst, Printable(strings.Join(s.MITRE, ", "))...)
 		t.dst = append(t.dst, ']')
 	}
 	t.dst = append(t.dst, '\n')
 	if s.Description != "" {
-		t.field("what", printable(s.Description))
+		t.field("what", Printable(s.Description))
 	}
 	if e := a.Event; e != nil {
 		t.field("user", userText(a, e))
@@ -97,19 +96,19 @@ func (t *textWriter) alert(a *detect.Alert) {
 		}
 		t.field("command", cmd)
 		if e.Exe != "" {
-			t.field("exe", printable(e.Exe))
+			t.field("exe", Printable(e.Exe))
 		}
 		if e.Cwd != "" {
-			t.field("cwd", printable(e.Cwd))
+			t.field("cwd", Printable(e.Cwd))
 		}
 		t.field("process", "pid "+strconv.Itoa(e.PID)+", ppid "+strconv.Itoa(e.PPID)+", audit serial "+strconv.FormatUint(e.Serial, 10))
 	}
 	t.ancestry(a.Ancestry, a.Event)
 	if p := a.Payload; p != nil {
-		t.field("decoded", printable(p.Encoding)+", "+strconv.Itoa(p.Length)+" bytes, "+printable(p.Kind)+": \""+printable(p.Preview)+"\"")
+		t.field("decoded", Printable(p.Encoding)+", "+strconv.Itoa(p.Length)+" bytes, "+Printable(p.Kind)+": \""+Printable(p.Preview)+"\"")
 	}
 	for _, m := range a.Matches {
-		t.field("matched", printable(m.Field)+" "+strconv.Quote(m.Value)+": "+printable(m.Reason))
+		t.field("matched", Printable(m.Field)+" "+strconv.Quote(m.Value)+": "+Printable(m.Reason))
 	}
 	// The sink ends the block with a newline: a blank line between blocks.
 }
@@ -118,7 +117,7 @@ func (t *textWriter) alert(a *detect.Alert) {
 func userText(a *detect.Alert, e *audit.Event) string {
 	var b strings.Builder
 	if a.User != "" {
-		b.WriteString(printable(a.User) + " ")
+		b.WriteString(Printable(a.User) + " ")
 	}
 	b.WriteString("uid " + idText(e.UID))
 	if e.EUID != e.UID {
@@ -126,10 +125,10 @@ func userText(a *detect.Alert, e *audit.Event) string {
 	}
 	b.WriteString(", login uid " + idText(e.AUID))
 	if a.LoginUser != "" {
-		b.WriteString(" (" + printable(a.LoginUser) + ")")
+		b.WriteString(" (" + Printable(a.LoginUser) + ")")
 	}
 	if e.TTY != "" && e.TTY != "(none)" {
-		b.WriteString(", tty " + printable(e.TTY))
+		b.WriteString(", tty " + Printable(e.TTY))
 	}
 	return b.String()
 }
@@ -153,7 +152,7 @@ func (t *textWriter) ancestry(chain []detect.Process, e *audit.Event) {
 			p := chain[len(chain)-1-depth]
 			cmd, pid = shellQuote(p.Argv), p.PID
 			if cmd == "" {
-				cmd = printable(p.Exe)
+				cmd = Printable(p.Exe)
 			}
 		} else {
 			cmd = shellQuote(e.Argv)
@@ -242,9 +241,10 @@ func ansiQuote(s string) string {
 	return b.String()
 }
 
-// printable returns s as it is when it is printable, else Go-quoted, so
-// that no byte of it acts on the terminal.
-func printable(s string) string {
+// Printable returns s as it is when it is printable, else Go-quoted, so
+// that no byte of it acts on the terminal: for text a person reads, as the
+// text format and the replay summary are.
+func Printable(s string) string {
 	if isPrintable(s) {
 		return s
 	}

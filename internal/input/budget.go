@@ -1,8 +1,7 @@
-package daemon
+package input
 
 import (
 	"context"
-	"sync/atomic"
 
 	"github.com/encwatch/encwatch/audit"
 )
@@ -27,14 +26,14 @@ type recordGate struct {
 	// sent are the sizes of the batches last sent, newest last: those
 	// still in the channel are the last len(channel) of them (FIFO).
 	sent []int64
-	// dropped counts batches and their bytes refused by the budget.
-	droppedBatches, droppedBytes atomic.Uint64
+	// c counts the batches and bytes refused by the budget.
+	c *Counters
 }
 
 // gate wraps src so that the batches it queues for the assembler hold at
-// most g.max bytes. Only the live kernel stream is gated: a replay or
-// audisp source waits rather than drop.
-func (g *recordGate) gate(src source) source {
+// most g.max bytes. Only a lossy stream is gated: a replay or audisp source
+// waits rather than drop.
+func (g *recordGate) gate(src RunFunc) RunFunc {
 	return func(ctx context.Context, out chan<- []audit.Record) error {
 		in := make(chan []audit.Record, cap(out))
 		errc := make(chan error, 1)
@@ -45,8 +44,8 @@ func (g *recordGate) gate(src source) source {
 		for b := range in {
 			n := batchBytes(b)
 			if g.queued(len(out))+n > g.max {
-				g.droppedBatches.Add(1)
-				g.droppedBytes.Add(uint64(n))
+				g.c.DroppedBatches.Add(1)
+				g.c.DroppedBytes.Add(uint64(n))
 				continue
 			}
 			select {
@@ -56,8 +55,8 @@ func (g *recordGate) gate(src source) source {
 					g.sent = append(g.sent[:0], g.sent[len(g.sent)-cap(out):]...)
 				}
 			default:
-				g.droppedBatches.Add(1)
-				g.droppedBytes.Add(uint64(n))
+				g.c.DroppedBatches.Add(1)
+				g.c.DroppedBytes.Add(uint64(n))
 			}
 		}
 		return <-errc

@@ -1,8 +1,7 @@
-package daemon
+package input
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -194,12 +193,4 @@ func xzFirstDict(br *bufio.Reader) (uint64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// abandonOnCancel makes p drop its queued record batches once ctx ends (a
-// replay's SIGINT or SIGTERM): up to 256 batches wait for the assembler,
-// a second of work that the interrupted replay would do before its
-// summary. It returns the function that stops watching.
-func abandonOnCancel(ctx context.Context, p *pipeline) func() bool {
-	return context.AfterFunc(ctx, func() { p.abandon.Store(true) })
 }

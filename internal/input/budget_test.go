@@ -1,4 +1,4 @@
-package daemon
+package input
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // assembler has taken what waited.
 func TestRecordGate(t *testing.T) {
 	batch := func(n int) []audit.Record { return []audit.Record{{Type: 1309, Data: make([]byte, n)}} }
-	g := &recordGate{max: 10_000}
+	g := &recordGate{max: 10_000, c: new(Counters)}
 	out := make(chan []audit.Record, 8)
 	src := func(ctx context.Context, in chan<- []audit.Record) error {
 		for _, n := range []int{4000, 4000, 4000, 100} {
@@ -26,7 +26,7 @@ func TestRecordGate(t *testing.T) {
 	if got, want := len(out), 3; got != want {
 		t.Errorf("batches queued = %d, want %d (the third 4000-byte one is over budget)", got, want)
 	}
-	if got := g.droppedBatches.Load(); got != 1 {
+	if got := g.c.DroppedBatches.Load(); got != 1 {
 		t.Errorf("dropped batches = %d, want 1", got)
 	}
 	for len(out) > 0 {

@@ -1,0 +1,150 @@
+package detect
+
+import (
+	"testing"
+	"time"
+
+	"github.com/encwatch/encwatch/audit"
+)
+
+func lineagePolicy(t *testing.T) *Policy {
+	return mustCompile(t, PolicySpec{Signatures: []SignatureSpec{{
+		Name: "decoded_command_executed", Importance: Critical,
+		Sequence: &SequenceSpec{By: "lineage", Within: 3 * time.Second, Steps: []StepSpec{
+			{Name: "decoder", Conditions: Conditions{"executables": []string{"base64"}, "mode": "decode"}},
+			{Name: "interpreter", Conditions: Conditions{"executables": []string{"bash", "sh"}, "program_from": []string{"inline", "fd"}}},
+		}, Pipe: &PipeSpec{From: "decoder", To: "interpreter", Unpiped: High}},
+	}}})
+}
+
+// The shapes of "decoded into the shell": the shell (pid 10, under 1) runs
+// a subshell (11, a fork of it) for a command or process substitution, in
+// which base64 (20) decodes; then bash runs, as the shell itself (exec) or
+// its child (30). make (40) is a child of the shell that is no subshell.
+func TestLineageDecodedCommand(t *testing.T) {
+	shell := []string{"sh", "-c", "script"}
+	table := ProcessTable{
+		1:  {PID: 1, Exe: "/sbin/init", Argv: []string{"init"}},
+		10: {PID: 10, PPID: 1, Exe: "/usr/bin/dash", Argv: shell},
+		11: {PID: 11, PPID: 10, Exe: "/usr/bin/dash", Argv: shell},
+		40: {PID: 40, PPID: 10, Exe: "/usr/bin/make", Argv: []string{"make"}},
+	}
+	ev := func(pid, ppid int, ms int, argv ...string) *audit.Event {
+		e := execEvent("/usr/bin/"+argv[0], argv...)
+		e.PID, e.PPID, e.Comm, e.Time = pid, ppid, argv[0], evTime.Add(time.Duration(ms)*time.Millisecond)
+		return e
+	}
+	decoder := ev(20, 11, 0, "base64", "-d")
+	tests := []struct {
+		name     string
+		interp   *audit.Event
+		desc     *fakeDescriptors
+		wantImp  Importance
+		wantPipe string // "" for no alert
+	}{
+		{"command substitution, shell execs bash", ev(10, 1, 5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, Critical, "captured"},
+		{"command substitution, bash a child", ev(30, 10, 5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, Critical, "captured"},
+		{"decoder gone", ev(30, 10, 5, "bash", "-c", "id"),
+			&fakeDescriptors{}, Critical, "unshown"},
+		{"decoder wrote a file", ev(30, 10, 5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: other("/tmp/key")}}}, 0, ""},
+		{"decoder's pipe read by no shell", ev(30, 10, 5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}}, 0, ""},
+		{"process substitution", ev(30, 10, 5, "bash", "/dev/fd/63"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(9)}}, fds: map[[2]int]Stream{{30, 63}: pipe(9)}}, Critical, "pipe:[9]"},
+		{"inline code run before the decoder", ev(30, 10, -5, "bash", "-c", "id"),
+			&fakeDescriptors{stdio: map[int]Stdio{20: {Out: pipe(7)}}, held: map[int]uint64{10: 7}}, 0, ""},
+		{"a make recipe is no child of the shell", ev(31, 40, 5, "sh", "-c", "cc x.c"),
+			&fakeDescriptors{}, 0, ""},
+		{"a script is no inline code", ev(30, 10, 5, "bash", "build.sh"),
+			&fakeDescriptors{}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := NewEngine(lineagePolicy(t), "h", fixedNow)
+			e.SetProcesses(table)
+			e.SetDescriptors(tt.desc)
+			if got := e.Evaluate(decoder); len(got) != 0 {
+				t.Fatalf("decoder raised %v", names(got))
+			}
+			got := e.Evaluate(tt.interp)
+			if tt.wantPipe == "" {
+				if len(got) != 0 {
+					t.Fatalf("raised %v, want nothing", names(got))
+				}
+				return
+			}
+			if len(got) != 1 {
+				t.Fatalf("raised %v, want one alert", names(got))
+			}
+			var pv string
+			for _, m := range got[0].Matches {
+				if m.Field == "pipe" {
+					pv = m.Value
+				}
+			}
+			if got[0].Signature.Importance != tt.wantImp || pv != tt.wantPipe {
+				t.Errorf("alert %s with pipe %q, want %s with %q (%+v)", got[0].Signature.Importance, pv, tt.wantImp, tt.wantPipe, got[0].Matches)
+			}
+		})
+	}
+}
+
+// More relatives than one check reads: the relay search stops at its cost
+// bound and says the pipe is unshown, never that there is none.
+func TestRelaySearchBoundedByCost(t *testing.T) {
+	kids := make([]int, 0, maxRelayReads+100)
+	stdio := map[int]Stdio{10: {Out: pipe(1)}, 11: {In: pipe(3)}}
+	for pid := 100; len(kids) < maxRelayReads+99; pid++ {
+		kids = append(kids, pid)
+		stdio[pid] = Stdio{In: other("/dev/null"), Out: other("/dev/null")}
+	}
+	// The live filter comes last, past the bound.
+	kids = append(kids, 99)
+	stdio[99] = Stdio{In: pipe(1), Out: pipe(3)}
+	d := &fakeDescriptors{stdio: stdio, children: map[int][]int{5: kids}}
+	e := NewEngine(pipedPolicy(t), "h", fixedNow)
+	e.SetDescriptors(d)
+	b, c := execEvent("/usr/bin/base64", "base64"), execEvent("/usr/bin/curl", "curl")
+	b.PID, b.PPID, b.Comm = 10, 5, "base64"
+	c.PID, c.PPID, c.Comm = 11, 5, "curl"
+	e.Evaluate(b)
+	got := e.Evaluate(c)
+	if len(got) != 1 || got[0].Signature.Importance != Critical {
+		t.Fatalf("raised %v, want one critical alert", got)
+	}
+	if n := len(d.reads); n > maxRelayReads+8 {
+		t.Errorf("read %d processes, want at most the bound %d and a few", n, maxRelayReads)
+	}
+}
+
+// Without descriptors (a replay, a simulation) no capture can be seen, and
+// inline code is paired with no decoder: a decoder and a "sh -c" under
+// one shell are everyday work. A /dev/fd/N program still pairs.
+func TestLineageWithoutDescriptors(t *testing.T) {
+	table := ProcessTable{
+		1:  {PID: 1, Exe: "/sbin/init", Argv: []string{"init"}},
+		10: {PID: 10, PPID: 1, Exe: "/usr/bin/dash", Argv: []string{"sh", "-c", "script"}},
+	}
+	ev := func(pid, ppid int, ms int, argv ...string) *audit.Event {
+		e := execEvent("/usr/bin/"+argv[0], argv...)
+		e.PID, e.PPID, e.Comm, e.Time = pid, ppid, argv[0], evTime.Add(time.Duration(ms)*time.Millisecond)
+		return e
+	}
+	for _, tt := range []struct {
+		interp *audit.Event
+		want   int
+	}{
+		{ev(30, 10, 5, "bash", "-c", "id"), 0},
+		{ev(30, 10, 5, "bash", "/dev/fd/63"), 1},
+	} {
+		e := NewEngine(lineagePolicy(t), "h", fixedNow)
+		e.SetProcesses(table)
+		e.Evaluate(ev(20, 10, 0, "base64", "-d"))
+		if got := e.Evaluate(tt.interp); len(got) != tt.want {
+			t.Errorf("%q after a decoder raised %v, want %d alert(s)", tt.interp.Argv, names(got), tt.want)
+		}
+	}
+}

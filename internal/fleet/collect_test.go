@@ -559,6 +559,18 @@ func TestFleetJunkSummarisedWithServer(t *testing.T) {
 			t.Fatalf("metrics never counted %d undecodable messages:\n%s", junk, grepLines(scrapeCollector(t, col.metrics), "encwatch_collect_messages_total"))
 		}
 	}
+	// Every junk message was terminated: the consumer's backlog, as the
+	// health check reads it from the server, drains to nothing.
+	drained := `encwatch_collect_pending_messages{state="waiting"} 0`
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) { // polling /metrics
+		m := scrapeCollector(t, col.metrics)
+		if strings.Contains(m, drained) && strings.Contains(m, `encwatch_collect_pending_messages{state="unacknowledged"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer's backlog never drained:\n%s", grepLines(m, "encwatch_collect_pending_messages"))
+		}
+	}
 	time.Sleep(time.Second) // one more summary interval
 	lines := 0
 	for line := range strings.SplitSeq(col.logs.String(), "\n") {

@@ -26,6 +26,10 @@ type collectHealth struct {
 	reason    atomic.Pointer[string]             // "" healthy
 	stalls    atomic.Uint64                      // times it became unhealthy
 	recreated atomic.Uint64                      // consumers recreated
+	// pending and ackPending are the consumer's backlog at the last
+	// check: messages not yet delivered to any collector, and delivered
+	// but not acknowledged (the server's counts, from consumer info).
+	pending, ackPending atomic.Uint64
 
 	mu          sync.Mutex
 	junkCount   uint64 // since the last summary
@@ -79,6 +83,8 @@ func (col *fleetCollector) checkHealth(ctx context.Context, every, junkEvery tim
 			switch {
 			case err == nil:
 				floor = info.AckFloor.Stream
+				col.health.pending.Store(info.NumPending)
+				col.health.ackPending.Store(uint64(max(info.NumAckPending, 0)))
 			case errors.Is(err, jetstream.ErrConsumerNotFound):
 				reason = "consumer " + col.c.Consumer + " of stream " + col.c.Stream + " does not exist"
 				col.recreate(ctx, floor)
@@ -154,12 +160,13 @@ var (
 	descCollectHealth = prometheus.NewDesc("encwatch_collect_healthy", "1 when the consumer exists and a fetch succeeded within stall_after, else 0.", nil, nil)
 	descStalls        = prometheus.NewDesc("encwatch_collect_stalls_total", "Times the collector became stalled (consumer or stream gone, no fetch succeeding).", nil, nil)
 	descRecreated     = prometheus.NewDesc("encwatch_collect_consumer_recreated_total", "Times the collector recreated its deleted durable consumer.", nil, nil)
+	descPending       = prometheus.NewDesc("encwatch_collect_pending_messages", "The durable consumer's backlog at the last health check, by state: waiting (in the stream, not yet delivered to a collector) and unacknowledged (delivered, not yet acknowledged). The collector's lag behind the agents.", []string{"state"}, nil)
 )
 
 // Descs are the descriptions of the collector's own metrics (beside the
 // sinks', Options.SinkDescs).
 func Descs() []*prometheus.Desc {
-	return []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated}
+	return []*prometheus.Desc{descCollected, descHosts, descHostsRefused, descCollectHealth, descStalls, descRecreated, descPending}
 }
 
 func (m collectMetrics) Describe(ch chan<- *prometheus.Desc) {
@@ -197,6 +204,8 @@ func (m collectMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCollectHealth, prometheus.GaugeValue, healthy)
 	counter(descStalls, col.health.stalls.Load())
 	counter(descRecreated, col.health.recreated.Load())
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(col.health.pending.Load()), "waiting")
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(col.health.ackPending.Load()), "unacknowledged")
 	if col.opts.SinkStats != nil {
 		col.opts.SinkStats(ch, col.router.Stats())
 	}

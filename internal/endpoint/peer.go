@@ -18,8 +18,8 @@ import (
 func clientKey(c net.Conn) string {
 	switch c := c.(type) {
 	case *net.UnixConn:
-		if uid, ok := peerCredUID(c); ok {
-			return "uid:" + strconv.FormatUint(uint64(uid), 10)
+		if cred, ok := peerCred(c); ok {
+			return "uid:" + strconv.FormatUint(uint64(cred.Uid), 10)
 		}
 		return "unix"
 	case *net.TCPConn:
@@ -38,37 +38,21 @@ func clientKey(c net.Conn) string {
 	return "?"
 }
 
-// peerCredUID is the uid of the process at the other end of c, from
+// peerCred is the credentials of the process at the other end of c, from
 // SO_PEERCRED (socket(7)).
-func peerCredUID(c *net.UnixConn) (uint32, bool) {
+func peerCred(c *net.UnixConn) (*unix.Ucred, bool) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	var cred *unix.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil || cerr != nil {
-		return 0, false
+		return nil, false
 	}
-	return cred.Uid, true
-}
-
-// peerCredPID is the pid of the process at the other end of c.
-func peerCredPID(c *net.UnixConn) (int32, bool) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || cerr != nil {
-		return 0, false
-	}
-	return cred.Pid, true
+	return cred, true
 }
 
 // sock_diag request and reply layouts (linux/inet_diag.h).

@@ -38,8 +38,8 @@ func listenProbe(path string) (net.Listener, fileID, error) {
 		c, err := net.DialTimeout("unix", path, 500*time.Millisecond)
 		if err == nil {
 			holder := ""
-			if pid, ok := peerCredPID(c.(*net.UnixConn)); ok {
-				holder = " (held by " + describePID(pid) + ")"
+			if cred, ok := peerCred(c.(*net.UnixConn)); ok {
+				holder = " (held by " + describePID(cred.Pid) + ")"
 			}
 			c.Close()
 			return nil, fileID{}, fmt.Errorf("%w: %s answers%s", ErrProbeInUse, path, holder)

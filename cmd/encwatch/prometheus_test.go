@@ -239,18 +239,7 @@ func TestPrometheusAlertsOnLiveDaemonAsRoot(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 
-	dir := t.TempDir()
-	metrics := freeAddr(t)
-	policy := filepath.Join(dir, "config.hcl")
-	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
-sink "http" "hook" {
-  url  = %q
-  kind = "webhook"
-  spool {
-    dir = %q
-  }
-}
-`, srv.URL, filepath.Join(dir, "spool"))))
+	dir, metrics, policy := spooledWebhookPolicy(t, srv.URL)
 	agent := &daemonProc{args: []string{"run", "--config", policy}}
 	agent.start(t, bin)
 	defer agent.stop()

@@ -60,19 +60,7 @@ func TestSpooledAlertsSurviveKill9AsRoot(t *testing.T) {
 	recv := &hookReceiver{seen: map[string]int{}}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-
-	dir := t.TempDir()
-	metrics := freeAddr(t)
-	policy := filepath.Join(dir, "config.hcl")
-	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
-sink "http" "hook" {
-  url  = %q
-  kind = "webhook"
-  spool {
-    dir = %q
-  }
-}
-`, srv.URL, filepath.Join(dir, "spool"))))
+	_, metrics, policy := spooledWebhookPolicy(t, srv.URL)
 
 	const n = 40
 	records := b64Events(t, 1000, n)
@@ -109,4 +97,24 @@ sink "http" "hook" {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the receiver
 	}
+}
+
+// spooledWebhookPolicy writes an audisp policy with a webhook sink to url,
+// spooled on disk, serving metrics on a free loopback port; it returns the
+// policy's directory, the metrics address and the policy's path.
+func spooledWebhookPolicy(t *testing.T, url string) (dir, metrics, policy string) {
+	t.Helper()
+	dir = t.TempDir()
+	metrics = freeAddr(t)
+	policy = filepath.Join(dir, "config.hcl")
+	writePolicy(t, policy, audispPolicy(metrics, fmt.Sprintf(`
+sink "http" "hook" {
+  url  = %q
+  kind = "webhook"
+  spool {
+    dir = %q
+  }
+}
+`, url, filepath.Join(dir, "spool"))))
+	return dir, metrics, policy
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,6 +78,17 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 		if f, st, err := openVerified(unix.AT_FDCWD, i.procPath(j.pid, "exe"), openFlags, 0, ref.key); err == nil {
 			return f, st, nil
 		}
+		// A program run through a descriptor (fexecve, or exec of
+		// /proc/PID/fd/N): the process that holds the descriptor
+		// usually outlives a short-lived program, and its descriptor is
+		// a magic link to the very file. The record's device and inode
+		// decide, as for exe.
+		if holder, fd, ok := descriptorPath(ref.path, j.pid); ok {
+			i.opened.Add(1)
+			if f, st, err := openVerified(unix.AT_FDCWD, i.procPath(holder, "fd/"+fd), openFlags, 0, ref.key); err == nil {
+				return f, st, nil
+			}
+		}
 	}
 	names := []string{ref.path}
 	if ref.key.ino != 0 && j.exe != "" && j.exe != ref.path {
@@ -96,6 +108,38 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 		}
 	}
 	return nil, nil, last
+}
+
+// descriptorPath reports whether name runs a program through a descriptor
+// ("/proc/PID/fd/N", "/proc/self/fd/N", "/dev/fd/N"), and which process
+// holds it: PID, or pid (the exec'ing process) for self and /dev/fd.
+func descriptorPath(name string, pid int) (holder int, fd string, ok bool) {
+	var who string
+	switch {
+	case strings.HasPrefix(name, "/dev/fd/"):
+		who, fd = "self", strings.TrimPrefix(name, "/dev/fd/")
+	case strings.HasPrefix(name, "/proc/"):
+		var rest string
+		who, rest, ok = strings.Cut(strings.TrimPrefix(name, "/proc/"), "/")
+		if !ok || !strings.HasPrefix(rest, "fd/") {
+			return 0, "", false
+		}
+		fd = strings.TrimPrefix(rest, "fd/")
+	default:
+		return 0, "", false
+	}
+	if n, err := strconv.Atoi(fd); err != nil || n < 0 {
+		return 0, "", false
+	}
+	switch who {
+	case "self", "thread-self":
+		return pid, fd, pid > 0
+	}
+	n, err := strconv.Atoi(who)
+	if err != nil || n <= 0 {
+		return 0, "", false
+	}
+	return n, fd, true
 }
 
 // failureRank orders the failures of open: see there.

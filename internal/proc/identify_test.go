@@ -372,3 +372,29 @@ func TestIdentifierSkipsSystemLoader(t *testing.T) {
 		})
 	}
 }
+
+func TestDescriptorPath(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		pid        int
+		holder     int
+		fd         string
+		descriptor bool
+	}{
+		{"/proc/123/fd/3", 7, 123, "3", true},
+		{"/proc/self/fd/4", 7, 7, "4", true},
+		{"/proc/thread-self/fd/5", 7, 7, "5", true},
+		{"/dev/fd/6", 7, 7, "6", true},
+		{"/proc/123/exe", 7, 0, "", false},
+		{"/proc/123/fd/x", 7, 0, "", false},
+		{"/proc/0/fd/3", 7, 0, "", false},
+		{"/proc/123/fd/../../1/root/bin/sh", 7, 0, "", false},
+		{"/usr/bin/base64", 7, 0, "", false},
+		{"/dev/fd/3", 0, 0, "", false},
+	} {
+		holder, fd, ok := descriptorPath(tc.name, tc.pid)
+		if ok != tc.descriptor || ok && (holder != tc.holder || fd != tc.fd) {
+			t.Errorf("descriptorPath(%q, %d) = %d, %q, %v, want %d, %q, %v", tc.name, tc.pid, holder, fd, ok, tc.holder, tc.fd, tc.descriptor)
+		}
+	}
+}

@@ -300,39 +300,28 @@ var errnoByName = sync1(func() map[string]syscall.Errno {
 	return m
 })
 
-// rawMode maps "file,755" (and dir, char, block, fifo, link, socket, with
-// suid, sgid, sticky) back to the octal st_mode.
+// modeBits are the words ausearch -i writes for a mode's file type and
+// special bits, with their st_mode values (S_IFREG…, S_ISUID…, inode(7)).
+var modeBits = map[string]uint64{
+	"file": unix.S_IFREG, "dir": unix.S_IFDIR, "char": unix.S_IFCHR, "block": unix.S_IFBLK,
+	"fifo": unix.S_IFIFO, "link": unix.S_IFLNK, "socket": unix.S_IFSOCK,
+	"suid": unix.S_ISUID, "sgid": unix.S_ISGID, "sticky": unix.S_ISVTX,
+}
+
+// rawMode maps "file,755" (a type and special bits from modeBits, and
+// octal permissions) back to the octal st_mode.
 func rawMode(v string) string {
 	var mode uint64
 	for _, part := range strings.Split(v, ",") {
-		switch part {
-		case "file":
-			mode |= 0o100000
-		case "dir":
-			mode |= 0o40000
-		case "char":
-			mode |= 0o20000
-		case "block":
-			mode |= 0o60000
-		case "fifo":
-			mode |= 0o10000
-		case "link":
-			mode |= 0o120000
-		case "socket":
-			mode |= 0o140000
-		case "suid":
-			mode |= 0o4000
-		case "sgid":
-			mode |= 0o2000
-		case "sticky":
-			mode |= 0o1000
-		default:
-			p, err := strconv.ParseUint(part, 8, 32)
-			if err != nil {
-				return "0"
-			}
-			mode |= p
+		if bit, ok := modeBits[part]; ok {
+			mode |= bit
+			continue
 		}
+		p, err := strconv.ParseUint(part, 8, 32)
+		if err != nil {
+			return "0"
+		}
+		mode |= p
 	}
 	return "0" + strconv.FormatUint(mode, 8)
 }

@@ -105,3 +105,19 @@ func FuzzUninterpret(f *testing.F) {
 		}
 	})
 }
+
+func TestRawMode(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"file,755", "0100755"},
+		{"dir,sticky,777", "041777"},
+		{"file,suid,755", "0104755"},
+		{"link,777", "0120777"},
+		{"socket,755", "0140755"},
+		{"fifo,644", "010644"},
+		{"nonsense", "0"},
+	} {
+		if got := rawMode(tc.in); got != tc.want {
+			t.Errorf("rawMode(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

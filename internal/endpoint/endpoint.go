@@ -177,15 +177,18 @@ func (e *Endpoint) Serve(ctx context.Context, h http.Handler, lg *logrus.Entry) 
 	}
 	defer e.Close()
 	var wg sync.WaitGroup
+	// The probe socket is named by its path: its listener's own address
+	// is the private name it was bound under before the rename.
 	for _, l := range []struct {
 		ln    *limitListener
 		field string
-	}{{e.tcp, "address"}, {e.probe, "probe_socket"}} {
+		where func() string
+	}{{e.tcp, "address", func() string { return e.tcp.Addr().String() }}, {e.probe, "probe_socket", e.ProbeSocket}} {
 		if l.ln == nil {
 			continue
 		}
 		srv := newServer(h, lg)
-		lg.WithFields(logrus.Fields{"endpoint": e.name, l.field: l.ln.Addr().String()}).Info("serving the endpoint")
+		lg.WithFields(logrus.Fields{"endpoint": e.name, l.field: l.where()}).Info("serving the endpoint")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -197,7 +200,7 @@ func (e *Endpoint) Serve(ctx context.Context, h http.Handler, lg *logrus.Entry) 
 			})
 			defer stop()
 			if err := srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				lg.WithError(err).WithFields(logrus.Fields{"endpoint": e.name, l.field: l.ln.Addr().String()}).Error("endpoint stopped; the daemon goes on")
+				lg.WithError(err).WithFields(logrus.Fields{"endpoint": e.name, l.field: l.where()}).Error("endpoint stopped; the daemon goes on")
 			}
 		}()
 	}

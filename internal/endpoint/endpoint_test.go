@@ -3,6 +3,7 @@ package endpoint
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func testLog() *logrus.Entry {
@@ -350,5 +352,28 @@ func TestIdleClientsDoNotStarveProbe(t *testing.T) {
 		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("idle connection %d: read = %v, want closed by the server", i, err)
 		}
+	}
+}
+
+// TestServeLogsProbePath: the log names the probe socket by the path a
+// client uses, not the private name it was bound under before the rename.
+func TestServeLogsProbePath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "probe.sock")
+	e, err := Listen(Config{Name: "metrics", ProbeSocket: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, hook := logtest.NewNullLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Serve logs what it serves, then shuts down at once
+	e.Serve(ctx, ok, logrus.NewEntry(lg))
+	var got []string
+	for _, en := range hook.AllEntries() {
+		if p, found := en.Data["probe_socket"]; found {
+			got = append(got, fmt.Sprint(p))
+		}
+	}
+	if len(got) != 1 || got[0] != path {
+		t.Errorf("logged probe_socket %q, want [%q]", got, path)
 	}
 }

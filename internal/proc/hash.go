@@ -85,7 +85,7 @@ func (i *Identifier) open(j *Job, ref fileRef) (*os.File, *unix.Stat_t, error) {
 		// decide, as for exe.
 		if holder, fd, ok := descriptorPath(ref.path, j.pid); ok {
 			i.opened.Add(1)
-			if f, st, err := openVerified(unix.AT_FDCWD, i.procPath(holder, "fd/"+fd), openFlags, 0, ref.key); err == nil {
+			if f, st, err := openHeld(i.procPath(holder, "fd/"+fd), ref.key); err == nil {
 				return f, st, nil
 			}
 		}
@@ -200,6 +200,28 @@ func (i *Identifier) openInRoot(pid int, names []string, key fileKey) (*os.File,
 		}
 	}
 	return nil, nil, last
+}
+
+// openHeld opens the file another process's descriptor link names,
+// without opening anything else: the holder may have swapped the
+// descriptor for a device, whose open alone can act (a tape rewinds, a
+// modem hangs up). An O_PATH descriptor opens nothing; only once fstat shows
+// the record's regular file is it reopened for reading, through our own
+// descriptor table, and checked again.
+func openHeld(link string, key fileKey) (*os.File, *unix.Stat_t, error) {
+	pfd, err := unix.Open(link, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || key.ino == 0 || st.Ino != key.ino || AuditDev(st.Dev) != key.dev {
+		return nil, nil, errNotTheFile
+	}
+	return openVerified(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(pfd), openFlags, 0, key)
 }
 
 // openVerified opens path (relative to dir) with flags and resolve

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -396,5 +397,44 @@ func TestDescriptorPath(t *testing.T) {
 		if ok != tc.descriptor || ok && (holder != tc.holder || fd != tc.fd) {
 			t.Errorf("descriptorPath(%q, %d) = %d, %q, %v, want %d, %q, %v", tc.name, tc.pid, holder, fd, ok, tc.holder, tc.fd, tc.descriptor)
 		}
+	}
+}
+
+// TestOpenHeld: a descriptor another process holds is opened only when it
+// is the record's regular file; a device or another file behind it is
+// refused before anything but an O_PATH descriptor is opened.
+func TestOpenHeld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(held.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	key := fileKey{dev: AuditDev(st.Dev), ino: st.Ino}
+	link := "/proc/self/fd/" + strconv.Itoa(int(held.Fd()))
+	f, _, err := openHeld(link, key)
+	if err != nil {
+		t.Fatalf("openHeld(%s) of the record's file: %v", link, err)
+	}
+	f.Close()
+
+	dev, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	devLink := "/proc/self/fd/" + strconv.Itoa(int(dev.Fd()))
+	if _, _, err := openHeld(devLink, key); err != errNotTheFile {
+		t.Errorf("openHeld(%s) of a device = %v, want %v", devLink, err, errNotTheFile)
+	}
+	if _, _, err := openHeld(link, fileKey{dev: key.dev, ino: key.ino + 1}); err != errNotTheFile {
+		t.Errorf("openHeld of another inode = %v, want %v", err, errNotTheFile)
 	}
 }

@@ -367,6 +367,27 @@ func helper(f fixture, name string, args ...string) *exec.Cmd {
 	return asNobody(append([]string{"env", helperEnv + "=" + name, f.helperBin}, args...)...)
 }
 
+// startHelper starts helper name as nobody, killed when the test ends, and
+// returns the first line it prints (its report that it is in place); a
+// first line without the prefix want fails the test.
+func startHelper(t *testing.T, f fixture, want, name string, args ...string) string {
+	t.Helper()
+	cmd := helper(f, name, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if !strings.HasPrefix(line, want) {
+		t.Fatalf("%s helper as nobody: %q, want a line starting %q", name, line, want)
+	}
+	return strings.TrimSpace(line)
+}
+
 // checkPlainDecode runs an ordinary base64 -d as nobody and requires one
 // data_encoder_exec alert for it, within 15 s; it logs the latency.
 func checkPlainDecode(t *testing.T, d *daemon, marker string) {

@@ -1,7 +1,6 @@
 package abuse
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -35,18 +34,7 @@ func freeAddr(t *testing.T) string {
 func TestKernelMetricsPortTaken(t *testing.T) {
 	f := setup(t)
 	addr := freeAddr(t)
-	holder := helper(f, "listen", addr, "25")
-	out, err := holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { holder.Process.Kill(); holder.Wait() }()
-	if line, _ := bufio.NewReader(out).ReadString('\n'); !strings.HasPrefix(line, "listening") {
-		t.Fatalf("listen helper as nobody: %q", line)
-	}
+	startHelper(t, f, "listening", "listen", addr, "25")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "config.hcl")
 	alerts := filepath.Join(dir, "alerts.jsonl")
@@ -88,17 +76,7 @@ func TestKernelMetricsIdleConnections(t *testing.T) {
 	d := startDaemonWith(t, f, addr)
 	pid := d.cmd.Process.Pid
 	// The daemon runs under unshare/sh/setpriv, which exec it: same pid.
-	attacker := helper(f, "keepalive", addr, strconv.Itoa(conns), "15")
-	out, err := attacker.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := attacker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { attacker.Process.Kill(); attacker.Wait() }()
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	t.Logf("attacker: %s", strings.TrimSpace(line))
+	t.Logf("attacker: %s", startHelper(t, f, "", "keepalive", addr, strconv.Itoa(conns), "15"))
 	fds := countFDs(t, pid)
 	t.Logf("daemon descriptors with %d idle connections attempted: %d", conns, fds)
 	if fds > maxFDs {

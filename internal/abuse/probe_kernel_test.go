@@ -1,7 +1,6 @@
 package abuse
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -55,20 +54,7 @@ func TestKernelHealthUnderHalfOpen(t *testing.T) {
 		t.Errorf("probe socket: %v, %v; want a socket 0600 owned by root", fi, err)
 	}
 
-	attacker := helper(f, "halfopen", addr, strconv.Itoa(conns), "60")
-	out, err := attacker.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := attacker.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { attacker.Process.Kill(); attacker.Wait() }()
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if !strings.HasPrefix(line, "holding") {
-		t.Fatalf("halfopen helper as nobody: %q", line)
-	}
-	t.Logf("attacker: %s", strings.TrimSpace(line))
+	t.Logf("attacker: %s", startHelper(t, f, "holding", "halfopen", addr, strconv.Itoa(conns), "60"))
 
 	tcp := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	unix := endpoint.ProbeClient(probe, 5*time.Second)

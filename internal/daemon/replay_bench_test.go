@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -86,7 +87,8 @@ func writeBenchLog(b *testing.B, dir string) (string, int64) {
 
 // BenchmarkReplayLog replays a generated ~50 MB auditd log through the
 // whole replay pipeline (read, assemble, detect with the default policy,
-// JSON out), plain and gzip'd, side by side with go-libaudit doing the read
+// JSON out), plain and gzip'd, side by side with ausearch -m EXECVE and
+// with go-libaudit doing the read
 // and assemble part alone on the same bytes (auparse.ParseLogLine,
 // Reassembler, aucoalesce). MB/s is of the plain log in each case.
 func BenchmarkReplayLog(b *testing.B) {
@@ -113,6 +115,30 @@ func BenchmarkReplayLog(b *testing.B) {
 	}
 	b.Run("encwatch-plain", func(b *testing.B) { replay(b, plain) })
 	b.Run("encwatch-gzip", func(b *testing.B) { replay(b, gz) })
+	b.Run("ausearch-plain", func(b *testing.B) {
+		// ausearch -m EXECVE: a filter that decides nothing, the yardstick
+		// replay is held to (docs/performance.md), in the same run.
+		bin, err := exec.LookPath("ausearch")
+		if err != nil {
+			b.Skip("ausearch is not installed (Debian package auditd)")
+		}
+		// Its output goes to /dev/null, as encwatch's goes to io.Discard;
+		// ausearch exits 1 when nothing matched.
+		null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer null.Close()
+		b.SetBytes(size)
+		for b.Loop() {
+			cmd := exec.Command(bin, "-m", "EXECVE", "-if", plain)
+			var stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = null, &stderr
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("ausearch: %v: %s", err, stderr.Bytes())
+			}
+		}
+	})
 	b.Run("go-libaudit-plain", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +78,7 @@ func NewNATS(env Env, opts NATSOptions) (*NATS, error) {
 		if f == "" {
 			continue
 		}
-		if _, err := readSecretFile(f); err != nil {
+		if _, err := ReadSecretFile(f); err != nil {
 			return nil, fmt.Errorf("sink %q: %w", env.Name, err)
 		}
 	}
@@ -223,7 +222,7 @@ type NATSAuth struct {
 
 // DialNATS connects to the first reachable of urls (nats.go keeps trying
 // the others, and reconnects for ever), with TLS when tlsOpts says so or a
-// URL is tls://. Each secret file is checked by readSecretFile first.
+// URL is tls://. Each secret file is checked by ReadSecretFile first.
 // extra options come last, to add handlers of the caller's.
 func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName string, log *logrus.Entry, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
@@ -242,7 +241,7 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.WithError(err).Warn("nats error") }),
 	}
 	if tlsOpts != (TLSOptions{}) || strings.Contains(strings.Join(urls, ","), "tls://") {
-		c, err := tlsOpts.config("")
+		c, err := tlsOpts.Config("")
 		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
@@ -250,12 +249,12 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 	}
 	switch {
 	case auth.CredsFile != "":
-		if _, err := readSecretFile(auth.CredsFile); err != nil {
+		if _, err := ReadSecretFile(auth.CredsFile); err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		opts = append(opts, nats.UserCredentials(auth.CredsFile))
 	case auth.NKeyFile != "":
-		if _, err := readSecretFile(auth.NKeyFile); err != nil {
+		if _, err := ReadSecretFile(auth.NKeyFile); err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		o, err := nats.NkeyOptionFromSeed(auth.NKeyFile)
@@ -264,7 +263,7 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		}
 		opts = append(opts, o)
 	case auth.TokenFile != "":
-		tok, err := readSecretFile(auth.TokenFile)
+		tok, err := ReadSecretFile(auth.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
@@ -275,14 +274,6 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		return nil, fmt.Errorf("nats: connect: %w", err)
 	}
 	return nc, nil
-}
-
-// readSecretFile reads a secret (a token, a creds file, an nkey seed):
-// whoever can read it can publish as this host, and whoever can write it can
-// redirect its alerts. readTrustedFile holds the rules every sink's secrets
-// follow.
-func readSecretFile(path string) ([]byte, error) {
-	return readTrustedFile(path, "secret file", true)
 }
 
 // subjectTemplate is a subject with {host}, {signature} and {importance}
@@ -347,15 +338,3 @@ func natsStreamSubject(t string) string {
 	}
 	return strings.Join(p, "")
 }
-
-// EncodeRecord returns a's versioned record, the form RecordHeader carries.
-func EncodeRecord(a *detect.Alert) ([]byte, error) {
-	var b bytes.Buffer
-	if err := encodeAlert(&b, a); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
-
-// DecodeRecord reads a versioned record back into an alert.
-func DecodeRecord(b []byte) (detect.Alert, error) { return decodeAlert(b) }

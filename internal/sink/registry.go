@@ -122,11 +122,11 @@ func Register[S any](k Kind[S]) {
 // Types returns the names of the registered sink types, sorted.
 func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
 
-// Bounds of sink settings.
-const (
-	maxSinkTimeout = 10 * time.Minute
-	maxSpoolBytes  = 1 << 40
-)
+// MaxTimeout bounds every timeout a sink block sets.
+const MaxTimeout = 10 * time.Minute
+
+// maxSpoolBytes bounds a spool's max_bytes.
+const maxSpoolBytes = 1 << 40
 
 // DecodeBlock decodes a `sink "TYPE" "NAME" { … }` block whose two labels
 // the caller has checked. Diagnostics carry file:line:col; the Config is

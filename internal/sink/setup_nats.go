@@ -94,7 +94,7 @@ func decodeNATS(b *Body, s *NATSSettings) {
 	if n > 1 {
 		b.Errorf(b.DefRange(), "%s: set only one of creds_file, nkey_file and token_file", b.What())
 	}
-	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+	b.Duration("timeout", &s.Timeout, time.Millisecond, MaxTimeout)
 	b.Bool("insecure", &s.Insecure)
 	if msg := CheckNATSSecurity(s.URLs, n > 0, HasTLSBlock(b.Body), s.Insecure); msg != "" && n <= 1 {
 		b.Errorf(b.DefRange(), "%s: %s", b.What(), msg)

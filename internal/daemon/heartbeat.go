@@ -52,7 +52,7 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 			checked = cfg
 		}
 		next = time.Minute // look again for a block a reload may add
-		if hb := cfg.Heartbeat; hb != nil {
+		if hb := fleet.HeartbeatOf(cfg); hb != nil {
 			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigHeartbeat, started))
 			next = hb.Interval
 		}
@@ -63,10 +63,11 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 // checkHeartbeatSinks warns of a sink the heartbeat block names and the
 // policy lacks: its heartbeats would go nowhere.
 func (d *daemon) checkHeartbeatSinks(cfg *config.Config) {
-	if cfg.Heartbeat == nil {
+	hb := fleet.HeartbeatOf(cfg)
+	if hb == nil {
 		return
 	}
-	for _, name := range cfg.Heartbeat.Sinks {
+	for _, name := range hb.Sinks {
 		if !slices.ContainsFunc(cfg.Sinks, func(s sink.Config) bool { return s.Name == name }) {
 			d.log.WithField("sink", name).Warn("the heartbeat block names a sink the policy does not have")
 		}
@@ -81,7 +82,7 @@ func (d *daemon) stopStream(st input.Stream) input.Stream {
 	started := time.Now()
 	s := &stoppingStream{Stream: st}
 	s.stop = func() {
-		if cfg := d.cfg.Load(); cfg.Heartbeat != nil {
+		if cfg := d.cfg.Load(); fleet.HeartbeatOf(cfg) != nil {
 			d.sendRecord(cfg, d.heartbeatAlert(cfg, SigStopped, started))
 		}
 	}
@@ -111,7 +112,7 @@ func (s *stoppingStream) Err() error {
 
 // sendRecord delivers a fleet record to the heartbeat block's sinks.
 func (d *daemon) sendRecord(cfg *config.Config, a detect.Alert) {
-	d.p.router.Load().DeliverTo(a, cfg.Heartbeat.Sinks)
+	d.p.router.Load().DeliverTo(a, fleet.HeartbeatOf(cfg).Sinks)
 }
 
 // heartbeatAlert is an agent_heartbeat or agent_stopped record: who the
@@ -154,7 +155,7 @@ func (d *daemon) heartbeatAlert(cfg *config.Config, name string, started time.Ti
 			{Field: "heartbeat.policy_hash", Value: policyHash(cfg), Reason: "sha256 of the policy files"},
 			{Field: "heartbeat.mode", Value: d.mode, Reason: "the audit input"},
 			{Field: heartbeatUptime, Value: strconv.FormatInt(int64(now.Sub(started).Seconds()), 10), Reason: "seconds since start"},
-			{Field: heartbeatInterval, Value: strconv.FormatFloat(cfg.Heartbeat.Interval.Seconds(), 'f', -1, 64), Reason: "the next heartbeat is due within this"},
+			{Field: heartbeatInterval, Value: strconv.FormatFloat(fleet.HeartbeatOf(cfg).Interval.Seconds(), 'f', -1, 64), Reason: "the next heartbeat is due within this"},
 			{Field: "heartbeat.events", Value: u(p.Events.Load()), Reason: "events assembled since start"},
 			{Field: "heartbeat.alerts", Value: u(p.alerts.Load()), Reason: "alerts raised since start"},
 			{Field: "heartbeat.kernel_lost", Value: u(d.m.kernelLost.Load()), Reason: "records the kernel lost since start"},

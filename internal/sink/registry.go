@@ -182,8 +182,9 @@ func decodeCommon(b *Body, k kind, c *Common) {
 	}
 }
 
-// DecodeTLS decodes a tls block (for a sink, or for the collector's NATS
-// connection) into t and reports what else the block holds.
+// DecodeTLS decodes a tls block (a sink's, or another TLS client's of the
+// policy, such as internal/fleet's collect block) into t and reports what
+// else the block holds.
 func DecodeTLS(b *hclbody.Body, t *TLSOptions) {
 	b.AbsPath("ca_file", &t.CAFile)
 	b.AbsPath("cert_file", &t.CertFile)

@@ -1,8 +1,10 @@
 // Package config loads the encwatch policy: config.hcl and the conf.d/*.hcl
 // files beside it, validated against the schema, with every problem reported
 // as file:line:col, and converted into detect and sink values. Sink blocks
-// are decoded by the sink package's registry of sink types (sink.DecodeBlock);
-// HCL types stop here and there.
+// are decoded by the sink package's registry of sink types (sink.DecodeBlock),
+// and the top-level blocks other packages register (RegisterBlock, such as
+// internal/fleet's heartbeat and collect) by those packages; HCL types stop
+// here and there.
 package config
 
 import (

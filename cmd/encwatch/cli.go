@@ -16,6 +16,9 @@ import (
 
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/daemon"
+	// The nats sink type and the heartbeat and collect blocks register
+	// themselves: every command that loads a policy decodes them.
+	_ "github.com/encwatch/encwatch/internal/fleet"
 	"github.com/encwatch/encwatch/internal/input"
 	"github.com/encwatch/encwatch/internal/sink"
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/encwatch/encwatch/detect"
-	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/fleet"
 	"github.com/encwatch/encwatch/internal/natstest"
 	"github.com/encwatch/encwatch/internal/sink"
 )
@@ -226,7 +226,7 @@ func TestFleetFloodAsRoot(t *testing.T) {
 		a := detect.Alert{ID: "forged-" + host, Time: time.Now(), Host: host,
 			Signature: detect.SignatureInfo{Name: "agent_heartbeat", Importance: detect.Info},
 			Matches:   []detect.Match{{Field: "heartbeat.interval_seconds", Value: "1"}}}
-		msg, err := sink.NATSMessage("encwatch.alerts.web1_example_com", &a, sink.AppendJSON)
+		msg, err := fleet.NATSMessage("encwatch.alerts.web1_example_com", &a, sink.AppendJSON)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestFleetFloodAsRoot(t *testing.T) {
 	drained := false
 	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) { // polling the consumer
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c, err := admin.Consumer(ctx, "ENCWATCH", config.DefaultCollectConsumer)
+		c, err := admin.Consumer(ctx, "ENCWATCH", fleet.DefaultConsumer)
 		cancel()
 		if err == nil && c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0 {
 			drained = true

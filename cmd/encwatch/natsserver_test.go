@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/encwatch/encwatch/internal/config"
+	"github.com/encwatch/encwatch/internal/fleet"
 	"github.com/encwatch/encwatch/internal/natstest"
 )
 
@@ -29,7 +29,7 @@ func streamState(cl *natstest.Cluster) string {
 	}
 	si := st.CachedInfo()
 	out := fmt.Sprintf("stream: %d messages", si.State.Msgs)
-	if c, err := st.Consumer(ctx, config.DefaultCollectConsumer); err == nil {
+	if c, err := st.Consumer(ctx, fleet.DefaultConsumer); err == nil {
 		ci := c.CachedInfo()
 		out += fmt.Sprintf("; consumer: pending %d, ack pending %d, redelivered %d, delivered %d, ack floor %d",
 			ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream)

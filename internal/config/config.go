@@ -1,8 +1,10 @@
 // Package config loads the encwatch policy: config.hcl and the conf.d/*.hcl
 // files beside it, validated against the schema, with every problem reported
 // as file:line:col, and converted into detect and sink values. Sink blocks
-// are decoded by the sink package's registry of sink types (sink.DecodeBlock);
-// HCL types stop here and there.
+// are decoded by the sink package's registry of sink types (sink.DecodeBlock),
+// and the top-level blocks other packages register (RegisterBlock, such as
+// internal/fleet's heartbeat and collect) by those packages; HCL types stop
+// here and there.
 package config
 
 import (
@@ -28,10 +30,11 @@ type Config struct {
 	Metrics  Metrics
 	Policy   *detect.Policy
 	Sinks    []sink.Config // each with the range of its block header
-	// Heartbeat is the heartbeat block, nil when absent; Collect the
-	// collect block of `encwatch collect` (collect.go).
-	Heartbeat *Heartbeat
-	Collect   *Collect
+	// Blocks are the registered top-level blocks the policy holds
+	// (RegisterBlock), each as its Decode made it, by type; blockAt says
+	// where each is.
+	Blocks  map[string]any
+	blockAt map[string]hcl.Range
 	// Tests are the policy's test blocks, run by RunTests.
 	Tests []PolicyTest
 	// Encoders are the known encoder binaries Load found on this machine,
@@ -101,17 +104,12 @@ const (
 	// polled.
 	DefaultTamperInterval = 5 * time.Second
 	// DefaultMetricsAddress is 9464, the port registered for Prometheus
-	// exporters' OpenTelemetry default, on loopback.
+	// exporters' OpenTelemetry default, on loopback. A registered block
+	// may give a policy holding it another (Block.MetricsAddress).
 	DefaultMetricsAddress = "127.0.0.1:9464"
-	// DefaultCollectMetricsAddress is the collector's (a policy with a
-	// collect block): the next port, so that a collector and an agent on
-	// one host both start with their defaults.
-	DefaultCollectMetricsAddress = "127.0.0.1:9465"
 	// DefaultProbeSocket is the agent's probe socket, in its unit's
-	// RuntimeDirectory; DefaultCollectProbeSocket the collector's, in its
-	// own (one unit's stop removes its directory).
-	DefaultProbeSocket        = "/run/encwatch/probe.sock"
-	DefaultCollectProbeSocket = "/run/encwatch-collect/probe.sock"
+	// RuntimeDirectory (Block.ProbeSocket gives another daemon its own).
+	DefaultProbeSocket = "/run/encwatch/probe.sock"
 )
 
 // LoadOptions says how strict Load is about the files it reads.

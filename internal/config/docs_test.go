@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -7,6 +7,9 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/encwatch/encwatch/internal/config"
+	_ "github.com/encwatch/encwatch/internal/fleet" // the nats sink of docs/sinks.md
 )
 
 // TestDocsHCLParses checks that every hcl example in the docs is valid HCL
@@ -31,7 +34,7 @@ func TestDocsHCLParses(t *testing.T) {
 			// README's policy and each sink example (not the TYPE/NAME template)
 			// must also load as a policy.
 			if (strings.HasPrefix(src, "sink \"") || strings.HasSuffix(doc, "README.md")) && !strings.Contains(src, "\"TYPE\"") {
-				if _, err := Parse(doc, []byte(src)); err != nil {
+				if _, err := config.Parse(doc, []byte(src)); err != nil {
 					t.Errorf("%s: sink example %d does not load: %v\n%s", doc, i+1, err, src)
 				}
 			}

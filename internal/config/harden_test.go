@@ -177,9 +177,9 @@ func TestLoadStrictModesAsRoot(t *testing.T) {
 			writeFile(t, p, "settings {\n  environment = \"ci\"\n}\n", 0o644)
 			return p
 		}, `config\.hcl: the policy has no signature blocks: it would detect nothing; refusing it$`},
-		{"a collector's policy needs no signatures", func(t *testing.T, base string) string {
+		{"a forwarder's policy needs no signatures", func(t *testing.T, base string) string {
 			p := filepath.Join(base, "config.hcl")
-			writeFile(t, p, "collect {\n  url = \"nats://127.0.0.1:4222\"\n  insecure = true\n}\n", 0o644)
+			writeFile(t, p, "forward {}\n", 0o644)
 			return p
 		}, ``},
 	}

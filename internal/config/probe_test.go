@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// TestProbeSocketSetting: the probe socket defaults per role, keeps an
+// TestProbeSocketSetting: the probe socket defaults per role (a
+// registered block may give its own, blocks_test.go), keeps an
 // explicit path or "" (none), and refuses a relative path.
 func TestProbeSocketSetting(t *testing.T) {
 	const sig = `signature "s" {
@@ -13,16 +14,11 @@ func TestProbeSocketSetting(t *testing.T) {
   executables = ["base64"]
 }
 `
-	const collect = `collect {
-  urls     = ["nats://127.0.0.1:4222"]
-  insecure = true
-}
-`
 	for _, tc := range []struct{ name, src, want, err string }{
 		{"agent default", sig, DefaultProbeSocket, ""},
-		{"collector default", collect, DefaultCollectProbeSocket, ""},
+		{"forwarder default", "forward {}\n", forwardProbeSocket, ""},
 		{"agent set", sig + "metrics {\n  probe_socket = \"/run/x/p.sock\"\n}\n", "/run/x/p.sock", ""},
-		{"collector set", collect + "metrics {\n  probe_socket = \"/run/x/p.sock\"\n}\n", "/run/x/p.sock", ""},
+		{"forwarder set", "forward {}\n" + "metrics {\n  probe_socket = \"/run/x/p.sock\"\n}\n", "/run/x/p.sock", ""},
 		{"off", sig + "metrics {\n  probe_socket = \"\"\n}\n", "", ""},
 		{"relative", sig + "metrics {\n  probe_socket = \"p.sock\"\n}\n", "", "must be an absolute path"},
 	} {
@@ -41,8 +37,5 @@ func TestProbeSocketSetting(t *testing.T) {
 				t.Errorf("Metrics.ProbeSocket = %q, want %q", got, tc.want)
 			}
 		})
-	}
-	if DefaultProbeSocket == DefaultCollectProbeSocket {
-		t.Errorf("agent and collector share the default probe socket")
 	}
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// Top-level block types.
+// Top-level block types the policy itself decodes; other packages add
+// their own with RegisterBlock.
 var topBlocks = []string{"settings", "audit", "metrics", "signature", "allow", "test", "sink"}
 
 // state accumulates the policy across the files of one Load.
@@ -135,9 +136,11 @@ func (st *state) file(b *hclsyntax.Body) {
 			st.test(blk)
 		case "sink":
 			st.sink(blk)
-		case "heartbeat", "collect":
-			st.fleet(blk)
 		default:
+			if k, ok := blocks[blk.Type]; ok {
+				st.block(k, blk)
+				continue
+			}
 			d.unknownBlock(blk, "the top level", topBlocks, nil)
 		}
 	}
@@ -275,22 +278,29 @@ func (st *state) finish() {
 			cfg.Settings.Hostname = h
 		}
 	}
-	if cfg.Collect != nil && st.metricsAt == nil {
-		// A collector often shares a host with an agent, which has the
-		// default port: two daemons on one port would refuse to start.
-		cfg.Metrics.Address = DefaultCollectMetricsAddress
-	}
-	if cfg.Collect != nil && !st.probeSet {
-		cfg.Metrics.ProbeSocket = DefaultCollectProbeSocket
+	forwards := false
+	for _, typ := range cfg.blockTypes() {
+		k := blocks[typ]
+		if k.MetricsAddress != "" && st.metricsAt == nil {
+			// A collector often shares a host with an agent, which has
+			// the default port: two daemons on one port would refuse to
+			// start.
+			cfg.Metrics.Address = k.MetricsAddress
+		}
+		if k.ProbeSocket != "" && !st.probeSet {
+			cfg.Metrics.ProbeSocket = k.ProbeSocket
+		}
+		forwards = forwards || k.Forwards
 	}
 	if len(cfg.Sinks) == 0 {
 		// Alerts must go somewhere: journald reads standard output.
 		cfg.Sinks = []sink.Config{{Type: "stdout", Name: "console", Common: sink.Common{Format: "json"}}}
 	}
-	if len(st.sigs) == 0 && st.requireSignatures && cfg.Collect == nil {
+	if len(st.sigs) == 0 && st.requireSignatures && !forwards {
 		// An empty policy (or one swapped for an empty file) would run,
-		// report healthy and detect nothing. A collector's policy (a
-		// collect block) detects nothing by design: it forwards.
+		// report healthy and detect nothing. A policy with a block that
+		// forwards (a collector's collect block) detects nothing by
+		// design.
 		st.d.diags = append(st.d.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "the policy has no signature blocks: it would detect nothing; refusing it",

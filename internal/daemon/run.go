@@ -17,6 +17,7 @@ import (
 	"github.com/encwatch/encwatch/detect"
 	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/endpoint"
+	"github.com/encwatch/encwatch/internal/fleet"
 	"github.com/encwatch/encwatch/internal/input"
 )
 
@@ -94,6 +95,8 @@ type daemon struct {
 	stages *stageMonitor
 	// metricsEP is the metrics endpoint, bound before start-up goes on.
 	metricsEP *endpoint.Endpoint
+	// hb sends the agent's heartbeats and its clean stop.
+	hb *fleet.Heartbeater
 }
 
 // Run reads the input of the policy's mode (or opts.Mode), one of
@@ -161,6 +164,7 @@ func (d *daemon) open(cfg *config.Config) error {
 	// The metrics read the pipeline only when scraped, after Run has
 	// built it.
 	d.m = newMetrics(d)
+	d.hb = d.newHeartbeater()
 	d.p = newPipeline(pipelineOptions{
 		Config: cfg,
 		Log:    d.log,
@@ -204,7 +208,7 @@ func (d *daemon) run(ctx context.Context, cfg *config.Config) error {
 		return d.p.run(pctx, d.in)
 	})
 	g.Go(func() error { return d.serveMetrics(gctx) })
-	g.Go(func() error { return d.heartbeats(gctx) })
+	g.Go(func() error { return d.hb.Run(gctx) })
 	g.Go(func() error { return d.watchConfig(gctx, w, reloaders) })
 	g.Go(func() error {
 		d.start(gctx)

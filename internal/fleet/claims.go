@@ -12,8 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/encwatch/encwatch/internal/config"
 )
 
 // Several collectors on one durable consumer share its messages, and the
@@ -58,14 +56,14 @@ type claims struct {
 }
 
 // claimBucket names the bucket of one durable consumer.
-func claimBucket(c *config.Collect) string { return c.Stream + "_" + c.Consumer }
+func claimBucket(c *CollectSettings) string { return c.Stream + "_" + c.Consumer }
 
 // claimTTL is how long a claim lives: three ack waits, at least 30 s.
-func claimTTL(c *config.Collect) time.Duration { return max(3*c.AckWait, 30*time.Second) }
+func claimTTL(c *CollectSettings) time.Duration { return max(3*c.AckWait, 30*time.Second) }
 
 // openClaims opens the consumer's claims bucket, creating it with the
 // stream's replicas when the collector manages its consumer.
-func openClaims(ctx context.Context, js jetstream.JetStream, c *config.Collect, replicas int) (*claims, error) {
+func openClaims(ctx context.Context, js jetstream.JetStream, c *CollectSettings, replicas int) (*claims, error) {
 	var kv jetstream.KeyValue
 	var err error
 	if c.ManageConsumer {

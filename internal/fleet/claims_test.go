@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/natstest"
 )
 
@@ -20,7 +19,7 @@ import (
 func TestClaimsWithServer(t *testing.T) {
 	cl := natstest.Start(t, 1, nil)
 	cl.CreateStream(1)
-	c := &config.Collect{Stream: "ENCWATCH", Consumer: config.DefaultCollectConsumer, AckWait: 5 * time.Second, ManageConsumer: true}
+	c := &CollectSettings{Stream: "ENCWATCH", Consumer: DefaultConsumer, AckWait: 5 * time.Second, ManageConsumer: true}
 	open := func() *claims {
 		nc, err := cl.Connect(natstest.Collect, nats.CustomInboxPrefix(collectInboxPrefix))
 		if err != nil {

@@ -42,13 +42,13 @@ type Options struct {
 type fleetCollector struct {
 	log    *logrus.Entry
 	cfg    *config.Config
-	c      *config.Collect
+	c      *CollectSettings
 	router *sink.Router
 	acks   *ackTracker
 	live   *liveness
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	hosts  sink.HostSubject
+	hosts  HostSubject
 	// claims is the bucket in which collectors claim alerts
 	// (claims.go); set by pull before the first fetch.
 	claims atomic.Pointer[claims]
@@ -87,7 +87,7 @@ const collectInboxPrefix = "_ENCWATCH_COLLECT_INBOX"
 // of its subject, never the record's own host field. It raises agent_silent
 // when a host's heartbeat is overdue and agent_back when it returns.
 func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Options) error {
-	c := cfg.Collect
+	c := CollectOf(cfg)
 	if c == nil {
 		return fmt.Errorf("collect: the policy %s has no collect block", cfg.Path)
 	}
@@ -102,9 +102,9 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Op
 	}
 	hostSubject := c.HostSubject
 	if hostSubject == "" {
-		hostSubject = sink.DefaultNATSSubject
+		hostSubject = DefaultSubject
 	}
-	col := &fleetCollector{log: log, cfg: cfg, c: c, hosts: sink.ParseHostSubject(hostSubject), opts: opts}
+	col := &fleetCollector{log: log, cfg: cfg, c: c, hosts: ParseHostSubject(hostSubject), opts: opts}
 	ep, err := listenCollectEndpoint(cfg.Metrics, log)
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
@@ -125,7 +125,7 @@ func Collect(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts Op
 		// rather than drop.
 		Block: true, DrainTimeout: 10 * time.Second, Accepted: col.acks.accepted,
 	})
-	col.nc, err = sink.DialNATS(c.URLs, c.TLS, c.Auth, "encwatch collect", log,
+	col.nc, err = DialNATS(c.URLs, c.TLS, c.Auth, "encwatch collect", log,
 		nats.CustomInboxPrefix(collectInboxPrefix),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.WithError(err).Warn("nats disconnected")
@@ -349,7 +349,7 @@ func (col *fleetCollector) subscribe(subjects []string) error {
 // subscription. One whose host is not its subject's is not believed (the
 // pulled copy raises fleet_forgery).
 func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
-	sig := m.Header.Get(sink.SignatureHeader)
+	sig := m.Header.Get(SignatureHeader)
 	if sig != SigHeartbeat && sig != SigStopped {
 		return
 	}
@@ -357,8 +357,8 @@ func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	a, err := sink.DecodeRecord([]byte(m.Header.Get(sink.RecordHeader)))
-	if err != nil || sink.SubjectToken(a.Host) != token || a.Signature.Name != sig {
+	a, err := sink.DecodeRecord([]byte(m.Header.Get(RecordHeader)))
+	if err != nil || SubjectToken(a.Host) != token || a.Signature.Name != sig {
 		return
 	}
 	if back := col.live.seen(&a, token, m.Subject, time.Now()); back != nil {
@@ -373,7 +373,7 @@ func (col *fleetCollector) heartbeatSeen(m *nats.Msg) {
 // subject's host, or, when it is one of the fleet's own records, dropped.
 func (col *fleetCollector) admit(msg jetstream.Msg) (detect.Alert, bool) {
 	token, ok := col.hosts.Host(msg.Subject())
-	rec := msg.Headers().Get(sink.RecordHeader)
+	rec := msg.Headers().Get(RecordHeader)
 	var a detect.Alert
 	var err error
 	if ok && rec != "" {
@@ -386,7 +386,7 @@ func (col *fleetCollector) admit(msg jetstream.Msg) (detect.Alert, bool) {
 		return detect.Alert{}, false
 	}
 	a.Subject = msg.Subject()
-	if sink.SubjectToken(a.Host) == token {
+	if SubjectToken(a.Host) == token {
 		return a, true
 	}
 	col.forged.Add(1)

@@ -174,10 +174,10 @@ func (p *fleetCollectorProc) waitCount(t *testing.T, what string, n int, within 
 
 // publisher is a nats sink with a host's credentials: an agent's, or a
 // liar's using them.
-func publisher(t *testing.T, cl *natstest.Cluster, user string) *sink.NATS {
+func publisher(t *testing.T, cl *natstest.Cluster, user string) *NATS {
 	t.Helper()
-	s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
-		sink.NATSOptions{Settings: sink.NATSSettings{URLs: cl.URLs(), NKeyFile: cl.Seed(user), Timeout: 5 * time.Second}})
+	s, err := NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+		NATSOptions{Settings: NATSSettings{URLs: cl.URLs(), NATSAuth: NATSAuth{NKeyFile: cl.Seed(user)}, Timeout: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func newLiar(t *testing.T, cl *natstest.Cluster, user string) *liar {
 func (l *liar) send(t *testing.T, alerts ...detect.Alert) {
 	t.Helper()
 	for i := range alerts {
-		msg, err := sink.NATSMessage(l.subject, &alerts[i], sink.AppendJSON)
+		msg, err := NATSMessage(l.subject, &alerts[i], sink.AppendJSON)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +226,7 @@ func (l *liar) send(t *testing.T, alerts ...detect.Alert) {
 
 // heartbeatsOf sends host's heartbeat every interval until stop is closed
 // (a kill -9: no agent_stopped).
-func heartbeatsOf(t *testing.T, s *sink.NATS, host string, interval time.Duration, stop <-chan struct{}) *sync.WaitGroup {
+func heartbeatsOf(t *testing.T, s *NATS, host string, interval time.Duration, stop <-chan struct{}) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -402,8 +402,8 @@ func TestFleetLiarCannotDropAlertsWithServer(t *testing.T) {
 		_, _ = lnc.Subscribe(subj, answer)
 	}
 	for _, id := range ids {
-		_ = lnc.Publish("$KV."+claimBucket(&config.Collect{Stream: "ENCWATCH", Consumer: config.DefaultCollectConsumer})+"."+claimKey(id), []byte("d liar"))
-		_ = lnc.Publish("_ENCWATCH.collect.ENCWATCH."+config.DefaultCollectConsumer, []byte(id))
+		_ = lnc.Publish("$KV."+claimBucket(&CollectSettings{Stream: "ENCWATCH", Consumer: DefaultConsumer})+"."+claimKey(id), []byte("d liar"))
+		_ = lnc.Publish("_ENCWATCH.collect.ENCWATCH."+DefaultConsumer, []byte(id))
 	}
 	_ = lnc.Flush()
 
@@ -457,7 +457,7 @@ func TestFleetConsumerDeletedWithServer(t *testing.T) {
 	js := cl.Admin()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := js.DeleteConsumer(ctx, "ENCWATCH", config.DefaultCollectConsumer); err != nil {
+	if err := js.DeleteConsumer(ctx, "ENCWATCH", DefaultConsumer); err != nil {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
@@ -514,7 +514,7 @@ func healthz(t *testing.T, addr string) (int, string) {
 }
 
 // send publishes alerts with an agent's nats sink.
-func send(t *testing.T, s *sink.NATS, alerts ...detect.Alert) {
+func send(t *testing.T, s *NATS, alerts ...detect.Alert) {
 	t.Helper()
 	if err := s.Send(context.Background(), alerts); err != nil {
 		t.Fatalf("publish: %v", err)

@@ -35,7 +35,7 @@ func beat(host string, at time.Time, interval string) *detect.Alert {
 // TestLiveness drives the heartbeat watch with injected times.
 func TestLiveness(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLiveness(&config.Collect{MinInterval: 100 * time.Millisecond}) // three of the host's intervals
+	l := newLiveness(&CollectSettings{MinInterval: 100 * time.Millisecond}) // three of the host's intervals
 	names := func(ss []detect.Alert) []string {
 		var out []string
 		for _, s := range ss {
@@ -82,7 +82,7 @@ func TestLiveness(t *testing.T) {
 		t.Errorf("overdue 31s after resume = %v, want b silent", got)
 	}
 	// Identical ids in every collector that saw the same last heartbeat.
-	l2 := newLiveness(&config.Collect{SilentAfter: 2 * time.Second})
+	l2 := newLiveness(&CollectSettings{SilentAfter: 2 * time.Second})
 	l2.seen(beat("c", t0, "1"), "c", "s", t0)
 	if a, b := l2.overdue(t0.Add(3*time.Second)), newLivenessFrom(beat("c", t0, "1"), t0).overdue(t0.Add(3*time.Second)); len(a) != 1 || len(b) != 1 || a[0].ID != b[0].ID {
 		t.Errorf("agent_silent ids differ between collectors: %v, %v", a, b)
@@ -90,7 +90,7 @@ func TestLiveness(t *testing.T) {
 }
 
 func newLivenessFrom(a *detect.Alert, at time.Time) *liveness {
-	l := newLiveness(&config.Collect{SilentAfter: 2 * time.Second})
+	l := newLiveness(&CollectSettings{SilentAfter: 2 * time.Second})
 	l.seen(a, a.Host, "s", at.Add(10*time.Millisecond))
 	return l
 }
@@ -100,7 +100,7 @@ func newLivenessFrom(a *detect.Alert, at time.Time) *liveness {
 // or silent, and many hosts silent at once are one summary.
 func TestLivenessBounds(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLiveness(&config.Collect{MinInterval: time.Second, MaxInterval: 10 * time.Second, MaxHosts: 3, ForgetAfter: time.Hour})
+	l := newLiveness(&CollectSettings{MinInterval: time.Second, MaxInterval: 10 * time.Second, MaxHosts: 3, ForgetAfter: time.Hour})
 	l.seen(beat("huge", t0, "1e9"), "huge", "s.huge", t0)
 	l.seen(beat("tiny", t0, "0.001"), "tiny", "s.tiny", t0)
 	got := map[string]time.Time{}
@@ -216,15 +216,17 @@ func TestAckTracker(t *testing.T) {
 	}
 }
 
-// startNATS starts Debian's nats-server with JetStream on loopback.
-func startNATS(tb testing.TB) string {
+// startNATS starts Debian's nats-server with JetStream on a loopback
+// port, with extra appended to its configuration, and returns its URL. It
+// is killed at the end of the test.
+func startNATS(tb testing.TB, extra string) string {
 	tb.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			tb.Fatal("needs Debian's nats-server (make test-deps installs it)")
 		}
-		tb.Skip("!!! SKIPPED: needs Debian's nats-server")
+		tb.Skip("!!! SKIPPED: needs Debian's nats-server (apt-get install nats-server)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -234,7 +236,7 @@ func startNATS(tb testing.TB) string {
 	ln.Close()
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: %q\njetstream { store_dir: %q }\n", addr, dir), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen: %q\njetstream { store_dir: %q }\n%s\n", addr, dir, extra), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", conf)
@@ -296,10 +298,10 @@ func routeAll(b *testing.B, s sink.Sink, n int) {
 // acknowledge). Run it with
 // go test -run '^$' -bench BenchmarkFleet -benchtime 50000x ./internal/fleet/
 func BenchmarkFleet(b *testing.B) {
-	url := startNATS(b)
+	url := startNATS(b, "")
 	b.Run("agent-to-stream", func(b *testing.B) {
-		s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
-			sink.NATSOptions{Settings: sink.NATSSettings{URLs: []string{url}, Stream: "BENCH", Subject: "bench.{host}", CreateStream: true}})
+		s, err := NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+			NATSOptions{Settings: NATSSettings{URLs: []string{url}, Stream: "BENCH", Subject: "bench.{host}", CreateStream: true}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -337,8 +339,8 @@ func BenchmarkFleet(b *testing.B) {
 // collector until the durable consumer has every one acknowledged.
 func benchCollector(b *testing.B, url string) {
 	stream := fmt.Sprintf("COLLECT%d", b.N)
-	s, err := sink.NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
-		sink.NATSOptions{Settings: sink.NATSSettings{URLs: []string{url}, Stream: stream, Subject: stream + ".{host}", CreateStream: true}})
+	s, err := NewNATS(sink.Env{Name: "bus", Log: quietLog(), Format: sink.AppendJSON},
+		NATSOptions{Settings: NATSSettings{URLs: []string{url}, Stream: stream, Subject: stream + ".{host}", CreateStream: true}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -371,7 +373,7 @@ sink "file" "siem" {
 	done := make(chan error, 1)
 	go func() { done <- Collect(ctx, cfg, quietLog(), Options{}) }()
 	for {
-		c, err := js.Consumer(ctx, stream, config.DefaultCollectConsumer)
+		c, err := js.Consumer(ctx, stream, DefaultConsumer)
 		if err == nil && c.CachedInfo().AckFloor.Stream >= uint64(b.N) {
 			break
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/encwatch/encwatch/detect"
-	"github.com/encwatch/encwatch/internal/config"
 )
 
 // Signatures the collector raises itself.
@@ -60,22 +59,22 @@ type liveness struct {
 	refused                  uint64                // heartbeats of hosts beyond maxHosts
 }
 
-func newLiveness(c *config.Collect) *liveness {
+func newLiveness(c *CollectSettings) *liveness {
 	l := &liveness{
 		silentAfter: c.SilentAfter, minInterval: c.MinInterval, maxInterval: c.MaxInterval,
 		forgetAfter: c.ForgetAfter, maxHosts: c.MaxHosts, hosts: make(map[string]*hostState),
 	}
 	if l.minInterval <= 0 {
-		l.minInterval = config.DefaultMinInterval
+		l.minInterval = DefaultMinInterval
 	}
 	if l.maxInterval <= 0 {
-		l.maxInterval = config.DefaultMaxInterval
+		l.maxInterval = DefaultMaxInterval
 	}
 	if l.maxHosts <= 0 {
-		l.maxHosts = config.DefaultMaxHosts
+		l.maxHosts = DefaultMaxHosts
 	}
 	if l.forgetAfter <= 0 {
-		l.forgetAfter = config.DefaultForgetAfter
+		l.forgetAfter = DefaultForgetAfter
 	}
 	return l
 }

@@ -256,6 +256,13 @@ func (b *Body) Strings(name string, dst *[]string) ([]hcl.Range, bool) {
 	return ranges, true
 }
 
+// Nested starts decoding blk, a block nested in b's body that the caller
+// handles itself, its problems collected with b's; what names it in
+// messages.
+func (b *Body) Nested(blk *hclsyntax.Block, what string) *Body {
+	return New(b.diags, blk.Body, what, blk.TypeRange)
+}
+
 // Block returns the body of the nested block typ, if the block has one,
 // and makes typ a known block. A second block of that type is reported.
 func (b *Body) Block(typ string) *Body {

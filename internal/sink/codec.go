@@ -322,3 +322,18 @@ func fromSpoolProcs(ps []spoolProcess) []detect.Process {
 	}
 	return out
 }
+
+// EncodeRecord returns a's versioned record: the spool's encoding (see
+// docs/sinks.md "The spool on disk") without its final newline, for a sink
+// that carries the whole alert beside a body in another format.
+func EncodeRecord(a *detect.Alert) ([]byte, error) {
+	var b bytes.Buffer
+	if err := encodeAlert(&b, a); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// DecodeRecord reads a versioned record (EncodeRecord's, or a spool's)
+// back into an alert.
+func DecodeRecord(b []byte) (detect.Alert, error) { return decodeAlert(b) }

@@ -70,7 +70,7 @@ func newHTTPTransport(opts HTTPOptions, defaultScheme string) (*httpTransport, *
 	if opts.Token != "" {
 		t.auth = opts.AuthScheme + " " + opts.Token
 	}
-	tc, err := opts.TLS.config("")
+	tc, err := opts.TLS.Config("")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -122,11 +122,11 @@ func Register[S any](k Kind[S]) {
 // Types returns the names of the registered sink types, sorted.
 func Types() []string { return slices.Sorted(maps.Keys(kinds)) }
 
-// Bounds of sink settings.
-const (
-	maxSinkTimeout = 10 * time.Minute
-	maxSpoolBytes  = 1 << 40
-)
+// MaxTimeout bounds every timeout a sink block sets.
+const MaxTimeout = 10 * time.Minute
+
+// maxSpoolBytes bounds a spool's max_bytes.
+const maxSpoolBytes = 1 << 40
 
 // DecodeBlock decodes a `sink "TYPE" "NAME" { … }` block whose two labels
 // the caller has checked. Diagnostics carry file:line:col; the Config is
@@ -182,8 +182,9 @@ func decodeCommon(b *Body, k kind, c *Common) {
 	}
 }
 
-// DecodeTLS decodes a tls block (for a sink, or for the collector's NATS
-// connection) into t and reports what else the block holds.
+// DecodeTLS decodes a tls block (a sink's, or another TLS client's of the
+// policy, such as internal/fleet's collect block) into t and reports what
+// else the block holds.
 func DecodeTLS(b *hclbody.Body, t *TLSOptions) {
 	b.AbsPath("ca_file", &t.CAFile)
 	b.AbsPath("cert_file", &t.CertFile)

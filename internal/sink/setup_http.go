@@ -120,7 +120,7 @@ func decodeHTTP(b *Body, s *HTTPSettings) {
 	b.AbsPath("token_file", &s.TokenFile)
 	b.String("token_env", &s.TokenEnv)
 	b.String("auth_scheme", &s.AuthScheme)
-	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+	b.Duration("timeout", &s.Timeout, time.Millisecond, MaxTimeout)
 }
 
 func decodeWebhook(b *Body, s *WebhookSettings) {
@@ -131,7 +131,7 @@ func decodeSplunk(b *Body, s *SplunkSettings) {
 	b.String("index", &s.Index)
 	b.String("source_type", &s.SourceType)
 	b.Bool("splunk_ack", &s.Ack)
-	b.Duration("ack_timeout", &s.AckTimeout, time.Millisecond, maxSinkTimeout)
+	b.Duration("ack_timeout", &s.AckTimeout, time.Millisecond, MaxTimeout)
 }
 
 // CheckHTTPURL says what is wrong with v, an HTTP sink's URL, or returns

@@ -63,5 +63,5 @@ func decodeSyslog(b *Body, s *SyslogSettings) {
 	if n, ok := b.Int("max_message", 480, maxMessage); ok { // RFC 5424 §6.1: receivers take at least 480 octets
 		s.MaxMessage = int(n)
 	}
-	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
+	b.Duration("timeout", &s.Timeout, time.Millisecond, MaxTimeout)
 }

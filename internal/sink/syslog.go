@@ -30,9 +30,10 @@ type TLSOptions struct {
 	InsecureSkipVerify bool
 }
 
-// config builds the tls.Config: TLS 1.2 at least, peers verified unless
-// InsecureSkipVerify.
-func (o TLSOptions) config(defaultServerName string) (*tls.Config, error) {
+// Config builds the tls.Config: TLS 1.2 at least, peers verified unless
+// InsecureSkipVerify; defaultServerName is verified when ServerName is "".
+// The files are read by the rules of readTrustedFile.
+func (o TLSOptions) Config(defaultServerName string) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         o.ServerName,
@@ -196,7 +197,7 @@ func NewSyslog(log *logrus.Entry, name string, opts SyslogOptions) (*Syslog, err
 	}
 	if s.network == "tls" {
 		host, _, _ := net.SplitHostPort(s.addr)
-		if s.tls, err = opts.TLS.config(host); err != nil {
+		if s.tls, err = opts.TLS.Config(host); err != nil {
 			return nil, fmt.Errorf("sink %q: %w", name, err)
 		}
 	}

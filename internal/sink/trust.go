@@ -181,3 +181,11 @@ func readTrustedFile(path, what string, secret bool) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadSecretFile reads a secret a sink authenticates with (a token, a
+// creds file, an nkey seed): whoever can read it can send as this host, and
+// whoever can write it can redirect its alerts. readTrustedFile holds the
+// rules every sink's secrets follow.
+func ReadSecretFile(path string) ([]byte, error) {
+	return readTrustedFile(path, "secret file", true)
+}

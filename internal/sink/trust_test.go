@@ -167,3 +167,53 @@ func TestCheckTrustedPathSticky(t *testing.T) {
 		t.Error("CheckTrustedPath(relative) = nil, want an error")
 	}
 }
+
+func TestReadSecretFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("!!! SKIPPED: needs root (secret files must be root-owned)")
+	}
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode, size int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, make([]byte, size), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ok := write("ok", 0o600, 10)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(ok, link); err != nil {
+		t.Fatal(err)
+	}
+	notRoot := write("nobody", 0o600, 10)
+	if err := os.Chown(notRoot, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"root 0600", ok, ""},
+		{"root 0400", write("ro", 0o400, 10), ""},
+		{"group readable", write("g", 0o640, 10), "readable by group or others"},
+		{"world readable", write("w", 0o604, 10), "readable by group or others"},
+		{"too big", write("big", 0o600, maxSecretFile+1), "larger than"},
+		{"not root", notRoot, "not root"},
+		{"root symlink to a root file", link, ""}, // every link on the way is checked like a directory
+		{"directory", dir, "not a regular file"},
+		{"missing", filepath.Join(dir, "none"), "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadSecretFile(tt.path)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("ReadSecretFile(%s) = %v, want nil", tt.name, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("ReadSecretFile(%s) = %v, want an error with %q", tt.name, err, tt.want)
+			}
+		})
+	}
+}

@@ -1,7 +1,8 @@
-package config
+package fleet
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,10 +10,12 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/encwatch/encwatch/internal/config"
 )
 
 func TestHeartbeatAndCollectBlocks(t *testing.T) {
-	cfg, err := Parse("p.hcl", []byte(`
+	cfg, err := config.Parse("p.hcl", []byte(`
 heartbeat {
   interval = "30s"
   sinks    = ["bus"]
@@ -32,24 +35,24 @@ collect {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := cfg.Heartbeat; h == nil || h.Interval != 30*time.Second || !slices.Equal(h.Sinks, []string{"bus"}) {
-		t.Errorf("Heartbeat = %+v, want 30s to [bus]", cfg.Heartbeat)
+	if h := HeartbeatOf(cfg); h == nil || h.Interval != 30*time.Second || !slices.Equal(h.Sinks, []string{"bus"}) {
+		t.Errorf("HeartbeatOf = %+v, want 30s to [bus]", h)
 	}
-	c := cfg.Collect
+	c := CollectOf(cfg)
 	if c == nil {
-		t.Fatal("Collect = nil")
+		t.Fatal("CollectOf = nil")
 	}
 	if !slices.Equal(c.URLs, []string{"nats://a:4222", "tls://b:4222"}) || c.Stream != "ENCWATCH" || c.Consumer != "siem" ||
 		c.SilentAfter != 2*time.Minute || c.Batch != 100 || c.AckWait != time.Minute || c.MaxAckPending != DefaultMaxAckPending ||
 		c.Auth.TokenFile != "/etc/encwatch/collect/token" || c.TLS.CAFile != "/etc/encwatch/ca.pem" {
 		t.Errorf("Collect = %+v", c)
 	}
-	none, err := Parse("p.hcl", []byte(`heartbeat {}`))
+	none, err := config.Parse("p.hcl", []byte(`heartbeat {}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if none.Heartbeat.Interval != time.Minute || none.Heartbeat.Sinks != nil || none.Collect != nil {
-		t.Errorf("defaults: heartbeat %+v, collect %+v; want 60s to every sink, no collect", none.Heartbeat, none.Collect)
+	if h, c := HeartbeatOf(none), CollectOf(none); h.Interval != time.Minute || h.Sinks != nil || c != nil {
+		t.Errorf("defaults: heartbeat %+v, collect %+v; want 60s to every sink, no collect", h, c)
 	}
 }
 
@@ -73,9 +76,9 @@ func TestCollectDiagnostics(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("p.hcl", []byte(tt.src))
+			_, err := config.Parse("p.hcl", []byte(tt.src))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Parse(%q) = %v, want an error with %q", tt.src, err, tt.want)
+				t.Errorf("config.Parse(%q) = %v, want an error with %q", tt.src, err, tt.want)
 			}
 		})
 	}
@@ -97,7 +100,7 @@ func TestFleetDocHCLLoads(t *testing.T) {
 			t.Errorf("example %d does not parse: %v", i+1, diags)
 			continue
 		}
-		if _, err := Parse("docs/fleet.md", []byte(src)); err != nil {
+		if _, err := config.Parse("docs/fleet.md", []byte(src)); err != nil {
 			t.Errorf("example %d does not load: %v\n%s", i+1, err, src)
 		}
 	}
@@ -107,19 +110,19 @@ func TestFleetDocHCLLoads(t *testing.T) {
 // without credentials or TLS, and Warnings says so; credentials, or TLS
 // off loopback, need no such word.
 func TestCollectInsecure(t *testing.T) {
-	cfg, err := Parse("p.hcl", []byte("collect {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\nsink \"nats\" \"bus\" {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\n"))
+	cfg, err := config.Parse("p.hcl", []byte("collect {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\nsink \"nats\" \"bus\" {\n  url = \"nats://nats1.example.com:4222\"\n  insecure = true\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := Warnings(cfg)
+	w := config.Warnings(cfg)
 	if len(w) != 2 || !strings.Contains(w[0], `sink "bus": insecure = true`) || !strings.Contains(w[1], "collect block: insecure = true") {
 		t.Errorf("Warnings = %q, want one for the sink and one for the collect block", w)
 	}
-	ok, err := Parse("p.hcl", []byte("collect {\n  url = \"tls://nats1.example.com:4222\"\n  nkey_file = \"/etc/encwatch/collect/nats.nk\"\n}\n"))
+	ok, err := config.Parse("p.hcl", []byte("collect {\n  url = \"tls://nats1.example.com:4222\"\n  nkey_file = \"/etc/encwatch/collect/nats.nk\"\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := Warnings(ok); len(w) != 0 {
+	if w := config.Warnings(ok); len(w) != 0 {
 		t.Errorf("Warnings of a collector with an nkey over TLS = %q, want none", w)
 	}
 }
@@ -132,11 +135,11 @@ func TestCollectorMetricsDefault(t *testing.T) {
 		{"agent", `signature "s" {
   importance  = "high"
   executables = ["base64"]
-}`, DefaultMetricsAddress},
+}`, config.DefaultMetricsAddress},
 		{"collector", `collect {
   urls     = ["nats://127.0.0.1:4222"]
   insecure = true
-}`, DefaultCollectMetricsAddress},
+}`, DefaultMetricsAddress},
 		{"collector set", `collect {
   urls     = ["nats://127.0.0.1:4222"]
   insecure = true
@@ -153,7 +156,7 @@ metrics {
 }`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Parse("p.hcl", []byte(tc.src))
+			cfg, err := config.Parse("p.hcl", []byte(tc.src))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +165,49 @@ metrics {
 			}
 		})
 	}
-	if DefaultMetricsAddress == DefaultCollectMetricsAddress {
+	if config.DefaultMetricsAddress == DefaultMetricsAddress {
 		t.Errorf("agent and collector share the default metrics address %s", DefaultMetricsAddress)
+	}
+}
+
+// TestCollectorProbeSocket: a collector's policy has its own probe socket
+// by default, and keeps one it names.
+func TestCollectorProbeSocket(t *testing.T) {
+	const collect = `collect {
+  urls     = ["nats://127.0.0.1:4222"]
+  insecure = true
+}
+`
+	for _, tc := range []struct{ name, src, want string }{
+		{"collector default", collect, DefaultProbeSocket},
+		{"collector set", collect + "metrics {\n  probe_socket = \"/run/x/p.sock\"\n}\n", "/run/x/p.sock"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse("p.hcl", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Metrics.ProbeSocket; got != tc.want {
+				t.Errorf("Metrics.ProbeSocket = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if config.DefaultProbeSocket == DefaultProbeSocket {
+		t.Errorf("agent and collector share the default probe socket")
+	}
+}
+
+// TestCollectorNeedsNoSignaturesAsRoot: the daemons' strict load refuses a policy
+// without signatures, but a collector's forwards what the agents raised.
+func TestCollectorNeedsNoSignaturesAsRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("!!! SKIPPED: needs root (the strict load wants root-owned files)")
+	}
+	p := filepath.Join(t.TempDir(), "config.hcl")
+	if err := os.WriteFile(p, []byte("collect {\n  url = \"nats://127.0.0.1:4222\"\n  insecure = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(p, config.LoadOptions{RequireRootOwned: true}); err != nil {
+		t.Errorf("Load(%s) = %v, want no error", p, err)
 	}
 }

@@ -1,4 +1,4 @@
-package sink
+package fleet
 
 import (
 	"fmt"
@@ -10,7 +10,9 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/encwatch/encwatch/internal/config"
 	"github.com/encwatch/encwatch/internal/hclbody"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
 // NATSSettings are what a `sink "nats" "NAME" { … }` block says: where the
@@ -26,41 +28,34 @@ type NATSSettings struct {
 	StreamReplicas int
 	StreamMaxAge   time.Duration
 	StreamMaxBytes int64
-	// One way to authenticate, each a root-owned file only root can read.
-	CredsFile string        // a .creds file (user JWT and nkey seed)
-	NKeyFile  string        // an nkey seed
-	TokenFile string        // a token
-	Timeout   time.Duration // per publish acknowledgement (default 5s)
+	// NATSAuth is the one way to authenticate, each a root-owned file only
+	// root can read.
+	NATSAuth
+	Timeout time.Duration // per publish acknowledgement (default 5s)
 	// Insecure allows a server without credentials, and one off loopback
 	// without TLS; without it the policy is refused (CheckNATSSecurity).
 	Insecure bool
 }
 
-// Defaults of a nats sink.
-const (
-	DefaultNATSSubject = "encwatch.alerts.{host}"
-	DefaultNATSStream  = "ENCWATCH"
-)
-
 func init() {
-	Register(Kind[NATSSettings]{
+	sink.Register(sink.Kind[NATSSettings]{
 		Name: "nats", FormatAttr: "format", TLS: true,
 		Decode: decodeNATS,
-		New: func(s *NATSSettings, env Env) (Sink, error) {
+		New: func(s *NATSSettings, env sink.Env) (sink.Sink, error) {
 			return NewNATS(env, NATSOptions{Settings: *s, TLS: env.Common.TLS})
 		},
 	})
 }
 
-func decodeNATS(b *Body, s *NATSSettings) {
+func decodeNATS(b *sink.Body, s *NATSSettings) {
 	var one string
 	if rng, ok := b.String("url", &one); ok {
 		s.URLs = append(s.URLs, one)
-		checkNATSURL(b, rng, one)
+		checkURL(b.Body, rng, one)
 	}
-	if ranges, ok := b.strings("urls", &s.URLs); ok {
+	if ranges, ok := listOfStrings(b.Body, "urls", &s.URLs); ok {
 		for i, rng := range ranges {
-			checkNATSURL(b, rng, s.URLs[i])
+			checkURL(b.Body, rng, s.URLs[i])
 		}
 	}
 	if _, urls := b.Syntax().Attributes["urls"]; !urls {
@@ -82,11 +77,21 @@ func decodeNATS(b *Body, s *NATSSettings) {
 	if n, ok := b.Int("stream_max_bytes", 1<<20, 1<<50); ok {
 		s.StreamMaxBytes = n
 	}
-	b.AbsPath("creds_file", &s.CredsFile)
-	b.AbsPath("nkey_file", &s.NKeyFile)
-	b.AbsPath("token_file", &s.TokenFile)
+	nauth := decodeAuth(b.Body, &s.NATSAuth)
+	b.Duration("timeout", &s.Timeout, time.Millisecond, sink.MaxTimeout)
+	b.Bool("insecure", &s.Insecure)
+	checkSecurity(b.Body, s.URLs, nauth, s.Insecure)
+}
+
+// decodeAuth decodes the secret files of a NATS client (a nats sink, the
+// collect block) into a and returns how many are set: more than one is
+// reported.
+func decodeAuth(b *hclbody.Body, a *NATSAuth) int {
+	b.AbsPath("creds_file", &a.CredsFile)
+	b.AbsPath("nkey_file", &a.NKeyFile)
+	b.AbsPath("token_file", &a.TokenFile)
 	n := 0
-	for _, f := range []string{s.CredsFile, s.NKeyFile, s.TokenFile} {
+	for _, f := range a.files() {
 		if f != "" {
 			n++
 		}
@@ -94,9 +99,14 @@ func decodeNATS(b *Body, s *NATSSettings) {
 	if n > 1 {
 		b.Errorf(b.DefRange(), "%s: set only one of creds_file, nkey_file and token_file", b.What())
 	}
-	b.Duration("timeout", &s.Timeout, time.Millisecond, maxSinkTimeout)
-	b.Bool("insecure", &s.Insecure)
-	if msg := CheckNATSSecurity(s.URLs, n > 0, HasTLSBlock(b.Body), s.Insecure); msg != "" && n <= 1 {
+	return n
+}
+
+// checkSecurity reports a NATS client of urls that CheckNATSSecurity
+// refuses; nauth is how many secret files it has (more than one was
+// reported already).
+func checkSecurity(b *hclbody.Body, urls []string, nauth int, insecure bool) {
+	if msg := CheckNATSSecurity(urls, nauth > 0, hasTLSBlock(b), insecure); msg != "" && nauth <= 1 {
 		b.Errorf(b.DefRange(), "%s: %s", b.What(), msg)
 	}
 }
@@ -112,8 +122,8 @@ func urlsValid(urls []string) bool {
 	return len(urls) > 0
 }
 
-// HasTLSBlock reports whether the body holds a tls block.
-func HasTLSBlock(b *hclbody.Body) bool {
+// hasTLSBlock reports whether the body holds a tls block.
+func hasTLSBlock(b *hclbody.Body) bool {
 	for _, blk := range b.Syntax().Blocks {
 		if blk.Type == "tls" {
 			return true
@@ -149,11 +159,22 @@ func CheckNATSSecurity(urls []string, auth, tlsBlock, insecure bool) string {
 	return ""
 }
 
-// NATSInsecureWarning is the warning validate and the log give for a NATS
-// client the policy lets run without credentials or TLS.
-func NATSInsecureWarning(what string) string {
+// insecureWarning is the warning validate and the log give for a NATS
+// client the policy lets run without credentials or TLS; what names it.
+func insecureWarning(what string) string {
 	return what + ": insecure = true: the NATS connection may run without credentials or TLS; anyone reaching the server can forge, read or delete the fleet's alerts"
 }
+
+// Warnings says that insecure = true lets the sink's connection run without
+// credentials or TLS.
+func (s *NATSSettings) Warnings(what string) []string {
+	if !s.Insecure {
+		return nil
+	}
+	return []string{insecureWarning(what)}
+}
+
+var _ config.Warner = (*NATSSettings)(nil)
 
 func loopbackHost(h string) bool {
 	if h == "localhost" {
@@ -163,7 +184,7 @@ func loopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func checkNATSURL(b *Body, rng hcl.Range, v string) {
+func checkURL(b *hclbody.Body, rng hcl.Range, v string) {
 	if msg := CheckNATSURL(v); msg != "" {
 		b.Errorf(rng, "%s", msg)
 	}
@@ -185,36 +206,6 @@ func CheckNATSURL(v string) string {
 	return ""
 }
 
-// checkSubjectTemplate says what is wrong with a subject template, or "".
-func checkSubjectTemplate(t string) string {
-	if t == "" {
-		return "must not be empty"
-	}
-	rest := t
-	for {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return "unclosed {"
-		}
-		switch rest[i : i+j+1] {
-		case "{host}", "{signature}", "{importance}":
-		default:
-			return "unknown field " + rest[i:i+j+1] + "; want {host}, {signature} or {importance}"
-		}
-		rest = rest[i+j+1:]
-	}
-	for _, tok := range strings.Split(natsStreamSubject(t), ".") {
-		if tok == "" || strings.ContainsAny(tok, " \t\r\n>") || (strings.Contains(tok, "*") && tok != "*") {
-			return "must be dot-separated tokens without spaces, \">\" or \"*\""
-		}
-	}
-	return ""
-}
-
 // ValidJetStreamName reports whether s can name a JetStream stream or
 // consumer: 1 to 255 letters, digits, '-' and '_'.
 func ValidJetStreamName(s string) bool {
@@ -229,9 +220,9 @@ func ValidJetStreamName(s string) bool {
 	return true
 }
 
-// strings decodes a list of strings; it returns each element's range (all
-// the list's own) and whether the attribute was set.
-func (b *Body) strings(name string, dst *[]string) ([]hcl.Range, bool) {
+// listOfStrings decodes a list of strings; it returns each element's range
+// (all the list's own) and whether the attribute was set.
+func listOfStrings(b *hclbody.Body, name string, dst *[]string) ([]hcl.Range, bool) {
 	a, v, ok := b.Value(name)
 	if !ok {
 		return nil, false
@@ -251,65 +242,4 @@ func (b *Body) strings(name string, dst *[]string) ([]hcl.Range, bool) {
 		ranges = append(ranges, a.Expr.Range())
 	}
 	return ranges, true
-}
-
-// CheckHostSubject says what is wrong with a collector's host_subject, the
-// template the agents publish with, or returns "": it must be a valid
-// template with {host} as one whole token, once.
-func CheckHostSubject(t string) string {
-	if msg := checkSubjectTemplate(t); msg != "" {
-		return msg
-	}
-	n := 0
-	for _, tok := range strings.Split(t, ".") {
-		if strings.Contains(tok, "{host}") {
-			if tok != "{host}" {
-				return "{host} must be a whole token"
-			}
-			n++
-		}
-	}
-	if n != 1 {
-		return "must hold {host} once"
-	}
-	return ""
-}
-
-// HostSubject finds who published on a subject of a template that passed
-// CheckHostSubject: the {host} token (the host's name with "." made "_",
-// SubjectToken), which the server's permissions bind to the publisher's
-// credentials. ok is false for a subject the template does not render.
-type HostSubject struct {
-	tokens []string // literal tokens, "*" for another field
-	host   int      // the index of {host}
-}
-
-// ParseHostSubject parses a template that passed CheckHostSubject.
-func ParseHostSubject(t string) HostSubject {
-	var h HostSubject
-	for i, tok := range strings.Split(t, ".") {
-		switch {
-		case tok == "{host}":
-			h.host = i
-			tok = "*"
-		case strings.Contains(tok, "{"):
-			tok = "*"
-		}
-		h.tokens = append(h.tokens, tok)
-	}
-	return h
-}
-
-// Host returns the host token of subject.
-func (h HostSubject) Host(subject string) (string, bool) {
-	toks := strings.Split(subject, ".")
-	if len(toks) != len(h.tokens) {
-		return "", false
-	}
-	for i, tok := range toks {
-		if tok == "" || (h.tokens[i] != "*" && tok != h.tokens[i]) {
-			return "", false
-		}
-	}
-	return toks[h.host], true
 }

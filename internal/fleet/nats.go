@@ -1,7 +1,6 @@
-package sink
+package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,23 +14,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
-
-// RecordHeader is the NATS header that carries an alert's versioned record
-// (the spool's, see docs/sinks.md "The spool on disk") beside the body in
-// the sink's format, so that a collector gets the whole alert back whatever
-// format the body is in.
-const RecordHeader = "Encwatch-Record"
-
-// SignatureHeader names the alert's signature, so that a subscriber that
-// wants only some records (the collector's heartbeat watch) need not
-// decode the others.
-const SignatureHeader = "Encwatch-Signature"
 
 // NATSOptions configure a NATS sink.
 type NATSOptions struct {
 	Settings NATSSettings
-	TLS      TLSOptions
+	TLS      sink.TLSOptions
 }
 
 // NATS publishes alerts to a JetStream stream. A publish counts as
@@ -45,8 +34,8 @@ type NATS struct {
 	name    string
 	log     *logrus.Entry
 	s       NATSSettings
-	tls     TLSOptions
-	format  Format
+	tls     sink.TLSOptions
+	format  sink.Format
 	subject subjectTemplate
 
 	nc    *nats.Conn
@@ -54,17 +43,17 @@ type NATS struct {
 	ready bool // the stream is known to exist
 }
 
-var _ Sink = (*NATS)(nil)
+var _ sink.Sink = (*NATS)(nil)
 
 // NewNATS makes a NATS sink from env (name, log, format) and opts. It
 // checks the secret files and connects nothing: the first Send does.
-func NewNATS(env Env, opts NATSOptions) (*NATS, error) {
+func NewNATS(env sink.Env, opts NATSOptions) (*NATS, error) {
 	s := opts.Settings
 	if s.Subject == "" {
-		s.Subject = DefaultNATSSubject
+		s.Subject = DefaultSubject
 	}
 	if s.Stream == "" {
-		s.Stream = DefaultNATSStream
+		s.Stream = DefaultStream
 	}
 	if s.Timeout <= 0 {
 		s.Timeout = 5 * time.Second
@@ -75,17 +64,17 @@ func NewNATS(env Env, opts NATSOptions) (*NATS, error) {
 	if len(s.URLs) == 0 {
 		return nil, fmt.Errorf("sink %q: no url", env.Name)
 	}
-	for _, f := range []string{s.CredsFile, s.NKeyFile, s.TokenFile} {
+	for _, f := range s.files() {
 		if f == "" {
 			continue
 		}
-		if _, err := readSecretFile(f); err != nil {
+		if _, err := sink.ReadSecretFile(f); err != nil {
 			return nil, fmt.Errorf("sink %q: %w", env.Name, err)
 		}
 	}
 	format := env.Format
 	if format == nil {
-		format = AppendJSON
+		format = sink.AppendJSON
 	}
 	log := env.Log
 	if log == nil {
@@ -94,7 +83,7 @@ func NewNATS(env Env, opts NATSOptions) (*NATS, error) {
 		log = logrus.NewEntry(l)
 	}
 	if s.Insecure {
-		log.Warn(NATSInsecureWarning("sink " + strconv.Quote(env.Name)))
+		log.Warn(insecureWarning("sink " + strconv.Quote(env.Name)))
 	}
 	return &NATS{name: env.Name, log: log, s: s, tls: opts.TLS, format: format, subject: parseSubject(s.Subject)}, nil
 }
@@ -113,7 +102,7 @@ func (n *NATS) Send(ctx context.Context, alerts []detect.Alert) error {
 	for i := range alerts {
 		msg, err := NATSMessage(n.subject.render(&alerts[i]), &alerts[i], n.format)
 		if err != nil {
-			return Permanent(err)
+			return sink.Permanent(err)
 		}
 		f, err := n.js.PublishMsgAsync(msg, jetstream.WithMsgID(alerts[i].ID), jetstream.WithExpectStream(n.s.Stream))
 		if err != nil {
@@ -137,26 +126,11 @@ func (n *NATS) Send(ctx context.Context, alerts []detect.Alert) error {
 	return nil
 }
 
-// NATSMessage renders a into a NATS message on subject: the body in
-// format f, the versioned record in RecordHeader and the signature in
-// SignatureHeader.
-func NATSMessage(subject string, a *detect.Alert, f Format) (*nats.Msg, error) {
-	rec, err := EncodeRecord(a)
-	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
-	}
-	msg := nats.NewMsg(subject)
-	msg.Data = f(nil, a)
-	msg.Header.Set(RecordHeader, string(rec))
-	msg.Header.Set(SignatureHeader, a.Signature.Name)
-	return msg, nil
-}
-
 // connect dials the servers once; nats.go reconnects by itself afterwards.
 // It creates the stream when asked to and it is missing.
 func (n *NATS) connect(ctx context.Context) error {
 	if n.nc == nil {
-		nc, err := DialNATS(n.s.URLs, n.tls, NATSAuth{CredsFile: n.s.CredsFile, NKeyFile: n.s.NKeyFile, TokenFile: n.s.TokenFile}, "encwatch sink "+n.name, n.log)
+		nc, err := DialNATS(n.s.URLs, n.tls, n.s.NATSAuth, "encwatch sink "+n.name, n.log)
 		if err != nil {
 			return err
 		}
@@ -178,7 +152,7 @@ func (n *NATS) connect(ctx context.Context) error {
 	case errors.Is(err, jetstream.ErrStreamNotFound) && n.s.CreateStream:
 		_, err = n.js.CreateStream(cctx, jetstream.StreamConfig{
 			Name:       n.s.Stream,
-			Subjects:   []string{natsStreamSubject(n.s.Subject)},
+			Subjects:   []string{streamSubject(n.s.Subject)},
 			Storage:    jetstream.FileStorage,
 			Replicas:   n.s.StreamReplicas,
 			Retention:  jetstream.LimitsPolicy,
@@ -218,14 +192,19 @@ func (n *NATS) Close() error {
 // NATSAuth names the secret a NATS client authenticates with: at most one
 // of the files is set.
 type NATSAuth struct {
-	CredsFile, NKeyFile, TokenFile string
+	CredsFile string // a .creds file (user JWT and nkey seed)
+	NKeyFile  string // an nkey seed
+	TokenFile string // a token
 }
+
+// files returns the three secret files, set or not.
+func (a NATSAuth) files() []string { return []string{a.CredsFile, a.NKeyFile, a.TokenFile} }
 
 // DialNATS connects to the first reachable of urls (nats.go keeps trying
 // the others, and reconnects for ever), with TLS when tlsOpts says so or a
-// URL is tls://. Each secret file is checked by readSecretFile first.
+// URL is tls://. Each secret file is checked by sink.ReadSecretFile first.
 // extra options come last, to add handlers of the caller's.
-func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName string, log *logrus.Entry, extra ...nats.Option) (*nats.Conn, error) {
+func DialNATS(urls []string, tlsOpts sink.TLSOptions, auth NATSAuth, clientName string, log *logrus.Entry, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name(clientName),
 		nats.MaxReconnects(-1),
@@ -241,8 +220,8 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		// go to the log, not to standard error.
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.WithError(err).Warn("nats error") }),
 	}
-	if tlsOpts != (TLSOptions{}) || strings.Contains(strings.Join(urls, ","), "tls://") {
-		c, err := tlsOpts.config("")
+	if tlsOpts != (sink.TLSOptions{}) || strings.Contains(strings.Join(urls, ","), "tls://") {
+		c, err := tlsOpts.Config("")
 		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
@@ -250,12 +229,12 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 	}
 	switch {
 	case auth.CredsFile != "":
-		if _, err := readSecretFile(auth.CredsFile); err != nil {
+		if _, err := sink.ReadSecretFile(auth.CredsFile); err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		opts = append(opts, nats.UserCredentials(auth.CredsFile))
 	case auth.NKeyFile != "":
-		if _, err := readSecretFile(auth.NKeyFile); err != nil {
+		if _, err := sink.ReadSecretFile(auth.NKeyFile); err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 		o, err := nats.NkeyOptionFromSeed(auth.NKeyFile)
@@ -264,7 +243,7 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 		}
 		opts = append(opts, o)
 	case auth.TokenFile != "":
-		tok, err := readSecretFile(auth.TokenFile)
+		tok, err := sink.ReadSecretFile(auth.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
@@ -276,86 +255,3 @@ func DialNATS(urls []string, tlsOpts TLSOptions, auth NATSAuth, clientName strin
 	}
 	return nc, nil
 }
-
-// readSecretFile reads a secret (a token, a creds file, an nkey seed):
-// whoever can read it can publish as this host, and whoever can write it can
-// redirect its alerts. readTrustedFile holds the rules every sink's secrets
-// follow.
-func readSecretFile(path string) ([]byte, error) {
-	return readTrustedFile(path, "secret file", true)
-}
-
-// subjectTemplate is a subject with {host}, {signature} and {importance}
-// fields, split once.
-type subjectTemplate []string // literal, field, literal, field, …
-
-func parseSubject(t string) subjectTemplate {
-	var parts subjectTemplate
-	for {
-		i := strings.IndexByte(t, '{')
-		j := strings.IndexByte(t, '}')
-		if i < 0 || j < i {
-			return append(parts, t)
-		}
-		parts = append(parts, t[:i], t[i:j+1])
-		t = t[j+1:]
-	}
-}
-
-// render fills the fields from a, each made a single subject token.
-func (s subjectTemplate) render(a *detect.Alert) string {
-	var b strings.Builder
-	for i, p := range s {
-		if i%2 == 0 {
-			b.WriteString(p)
-			continue
-		}
-		switch p {
-		case "{host}":
-			b.WriteString(SubjectToken(a.Host))
-		case "{signature}":
-			b.WriteString(SubjectToken(a.Signature.Name))
-		case "{importance}":
-			b.WriteString(a.Signature.Importance.String())
-		}
-	}
-	return b.String()
-}
-
-// SubjectToken makes s one NATS subject token: the characters a subject
-// gives meaning to (".", "*", ">", white space) become "_", so that
-// web1.example.com publishes to encwatch.alerts.web1_example_com; an empty
-// s is "_".
-func SubjectToken(s string) string {
-	if s == "" {
-		return "_"
-	}
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f {
-			return '_'
-		}
-		return r
-	}, s)
-}
-
-// natsStreamSubject is the subject filter that covers every subject the
-// template renders: each field becomes "*".
-func natsStreamSubject(t string) string {
-	p := parseSubject(t)
-	for i := 1; i < len(p); i += 2 {
-		p[i] = "*"
-	}
-	return strings.Join(p, "")
-}
-
-// EncodeRecord returns a's versioned record, the form RecordHeader carries.
-func EncodeRecord(a *detect.Alert) ([]byte, error) {
-	var b bytes.Buffer
-	if err := encodeAlert(&b, a); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(b.Bytes(), "\n"), nil
-}
-
-// DecodeRecord reads a versioned record back into an alert.
-func DecodeRecord(b []byte) (detect.Alert, error) { return decodeAlert(b) }

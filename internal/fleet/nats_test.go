@@ -1,69 +1,35 @@
-package sink
+package fleet
 
 import (
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/encwatch/encwatch/detect"
+	"github.com/encwatch/encwatch/internal/sink"
 )
 
-// startNATSServer starts Debian's nats-server with JetStream on a loopback
-// port, with src appended to its configuration, and returns its URL. It is
-// killed at the end of the test.
-func startNATSServer(t testing.TB, extra string) string {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs Debian's nats-server (make test-deps installs it)")
-		}
-		t.Skip("!!! SKIPPED: needs Debian's nats-server (apt-get install nats-server)")
+// decodeSinkBlock decodes src, one sink block, as internal/config does.
+func decodeSinkBlock(src string) (sink.Config, hcl.Diagnostics) {
+	f, diags := hclsyntax.ParseConfig([]byte(src), "test.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		return sink.Config{}, diags
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nats.conf")
-	src := fmt.Sprintf("listen: %q\njetstream { store_dir: %q }\n%s\n", addr, filepath.Join(dir, "js"), extra)
-	if err := os.WriteFile(conf, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := "nats://" + addr
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the port
-	}
+	return sink.DecodeBlock(f.Body.(*hclsyntax.Body).Blocks[0])
 }
 
-func natsEnv(t testing.TB, name string) Env {
-	return Env{Name: name, Log: discardLog(), Version: "test", Format: AppendJSON, JSONFormat: true}
+func natsEnv(name string) sink.Env {
+	return sink.Env{Name: name, Log: quietLog(), Version: "test", Format: sink.AppendJSON, JSONFormat: true}
 }
 
 // TestNATSPublishesOnceToTheStream publishes through the sink to a real
@@ -71,13 +37,13 @@ func natsEnv(t testing.TB, name string) Env {
 // host's subject even when a batch is sent twice (a retry after a lost
 // acknowledgement), and the record header gives the whole alert back.
 func TestNATSPublishesOnceToTheStream(t *testing.T) {
-	url := startNATSServer(t, "")
-	s, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true}})
+	url := startNATS(t, "")
+	s, err := NewNATS(natsEnv("bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	batch := []detect.Alert{alertN(1), alertN(2), alertN(3)}
+	batch := []detect.Alert{benchAlert(1), benchAlert(2), benchAlert(3)}
 	for i := range batch {
 		batch[i].Host = "web1.example.com"
 	}
@@ -92,9 +58,9 @@ func TestNATSPublishesOnceToTheStream(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), DefaultNATSStream)
+	st, err := js.Stream(t.Context(), DefaultStream)
 	if err != nil {
-		t.Fatalf("stream %s: %v", DefaultNATSStream, err)
+		t.Fatalf("stream %s: %v", DefaultStream, err)
 	}
 	if got := st.CachedInfo().State.Msgs; got != 3 {
 		t.Errorf("stream holds %d messages after the batch was sent twice, want 3", got)
@@ -112,11 +78,11 @@ func TestNATSPublishesOnceToTheStream(t *testing.T) {
 	if got := m.Header.Get(jetstream.MsgIDHeader); got != batch[0].ID {
 		t.Errorf("Nats-Msg-Id = %q, want the alert id %q", got, batch[0].ID)
 	}
-	a, err := DecodeRecord([]byte(m.Header.Get(RecordHeader)))
+	a, err := sink.DecodeRecord([]byte(m.Header.Get(RecordHeader)))
 	if err != nil {
-		t.Fatalf("DecodeRecord(header) = %v", err)
+		t.Fatalf("sink.DecodeRecord(header) = %v", err)
 	}
-	if got, want := string(AppendJSON(nil, &a)), string(m.Data); got != want {
+	if got, want := string(sink.AppendJSON(nil, &a)), string(m.Data); got != want {
 		t.Errorf("record decodes to\n%s\nwant the body\n%s", got, want)
 	}
 	if got := m.Header.Get(SignatureHeader); got != batch[0].Signature.Name {
@@ -128,21 +94,21 @@ func TestNATSPublishesOnceToTheStream(t *testing.T) {
 // not exist, fails Send with a plain error (the router retries it, or
 // spools), not a permanent one.
 func TestNATSOutageIsRetryable(t *testing.T) {
-	url := startNATSServer(t, "")
-	s, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, Stream: "MISSING", Timeout: time.Second}})
+	url := startNATS(t, "")
+	s, err := NewNATS(natsEnv("bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, Stream: "MISSING", Timeout: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	err = s.Send(t.Context(), []detect.Alert{alertN(1)})
-	if err == nil || strings.Contains(err.Error(), ErrPermanent.Error()) {
+	err = s.Send(t.Context(), []detect.Alert{benchAlert(1)})
+	if err == nil || strings.Contains(err.Error(), sink.ErrPermanent.Error()) {
 		t.Errorf("Send to a missing stream = %v, want a retryable error", err)
 	}
-	down, err := NewNATS(natsEnv(t, "down"), NATSOptions{Settings: NATSSettings{URLs: []string{"nats://127.0.0.1:1"}}})
+	down, err := NewNATS(natsEnv("down"), NATSOptions{Settings: NATSSettings{URLs: []string{"nats://127.0.0.1:1"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := down.Send(t.Context(), []detect.Alert{alertN(1)}); err == nil {
+	if err := down.Send(t.Context(), []detect.Alert{benchAlert(1)}); err == nil {
 		t.Error("Send with no server = nil, want an error")
 	}
 }
@@ -153,85 +119,35 @@ func TestNATSTokenFile(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("!!! SKIPPED: needs root (secret files must be root-owned)")
 	}
-	url := startNATSServer(t, `authorization { token: "s3cret" }`)
+	url := startNATS(t, `authorization { token: "s3cret" }`)
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "token")
 	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true, TokenFile: tok}})
+	s, err := NewNATS(natsEnv("bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true, NATSAuth: NATSAuth{TokenFile: tok}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Send(t.Context(), []detect.Alert{alertN(1)}); err != nil {
+	if err := s.Send(t.Context(), []detect.Alert{benchAlert(1)}); err != nil {
 		t.Errorf("Send with the token = %v", err)
 	}
 	if err := os.Chmod(tok, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, TokenFile: tok}}); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
+	if _, err := NewNATS(natsEnv("bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, NATSAuth: NATSAuth{TokenFile: tok}}}); err == nil || !strings.Contains(err.Error(), "readable by group or others") {
 		t.Errorf("NewNATS with a world-readable token = %v, want a refusal", err)
 	}
 }
 
-func TestReadSecretFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("!!! SKIPPED: needs root (secret files must be root-owned)")
-	}
-	dir := t.TempDir()
-	write := func(name string, mode os.FileMode, size int) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, make([]byte, size), mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(p, mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	ok := write("ok", 0o600, 10)
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(ok, link); err != nil {
-		t.Fatal(err)
-	}
-	notRoot := write("nobody", 0o600, 10)
-	if err := os.Chown(notRoot, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, path, want string
-	}{
-		{"root 0600", ok, ""},
-		{"root 0400", write("ro", 0o400, 10), ""},
-		{"group readable", write("g", 0o640, 10), "readable by group or others"},
-		{"world readable", write("w", 0o604, 10), "readable by group or others"},
-		{"too big", write("big", 0o600, maxSecretFile+1), "larger than"},
-		{"not root", notRoot, "not root"},
-		{"root symlink to a root file", link, ""}, // every link on the way is checked like a directory
-		{"directory", dir, "not a regular file"},
-		{"missing", filepath.Join(dir, "none"), "no such file"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := readSecretFile(tt.path)
-			switch {
-			case tt.want == "" && err != nil:
-				t.Errorf("readSecretFile(%s) = %v, want nil", tt.name, err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Errorf("readSecretFile(%s) = %v, want an error with %q", tt.name, err, tt.want)
-			}
-		})
-	}
-}
-
 func TestNATSSubjects(t *testing.T) {
-	a := alertN(1)
+	a := benchAlert(1)
 	a.Host, a.Signature.Name, a.Signature.Importance = "db 1.example.com", "data_encoder_exec", detect.High
 	tests := []struct {
 		template, want, filter string
 	}{
-		{DefaultNATSSubject, "encwatch.alerts.db_1_example_com", "encwatch.alerts.*"},
+		{DefaultSubject, "encwatch.alerts.db_1_example_com", "encwatch.alerts.*"},
 		{"alerts.{importance}.{signature}.{host}", "alerts.high.data_encoder_exec.db_1_example_com", "alerts.*.*.*"},
 		{"fixed.subject", "fixed.subject", "fixed.subject"},
 	}
@@ -239,8 +155,8 @@ func TestNATSSubjects(t *testing.T) {
 		if got := parseSubject(tt.template).render(&a); got != tt.want {
 			t.Errorf("render(%q) = %q, want %q", tt.template, got, tt.want)
 		}
-		if got := natsStreamSubject(tt.template); got != tt.filter {
-			t.Errorf("natsStreamSubject(%q) = %q, want %q", tt.template, got, tt.filter)
+		if got := streamSubject(tt.template); got != tt.filter {
+			t.Errorf("streamSubject(%q) = %q, want %q", tt.template, got, tt.filter)
 		}
 	}
 }
@@ -276,7 +192,7 @@ func TestNATSDecodeDiagnostics(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, diags := parseSinks(tt.src)
+			_, diags := decodeSinkBlock(tt.src)
 			var got []string
 			for _, d := range diags {
 				got = append(got, fmt.Sprintf("%s:%d:%d: %s", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column, d.Summary))
@@ -286,10 +202,13 @@ func TestNATSDecodeDiagnostics(t *testing.T) {
 			}
 		})
 	}
-	cfgs := decodeSinks(t, "sink \"nats\" \"n\" {\n  urls = [\"nats://a:4222\", \"nats://b:4222\"]\n  format = \"ecs\"\n  stream_replicas = 3\n  create_stream = true\n  insecure = true\n}")
-	s := cfgs[0].Settings.(*NATSSettings)
-	if !slices.Equal(s.URLs, []string{"nats://a:4222", "nats://b:4222"}) || !s.CreateStream || s.StreamReplicas != 3 || cfgs[0].Format != "ecs" {
-		t.Errorf("decoded %+v (format %q)", s, cfgs[0].Format)
+	c, diags := decodeSinkBlock("sink \"nats\" \"n\" {\n  urls = [\"nats://a:4222\", \"nats://b:4222\"]\n  format = \"ecs\"\n  stream_replicas = 3\n  create_stream = true\n  insecure = true\n}")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	s := c.Settings.(*NATSSettings)
+	if !slices.Equal(s.URLs, []string{"nats://a:4222", "nats://b:4222"}) || !s.CreateStream || s.StreamReplicas != 3 || c.Format != "ecs" {
+		t.Errorf("decoded %+v (format %q)", s, c.Format)
 	}
 }
 
@@ -316,7 +235,7 @@ func TestNATSPerHostPermissionsAsRoot(t *testing.T) {
 	}
 	hostSeed, hostPub := key("web1")
 	adminSeed, adminPub := key("admin")
-	url := startNATSServer(t, fmt.Sprintf(`authorization {
+	url := startNATS(t, fmt.Sprintf(`authorization {
   users = [
     { nkey: %s, permissions: {
         publish:   { allow: ["encwatch.alerts.web1_example_com", "$JS.API.STREAM.INFO.ENCWATCH"] }
@@ -325,25 +244,25 @@ func TestNATSPerHostPermissionsAsRoot(t *testing.T) {
     { nkey: %s }
   ]
 }`, hostPub, adminPub))
-	admin, err := NewNATS(natsEnv(t, "admin"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true, NKeyFile: adminSeed}})
+	admin, err := NewNATS(natsEnv("admin"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, CreateStream: true, NATSAuth: NATSAuth{NKeyFile: adminSeed}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.Send(t.Context(), []detect.Alert{alertN(0)}); err != nil {
+	if err := admin.Send(t.Context(), []detect.Alert{benchAlert(0)}); err != nil {
 		t.Fatalf("admin Send (creates the stream) = %v", err)
 	}
-	host, err := NewNATS(natsEnv(t, "bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, NKeyFile: hostSeed, Timeout: time.Second}})
+	host, err := NewNATS(natsEnv("bus"), NATSOptions{Settings: NATSSettings{URLs: []string{url}, NATSAuth: NATSAuth{NKeyFile: hostSeed}, Timeout: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer host.Close()
-	own := alertN(1)
+	own := benchAlert(1)
 	own.Host = "web1.example.com"
 	if err := host.Send(t.Context(), []detect.Alert{own}); err != nil {
 		t.Errorf("Send on the host's own subject = %v, want nil", err)
 	}
-	other := alertN(2)
+	other := benchAlert(2)
 	other.Host = "web2.example.com"
 	if err := host.Send(t.Context(), []detect.Alert{other}); err == nil {
 		t.Error("Send as another host = nil, want a refusal (publish permission)")

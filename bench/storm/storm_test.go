@@ -186,3 +186,19 @@ func TestParsePerfStat(t *testing.T) {
 		})
 	}
 }
+
+func TestRateVerdict(t *testing.T) {
+	for _, c := range []struct {
+		reached, withoutAudit float64
+		want                  string
+	}{
+		{980, 1900, "met"},
+		{540, 1900, "**missed**"},
+		{540, 600, "not reachable on this machine"},
+		{990, 600, "met"},
+	} {
+		if got := rateVerdict(c.reached, c.withoutAudit); got != c.want {
+			t.Errorf("rateVerdict(%v, %v) = %q, want %q", c.reached, c.withoutAudit, got, c.want)
+		}
+	}
+}

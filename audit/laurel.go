@@ -31,8 +31,14 @@ const maxLaurelRecords = 4096
 
 // isLaurel reports whether line is a JSON object (laurel's form).
 func isLaurel(line []byte) bool {
-	line = bytes.TrimLeft(line, " \t")
-	return len(line) > 0 && line[0] == '{'
+	// A loop rather than bytes.TrimLeft: this runs on every line of a
+	// replay, and TrimLeft builds a set of its cutset on each call.
+	for _, c := range line {
+		if c != ' ' && c != '\t' {
+			return c == '{'
+		}
+	}
+	return false
 }
 
 // laurelRecords returns the raw record lines of a laurel line.

@@ -254,8 +254,9 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			return ctx.Err()
 		}
 		// The held records keep their Data in the old arena chunk, which
-		// the receiver only reads.
-		batch, arena = append([]Record(nil), batch[n:]...), nil
+		// the receiver only reads. The next batch is made as large as
+		// this one was, so that it fills without growing step by step.
+		batch, arena = append(make([]Record, 0, max(n, len(batch))), batch[n:]...), nil
 		if block >= 0 {
 			block = 0
 		}

@@ -260,17 +260,15 @@ func percentDecode(s string) string {
 	return b.String()
 }
 
-// laurel reads one laurel line into records carved from *arena, counting
+// laurel reads one laurel line into records carved from c, counting
 // it as one line; a line that is not laurel's form is malformed.
-func (l *LogReader) laurel(line []byte, lineN int, arena *[]byte) []Record {
+func (l *LogReader) laurel(line []byte, lineN int, c *chunks) []Record {
 	l.stats.Lines++
 	raws, err := laurelRecords(line)
 	var recs []Record
 	for _, raw := range raws {
-		if cap(*arena)-len(*arena) < len(raw)+64 {
-			*arena = make([]byte, 0, max(64<<10, len(raw)+64))
-		}
-		typ, h, grown, perr := appendLogRecord(*arena, raw)
+		c.room(len(raw) + 64)
+		typ, h, grown, perr := appendLogRecord(c.arena, raw)
 		switch {
 		case perr == errSkip:
 			l.stats.Skipped++
@@ -282,8 +280,8 @@ func (l *LogReader) laurel(line []byte, lineN int, arena *[]byte) []Record {
 			l.stats.Filtered++
 			continue
 		}
-		recs = append(recs, Record{Type: typ, Data: grown[len(*arena):len(grown):len(grown)]})
-		*arena = grown
+		recs = append(recs, Record{Type: typ, Data: grown[len(c.arena):len(grown):len(grown)]})
+		c.arena = grown
 		l.stats.Records++
 		l.span(h)
 	}

@@ -197,6 +197,12 @@ type LogReader struct {
 	// the analyst's, which the output does not say; nil is UTC.
 	Location *time.Location
 
+	// Done, if set, is where the receiver of Read's batches hands each
+	// one back once it reads its records no more (their Data included),
+	// so that Read can reuse their memory rather than make more. A batch
+	// not handed back is simply not reused.
+	Done <-chan []Record
+
 	stats       LogStats
 	first, last rawHeader // of First and Last, compared without time.Time
 	scratch     []byte    // an ausearch -i line's raw form
@@ -229,9 +235,9 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 	br := bufio.NewReaderSize(r, 64<<10)
 	var (
 		batch   []Record
-		arena   []byte // the batch's Data, carved from shared chunks
-		long    []byte // a line longer than the reader's buffer, being gathered
-		tooLong bool   // the line being gathered passed maxLogLine
+		c       = chunks{recycle: l.Done != nil} // the records' Data
+		long    []byte                           // a line longer than the reader's buffer, being gathered
+		tooLong bool                             // the line being gathered passed maxLogLine
 		lineN   int
 		// block is where ausearch's current event starts in batch, or -1
 		// outside one: its records are held back until the event ends, to
@@ -253,10 +259,20 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		// The held records keep their Data in the old arena chunk, which
-		// the receiver only reads. The next batch is made as large as
-		// this one was, so that it fills without growing step by step.
-		batch, arena = append(make([]Record, 0, max(n, len(batch))), batch[n:]...), nil
+		for c.recycle {
+			select {
+			case b := <-l.Done:
+				c.handBack(b)
+				continue
+			default:
+			}
+			break
+		}
+		// The held records keep their Data where it is, which the
+		// receiver only reads. The next batch has room for as many
+		// records as this one, so that it fills without growing step by
+		// step.
+		batch = c.send(batch, n)
 		if block >= 0 {
 			block = 0
 		}
@@ -302,8 +318,8 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 			seps := l.stats.Separators
 			if !tooLong && isLaurel(line) {
 				// laurel's JSON: one line, one event (laurel.go).
-				batch = append(batch, l.laurel(line, lineN, &arena)...)
-			} else if r, ok := l.line(line, tooLong, lineN, &arena); ok {
+				batch = append(batch, l.laurel(line, lineN, &c)...)
+			} else if r, ok := l.line(line, tooLong, lineN, &c); ok {
 				batch = append(batch, r)
 			} else if l.stats.Separators != seps {
 				endBlock()
@@ -332,8 +348,8 @@ func (l *LogReader) Read(ctx context.Context, r io.Reader, out chan<- []Record) 
 	}
 }
 
-// line reads one line into a record carved from *arena, counting it.
-func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (Record, bool) {
+// line reads one line into a record carved from c, counting it.
+func (l *LogReader) line(line []byte, tooLong bool, lineN int, c *chunks) (Record, bool) {
 	if !tooLong && isBlank(line) {
 		return Record{}, false
 	}
@@ -342,13 +358,11 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 	if tooLong || len(line) > maxLogLine+1 {
 		err = errLongLine
 	} else {
-		if cap(*arena)-len(*arena) < len(line)+64 {
-			*arena = make([]byte, 0, max(64<<10, len(line)+64))
-		}
-		typ, h, grown, perr := appendLogRecord(*arena, line)
+		c.room(len(line) + 64)
+		typ, h, grown, perr := appendLogRecord(c.arena, line)
 		if perr == errInterpreted {
 			// ausearch -i: mapped back to the raw form (interpreted.go).
-			typ, h, grown, perr = l.uninterpret(*arena, line)
+			typ, h, grown, perr = l.uninterpret(c.arena, line)
 		}
 		switch {
 		case perr == errSkip:
@@ -366,8 +380,8 @@ func (l *LogReader) line(line []byte, tooLong bool, lineN int, arena *[]byte) (R
 			l.stats.Filtered++
 			return Record{}, false
 		default:
-			rec := Record{Type: typ, Data: grown[len(*arena):len(grown):len(grown)]}
-			*arena = grown
+			rec := Record{Type: typ, Data: grown[len(c.arena):len(grown):len(grown)]}
+			c.arena = grown
 			l.stats.Records++
 			l.span(h)
 			return rec, true

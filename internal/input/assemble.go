@@ -94,6 +94,15 @@ const (
 // room for) rather than wait; otherwise run waits for the pipeline. A live
 // stream completes overdue events on a timer. Close returns run's error.
 func Feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- string) Stream {
+	return feed(ctx, run, o, notices, nil)
+}
+
+// feed is Feed that, if done is set, hands each record batch back on done
+// once the assembler has pushed all its records: the Assembler copies what
+// it keeps of a record, so the batch and its records' Data are then free
+// for run to reuse (audit.LogReader.Done). A batch done has no room for is
+// not handed back.
+func feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- string, done chan<- []audit.Record) Stream {
 	ctx, cancel := context.WithCancel(ctx)
 	acfg := o.Assembler
 	acfg.Other = otherRecord(acfg.Other, notices)
@@ -102,6 +111,7 @@ func Feed(ctx context.Context, run RunFunc, o StreamOptions, notices chan<- stri
 		events: make(chan []*audit.Event, eventBatches),
 		free:   make(chan []*audit.Event, eventBatches),
 		ready:  make(chan struct{}, 1),
+		done:   done,
 		c:      counters(o.Counters),
 	}
 	records := make(chan []audit.Record, recordBatches)
@@ -130,9 +140,12 @@ type fed struct {
 	// assembler's goroutine, so that a batch costs no allocation.
 	free  chan []*audit.Event
 	ready chan struct{}
-	c     *Counters
-	wg    sync.WaitGroup
-	err   error // run's, read after wg
+	// done, if set, takes the record batches the assembler is done with
+	// back to run.
+	done chan<- []audit.Record
+	c    *Counters
+	wg   sync.WaitGroup
+	err  error // run's, read after wg
 }
 
 // assemble owns the assembler: it pushes records in, expires overdue events
@@ -192,6 +205,7 @@ func (f *fed) assemble(ctx context.Context, asm *audit.Assembler, in <-chan []au
 				return
 			}
 			if o.DropOnCancel && ctx.Err() != nil {
+				f.handBack(batch)
 				continue
 			}
 			if o.Meter != nil {
@@ -202,6 +216,7 @@ func (f *fed) assemble(ctx context.Context, asm *audit.Assembler, in <-chan []au
 			for _, r := range batch {
 				asm.Push(r, t, emit)
 			}
+			f.handBack(batch)
 			if o.Meter != nil {
 				o.Meter.End()
 			}
@@ -211,6 +226,17 @@ func (f *fed) assemble(ctx context.Context, asm *audit.Assembler, in <-chan []au
 			asm.Expire(now(), emit)
 			hand()
 		}
+	}
+}
+
+// handBack hands batch back to run, if it asked, without waiting.
+func (f *fed) handBack(batch []audit.Record) {
+	if f.done == nil {
+		return
+	}
+	select {
+	case f.done <- batch:
+	default:
 	}
 }
 

@@ -79,6 +79,10 @@ type Files struct {
 	maxWindow uint64
 	loc       *time.Location
 
+	// done takes back the record batches the assembler is done with, when
+	// Events runs the files.
+	done <-chan []audit.Record
+
 	total int64        // bytes of the regular files
 	read  atomic.Int64 // bytes read so far, as stored
 	shown int          // malformed lines named so far
@@ -105,7 +109,11 @@ func OpenFiles(o FilesOptions) *Files {
 
 // Events feeds the files' records through the assembler.
 func (r *Files) Events(ctx context.Context, so StreamOptions) (Stream, error) {
-	return Feed(ctx, r.Run, so, nil), nil
+	// The assembler hands each batch back once done with it, and the
+	// log readers reuse its memory (audit.LogReader.Done).
+	done := make(chan []audit.Record, recordBatches)
+	r.done = done
+	return feed(ctx, r.Run, so, nil, done), nil
 }
 
 // Progress returns the bytes read so far and the bytes of the regular
@@ -239,7 +247,7 @@ func (r *Files) Run(ctx context.Context, out chan<- []audit.Record) error {
 
 // file reads one input, decompressing it as its magic bytes say.
 func (r *Files) file(ctx context.Context, name string, out chan<- []audit.Record) (audit.LogStats, error) {
-	l := &audit.LogReader{Since: r.since, Until: r.until, Location: r.loc, OnMalformed: func(line int, err error) {
+	l := &audit.LogReader{Since: r.since, Until: r.until, Location: r.loc, Done: r.done, OnMalformed: func(line int, err error) {
 		r.shown++
 		switch {
 		case r.shown <= maxShownMalformed:

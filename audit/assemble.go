@@ -728,10 +728,23 @@ func (f *inflight) execveField(s *fieldScanner, limit int) bool {
 	return true
 }
 
-// event builds the Event. It allocates the Event, one copy of the arena that
-// all its strings point into, Argv and Paths: four allocations.
+// eventBlock is an Event made together with room for a typical exec's
+// arguments and paths (most run with a few arguments, and the kernel
+// names two paths, the program and its ELF interpreter), so that Argv and
+// Paths need no allocation of their own when they fit.
+type eventBlock struct {
+	ev    Event
+	argv  [4]string
+	paths [2]Path
+}
+
+// event builds the Event. It allocates the Event, with room for a few
+// arguments and paths, and one copy of the arena that all its strings
+// point into: two allocations, and one more each for an Argv or Paths too
+// long for the room.
 func (f *inflight) event(early bool) *Event {
-	e := new(Event)
+	blk := new(eventBlock)
+	e := &blk.ev
 	*e = f.ev
 	var buf []byte
 	if len(f.arena) > 0 {
@@ -754,34 +767,48 @@ func (f *inflight) event(early bool) *Event {
 	e.Records = f.records
 	switch {
 	case f.hasExecve:
-		e.Argv = make([]string, len(f.argv))
+		if n := len(f.argv); n <= len(blk.argv) {
+			e.Argv = blk.argv[:n:n]
+		} else {
+			e.Argv = make([]string, n)
+		}
 		for i, s := range f.argv {
 			e.Argv[i] = str(s)
 		}
 	case e.Proctitle != "":
 		e.Argc = 0
-		e.Argv = splitNUL(e.Proctitle)
+		e.Argv = splitNUL(blk.argv[:0], e.Proctitle)
 		e.ArgvFromProctitle = true
 	}
-	if len(f.paths) > 0 {
-		e.Paths = make([]Path, len(f.paths))
-		for i, p := range f.paths {
-			e.Paths[i] = Path{Item: p.item, Name: str(p.name), Inode: p.inode, Dev: str(p.dev), Mode: p.mode, OUID: p.ouid, Nametype: str(p.ntype)}
-		}
+	switch n := len(f.paths); {
+	case n == 0:
+	case n <= len(blk.paths):
+		e.Paths = blk.paths[:n:n]
+	default:
+		e.Paths = make([]Path, n)
+	}
+	for i, p := range f.paths {
+		e.Paths[i] = Path{Item: p.item, Name: str(p.name), Inode: p.inode, Dev: str(p.dev), Mode: p.mode, OUID: p.ouid, Nametype: str(p.ntype)}
 	}
 	e.Incomplete = early || f.incomplete || (f.hasExecve && len(e.Argv) < f.argc)
 	return e
 }
 
-// splitNUL splits a proctitle into arguments; the kernel drops trailing NULs.
-func splitNUL(s string) []string {
+// splitNUL splits a proctitle into arguments, in dst's room if they fit;
+// the kernel drops trailing NULs. The result has no room beyond them.
+func splitNUL(dst []string, s string) []string {
 	n := 1
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 {
 			n++
 		}
 	}
-	out := make([]string, 0, n)
+	var out []string
+	if cap(dst) >= n {
+		out = dst[:0:n]
+	} else {
+		out = make([]string, 0, n)
+	}
 	start := 0
 	for i := 0; i < len(s); i++ {
 		if s[i] == 0 {

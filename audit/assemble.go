@@ -484,7 +484,7 @@ func (f *inflight) add(b []byte, limit int) span {
 
 // addValue copies the scanner's decoded value into the arena.
 func (f *inflight) addValue(s *fieldScanner, limit int) span {
-	n := len(s.val)
+	n := len(s.val())
 	if s.kind == KindHex {
 		n /= 2
 	}
@@ -524,7 +524,7 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 		}
 	case RecCwd:
 		for s.next() {
-			if !s.enriched && string(s.key) == "cwd" {
+			if !s.enriched && string(s.key()) == "cwd" {
 				f.cwd = f.addValue(&s, limit)
 				break
 			}
@@ -535,27 +535,27 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 			if s.enriched {
 				continue
 			}
-			switch string(s.key) {
+			switch string(s.key()) {
 			case "item":
-				v, good := parseUint(s.val, 10)
+				v, good := parseUint(s.val(), 10)
 				ok = good && v <= math.MaxInt32 && ok
 				p.item = int(v)
 			case "name":
 				p.name = f.addValue(&s, limit)
 			case "inode":
-				v, good := parseUint(s.val, 10)
+				v, good := parseUint(s.val(), 10)
 				ok = (good || s.kind != KindBare) && ok
 				p.inode = v
 			case "dev":
 				p.dev = f.addValue(&s, limit)
 			case "mode":
-				v, good := parseUint(s.val, 8)
+				v, good := parseUint(s.val(), 8)
 				ok = (good && v <= math.MaxUint32 || s.kind != KindBare) && ok
 				p.mode = uint32(v)
 			case "ouid":
 				// Only what identity needs: an odd value is left 0, root,
 				// rather than failing the record.
-				if v, good := parseUint(s.val, 10); good && v <= math.MaxUint32 {
+				if v, good := parseUint(s.val(), 10); good && v <= math.MaxUint32 {
 					p.ouid = uint32(v)
 				}
 			case "nametype":
@@ -569,7 +569,7 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 	case RecProctitle:
 		f.hasProctitle = true
 		for s.next() {
-			if !s.enriched && string(s.key) == "proctitle" {
+			if !s.enriched && string(s.key()) == "proctitle" {
 				f.proctitle = f.addValue(&s, limit)
 				break
 			}
@@ -583,25 +583,25 @@ func (a *Assembler) fold(f *inflight, typ uint16, body []byte) bool {
 
 func (f *inflight) syscallField(s *fieldScanner, limit int) bool {
 	e := &f.ev
-	switch string(s.key) {
+	switch string(s.key()) {
 	case "arch":
-		v, ok := parseUint(s.val, 16)
+		v, ok := parseUint(s.val(), 16)
 		e.Arch = uint32(v)
 		return ok && v <= math.MaxUint32
 	case "syscall":
-		v, ok := parseInt(s.val)
+		v, ok := parseInt(s.val())
 		e.Syscall = int(v)
 		return ok && v >= math.MinInt32 && v <= math.MaxInt32
 	case "success":
-		e.Success = string(s.val) == "yes"
+		e.Success = string(s.val()) == "yes"
 	case "exit":
-		v, ok := parseInt(s.val)
+		v, ok := parseInt(s.val())
 		e.Exit = v
 		return ok
 	case "pid":
-		return setInt(&e.PID, s.val)
+		return setInt(&e.PID, s.val())
 	case "ppid":
-		return setInt(&e.PPID, s.val)
+		return setInt(&e.PPID, s.val())
 	case "uid":
 		return setID(&e.UID, s)
 	case "euid":
@@ -645,11 +645,11 @@ func setInt(dst *int, b []byte) bool {
 // setID parses a uid/gid/auid/ses; "unset" (written by some user-space
 // records) and "?" mean Unset.
 func setID(dst *uint32, s *fieldScanner) bool {
-	if s.kind == KindUnset || string(s.val) == "unset" {
+	if s.kind == KindUnset || string(s.val()) == "unset" {
 		*dst = Unset
 		return true
 	}
-	v, ok := parseUint(s.val, 10)
+	v, ok := parseUint(s.val(), 10)
 	*dst = uint32(v)
 	return ok && v <= math.MaxUint32
 }
@@ -659,15 +659,15 @@ func setID(dst *uint32, s *fieldScanner) bool {
 // (audit_log_execve_info, kernel/auditsc.c), across as many EXECVE records
 // as it takes.
 func (f *inflight) execveField(s *fieldScanner, limit int) bool {
-	if string(s.key) == "argc" {
-		v, ok := parseUint(s.val, 10)
+	if string(s.key()) == "argc" {
+		v, ok := parseUint(s.val(), 10)
 		if !ok || v > math.MaxInt32 {
 			return false
 		}
 		f.argc = int(v)
 		return true
 	}
-	n, piece, kind := execveArgKey(s.key)
+	n, piece, kind := execveArgKey(s.key())
 	if kind == argNone || kind == argLen {
 		return true
 	}

@@ -202,7 +202,7 @@ func ParseRecord(r Record) (ParsedRecord, error) {
 	var buf []byte
 	for s.next() {
 		buf = s.appendValue(buf[:0])
-		f := Field{Key: string(s.key), Value: string(buf), Kind: s.kind}
+		f := Field{Key: string(s.key()), Value: string(buf), Kind: s.kind}
 		if s.enriched {
 			p.Enriched = append(p.Enriched, f)
 		} else {
@@ -278,11 +278,22 @@ type fieldScanner struct {
 	enriched bool
 	split    bool // rest has been cut from data
 
-	key  []byte
-	val  []byte // raw: between the quotes, or the bare text
-	kind ValueKind
-	err  error
+	// The current field's key is data[keyStart:keyEnd] and its raw value
+	// (between the quotes, or the bare text) data[valStart:valEnd]:
+	// offsets rather than slices, because they are written for every
+	// field and writing a pointer costs a write barrier whenever the
+	// collector is marking.
+	keyStart, keyEnd, valStart, valEnd int
+	kind                               ValueKind
+	err                                error
 }
+
+// key returns the current field's key.
+func (s *fieldScanner) key() []byte { return s.data[s.keyStart:s.keyEnd] }
+
+// val returns the current field's raw value: between the quotes, or the
+// bare text.
+func (s *fieldScanner) val() []byte { return s.data[s.valStart:s.valEnd] }
 
 // next advances to the next field. Words without '=' (the free text of AVC
 // records, "avc:  denied  { read }") are skipped.
@@ -293,38 +304,40 @@ func (s *fieldScanner) next() bool {
 			s.data, s.rest = s.data[:i], s.data[i+1:]
 		}
 	}
+	// The loops work on locals, written back to s once: through the
+	// pointer, the compiler would load and store s.pos at every byte.
 	for s.err == nil {
-		d := s.data
-		for s.pos < len(d) && (d[s.pos] == ' ' || (s.enriched && d[s.pos] == enrichedSep)) {
-			s.pos++
+		d, pos, enriched := s.data, s.pos, s.enriched
+		for pos < len(d) && (d[pos] == ' ' || (enriched && d[pos] == enrichedSep)) {
+			pos++
 		}
-		if s.pos >= len(d) {
+		if pos >= len(d) {
 			if s.rest == nil {
+				s.pos = pos
 				return false
 			}
 			// A further \x1d in the enriched part is taken as a space.
 			s.data, s.rest, s.pos, s.enriched = s.rest, nil, 0, true
 			continue
 		}
-		start := s.pos
-		if s.enriched {
-			for s.pos < len(d) && d[s.pos] != '=' && !s.isSep(d[s.pos]) {
-				s.pos++
+		start := pos
+		for pos < len(d) {
+			c := d[pos]
+			if c == '=' || c == ' ' || (enriched && c == enrichedSep) {
+				break
 			}
-		} else {
-			for s.pos < len(d) && d[s.pos] != '=' && d[s.pos] != ' ' {
-				s.pos++
-			}
+			pos++
 		}
-		if s.pos >= len(d) || d[s.pos] != '=' {
+		s.pos = pos
+		if pos >= len(d) || d[pos] != '=' {
 			continue // a word without a value
 		}
-		if s.pos == start {
+		if pos == start {
 			s.err = errEmptyKey
 			return false
 		}
-		s.key = d[start:s.pos]
-		s.pos++
+		s.keyStart, s.keyEnd = start, pos
+		s.pos = pos + 1
 		return s.value()
 	}
 	return false
@@ -336,17 +349,23 @@ func (s *fieldScanner) isSep(c byte) bool {
 	return c == ' ' || (s.enriched && c == enrichedSep)
 }
 
+// shortValue is how far value looks for a bare value's end byte by byte
+// before it calls bytes.IndexByte: most bare values are numbers and flags
+// a few bytes long, found sooner than a call is made, while a hex string
+// may run to thousands of bytes.
+const shortValue = 16
+
 // value reads the value at s.pos.
 func (s *fieldScanner) value() bool {
-	d := s.data
-	if s.pos < len(d) && (d[s.pos] == '"' || d[s.pos] == '\'') {
-		end := bytes.IndexByte(d[s.pos+1:], d[s.pos])
+	d, pos := s.data, s.pos
+	if pos < len(d) && (d[pos] == '"' || d[pos] == '\'') {
+		end := bytes.IndexByte(d[pos+1:], d[pos])
 		if end < 0 {
 			s.err = errUnterm
 			return false
 		}
-		end += s.pos + 1
-		s.val, s.kind = d[s.pos+1:end], KindQuoted
+		end += pos + 1
+		s.valStart, s.valEnd, s.kind = pos+1, end, KindQuoted
 		s.pos = end + 1
 		if s.pos < len(d) && !s.isSep(d[s.pos]) {
 			s.err = errAfterQuote
@@ -354,36 +373,45 @@ func (s *fieldScanner) value() bool {
 		}
 		return true
 	}
-	start := s.pos
-	if i := bytes.IndexByte(d[start:], ' '); i >= 0 {
-		s.pos = start + i
-	} else {
-		s.pos = len(d)
+	start := pos
+	for pos < len(d) && pos-start < shortValue && d[pos] != ' ' {
+		pos++
+	}
+	if pos-start == shortValue {
+		if i := bytes.IndexByte(d[pos:], ' '); i >= 0 {
+			pos += i
+		} else {
+			pos = len(d)
+		}
 	}
 	if s.enriched {
-		for i := start; i < s.pos; i++ {
+		for i := start; i < pos; i++ {
 			if d[i] == enrichedSep {
-				s.pos = i
+				pos = i
 				break
 			}
 		}
 	}
-	s.val, s.kind = d[start:s.pos], KindBare
-	switch string(s.val) {
+	s.pos = pos
+	s.valStart, s.valEnd, s.kind = start, pos, KindBare
+	val := d[start:pos]
+	switch string(val) {
 	case "(null)":
-		s.val, s.kind = nil, KindNull
+		s.valEnd, s.kind = start, KindNull
 		return true
 	case "?":
-		s.val, s.kind = nil, KindUnset
+		s.valEnd, s.kind = start, KindUnset
 		return true
 	}
-	if !s.enriched && len(s.val) > 0 && isStringKey(s.typ, s.key) {
-		if n := len(s.val) - 1; !validHex(s.val) && s.val[n] == '"' && validHex(s.val[:n]) {
+	if !s.enriched && len(val) > 0 && isStringKey(s.typ, d[s.keyStart:s.keyEnd]) {
+		ok := validHex(val)
+		if n := len(val) - 1; !ok && val[n] == '"' && validHex(val[:n]) {
 			// A stray closing quote after a hex value, as in an Ubuntu
 			// 17.10 log (go-libaudit's auparse testdata): the hex is whole.
-			s.val = s.val[:n]
+			ok = true
+			s.valEnd--
 		}
-		if !validHex(s.val) {
+		if !ok {
 			s.err = errBadHex
 			return false
 		}
@@ -395,9 +423,9 @@ func (s *fieldScanner) value() bool {
 // appendValue appends the current field's decoded value to dst.
 func (s *fieldScanner) appendValue(dst []byte) []byte {
 	if s.kind == KindHex {
-		return appendHex(dst, s.val)
+		return appendHex(dst, s.val())
 	}
-	return append(dst, s.val...)
+	return append(dst, s.val()...)
 }
 
 // validHex reports whether b is an even number of hex digits.

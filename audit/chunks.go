@@ -4,8 +4,12 @@ package audit
 // into: one allocation serves a few hundred lines.
 const chunkSize = 64 << 10
 
-// maxFreeChunks bounds the chunks a LogReader keeps for reuse (4 MiB).
-const maxFreeChunks = 64
+// maxFreeChunks bounds the chunks (16 MiB) and batches a LogReader keeps
+// for reuse: about what a receiver that queues 256 batches, as encwatch's
+// replay does, holds when the reader is that far ahead. Fewer, and the
+// chunks handed back when the queue drains are dropped, only to be made
+// again when it fills.
+const maxFreeChunks = 256
 
 // maxSentBatches bounds the sent batches a LogReader tracks until they are
 // handed back on Done. A receiver that keeps batches (or a stage between

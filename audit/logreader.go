@@ -204,12 +204,18 @@ type LogReader struct {
 	Done <-chan []Record
 
 	stats       LogStats
-	first, last rawHeader // of First and Last, compared without time.Time
+	first, last rawHeader // the stamps of First and Last (span), compared without time.Time
 	scratch     []byte    // an ausearch -i line's raw form
 }
 
 // Stats returns the counts of everything Read has read so far.
-func (l *LogReader) Stats() LogStats { return l.stats }
+func (l *LogReader) Stats() LogStats {
+	s := l.stats
+	if s.Records > 0 {
+		s.First, s.Last = l.first.time(), l.last.time()
+	}
+	return s
+}
 
 // ReadLog reads auditd log lines from r and sends their records to out, as
 // LogReader.Read does, with onErr told of each malformed line.
@@ -421,15 +427,14 @@ func (l *LogReader) inRange(h rawHeader) bool {
 	return (l.Since.IsZero() || !t.Before(l.Since)) && (l.Until.IsZero() || t.Before(l.Until))
 }
 
-// span widens First..Last to h's time.
+// span widens First..Last to h's time. Only the stamps are kept: Stats
+// makes the times, rather than every record that moves Last.
 func (l *LogReader) span(h rawHeader) {
 	if h.sec < l.first.sec || (h.sec == l.first.sec && h.nsec < l.first.nsec) || l.stats.Records == 1 {
-		l.first = h
-		l.stats.First = h.time()
+		l.first.sec, l.first.nsec = h.sec, h.nsec
 	}
 	if h.sec > l.last.sec || (h.sec == l.last.sec && h.nsec > l.last.nsec) || l.stats.Records == 1 {
-		l.last = h
-		l.stats.Last = h.time()
+		l.last.sec, l.last.nsec = h.sec, h.nsec
 	}
 }
 

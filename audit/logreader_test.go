@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLogLine(t *testing.T) {
@@ -284,5 +285,21 @@ func TestReadLogAusearch(t *testing.T) {
 				t.Errorf("Stats() = %+v, want 6 separators, 0 malformed, %d lines", st, len(lines))
 			}
 		})
+	}
+}
+
+func TestReadLogSpan(t *testing.T) {
+	in := "type=EOE msg=audit(5.500:1): \ntype=EOE msg=audit(3.250:2): \ntype=EOE msg=audit(9.000:3): \ntype=EOE msg=audit(7.125:4): \n"
+	l := &LogReader{}
+	readRecords(t, l, strings.NewReader(in))
+	st := l.Stats()
+	if want := time.Unix(3, 250e6); !st.First.Equal(want) {
+		t.Errorf("Stats().First = %v, want %v", st.First, want)
+	}
+	if want := time.Unix(9, 0); !st.Last.Equal(want) {
+		t.Errorf("Stats().Last = %v, want %v", st.Last, want)
+	}
+	if st := (&LogReader{}).Stats(); !st.First.IsZero() || !st.Last.IsZero() {
+		t.Errorf("Stats() of a reader that read nothing = %v..%v, want zero times", st.First, st.Last)
 	}
 }

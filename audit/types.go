@@ -90,6 +90,24 @@ func typeName(t uint16) string {
 
 // typeFromName is ParseTypeName over bytes, without allocating.
 func typeFromName(name []byte) (uint16, error) {
+	// The records of an exec event, nearly every line of a log, are told
+	// by a switch, which compares without hashing the name.
+	switch string(name) {
+	case "SYSCALL":
+		return RecSyscall, nil
+	case "EXECVE":
+		return RecExecve, nil
+	case "CWD":
+		return RecCwd, nil
+	case "PATH":
+		return RecPath, nil
+	case "PROCTITLE":
+		return RecProctitle, nil
+	case "EOE":
+		return RecEOE, nil
+	case "BPRM_FCAPS":
+		return RecBprmFcaps, nil
+	}
 	if t, ok := typeNumbers[string(name)]; ok {
 		return t, nil
 	}

@@ -409,13 +409,18 @@ func (e *Engine) match(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit,
 	if s.seq != nil {
 		return e.sequence(x, s, t)
 	}
-	ms, ok := s.all.match(x, nil)
-	if !ok || len(s.any) == 0 {
-		return ms, nil, ok
+	if !s.all.holds(x) {
+		return nil, nil, false
 	}
+	if len(s.any) == 0 {
+		return s.all.explain(x, nil), nil, true
+	}
+	// The shared conditions' reasons are gathered once an alternative
+	// holds: most execs that meet them (every "sh -c" for an interpreter
+	// signature) meet no alternative.
 	for _, c := range s.any {
-		if m2, ok := c.match(x, ms); ok {
-			return m2, nil, true
+		if c.holds(x) {
+			return c.explain(x, s.all.explain(x, nil)), nil, true
 		}
 	}
 	return nil, nil, false
@@ -445,7 +450,7 @@ func (e *Engine) allowed(x *evalCtx, s *signature) *allow {
 		if a.sigs != nil && !a.sigs[s.info.Name] {
 			continue
 		}
-		if _, ok := a.c.match(x, nil); ok {
+		if a.c.holds(x) {
 			return a
 		}
 	}
@@ -571,7 +576,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				continue
 			}
 			delete(e.pending, key)
-			ms, _ := q.steps[step].match(x, nil)
+			ms := q.steps[step].explain(x, nil)
 			ms = append(ms, Match{
 				Field:  "sequence",
 				Value:  strings.Join(h.proc.Argv, " "),

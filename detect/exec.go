@@ -20,18 +20,15 @@ type cond struct {
 	renamed, unidentified bool
 }
 
-// match reports whether the event meets c, appending why to ms. Reasons are
-// gathered only once every predicate has held, so a miss costs no Match.
-func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
-	for i := range c.checks {
-		if !c.checks[i].Holds(x) {
-			return ms, false
-		}
-	}
+// explain appends to ms why the event meets c, which holds said it does.
+// Reasons are gathered only then, so a miss costs no Match. An Explain
+// looks up nothing its predicate did not, so the reasons may be gathered
+// after other blocks' predicates ran.
+func (c *cond) explain(x *Exec, ms []Match) []Match {
 	for i := range c.reasons {
 		ms = c.reasons[i].Explain(x, ms)
 	}
-	return ms, true
+	return ms
 }
 
 // holds reports whether the event meets c, without the reasons.

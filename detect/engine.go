@@ -108,6 +108,9 @@ type Engine struct {
 	// called through func values, so one on the stack would escape and
 	// cost an allocation per event.
 	x Exec
+	// hit is the hit of the event being evaluated for a sequence, reused
+	// until it is stored (newSeqHit).
+	hit seqHit
 	// deferred are the events whose file identity was Pending, by the
 	// event handed to Files, until Reevaluate.
 	deferred map[*audit.Event]deferredEval
@@ -509,6 +512,9 @@ type seqHit struct {
 	// whether every shell above it was read.
 	capturedBy  int
 	captureRead bool
+	// slots counts the pending slots the hit was stored in, ever: one,
+	// and the slot that holds it is its only holder.
+	slots int
 }
 
 type seqState struct {
@@ -545,7 +551,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 		// looked up, never waited for (every "sh -c" on the host would be).
 		waits := !(consumer && src.Kind == SourceInline)
 		if waits && cur == nil {
-			cur = newSeqHit(x, t)
+			cur = e.newSeqHit(x, t)
 			e.readHit(x, q, cur, step, src)
 		}
 		other := 1 - step
@@ -563,7 +569,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				continue
 			}
 			if cur == nil {
-				cur = newSeqHit(x, t)
+				cur = e.newSeqHit(x, t)
 				e.readHit(x, q, cur, step, src)
 			}
 			cons := h
@@ -601,6 +607,8 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				st = &seqState{}
 				e.pending[key] = st
 			}
+			cur = e.keepSeqHit(cur, st.steps[step])
+			cur.slots++
 			st.steps[step] = cur
 		}
 	}
@@ -727,6 +735,29 @@ func subshellOf(a, b *Process) bool {
 	return a.PPID == b.PID && a.Exe == b.Exe && a.Exe != "" && slices.Equal(a.Argv, b.Argv)
 }
 
-func newSeqHit(x *evalCtx, t time.Time) *seqHit {
-	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+// newSeqHit returns the hit of x's event for a sequence: the engine's
+// scratch hit, which keepSeqHit moves to the heap when it waits. A hit
+// that completes a pair, or that does not wait (inline code), is dropped
+// when the evaluation ends and costs no allocation.
+func (e *Engine) newSeqHit(x *evalCtx, t time.Time) *seqHit {
+	e.hit = seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+	return &e.hit
+}
+
+// keepSeqHit returns h to be stored in a pending slot that holds old: h
+// itself once it is on the heap, else a copy of the scratch hit, made in
+// old when nothing else holds old. A hit stored in one slot only is held
+// by that slot alone (the engine keeps no other pointer to it past an
+// evaluation), so a new hit of the same step and key, a shell running one
+// command after another, reuses it rather than allocating.
+func (e *Engine) keepSeqHit(h, old *seqHit) *seqHit {
+	if h != &e.hit {
+		return h
+	}
+	kept := old
+	if kept == nil || kept.slots != 1 {
+		kept = new(seqHit)
+	}
+	*kept = *h
+	return kept
 }

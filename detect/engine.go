@@ -297,8 +297,11 @@ func (e *Engine) evaluateView(ev, view *audit.Event) []Alert {
 			lo, hi = min(lo, s.index), max(hi, s.index)
 		}
 	}
-	for _, name := range [...]string{x.exeBase, x.argv0Base, x.fileBase} {
-		if name == "" {
+	names := [...]string{x.exeBase, x.argv0Base, x.fileBase}
+	for i, name := range names {
+		// A name already looked up (argv[0] and the file are mostly the
+		// executable's) marks nothing more.
+		if name == "" || slices.Contains(names[:i], name) {
 			continue
 		}
 		list, ok := p.byExe[name]

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -97,27 +96,27 @@ func (x *Exec) Event() *audit.Event { return x.ev }
 
 // exeListed reports whether one of the event's names, or failing those the
 // known encoder the file is, is in exes: exeMatch finds a reason for it.
-func (x *Exec) exeListed(exes []string) bool {
+func (x *Exec) exeListed(exes nameSet) bool {
 	switch {
-	case x.exeBase != "" && nameListed(exes, x.exeBase),
-		x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base),
-		x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase):
+	case x.exeBase != "" && exes.listed(x.exeBase),
+		x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base),
+		x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && exes.listed(x.fileBase):
 		return true
 	}
 	id := x.identity()
-	return id != nil && nameListed(exes, id.Name)
+	return id != nil && exes.listed(id.Name)
 }
 
 // exeMatch appends to ms which of the event's names is in exes.
-func (x *Exec) exeMatch(exes []string, ms []Match) []Match {
+func (x *Exec) exeMatch(exes nameSet, ms []Match) []Match {
 	n := len(ms)
-	if x.exeBase != "" && nameListed(exes, x.exeBase) {
+	if x.exeBase != "" && exes.listed(x.exeBase) {
 		ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable " + strconv.Quote(x.exeBase) + " is listed"})
 	}
-	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) && x.orig != nil {
+	if x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base) && x.orig != nil {
 		ms = append(ms, Match{Field: "argv[1]", Value: x.ev.Argv[0], Reason: "applet " + strconv.Quote(x.argv0Base) +
 			" is listed, run through the multi-call binary " + strconv.Quote(x.orig.Argv[0])})
-	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) {
+	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base) {
 		reason := "argv[0] " + strconv.Quote(x.argv0Base) + " is listed"
 		switch {
 		case !x.ev.Success:
@@ -127,25 +126,38 @@ func (x *Exec) exeMatch(exes []string, ms []Match) []Match {
 		}
 		ms = append(ms, Match{Field: "argv[0]", Value: x.ev.Argv[0], Reason: reason})
 	}
-	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase) {
+	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && exes.listed(x.fileBase) {
 		ms = append(ms, Match{Field: "path", Value: x.filePath, Reason: "file " + strconv.Quote(x.fileBase) + " is listed"})
 	}
 	if len(ms) == n {
-		if id := x.identity(); id != nil && nameListed(exes, id.Name) {
+		if id := x.identity(); id != nil && exes.listed(id.Name) {
 			ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "the file is the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
 		}
 	}
 	return ms
 }
 
-// nameListed reports whether name, or name without a version suffix
-// ("python3.12" → "python"), is in list.
-func nameListed(list []string, name string) bool {
-	if slices.Contains(list, name) {
+// nameSet is a list of executable names a condition gives, as a set: a
+// lookup costs one hash, where a scan of the list compared each name.
+type nameSet map[string]struct{}
+
+func newNameSet(list []string) nameSet {
+	s := make(nameSet, len(list))
+	for _, n := range list {
+		s[n] = struct{}{}
+	}
+	return s
+}
+
+// listed reports whether name, or name without a version suffix
+// ("python3.12" → "python"), is in s.
+func (s nameSet) listed(name string) bool {
+	if _, ok := s[name]; ok {
 		return true
 	}
 	if v := unversioned(name); v != name {
-		return slices.Contains(list, v)
+		_, ok := s[v]
+		return ok
 	}
 	return false
 }

@@ -394,8 +394,8 @@ func ancestorRegex(v any, c Conditions) (*Predicate, error) {
 	depth, _ := c["ancestor_depth"].(int)
 	found := func(x *Exec) (int, string) {
 		return x.findAncestor(depth, func(p *Process) string {
-			if cl := strings.Join(p.Argv, " "); re.MatchString(cl) {
-				return cl
+			if cl := x.commandLine(p.Argv); re.Match(cl) {
+				return string(cl)
 			}
 			return ""
 		})

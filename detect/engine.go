@@ -108,6 +108,8 @@ type Engine struct {
 	// called through func values, so one on the stack would escape and
 	// cost an allocation per event.
 	x Exec
+	// line is Exec.commandLine's buffer.
+	line []byte
 	// hit is the hit of the event being evaluated for a sequence, reused
 	// until it is stored (newSeqHit).
 	hit seqHit

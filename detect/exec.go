@@ -251,6 +251,21 @@ func (x *Exec) joinedArgs() string {
 	return x.args
 }
 
+// commandLine is argv joined by spaces, as strings.Join makes it, in a
+// buffer of the engine's that the next call reuses: an ancestor's command
+// line is matched for every candidate exec and kept only when it matches.
+func (x *Exec) commandLine(argv []string) []byte {
+	b := x.e.line[:0]
+	for i, a := range argv {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, a...)
+	}
+	x.e.line = b
+	return b
+}
+
 func (x *Exec) ancestry() []Process {
 	if !x.ancDone {
 		x.ancDone = true

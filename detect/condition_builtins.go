@@ -115,11 +115,11 @@ func executables(v any, _ Conditions) (*Predicate, error) {
 }
 
 func paths(v any, _ Conditions) (*Predicate, error) {
-	globs := slices.Clone(v.([]string))
-	if len(globs) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
-	reason := "executed path matches " + strconv.Quote(strings.Join(globs, " "))
+	globs := compileGlobs(v.([]string))
+	reason := "executed path matches " + strconv.Quote(strings.Join(v.([]string), " "))
 	return &Predicate{
 		Holds: func(x *Exec) bool { _, ok := x.pathMatch(globs); return ok },
 		Explain: func(x *Exec, ms []Match) []Match {
@@ -310,11 +310,11 @@ func tty(v any, _ Conditions) (*Predicate, error) {
 }
 
 func cwd(v any, _ Conditions) (*Predicate, error) {
-	globs := slices.Clone(v.([]string))
-	if len(globs) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
-	return &Predicate{Holds: func(x *Exec) bool { return globAny(globs, x.Event().Cwd) }}, nil
+	globs := compileGlobs(v.([]string))
+	return &Predicate{Holds: func(x *Exec) bool { return globs.match(x.Event().Cwd) }}, nil
 }
 
 func success(v any, _ Conditions) (*Predicate, error) {

@@ -197,26 +197,57 @@ func ttyMatch(globs []string, tty string) bool {
 	return false
 }
 
-func globAny(globs []string, s string) bool {
-	for _, g := range globs {
+// globList is a list of path.Match patterns compiled for globAny's rules:
+// what each pattern is is worked out once, not on every exec.
+type globList []glob
+
+type glob struct {
+	pattern string
+	// under is set for "DIR/*" without a character path.Match gives a
+	// meaning to in DIR ("/tmp/*"): what lies under dir matches, which is
+	// what path.Match and the rule of deep say, without path.Match's cost.
+	under bool
+	dir   string
+	// deep: pattern is "DIR/*" with no *, ? or [ in DIR, which also covers
+	// what lies deeper under DIR.
+	deep bool
+}
+
+func compileGlobs(globs []string) globList {
+	out := make(globList, len(globs))
+	for i, g := range globs {
+		out[i].pattern = g
 		if dir, ok := strings.CutSuffix(g, "/*"); ok && !hasGlobMeta(dir) {
-			// "/tmp/*": what path.Match and the rule below would say,
-			// without path.Match's cost on every exec.
-			if strings.HasPrefix(s, dir) && len(s) > len(dir) && s[len(dir)] == '/' {
+			out[i].under, out[i].dir = true, dir
+		}
+		out[i].deep = strings.HasSuffix(g, "/*") && !strings.ContainsAny(g[:len(g)-1], "*?[")
+	}
+	return out
+}
+
+// match reports whether s matches one of the patterns.
+func (l globList) match(s string) bool {
+	for i := range l {
+		g := &l[i]
+		if g.under {
+			if strings.HasPrefix(s, g.dir) && len(s) > len(g.dir) && s[len(g.dir)] == '/' {
 				return true
 			}
 			continue
 		}
-		if ok, _ := path.Match(g, s); ok {
+		if ok, _ := path.Match(g.pattern, s); ok {
 			return true
 		}
-		// "/tmp/*" also covers what lies deeper under /tmp.
-		if strings.HasSuffix(g, "/*") && strings.HasPrefix(s, g[:len(g)-1]) && !strings.ContainsAny(g[:len(g)-1], "*?[") {
+		if g.deep && strings.HasPrefix(s, g.pattern[:len(g.pattern)-1]) {
 			return true
 		}
 	}
 	return false
 }
+
+// globAny reports whether s matches one of globs by path.Match, or lies
+// under a "DIR/*" of them.
+func globAny(globs []string, s string) bool { return compileGlobs(globs).match(s) }
 
 // hasGlobMeta reports whether s holds a character path.Match gives a
 // meaning to (a byte loop: strings.ContainsAny builds its set each call).
@@ -231,11 +262,11 @@ func hasGlobMeta(s string) bool {
 }
 
 // pathMatch checks the executed paths against globs.
-func (x *Exec) pathMatch(globs []string) (string, bool) {
-	if x.ev.Success && x.ev.Exe != "" && globAny(globs, x.ev.Exe) {
+func (x *Exec) pathMatch(globs globList) (string, bool) {
+	if x.ev.Success && x.ev.Exe != "" && globs.match(x.ev.Exe) {
 		return x.ev.Exe, true
 	}
-	if x.filePath != "" && globAny(globs, x.filePath) {
+	if x.filePath != "" && globs.match(x.filePath) {
 		return x.filePath, true
 	}
 	return "", false

@@ -70,6 +70,14 @@ type Files interface {
 	Identify(ev *audit.Event, sizes []int64) (ids []FileID, l Lookup)
 }
 
+// ancestryAppender is a Processes that can append an ancestry to a slice
+// the engine reuses from one exec to the next, rather than allocate one
+// for each (proc.Cache).
+type ancestryAppender interface {
+	// AppendAncestry appends to dst what Ancestry returns.
+	AppendAncestry(dst []Process, pid int, max int) []Process
+}
+
 // Stats are the engine's counters since it started.
 type Stats struct {
 	// Alerts counts alerts raised, by signature.
@@ -110,6 +118,8 @@ type Engine struct {
 	x Exec
 	// line is Exec.commandLine's buffer.
 	line []byte
+	// anc is Exec.ancestry's buffer, when procs can append to one.
+	anc []Process
 	// hit is the hit of the event being evaluated for a sequence, reused
 	// until it is stored (newSeqHit).
 	hit seqHit
@@ -386,7 +396,7 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			Environment: p.env,
 			Signature:   s.info,
 			Event:       reported,
-			Ancestry:    x.ancestry(),
+			Ancestry:    x.keptAncestry(),
 			Matches:     ms,
 			Actions:     s.actionsFor(mode, p.env),
 			Throttled:   e.held[s.info.Name],

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,6 +64,9 @@ type Exec struct {
 
 	anc     []Process
 	ancDone bool
+	// ancShared: anc is the engine's buffer, which the next evaluation
+	// reuses (keptAncestry).
+	ancShared bool
 
 	pay     *payloadInfo
 	payDone bool
@@ -301,10 +305,28 @@ func (x *Exec) ancestry() []Process {
 	if !x.ancDone {
 		x.ancDone = true
 		if x.e.procs != nil && x.ev.PPID > 0 {
-			x.anc = x.e.procs.Ancestry(x.ev.PPID, x.p.depth)
+			if a, ok := x.e.procs.(ancestryAppender); ok {
+				x.e.anc = a.AppendAncestry(x.e.anc[:0], x.ev.PPID, x.p.depth)
+				x.anc, x.ancShared = x.e.anc, true
+			} else {
+				x.anc = x.e.procs.Ancestry(x.ev.PPID, x.p.depth)
+			}
 		}
 	}
 	return x.anc
+}
+
+// keptAncestry is the ancestry for what outlives the evaluation (an alert,
+// a throttle's summary): a copy when it is the engine's buffer.
+func (x *Exec) keptAncestry() []Process {
+	anc := x.ancestry()
+	switch {
+	case !x.ancShared:
+		return anc
+	case len(anc) == 0:
+		return nil // as Ancestry answers when it knows none
+	}
+	return slices.Clone(anc)
 }
 
 func (x *Exec) payload() *payloadInfo {

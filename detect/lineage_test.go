@@ -201,3 +201,45 @@ func TestSequenceWaitingHitsKeepTheirSlots(t *testing.T) {
 		})
 	}
 }
+
+// appendingTable is a ProcessTable that also appends ancestries, as
+// proc.Cache does, into the buffer the engine reuses.
+type appendingTable struct{ ProcessTable }
+
+func (t appendingTable) AppendAncestry(dst []Process, pid, max int) []Process {
+	return AppendAncestry(dst, pid, max, func(pid int) (Process, bool) {
+		p, ok := t.ProcessTable[pid]
+		return p, ok
+	})
+}
+
+// An alert keeps its own ancestry when the engine reuses its buffer for
+// the next exec, and an exec with no known parent has none (nil).
+func TestAlertAncestryOutlivesTheBuffer(t *testing.T) {
+	e := NewEngine(mustCompile(t, PolicySpec{Signatures: []SignatureSpec{encoderSpec}}), "h", fixedNow)
+	e.Uncap()
+	e.SetProcesses(appendingTable{ProcessTable{
+		10: {PID: 10, PPID: 1, Exe: "/usr/bin/bash", Argv: []string{"bash"}},
+		20: {PID: 20, PPID: 1, Exe: "/usr/bin/make", Argv: []string{"make"}},
+	}})
+	ev := func(pid, ppid int) *audit.Event {
+		e := execEvent("/usr/bin/base64", "base64", "-d")
+		e.PID, e.PPID, e.Serial = pid, ppid, uint64(pid)
+		return e
+	}
+	first := e.Evaluate(ev(11, 10))
+	second := e.Evaluate(ev(21, 20))
+	none := e.Evaluate(ev(31, 30))
+	if len(first) != 1 || len(second) != 1 || len(none) != 1 {
+		t.Fatalf("raised %v, %v and %v, want one alert each", names(first), names(second), names(none))
+	}
+	if anc := first[0].Ancestry; len(anc) != 1 || anc[0].Exe != "/usr/bin/bash" {
+		t.Errorf("first alert's ancestry = %v, want bash", anc)
+	}
+	if anc := second[0].Ancestry; len(anc) != 1 || anc[0].Exe != "/usr/bin/make" {
+		t.Errorf("second alert's ancestry = %v, want make", anc)
+	}
+	if anc := none[0].Ancestry; anc != nil {
+		t.Errorf("ancestry of an exec with no known parent = %#v, want nil", anc)
+	}
+}

@@ -292,6 +292,12 @@ func (c *Cache) Ancestry(pid int, max int) []detect.Process {
 	return detect.WalkAncestry(pid, max, c.Process)
 }
 
+// AppendAncestry appends to dst what Ancestry returns: the engine looks
+// the ancestry up for most execs, into a slice it reuses.
+func (c *Cache) AppendAncestry(dst []detect.Process, pid int, max int) []detect.Process {
+	return detect.AppendAncestry(dst, pid, max, c.Process)
+}
+
 // Stats are the cache's counters.
 type Stats struct {
 	Entries int

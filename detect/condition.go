@@ -115,7 +115,9 @@ type Predicate struct {
 	Holds func(x *Exec) bool
 	// Explain appends why the condition held to ms, for the alert; nil
 	// when the condition gives no reason of its own (uid, success, ...).
-	// It is called only when every condition of the block held.
+	// It is called only when every condition of the block held, maybe
+	// after other blocks' predicates ran, so it looks up nothing (an
+	// ancestry, a file identity) that Holds did not.
 	Explain func(x *Exec, ms []Match) []Match
 }
 

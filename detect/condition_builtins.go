@@ -104,10 +104,10 @@ func unidentifiedExec(v any, _ Conditions) (*Predicate, error) {
 }
 
 func executables(v any, _ Conditions) (*Predicate, error) {
-	exes := slices.Clone(v.([]string))
-	if len(exes) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
+	exes := newNameSet(v.([]string))
 	return &Predicate{
 		Holds:   func(x *Exec) bool { return x.exeListed(exes) },
 		Explain: func(x *Exec, ms []Match) []Match { return x.exeMatch(exes, ms) },
@@ -115,11 +115,11 @@ func executables(v any, _ Conditions) (*Predicate, error) {
 }
 
 func paths(v any, _ Conditions) (*Predicate, error) {
-	globs := slices.Clone(v.([]string))
-	if len(globs) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
-	reason := "executed path matches " + strconv.Quote(strings.Join(globs, " "))
+	globs := compileGlobs(v.([]string))
+	reason := "executed path matches " + strconv.Quote(strings.Join(v.([]string), " "))
 	return &Predicate{
 		Holds: func(x *Exec) bool { _, ok := x.pathMatch(globs); return ok },
 		Explain: func(x *Exec, ms []Match) []Match {
@@ -310,11 +310,11 @@ func tty(v any, _ Conditions) (*Predicate, error) {
 }
 
 func cwd(v any, _ Conditions) (*Predicate, error) {
-	globs := slices.Clone(v.([]string))
-	if len(globs) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
-	return &Predicate{Holds: func(x *Exec) bool { return globAny(globs, x.Event().Cwd) }}, nil
+	globs := compileGlobs(v.([]string))
+	return &Predicate{Holds: func(x *Exec) bool { return globs.match(x.Event().Cwd) }}, nil
 }
 
 func success(v any, _ Conditions) (*Predicate, error) {
@@ -323,14 +323,14 @@ func success(v any, _ Conditions) (*Predicate, error) {
 }
 
 func parentExecutables(v any, _ Conditions) (*Predicate, error) {
-	names := slices.Clone(v.([]string))
-	if len(names) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
+	listed := newNameSet(v.([]string)).listed
 	return &Predicate{
 		Holds: func(x *Exec) bool {
 			par := x.parent()
-			return par != nil && (nameListed(names, basename(par.Exe)) || len(par.Argv) > 0 && nameListed(names, basename(par.Argv[0])))
+			return par != nil && (listed(basename(par.Exe)) || len(par.Argv) > 0 && listed(basename(par.Argv[0])))
 		},
 		Explain: func(x *Exec, ms []Match) []Match {
 			return append(ms, Match{Field: "parent.exe", Value: x.parent().Exe, Reason: "parent executable is listed"})
@@ -356,20 +356,20 @@ func parentRegex(v any, _ Conditions) (*Predicate, error) {
 }
 
 func ancestorExecutables(v any, c Conditions) (*Predicate, error) {
-	names := slices.Clone(v.([]string))
-	if len(names) == 0 {
+	if len(v.([]string)) == 0 {
 		return nil, nil
 	}
+	listed := newNameSet(v.([]string)).listed
 	depth, _ := c["ancestor_depth"].(int)
 	found := func(x *Exec) (int, string) {
 		return x.findAncestor(depth, func(p *Process) string {
-			if n := basename(p.Exe); nameListed(names, n) {
+			if n := basename(p.Exe); listed(n) {
 				return n
 			}
 			// A server that sets its process title ("php-fpm: pool www",
 			// "postgres: app db [local] idle", "nginx: worker process")
 			// names itself in argv[0]'s first word.
-			if n := titleName(p.Argv); n != "" && nameListed(names, n) {
+			if n := titleName(p.Argv); n != "" && listed(n) {
 				return n
 			}
 			return ""
@@ -394,8 +394,8 @@ func ancestorRegex(v any, c Conditions) (*Predicate, error) {
 	depth, _ := c["ancestor_depth"].(int)
 	found := func(x *Exec) (int, string) {
 		return x.findAncestor(depth, func(p *Process) string {
-			if cl := strings.Join(p.Argv, " "); re.MatchString(cl) {
-				return cl
+			if cl := x.commandLine(p.Argv); re.Match(cl) {
+				return string(cl)
 			}
 			return ""
 		})

@@ -70,6 +70,14 @@ type Files interface {
 	Identify(ev *audit.Event, sizes []int64) (ids []FileID, l Lookup)
 }
 
+// ancestryAppender is a Processes that can append an ancestry to a slice
+// the engine reuses from one exec to the next, rather than allocate one
+// for each (proc.Cache).
+type ancestryAppender interface {
+	// AppendAncestry appends to dst what Ancestry returns.
+	AppendAncestry(dst []Process, pid int, max int) []Process
+}
+
 // Stats are the engine's counters since it started.
 type Stats struct {
 	// Alerts counts alerts raised, by signature.
@@ -108,6 +116,13 @@ type Engine struct {
 	// called through func values, so one on the stack would escape and
 	// cost an allocation per event.
 	x Exec
+	// line is Exec.commandLine's buffer.
+	line []byte
+	// anc is Exec.ancestry's buffer, when procs can append to one.
+	anc []Process
+	// hit is the hit of the event being evaluated for a sequence, reused
+	// until it is stored (newSeqHit).
+	hit seqHit
 	// deferred are the events whose file identity was Pending, by the
 	// event handed to Files, until Reevaluate.
 	deferred map[*audit.Event]deferredEval
@@ -294,8 +309,11 @@ func (e *Engine) evaluateView(ev, view *audit.Event) []Alert {
 			lo, hi = min(lo, s.index), max(hi, s.index)
 		}
 	}
-	for _, name := range [...]string{x.exeBase, x.argv0Base, x.fileBase} {
-		if name == "" {
+	names := [...]string{x.exeBase, x.argv0Base, x.fileBase}
+	for i, name := range names {
+		// A name already looked up (argv[0] and the file are mostly the
+		// executable's) marks nothing more.
+		if name == "" || slices.Contains(names[:i], name) {
 			continue
 		}
 		list, ok := p.byExe[name]
@@ -378,7 +396,7 @@ func (e *Engine) evaluate(x *evalCtx, lo, hi int) []Alert {
 			Environment: p.env,
 			Signature:   s.info,
 			Event:       reported,
-			Ancestry:    x.ancestry(),
+			Ancestry:    x.keptAncestry(),
 			Matches:     ms,
 			Actions:     s.actionsFor(mode, p.env),
 			Throttled:   e.held[s.info.Name],
@@ -409,13 +427,18 @@ func (e *Engine) match(x *evalCtx, s *signature, t time.Time) ([]Match, *seqHit,
 	if s.seq != nil {
 		return e.sequence(x, s, t)
 	}
-	ms, ok := s.all.match(x, nil)
-	if !ok || len(s.any) == 0 {
-		return ms, nil, ok
+	if !s.all.holds(x) {
+		return nil, nil, false
 	}
+	if len(s.any) == 0 {
+		return s.all.explain(x, nil), nil, true
+	}
+	// The shared conditions' reasons are gathered once an alternative
+	// holds: most execs that meet them (every "sh -c" for an interpreter
+	// signature) meet no alternative.
 	for _, c := range s.any {
-		if m2, ok := c.match(x, ms); ok {
-			return m2, nil, true
+		if c.holds(x) {
+			return c.explain(x, s.all.explain(x, nil)), nil, true
 		}
 	}
 	return nil, nil, false
@@ -445,7 +468,7 @@ func (e *Engine) allowed(x *evalCtx, s *signature) *allow {
 		if a.sigs != nil && !a.sigs[s.info.Name] {
 			continue
 		}
-		if _, ok := a.c.match(x, nil); ok {
+		if a.c.holds(x) {
 			return a
 		}
 	}
@@ -504,6 +527,9 @@ type seqHit struct {
 	// whether every shell above it was read.
 	capturedBy  int
 	captureRead bool
+	// slots counts the pending slots the hit was stored in, ever: one,
+	// and the slot that holds it is its only holder.
+	slots int
 }
 
 type seqState struct {
@@ -540,7 +566,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 		// looked up, never waited for (every "sh -c" on the host would be).
 		waits := !(consumer && src.Kind == SourceInline)
 		if waits && cur == nil {
-			cur = newSeqHit(x, t)
+			cur = e.newSeqHit(x, t)
 			e.readHit(x, q, cur, step, src)
 		}
 		other := 1 - step
@@ -558,7 +584,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				continue
 			}
 			if cur == nil {
-				cur = newSeqHit(x, t)
+				cur = e.newSeqHit(x, t)
 				e.readHit(x, q, cur, step, src)
 			}
 			cons := h
@@ -571,7 +597,7 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				continue
 			}
 			delete(e.pending, key)
-			ms, _ := q.steps[step].match(x, nil)
+			ms := q.steps[step].explain(x, nil)
 			ms = append(ms, Match{
 				Field:  "sequence",
 				Value:  strings.Join(h.proc.Argv, " "),
@@ -596,6 +622,8 @@ func (e *Engine) sequence(x *evalCtx, s *signature, t time.Time) ([]Match, *seqH
 				st = &seqState{}
 				e.pending[key] = st
 			}
+			cur = e.keepSeqHit(cur, st.steps[step])
+			cur.slots++
 			st.steps[step] = cur
 		}
 	}
@@ -722,6 +750,29 @@ func subshellOf(a, b *Process) bool {
 	return a.PPID == b.PID && a.Exe == b.Exe && a.Exe != "" && slices.Equal(a.Argv, b.Argv)
 }
 
-func newSeqHit(x *evalCtx, t time.Time) *seqHit {
-	return &seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+// newSeqHit returns the hit of x's event for a sequence: the engine's
+// scratch hit, which keepSeqHit moves to the heap when it waits. A hit
+// that completes a pair, or that does not wait (inline code), is dropped
+// when the evaluation ends and costs no allocation.
+func (e *Engine) newSeqHit(x *evalCtx, t time.Time) *seqHit {
+	e.hit = seqHit{at: t, proc: Process{PID: x.ev.PID, PPID: x.ev.PPID, Exe: x.ev.Exe, Argv: x.ev.Argv, UID: x.ev.UID}, comm: x.ev.Comm}
+	return &e.hit
+}
+
+// keepSeqHit returns h to be stored in a pending slot that holds old: h
+// itself once it is on the heap, else a copy of the scratch hit, made in
+// old when nothing else holds old. A hit stored in one slot only is held
+// by that slot alone (the engine keeps no other pointer to it past an
+// evaluation), so a new hit of the same step and key, a shell running one
+// command after another, reuses it rather than allocating.
+func (e *Engine) keepSeqHit(h, old *seqHit) *seqHit {
+	if h != &e.hit {
+		return h
+	}
+	kept := old
+	if kept == nil || kept.slots != 1 {
+		kept = new(seqHit)
+	}
+	*kept = *h
+	return kept
 }

@@ -20,18 +20,15 @@ type cond struct {
 	renamed, unidentified bool
 }
 
-// match reports whether the event meets c, appending why to ms. Reasons are
-// gathered only once every predicate has held, so a miss costs no Match.
-func (c *cond) match(x *Exec, ms []Match) ([]Match, bool) {
-	for i := range c.checks {
-		if !c.checks[i].Holds(x) {
-			return ms, false
-		}
-	}
+// explain appends to ms why the event meets c, which holds said it does.
+// Reasons are gathered only then, so a miss costs no Match. An Explain
+// looks up nothing its predicate did not, so the reasons may be gathered
+// after other blocks' predicates ran.
+func (c *cond) explain(x *Exec, ms []Match) []Match {
 	for i := range c.reasons {
 		ms = c.reasons[i].Explain(x, ms)
 	}
-	return ms, true
+	return ms
 }
 
 // holds reports whether the event meets c, without the reasons.
@@ -67,6 +64,9 @@ type Exec struct {
 
 	anc     []Process
 	ancDone bool
+	// ancShared: anc is the engine's buffer, which the next evaluation
+	// reuses (keptAncestry).
+	ancShared bool
 
 	pay     *payloadInfo
 	payDone bool
@@ -100,27 +100,27 @@ func (x *Exec) Event() *audit.Event { return x.ev }
 
 // exeListed reports whether one of the event's names, or failing those the
 // known encoder the file is, is in exes: exeMatch finds a reason for it.
-func (x *Exec) exeListed(exes []string) bool {
+func (x *Exec) exeListed(exes nameSet) bool {
 	switch {
-	case x.exeBase != "" && nameListed(exes, x.exeBase),
-		x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base),
-		x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase):
+	case x.exeBase != "" && exes.listed(x.exeBase),
+		x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base),
+		x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && exes.listed(x.fileBase):
 		return true
 	}
 	id := x.identity()
-	return id != nil && nameListed(exes, id.Name)
+	return id != nil && exes.listed(id.Name)
 }
 
 // exeMatch appends to ms which of the event's names is in exes.
-func (x *Exec) exeMatch(exes []string, ms []Match) []Match {
+func (x *Exec) exeMatch(exes nameSet, ms []Match) []Match {
 	n := len(ms)
-	if x.exeBase != "" && nameListed(exes, x.exeBase) {
+	if x.exeBase != "" && exes.listed(x.exeBase) {
 		ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "executable " + strconv.Quote(x.exeBase) + " is listed"})
 	}
-	if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) && x.orig != nil {
+	if x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base) && x.orig != nil {
 		ms = append(ms, Match{Field: "argv[1]", Value: x.ev.Argv[0], Reason: "applet " + strconv.Quote(x.argv0Base) +
 			" is listed, run through the multi-call binary " + strconv.Quote(x.orig.Argv[0])})
-	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && nameListed(exes, x.argv0Base) {
+	} else if x.argv0Base != "" && x.argv0Base != x.exeBase && exes.listed(x.argv0Base) {
 		reason := "argv[0] " + strconv.Quote(x.argv0Base) + " is listed"
 		switch {
 		case !x.ev.Success:
@@ -130,25 +130,38 @@ func (x *Exec) exeMatch(exes []string, ms []Match) []Match {
 		}
 		ms = append(ms, Match{Field: "argv[0]", Value: x.ev.Argv[0], Reason: reason})
 	}
-	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && nameListed(exes, x.fileBase) {
+	if x.fileBase != "" && x.fileBase != x.exeBase && x.fileBase != x.argv0Base && exes.listed(x.fileBase) {
 		ms = append(ms, Match{Field: "path", Value: x.filePath, Reason: "file " + strconv.Quote(x.fileBase) + " is listed"})
 	}
 	if len(ms) == n {
-		if id := x.identity(); id != nil && nameListed(exes, id.Name) {
+		if id := x.identity(); id != nil && exes.listed(id.Name) {
 			ms = append(ms, Match{Field: "exe", Value: x.ev.Exe, Reason: "the file is the " + id.Name + " binary (same " + x.idHow + " as " + id.Path + ")"})
 		}
 	}
 	return ms
 }
 
-// nameListed reports whether name, or name without a version suffix
-// ("python3.12" → "python"), is in list.
-func nameListed(list []string, name string) bool {
-	if slices.Contains(list, name) {
+// nameSet is a list of executable names a condition gives, as a set: a
+// lookup costs one hash, where a scan of the list compared each name.
+type nameSet map[string]struct{}
+
+func newNameSet(list []string) nameSet {
+	s := make(nameSet, len(list))
+	for _, n := range list {
+		s[n] = struct{}{}
+	}
+	return s
+}
+
+// listed reports whether name, or name without a version suffix
+// ("python3.12" → "python"), is in s.
+func (s nameSet) listed(name string) bool {
+	if _, ok := s[name]; ok {
 		return true
 	}
 	if v := unversioned(name); v != name {
-		return slices.Contains(list, v)
+		_, ok := s[v]
+		return ok
 	}
 	return false
 }
@@ -188,26 +201,57 @@ func ttyMatch(globs []string, tty string) bool {
 	return false
 }
 
-func globAny(globs []string, s string) bool {
-	for _, g := range globs {
+// globList is a list of path.Match patterns compiled for globAny's rules:
+// what each pattern is is worked out once, not on every exec.
+type globList []glob
+
+type glob struct {
+	pattern string
+	// under is set for "DIR/*" without a character path.Match gives a
+	// meaning to in DIR ("/tmp/*"): what lies under dir matches, which is
+	// what path.Match and the rule of deep say, without path.Match's cost.
+	under bool
+	dir   string
+	// deep: pattern is "DIR/*" with no *, ? or [ in DIR, which also covers
+	// what lies deeper under DIR.
+	deep bool
+}
+
+func compileGlobs(globs []string) globList {
+	out := make(globList, len(globs))
+	for i, g := range globs {
+		out[i].pattern = g
 		if dir, ok := strings.CutSuffix(g, "/*"); ok && !hasGlobMeta(dir) {
-			// "/tmp/*": what path.Match and the rule below would say,
-			// without path.Match's cost on every exec.
-			if strings.HasPrefix(s, dir) && len(s) > len(dir) && s[len(dir)] == '/' {
+			out[i].under, out[i].dir = true, dir
+		}
+		out[i].deep = strings.HasSuffix(g, "/*") && !strings.ContainsAny(g[:len(g)-1], "*?[")
+	}
+	return out
+}
+
+// match reports whether s matches one of the patterns.
+func (l globList) match(s string) bool {
+	for i := range l {
+		g := &l[i]
+		if g.under {
+			if strings.HasPrefix(s, g.dir) && len(s) > len(g.dir) && s[len(g.dir)] == '/' {
 				return true
 			}
 			continue
 		}
-		if ok, _ := path.Match(g, s); ok {
+		if ok, _ := path.Match(g.pattern, s); ok {
 			return true
 		}
-		// "/tmp/*" also covers what lies deeper under /tmp.
-		if strings.HasSuffix(g, "/*") && strings.HasPrefix(s, g[:len(g)-1]) && !strings.ContainsAny(g[:len(g)-1], "*?[") {
+		if g.deep && strings.HasPrefix(s, g.pattern[:len(g.pattern)-1]) {
 			return true
 		}
 	}
 	return false
 }
+
+// globAny reports whether s matches one of globs by path.Match, or lies
+// under a "DIR/*" of them.
+func globAny(globs []string, s string) bool { return compileGlobs(globs).match(s) }
 
 // hasGlobMeta reports whether s holds a character path.Match gives a
 // meaning to (a byte loop: strings.ContainsAny builds its set each call).
@@ -222,11 +266,11 @@ func hasGlobMeta(s string) bool {
 }
 
 // pathMatch checks the executed paths against globs.
-func (x *Exec) pathMatch(globs []string) (string, bool) {
-	if x.ev.Success && x.ev.Exe != "" && globAny(globs, x.ev.Exe) {
+func (x *Exec) pathMatch(globs globList) (string, bool) {
+	if x.ev.Success && x.ev.Exe != "" && globs.match(x.ev.Exe) {
 		return x.ev.Exe, true
 	}
-	if x.filePath != "" && globAny(globs, x.filePath) {
+	if x.filePath != "" && globs.match(x.filePath) {
 		return x.filePath, true
 	}
 	return "", false
@@ -242,14 +286,47 @@ func (x *Exec) joinedArgs() string {
 	return x.args
 }
 
+// commandLine is argv joined by spaces, as strings.Join makes it, in a
+// buffer of the engine's that the next call reuses: an ancestor's command
+// line is matched for every candidate exec and kept only when it matches.
+func (x *Exec) commandLine(argv []string) []byte {
+	b := x.e.line[:0]
+	for i, a := range argv {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, a...)
+	}
+	x.e.line = b
+	return b
+}
+
 func (x *Exec) ancestry() []Process {
 	if !x.ancDone {
 		x.ancDone = true
 		if x.e.procs != nil && x.ev.PPID > 0 {
-			x.anc = x.e.procs.Ancestry(x.ev.PPID, x.p.depth)
+			if a, ok := x.e.procs.(ancestryAppender); ok {
+				x.e.anc = a.AppendAncestry(x.e.anc[:0], x.ev.PPID, x.p.depth)
+				x.anc, x.ancShared = x.e.anc, true
+			} else {
+				x.anc = x.e.procs.Ancestry(x.ev.PPID, x.p.depth)
+			}
 		}
 	}
 	return x.anc
+}
+
+// keptAncestry is the ancestry for what outlives the evaluation (an alert,
+// a throttle's summary): a copy when it is the engine's buffer.
+func (x *Exec) keptAncestry() []Process {
+	anc := x.ancestry()
+	switch {
+	case !x.ancShared:
+		return anc
+	case len(anc) == 0:
+		return nil // as Ancestry answers when it knows none
+	}
+	return slices.Clone(anc)
 }
 
 func (x *Exec) payload() *payloadInfo {

@@ -148,3 +148,98 @@ func TestLineageWithoutDescriptors(t *testing.T) {
 		}
 	}
 }
+
+// A waiting hit is reused for the next hit of its slot only when that slot
+// alone holds it: one stored under several keys (by lineage) still pairs
+// as itself after a later hit takes one of its slots, across a reload
+// that turns the sequence to by parent and back.
+func TestSequenceWaitingHitsKeepTheirSlots(t *testing.T) {
+	spec := func(by string) *Policy {
+		return mustCompile(t, PolicySpec{Signatures: []SignatureSpec{{
+			Name: "seq", Importance: Critical,
+			Sequence: &SequenceSpec{By: by, Within: 3 * time.Second, Steps: []StepSpec{
+				{Name: "decoder", Conditions: Conditions{"executables": []string{"base64"}, "mode": "decode"}},
+				{Name: "interpreter", Conditions: Conditions{"executables": []string{"sh"}}},
+			}},
+		}}})
+	}
+	ev := func(pid, ppid int, argv ...string) *audit.Event {
+		e := execEvent("/usr/bin/"+argv[0], argv...)
+		e.PID, e.PPID, e.Comm = pid, ppid, argv[0]
+		return e
+	}
+	tests := []struct {
+		name    string
+		by      []string // the sequence's by at each event
+		events  []*audit.Event
+		wantPID int // the interpreter the decoder pairs with
+	}{
+		{"by parent, the later shell", []string{"parent", "parent", "parent"},
+			[]*audit.Event{ev(10, 5, "sh"), ev(11, 5, "sh"), ev(12, 5, "base64", "-d")}, 11},
+		{"by lineage, a slot of the first shell taken by its child", []string{"lineage", "lineage", "lineage"},
+			[]*audit.Event{ev(10, 5, "sh"), ev(20, 10, "sh"), ev(30, 5, "base64", "-d")}, 10},
+		{"lineage, then by parent", []string{"lineage", "parent", "lineage"},
+			[]*audit.Event{ev(10, 5, "sh"), ev(11, 5, "sh"), ev(40, 10, "base64", "-d")}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := NewEngine(spec(tt.by[0]), "h", fixedNow)
+			var got []Alert
+			for i, ev := range tt.events {
+				e.Swap(spec(tt.by[i]))
+				got = e.Evaluate(ev)
+				if i < len(tt.events)-1 && len(got) != 0 {
+					t.Fatalf("event %d raised %v", i, names(got))
+				}
+			}
+			if len(got) != 1 || len(got[0].Related) != 1 {
+				t.Fatalf("decoder raised %v, want one alert with its interpreter", names(got))
+			}
+			if pid := got[0].Related[0].PID; pid != tt.wantPID {
+				t.Errorf("decoder paired with pid %d, want %d", pid, tt.wantPID)
+			}
+		})
+	}
+}
+
+// appendingTable is a ProcessTable that also appends ancestries, as
+// proc.Cache does, into the buffer the engine reuses.
+type appendingTable struct{ ProcessTable }
+
+func (t appendingTable) AppendAncestry(dst []Process, pid, max int) []Process {
+	return AppendAncestry(dst, pid, max, func(pid int) (Process, bool) {
+		p, ok := t.ProcessTable[pid]
+		return p, ok
+	})
+}
+
+// An alert keeps its own ancestry when the engine reuses its buffer for
+// the next exec, and an exec with no known parent has none (nil).
+func TestAlertAncestryOutlivesTheBuffer(t *testing.T) {
+	e := NewEngine(mustCompile(t, PolicySpec{Signatures: []SignatureSpec{encoderSpec}}), "h", fixedNow)
+	e.Uncap()
+	e.SetProcesses(appendingTable{ProcessTable{
+		10: {PID: 10, PPID: 1, Exe: "/usr/bin/bash", Argv: []string{"bash"}},
+		20: {PID: 20, PPID: 1, Exe: "/usr/bin/make", Argv: []string{"make"}},
+	}})
+	ev := func(pid, ppid int) *audit.Event {
+		e := execEvent("/usr/bin/base64", "base64", "-d")
+		e.PID, e.PPID, e.Serial = pid, ppid, uint64(pid)
+		return e
+	}
+	first := e.Evaluate(ev(11, 10))
+	second := e.Evaluate(ev(21, 20))
+	none := e.Evaluate(ev(31, 30))
+	if len(first) != 1 || len(second) != 1 || len(none) != 1 {
+		t.Fatalf("raised %v, %v and %v, want one alert each", names(first), names(second), names(none))
+	}
+	if anc := first[0].Ancestry; len(anc) != 1 || anc[0].Exe != "/usr/bin/bash" {
+		t.Errorf("first alert's ancestry = %v, want bash", anc)
+	}
+	if anc := second[0].Ancestry; len(anc) != 1 || anc[0].Exe != "/usr/bin/make" {
+		t.Errorf("second alert's ancestry = %v, want make", anc)
+	}
+	if anc := none[0].Ancestry; anc != nil {
+		t.Errorf("ancestry of an exec with no known parent = %#v, want nil", anc)
+	}
+}

@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"bytes"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -16,6 +18,8 @@ import (
 type regex struct {
 	*regexp.Regexp
 	need []string // nil: no prefilter, every string goes to the engine
+	// needBytes is need for Match.
+	needBytes [][]byte
 }
 
 // maxNeed bounds the prefilter's strings; an expression with more
@@ -32,6 +36,9 @@ func newRegex(expr string) (*regex, error) {
 	if parsed, err := syntax.Parse(expr, syntax.Perl); err == nil {
 		r.need = required(parsed.Simplify())
 	}
+	for _, n := range r.need {
+		r.needBytes = append(r.needBytes, []byte(n))
+	}
 	return r, nil
 }
 
@@ -41,6 +48,15 @@ func (r *regex) MatchString(s string) bool {
 		return false
 	}
 	return r.Regexp.MatchString(s)
+}
+
+// Match reports whether b contains a match, as MatchString(string(b))
+// would, without making the string.
+func (r *regex) Match(b []byte) bool {
+	if r.need != nil && !slices.ContainsFunc(r.needBytes, func(n []byte) bool { return bytes.Contains(b, n) }) {
+		return false
+	}
+	return r.Regexp.Match(b)
 }
 
 func containsAny(s string, subs []string) bool {

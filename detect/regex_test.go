@@ -61,6 +61,9 @@ func FuzzRegexPrefilter(f *testing.F) {
 		if got, want := r.MatchString(input), plain.MatchString(input); got != want {
 			t.Fatalf("%q on %q: prefiltered %v, engine %v (prefilter %q)", expr, input, got, want, r.need)
 		}
+		if got, want := r.Match([]byte(input)), plain.MatchString(input); got != want {
+			t.Fatalf("%q on %q as bytes: prefiltered %v, engine %v (prefilter %q)", expr, input, got, want, r.need)
+		}
 	})
 }
 

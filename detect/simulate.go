@@ -37,19 +37,24 @@ func (t ProcessTable) Ancestry(pid int, max int) []Process {
 // looking each up with lookup; it stops at an unknown pid or a process that
 // is its own parent.
 func WalkAncestry(pid, max int, lookup func(pid int) (Process, bool)) []Process {
-	var out []Process
-	for len(out) < max && pid > 0 {
+	return AppendAncestry(nil, pid, max, lookup)
+}
+
+// AppendAncestry appends to dst what WalkAncestry returns, and returns the
+// extended slice.
+func AppendAncestry(dst []Process, pid, max int, lookup func(pid int) (Process, bool)) []Process {
+	for n := 0; n < max && pid > 0; n++ {
 		p, ok := lookup(pid)
 		if !ok {
 			break
 		}
-		out = append(out, p)
+		dst = append(dst, p)
 		if p.PPID == pid {
 			break
 		}
 		pid = p.PPID
 	}
-	return out
+	return dst
 }
 
 var _ Processes = ProcessTable(nil)

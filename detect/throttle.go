@@ -284,7 +284,7 @@ func (e *Engine) flood(x *evalCtx, s *signature, src sourceKey, host string, c *
 			MITRE:       []string{"T1562", "T1027"},
 		},
 		Event:    ev,
-		Ancestry: x.ancestry(),
+		Ancestry: x.keptAncestry(),
 		Matches: []Match{
 			{Field: "flood.uid", Value: strconv.FormatUint(uint64(ev.UID), 10), Reason: "the user whose alerts passed the cap (" + who + ")"},
 			{Field: "flood.auid", Value: auidString(ev.AUID), Reason: "the login the user's processes came from"},
@@ -311,7 +311,7 @@ func (e *Engine) hold(g *group, x *evalCtx) {
 	if g.first == nil {
 		g.first = ev
 	}
-	g.last, g.anc, g.mode = ev, x.ancestry(), x.alertMode()
+	g.last, g.anc, g.mode = ev, x.keptAncestry(), x.alertMode()
 	g.held++
 	e.held[g.sig.info.Name]++
 	count(&e.throttled, g.sig.info.Name)

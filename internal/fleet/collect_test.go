@@ -100,9 +100,12 @@ func runCollector(t *testing.T, cl *natstest.Cluster, extra string) *fleetCollec
 	for _, u := range cl.URLs() {
 		urls = append(urls, fmt.Sprintf("%q", u))
 	}
+	// The probe socket is the test's own: collectors of tests running at
+	// once never share one.
 	cfg, err := config.Parse("collect.hcl", fmt.Appendf(nil, `
 metrics {
-  address = %q
+  address      = %q
+  probe_socket = %q
 }
 collect {
   urls      = [%s]
@@ -113,7 +116,7 @@ collect {
 sink "file" "siem" {
   path = %q
 }
-`, p.metrics, strings.Join(urls, ", "), cl.Seed(natstest.Collect), extra, p.out))
+`, p.metrics, filepath.Join(dir, "probe.sock"), strings.Join(urls, ", "), cl.Seed(natstest.Collect), extra, p.out))
 	if err != nil {
 		t.Fatal(err)
 	}

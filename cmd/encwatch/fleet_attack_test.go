@@ -308,28 +308,10 @@ func TestFleetFloodAsRoot(t *testing.T) {
 	if total > 200 {
 		t.Errorf("%d records reached the SIEM, want a bounded number (web2's heartbeats and the summaries)", total)
 	}
-	m := metricText(t, metrics)
+	m := natstest.Metrics(t, metrics, "encwatch_collect_")
 	if !strings.Contains(m, fmt.Sprintf(`encwatch_collect_messages_total{result="forged"} %d`, hosts)) {
 		t.Errorf("metrics do not count %d forged messages:\n%s", hosts, m)
 	}
-}
-
-func metricText(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	var out []string
-	for line := range strings.SplitSeq(b.String(), "\n") {
-		if strings.HasPrefix(line, "encwatch_collect_") {
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // TestValidateRefusesNATSWithoutCredentials: validate refuses a nats sink

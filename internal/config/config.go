@@ -60,6 +60,17 @@ type Settings struct {
 	EncoderBinaries []string
 }
 
+// Host names this machine in alerts: Hostname, which Load fills in from
+// the system when the policy leaves it empty, or the system's name for a
+// Config made without Load.
+func (s Settings) Host() string {
+	if s.Hostname != "" {
+		return s.Hostname
+	}
+	h, _ := hostname()
+	return h
+}
+
 // Audit is the audit block: how encwatch talks to the kernel audit
 // subsystem. Its kernel-facing settings are audit.Settings, embedded: the
 // type the kernel side opens with, so that nothing is copied on the way.

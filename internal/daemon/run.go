@@ -283,10 +283,7 @@ func (d *daemon) logStopping() {
 func (d *daemon) syntheticAlert(name, description string, imp detect.Importance, matches []detect.Match, actions []string) detect.Alert {
 	cfg := d.cfg.Load()
 	now := time.Now()
-	host := cfg.Settings.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
+	host := cfg.Settings.Host()
 	return detect.Alert{
 		ID:          fmt.Sprintf("%s-%s-%d", name, host, now.UnixNano()),
 		Time:        now,

@@ -340,23 +340,10 @@ func TestFleetForgeryWithServer(t *testing.T) {
 			t.Errorf("forged fleet record %s delivered, want it dropped (counted)", id)
 		}
 	}
-	m := scrapeCollector(t, col.metrics)
+	m := natstest.Metrics(t, col.metrics, "encwatch_collect_")
 	if !strings.Contains(m, `encwatch_collect_messages_total{result="forged"} 6`) {
 		t.Errorf("metrics lack 6 forged messages:\n%s", grepLines(m, "encwatch_collect_messages_total"))
 	}
-}
-
-// scrapeCollector reads the collector's /metrics.
-func scrapeCollector(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return b.String()
 }
 
 // encAlert is an alert of host's, the i-th.
@@ -486,7 +473,7 @@ func TestFleetConsumerDeletedWithServer(t *testing.T) {
 			t.Fatal("/healthz not 200 again after delivery resumed")
 		}
 	}
-	m := scrapeCollector(t, col.metrics)
+	m := natstest.Metrics(t, col.metrics, "encwatch_collect_")
 	for _, want := range []string{"encwatch_collect_stalls_total 1", "encwatch_collect_consumer_recreated_total 1", "encwatch_collect_healthy 1"} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(m, "encwatch_collect_"))
@@ -557,16 +544,16 @@ func TestFleetJunkSummarisedWithServer(t *testing.T) {
 		}
 	}
 	want := fmt.Sprintf(`encwatch_collect_messages_total{result="undecodable"} %d`, junk)
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(scrapeCollector(t, col.metrics), want); time.Sleep(100 * time.Millisecond) { // polling /metrics
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(natstest.Metrics(t, col.metrics, "encwatch_collect_"), want); time.Sleep(100 * time.Millisecond) { // polling /metrics
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics never counted %d undecodable messages:\n%s", junk, grepLines(scrapeCollector(t, col.metrics), "encwatch_collect_messages_total"))
+			t.Fatalf("metrics never counted %d undecodable messages:\n%s", junk, grepLines(natstest.Metrics(t, col.metrics, "encwatch_collect_"), "encwatch_collect_messages_total"))
 		}
 	}
 	// Every junk message was terminated: the consumer's backlog, as the
 	// health check reads it from the server, drains to nothing.
 	drained := `encwatch_collect_pending_messages{state="waiting"} 0`
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) { // polling /metrics
-		m := scrapeCollector(t, col.metrics)
+		m := natstest.Metrics(t, col.metrics, "encwatch_collect_")
 		if strings.Contains(m, drained) && strings.Contains(m, `encwatch_collect_pending_messages{state="unacknowledged"} 0`) {
 			break
 		}

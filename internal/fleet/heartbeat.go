@@ -120,10 +120,7 @@ func (h *Heartbeater) send(cfg *config.Config, hb *HeartbeatSettings, name strin
 // record is an agent_heartbeat or agent_stopped record: who the agent is
 // and the counters that show its health, as match fields.
 func (h *Heartbeater) record(cfg *config.Config, hb *HeartbeatSettings, name string, now time.Time) detect.Alert {
-	host := cfg.Settings.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
+	host := cfg.Settings.Host()
 	st := h.o.Stats()
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	desc, reason := "encwatch is running on this host", "the agent is alive"

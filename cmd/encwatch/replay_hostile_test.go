@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // longLog writes n distinct base64 decodes, 1 ms apart: a replay of a few
@@ -77,20 +79,7 @@ func TestReplaySignalEndsWithSummary(t *testing.T) {
 // for ever, ignoring SIGTERM).
 func TestReplayHostileDirectoryBinary(t *testing.T) {
 	bin := buildEncwatch(t)
-	dir := t.TempDir()
-	good, err := os.ReadFile("../../testdata/replay-audit.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "audit.log"), good, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "audit.log.1"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/dev/zero", filepath.Join(dir, "audit.log.2")); err != nil {
-		t.Fatal(err)
-	}
+	dir := audittest.HostileLogDir(t, "../../testdata/replay-audit.log")
 	cmd := exec.Command(bin, "replay", "--config", "../../config.hcl", dir)
 	var stdout, stderr syncBuf
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -2,7 +2,7 @@
 // audit subsystem as root: a cross-process lock so such tests in different
 // packages run one at a time, a precondition check that fails loudly under CI,
 // and a snapshot that checks (and repairs) the kernel's audit state after a
-// test.
+// test; and the hostile log directory replay tests read.
 package audittest
 
 import (
@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -292,4 +293,27 @@ func wire(text string) (rule.WireFormat, error) {
 		return nil, fmt.Errorf("build rule %q: %w", text, err)
 	}
 	return w, nil
+}
+
+// HostileLogDir makes a log directory an attacker could have built: the
+// log at good copied as audit.log, a FIFO as audit.log.1 (an open of it
+// blocks for ever) and a symbolic link to /dev/zero as audit.log.2 (an
+// endless read). It returns the directory.
+func HostileLogDir(tb testing.TB, good string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	data, err := os.ReadFile(good)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "audit.log"), data, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "audit.log.1"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "audit.log.2")); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }

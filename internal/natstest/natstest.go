@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
+	"github.com/encwatch/encwatch/internal/audittest"
 	"github.com/encwatch/encwatch/packaging"
 )
 
@@ -96,13 +97,7 @@ type Node struct {
 // it elsewhere when it is missing.
 func Bin(tb testing.TB) string {
 	tb.Helper()
-	p, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("needs Debian's nats-server (make test-deps installs it)")
-		}
-		tb.Skip("!!! SKIPPED: needs Debian's nats-server (apt-get install nats-server)")
-	}
+	p := audittest.Program(tb, "nats-server", "nats-server")
 	if os.Geteuid() != 0 {
 		tb.Skip("!!! SKIPPED: needs root (the nkey seed files must be root-owned)")
 	}

@@ -201,8 +201,9 @@ func ttyMatch(globs []string, tty string) bool {
 	return false
 }
 
-// globList is a list of path.Match patterns compiled for globAny's rules:
-// what each pattern is is worked out once, not on every exec.
+// globList is a list of path.Match patterns, compiled with the policy: a
+// path matches one by path.Match, or by lying under a "DIR/*" of them.
+// What each pattern is is worked out once, not on every exec.
 type globList []glob
 
 type glob struct {
@@ -248,10 +249,6 @@ func (l globList) match(s string) bool {
 	}
 	return false
 }
-
-// globAny reports whether s matches one of globs by path.Match, or lies
-// under a "DIR/*" of them.
-func globAny(globs []string, s string) bool { return compileGlobs(globs).match(s) }
 
 // hasGlobMeta reports whether s holds a character path.Match gives a
 // meaning to (a byte loop: strings.ContainsAny builds its set each call).

@@ -29,7 +29,7 @@ func TestGlobListAgreesWithPathMatch(t *testing.T) {
 		for _, p := range paths {
 			want := globAnyByMatch([]string{g}, p)
 			if got := compileGlobs([]string{g}).match(p); got != want {
-				t.Errorf("globAny(%q, %q) = %v, path.Match and the DIR/* rule say %v", g, p, got, want)
+				t.Errorf("globList %q matching %q: %v, path.Match and the DIR/* rule say %v", g, p, got, want)
 			}
 		}
 	}
@@ -39,7 +39,7 @@ func TestGlobListAgreesWithPathMatch(t *testing.T) {
 		want       bool
 	}{{"/tmp/*", "/tmp/a/b", true}, {"/tmp/*", "/tmpa", false}, {"/tmp/*", "/var/tmp/a", false}} {
 		if got := compileGlobs([]string{c.glob}).match(c.path); got != c.want {
-			t.Errorf("globAny(%q, %q) = %v, want %v", c.glob, c.path, got, c.want)
+			t.Errorf("globList %q matching %q: %v, want %v", c.glob, c.path, got, c.want)
 		}
 	}
 }
